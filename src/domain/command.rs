@@ -1,0 +1,171 @@
+//! Commands: what a client asks the fund to do. A command is a request, not a
+//! fact; `decide` turns it into events or a rejection.
+
+use super::ids::{ApplicationId, Date, PartnerId, RoundId};
+use super::money::{Currency, MoneyInput};
+use super::stream::StreamId;
+use serde::{Deserialize, Serialize};
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub enum Command {
+    /// Opens the fund; a ledger holds exactly one fund, opened once.
+    OpenFund {
+        name: String,
+        currency: Currency,
+    },
+    AdmitPartner {
+        partner: PartnerId,
+        name: String,
+        organisation_id: String,
+    },
+    /// A partner promises money, unrestricted or earmarked for one round.
+    PledgeContribution {
+        partner: PartnerId,
+        amount: MoneyInput,
+        earmark: Option<RoundId>,
+        pledged_on: Date,
+    },
+    /// Lowers the part of a pledge that has not been received yet.
+    ReducePledge {
+        partner: PartnerId,
+        amount: MoneyInput,
+        earmark: Option<RoundId>,
+        reason: String,
+        reduced_on: Date,
+    },
+    /// Money from a partner arrived on the fund's account.
+    RecordReceipt {
+        partner: PartnerId,
+        amount: MoneyInput,
+        earmark: Option<RoundId>,
+        value_date: Date,
+        bank_reference: String,
+    },
+    OpenRound {
+        round: RoundId,
+        name: String,
+        budget_ceiling: MoneyInput,
+        grant_max: MoneyInput,
+        opens_on: Date,
+        closes_on: Date,
+    },
+    CloseRound {
+        round: RoundId,
+        closed_on: Date,
+    },
+    SubmitApplication {
+        application: ApplicationId,
+        round: RoundId,
+        applicant: Applicant,
+        title: String,
+        description: String,
+        amount_requested: MoneyInput,
+        submitted_on: Date,
+    },
+    WithdrawApplication {
+        application: ApplicationId,
+        reason: String,
+        withdrawn_on: Date,
+    },
+    RejectApplication {
+        application: ApplicationId,
+        reason: String,
+        decided_on: Date,
+    },
+    AwardGrant {
+        application: ApplicationId,
+        amount: MoneyInput,
+        reason: String,
+        decided_on: Date,
+    },
+    ReduceGrant {
+        application: ApplicationId,
+        amount: MoneyInput,
+        reason: String,
+        decided_on: Date,
+    },
+    WithdrawGrant {
+        application: ApplicationId,
+        reason: String,
+        decided_on: Date,
+    },
+    /// The final amount of a grant (the Dutch *vaststelling*).
+    SettleGrant {
+        application: ApplicationId,
+        final_amount: MoneyInput,
+        reason: String,
+        decided_on: Date,
+    },
+    MakePayment {
+        application: ApplicationId,
+        amount: MoneyInput,
+        value_date: Date,
+        bank_reference: String,
+    },
+    RecordRefund {
+        application: ApplicationId,
+        amount: MoneyInput,
+        value_date: Date,
+        bank_reference: String,
+    },
+}
+
+/// Who applies, and where the initiative takes place.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Applicant {
+    pub name: String,
+    /// e.g. `NL-KVK-12345678`; empty for an informal group of residents.
+    pub organisation_id: String,
+    /// Town or city, e.g. `Utrecht` or `Willemstad`.
+    pub place: String,
+    /// ISO 3166-1 alpha-2 code, e.g. `NL` or `CW` (Curaçao).
+    pub country: String,
+}
+
+impl Command {
+    /// The stream this command acts on: the one whose version an expected
+    /// version refers to, and the one its events are recorded in.
+    pub fn stream(&self) -> StreamId {
+        use Command::*;
+        match self {
+            OpenFund { .. } => StreamId::Fund,
+            AdmitPartner { partner, .. }
+            | PledgeContribution { partner, .. }
+            | ReducePledge { partner, .. }
+            | RecordReceipt { partner, .. } => StreamId::Partner(partner.clone()),
+            OpenRound { round, .. } | CloseRound { round, .. } => StreamId::Round(round.clone()),
+            SubmitApplication { application, .. }
+            | WithdrawApplication { application, .. }
+            | RejectApplication { application, .. }
+            | AwardGrant { application, .. }
+            | ReduceGrant { application, .. }
+            | WithdrawGrant { application, .. }
+            | SettleGrant { application, .. }
+            | MakePayment { application, .. }
+            | RecordRefund { application, .. } => StreamId::Application(application.clone()),
+        }
+    }
+
+    /// A short name for logs and metrics.
+    pub fn name(&self) -> &'static str {
+        use Command::*;
+        match self {
+            OpenFund { .. } => "OpenFund",
+            AdmitPartner { .. } => "AdmitPartner",
+            PledgeContribution { .. } => "PledgeContribution",
+            ReducePledge { .. } => "ReducePledge",
+            RecordReceipt { .. } => "RecordReceipt",
+            OpenRound { .. } => "OpenRound",
+            CloseRound { .. } => "CloseRound",
+            SubmitApplication { .. } => "SubmitApplication",
+            WithdrawApplication { .. } => "WithdrawApplication",
+            RejectApplication { .. } => "RejectApplication",
+            AwardGrant { .. } => "AwardGrant",
+            ReduceGrant { .. } => "ReduceGrant",
+            WithdrawGrant { .. } => "WithdrawGrant",
+            SettleGrant { .. } => "SettleGrant",
+            MakePayment { .. } => "MakePayment",
+            RecordRefund { .. } => "RecordRefund",
+        }
+    }
+}

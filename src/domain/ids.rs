@@ -1,0 +1,115 @@
+//! Identifiers chosen by clients (`porticus`, `round-2`, `app-0042`) and
+//! business dates. Both are validated once, here, so that the rest of the
+//! domain can take them as given.
+
+use serde::{Deserialize, Serialize};
+use std::fmt;
+
+/// The longest identifier, in bytes.
+pub const ID_BYTES_MAX: usize = 64;
+
+macro_rules! id_type {
+    ($(#[$doc:meta])* $name:ident, $what:literal) => {
+        $(#[$doc])*
+        #[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+        pub struct $name(String);
+
+        impl $name {
+            /// Validates an identifier: 1 to 64 characters of `a-z`, `A-Z`,
+            /// `0-9`, `-`, `_`, `.`; it starts with a letter or digit.
+            pub fn new(id: &str) -> Result<Self, IdError> {
+                validate_id(id, $what).map(|()| $name(id.to_owned()))
+            }
+
+            pub fn as_str(&self) -> &str {
+                &self.0
+            }
+        }
+
+        impl fmt::Display for $name {
+            fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str(&self.0)
+            }
+        }
+    };
+}
+
+id_type!(
+    /// A partner fund, e.g. `porticus`.
+    PartnerId, "partner id"
+);
+id_type!(
+    /// A round of the grant window, e.g. `2023-1`.
+    RoundId, "round id"
+);
+id_type!(
+    /// An application; the grant awarded on it has the same id.
+    ApplicationId, "application id"
+);
+
+fn validate_id(id: &str, what: &'static str) -> Result<(), IdError> {
+    let problem = if id.is_empty() {
+        "must not be empty"
+    } else if id.len() > ID_BYTES_MAX {
+        "is longer than 64 characters"
+    } else if !id.bytes().next().is_some_and(|b| b.is_ascii_alphanumeric()) {
+        "must start with a letter or digit"
+    } else if !id.bytes().all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.')) {
+        "may only contain letters, digits, '-', '_' and '.'"
+    } else {
+        return Ok(());
+    };
+    Err(IdError { what, id: id.chars().take(80).collect(), problem })
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+#[error("{what} {id:?} {problem}")]
+pub struct IdError {
+    pub what: &'static str,
+    pub id: String,
+    pub problem: &'static str,
+}
+
+/// A business date (value date of a transfer, date of a decision), distinct
+/// from the time an event was recorded. Stored as days since 1970-01-01.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+pub struct Date(i32);
+
+impl Date {
+    /// Parses `YYYY-MM-DD`.
+    pub fn parse(text: &str) -> Result<Date, DateError> {
+        let format = time::macros::format_description!("[year]-[month]-[day]");
+        let date = time::Date::parse(text, format).map_err(|_| DateError { text: text.chars().take(40).collect() })?;
+        Ok(Date::from_time(date))
+    }
+
+    pub fn from_time(date: time::Date) -> Date {
+        Date(date.to_julian_day() - time::macros::date!(1970 - 01 - 01).to_julian_day())
+    }
+
+    pub fn days_since_epoch(self) -> i32 {
+        self.0
+    }
+
+    pub fn from_days_since_epoch(days: i32) -> Date {
+        Date(days)
+    }
+
+    fn to_time(self) -> time::Date {
+        time::Date::from_julian_day(self.0 + time::macros::date!(1970 - 01 - 01).to_julian_day())
+            .expect("dates are validated on the way in")
+    }
+}
+
+impl fmt::Display for Date {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let d = self.to_time();
+        write!(f, "{:04}-{:02}-{:02}", d.year(), u8::from(d.month()), d.day())
+    }
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+#[error("date {text:?} is not a calendar date in the form YYYY-MM-DD")]
+pub struct DateError {
+    pub text: String,
+}

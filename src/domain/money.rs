@@ -1,0 +1,210 @@
+//! Exact money: amounts are integer minor units (cents for EUR) of the fund's
+//! one currency. Decimal text from a client is converted here, exactly or not
+//! at all: too many decimals, a sign where none is allowed or an absurd
+//! magnitude is refused with the figures, never rounded.
+//!
+//! This module never uses floating point.
+
+use rust_decimal::Decimal;
+use serde::{Deserialize, Serialize};
+use std::fmt;
+
+/// The largest amount a single command may carry, in major units (one
+/// billion of the currency). Anything larger is taken to be a typing error.
+pub const AMOUNT_MAJOR_MAX: i64 = 1_000_000_000;
+
+/// The largest total a fund may ever have pledged, in major units. Every
+/// other figure of the ledger is bounded by the pledged total, so this bound
+/// keeps all sums far inside `i64` minor units.
+pub const FUND_PLEDGED_MAJOR_MAX: i64 = 1_000_000_000_000;
+
+/// The most minor units a currency may have (4 covers every ISO 4217 currency).
+pub const MINOR_UNITS_MAX: u8 = 4;
+
+/// An amount in minor units of the fund's currency. Never negative.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+pub struct Amount(i64);
+
+impl Amount {
+    pub const ZERO: Amount = Amount(0);
+
+    /// An amount from minor units; `None` when negative.
+    pub fn from_minor(minor: i64) -> Option<Amount> {
+        (minor >= 0).then_some(Amount(minor))
+    }
+
+    pub fn minor(self) -> i64 {
+        self.0
+    }
+
+    pub fn is_zero(self) -> bool {
+        self.0 == 0
+    }
+
+    /// Sum of two amounts. Overflow is impossible for amounts within the
+    /// fund's bounds, so it is an assertion, not an error.
+    pub fn plus(self, other: Amount) -> Amount {
+        Amount(self.0.checked_add(other.0).expect("amount overflow: bounds were not enforced"))
+    }
+
+    /// Difference of two amounts; the caller has established `self >= other`.
+    pub fn minus(self, other: Amount) -> Amount {
+        assert!(self.0 >= other.0, "amount underflow: {} - {}", self.0, other.0);
+        Amount(self.0 - other.0)
+    }
+
+    /// `self - other`, or zero when `other` is larger.
+    pub fn saturating_minus(self, other: Amount) -> Amount {
+        Amount((self.0 - other.0).max(0))
+    }
+}
+
+impl std::iter::Sum for Amount {
+    fn sum<I: Iterator<Item = Amount>>(iter: I) -> Amount {
+        iter.fold(Amount::ZERO, Amount::plus)
+    }
+}
+
+/// The fund's currency: an ISO 4217 code and its number of minor units.
+#[derive(Clone, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub struct Currency {
+    pub code: String,
+    pub minor_units: u8,
+}
+
+impl Currency {
+    pub fn eur() -> Currency {
+        Currency { code: "EUR".into(), minor_units: 2 }
+    }
+
+    /// Validates a currency as a fund would be opened with it.
+    pub fn new(code: &str, minor_units: u8) -> Result<Currency, String> {
+        if code.len() != 3 || !code.bytes().all(|b| b.is_ascii_uppercase()) {
+            return Err(format!("currency code must be three capital letters (ISO 4217), got {code:?}"));
+        }
+        if minor_units > MINOR_UNITS_MAX {
+            return Err(format!("a currency has at most {MINOR_UNITS_MAX} minor units, got {minor_units}"));
+        }
+        Ok(Currency { code: code.into(), minor_units })
+    }
+
+    fn scale(&self) -> i64 {
+        10i64.pow(u32::from(self.minor_units))
+    }
+
+    /// The amount as exact decimal text with all minor digits: `12500.00`.
+    pub fn plain(&self, amount: Amount) -> String {
+        Decimal::new(amount.minor(), u32::from(self.minor_units)).to_string()
+    }
+
+    /// The amount for people: `EUR 12,500.00`.
+    pub fn display(&self, amount: Amount) -> String {
+        let plain = self.plain(amount);
+        let (int, frac) = match plain.split_once('.') {
+            Some((i, f)) => (i, Some(f)),
+            None => (plain.as_str(), None),
+        };
+        let mut grouped = String::new();
+        for (i, c) in int.chars().enumerate() {
+            if i > 0 && (int.len() - i) % 3 == 0 {
+                grouped.push(',');
+            }
+            grouped.push(c);
+        }
+        match frac {
+            Some(f) => format!("{} {grouped}.{f}", self.code),
+            None => format!("{} {grouped}", self.code),
+        }
+    }
+
+    /// Converts a client's decimal into minor units of this currency,
+    /// exactly. `allow_zero` is for figures such as a final settlement that
+    /// may be zero; every other amount must be positive.
+    pub fn to_amount(&self, input: &MoneyInput, allow_zero: bool) -> Result<Amount, AmountError> {
+        if input.currency != self.code {
+            return Err(AmountError::CurrencyMismatch { given: input.currency.clone(), expected: self.code.clone() });
+        }
+        let value = input.value;
+        if value.is_sign_negative() && !value.is_zero() || (!allow_zero && value.is_zero()) {
+            return Err(AmountError::NotPositive { value: value.to_string(), zero_allowed: allow_zero });
+        }
+        if value.normalize().scale() > u32::from(self.minor_units) {
+            return Err(AmountError::TooPrecise {
+                value: value.to_string(),
+                currency: self.code.clone(),
+                minor_units: self.minor_units,
+            });
+        }
+        if value > Decimal::from(AMOUNT_MAJOR_MAX) {
+            return Err(AmountError::TooLarge {
+                value: value.to_string(),
+                max: format!("{} {}", self.code, AMOUNT_MAJOR_MAX),
+            });
+        }
+        let minor = (value * Decimal::from(self.scale())).normalize();
+        debug_assert_eq!(minor.scale(), 0);
+        let minor: i64 = minor.mantissa().try_into().expect("bounded above");
+        Ok(Amount(minor))
+    }
+
+    /// The fund-wide pledge bound in minor units of this currency.
+    pub fn fund_pledged_max(&self) -> Amount {
+        Amount(FUND_PLEDGED_MAJOR_MAX * self.scale())
+    }
+}
+
+/// An amount as a client sent it: exact decimal plus currency code. Parsing
+/// the text is the wire's job; fitting it to the fund's currency is ours.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct MoneyInput {
+    #[serde(with = "rust_decimal::serde::str")]
+    pub value: Decimal,
+    pub currency: String,
+}
+
+impl MoneyInput {
+    /// Parses decimal text such as `12500.00`. Exponents (`1e30`), signs
+    /// other than `-`, separators and anything else are refused.
+    pub fn parse(value: &str, currency: &str) -> Result<MoneyInput, AmountError> {
+        let text = value.trim();
+        let well_formed = !text.is_empty()
+            && text.len() <= 40
+            && text.strip_prefix('-').unwrap_or(text).split_once('.').map_or_else(
+                || is_digits(text.strip_prefix('-').unwrap_or(text)),
+                |(int, frac)| is_digits(int) && is_digits(frac),
+            );
+        if !well_formed {
+            return Err(AmountError::Malformed { value: value.into() });
+        }
+        let value = Decimal::from_str_exact(text)
+            .map_err(|_| AmountError::TooLarge { value: text.into(), max: format!("{currency} {AMOUNT_MAJOR_MAX}") })?;
+        Ok(MoneyInput { value, currency: currency.into() })
+    }
+}
+
+fn is_digits(s: &str) -> bool {
+    !s.is_empty() && s.bytes().all(|b| b.is_ascii_digit())
+}
+
+/// Why an amount from a client cannot be taken. These are malformed input,
+/// not business rules: the API answers them with `INVALID_ARGUMENT`.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+pub enum AmountError {
+    #[error("amount {value:?} is not a decimal number such as \"12500.00\"")]
+    Malformed { value: String },
+    #[error("amount {value} must be {}", if *zero_allowed { "zero or more" } else { "greater than zero" })]
+    NotPositive { value: String, zero_allowed: bool },
+    #[error("amount {value} has more decimals than {currency} has ({minor_units}); it is refused, not rounded")]
+    TooPrecise { value: String, currency: String, minor_units: u8 },
+    #[error("amount {value} exceeds the largest amount one command may carry, {max}")]
+    TooLarge { value: String, max: String },
+    #[error("amount is in {given} but this fund keeps its books in {expected}")]
+    CurrencyMismatch { given: String, expected: String },
+}
+
+impl fmt::Display for Amount {
+    /// Minor units; use [`Currency::display`] for people.
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{} minor units", self.0)
+    }
+}

@@ -1,0 +1,503 @@
+//! The fund's state: a pure fold over its events (`evolve`). It holds what
+//! `decide` needs and what the read side shows. `evolve` applies facts and
+//! checks nothing but its own consistency: a violated invariant here means a
+//! programming error or a corrupt log, and panics.
+
+use super::command::Applicant;
+use super::event::{Event, PotKey, Share};
+use super::ids::{ApplicationId, Date, PartnerId, RoundId};
+use super::money::{Amount, Currency};
+use std::collections::BTreeMap;
+
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct FundState {
+    pub fund: Option<Fund>,
+    pub partners: BTreeMap<PartnerId, Partner>,
+    /// Every pot of every partner, in pot order (partner, then earmark).
+    pub pots: BTreeMap<PotKey, Pot>,
+    pub rounds: BTreeMap<RoundId, Round>,
+    pub applications: BTreeMap<ApplicationId, Application>,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Fund {
+    pub name: String,
+    pub currency: Currency,
+    /// Net pledged total over all partners, bounded by the currency's
+    /// `fund_pledged_max`.
+    pub pledged: Amount,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Partner {
+    pub name: String,
+    pub organisation_id: String,
+}
+
+/// One partner pot. All figures are running totals.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Pot {
+    /// Pledged, net of reductions.
+    pub pledged: Amount,
+    pub pledge_reduced: Amount,
+    pub received: Amount,
+    /// Attributed to grants, net of reductions, withdrawals, settlements and
+    /// refunds on closed grants.
+    pub awarded: Amount,
+    pub paid: Amount,
+    pub refunded: Amount,
+}
+
+impl Pot {
+    /// Pledged but not yet received.
+    pub fn outstanding(&self) -> Amount {
+        self.pledged.minus(self.received)
+    }
+    /// Received and not attributed to any grant: what can still be granted.
+    pub fn available(&self) -> Amount {
+        self.received.minus(self.awarded)
+    }
+    /// Attributed to grants but not (net) paid out yet.
+    pub fn open_commitments(&self) -> Amount {
+        self.awarded.plus(self.refunded).minus(self.paid)
+    }
+    /// Money of this pot on the fund's account.
+    pub fn cash_held(&self) -> Amount {
+        self.received.plus(self.refunded).minus(self.paid)
+    }
+    /// Panics unless every derived figure is non-negative.
+    fn check(&self) {
+        let _ = (self.outstanding(), self.available(), self.open_commitments(), self.cash_held());
+    }
+    fn add(&mut self, other: &Pot) {
+        self.pledged = self.pledged.plus(other.pledged);
+        self.pledge_reduced = self.pledge_reduced.plus(other.pledge_reduced);
+        self.received = self.received.plus(other.received);
+        self.awarded = self.awarded.plus(other.awarded);
+        self.paid = self.paid.plus(other.paid);
+        self.refunded = self.refunded.plus(other.refunded);
+    }
+}
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Round {
+    pub name: String,
+    pub budget_ceiling: Amount,
+    pub grant_max: Amount,
+    pub opens_on: Date,
+    pub closes_on: Date,
+    pub closed_on: Option<Date>,
+    pub applications_received: u32,
+    pub applications_awarded: u32,
+    pub applications_rejected: u32,
+    pub applications_withdrawn: u32,
+    pub amount_requested: Amount,
+    /// Current amount of the round's grants (after reductions and releases).
+    pub amount_awarded: Amount,
+}
+
+impl Round {
+    pub fn applications_pending(&self) -> u32 {
+        self.applications_received
+            - self.applications_awarded
+            - self.applications_rejected
+            - self.applications_withdrawn
+    }
+    pub fn applications_decided(&self) -> u32 {
+        self.applications_awarded + self.applications_rejected
+    }
+    pub fn budget_left(&self) -> Amount {
+        self.budget_ceiling.minus(self.amount_awarded)
+    }
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum ApplicationStatus {
+    Pending,
+    Withdrawn,
+    Rejected,
+    Awarded,
+}
+
+impl ApplicationStatus {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ApplicationStatus::Pending => "pending",
+            ApplicationStatus::Withdrawn => "withdrawn",
+            ApplicationStatus::Rejected => "rejected",
+            ApplicationStatus::Awarded => "awarded",
+        }
+    }
+}
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Decision {
+    pub reason: String,
+    pub decided_by: String,
+    pub decided_on: Date,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Application {
+    pub round: RoundId,
+    pub applicant: Applicant,
+    pub title: String,
+    pub description: String,
+    pub amount_requested: Amount,
+    pub submitted_on: Date,
+    pub status: ApplicationStatus,
+    /// The withdrawal, rejection or award, once there is one.
+    pub decision: Option<Decision>,
+    pub grant: Option<Grant>,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum GrantStatus {
+    Active,
+    Settled,
+    Withdrawn,
+}
+
+impl GrantStatus {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            GrantStatus::Active => "active",
+            GrantStatus::Settled => "settled",
+            GrantStatus::Withdrawn => "withdrawn",
+        }
+    }
+}
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Grant {
+    /// The amount as first awarded.
+    pub awarded: Amount,
+    /// The current amount: awarded less reductions and releases; after
+    /// settlement the final amount.
+    pub amount: Amount,
+    pub status: GrantStatus,
+    pub shares: BTreeMap<PotKey, GrantShare>,
+    pub paid: Amount,
+    pub refunded: Amount,
+    pub tranches: u32,
+    pub awarded_on: Date,
+    pub settled_on: Option<Date>,
+}
+
+impl Grant {
+    /// Panics unless `0 <= net paid <= amount`.
+    fn check(&self) {
+        let _ = self.open();
+    }
+    pub fn net_paid(&self) -> Amount {
+        self.paid.minus(self.refunded)
+    }
+    /// What may still be paid.
+    pub fn open(&self) -> Amount {
+        self.amount.minus(self.net_paid())
+    }
+    /// Each share's weight as `(pot, figure)`, in pot order, for splitting
+    /// a payment, refund or release along the grant's attribution.
+    pub fn weights(&self, figure: impl Fn(&GrantShare) -> Amount) -> Vec<(PotKey, Amount)> {
+        self.shares.iter().map(|(pot, share)| (pot.clone(), figure(share))).collect()
+    }
+}
+
+/// One pot's part of a grant.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct GrantShare {
+    pub amount: Amount,
+    pub paid: Amount,
+    pub refunded: Amount,
+}
+
+impl GrantShare {
+    /// Panics unless `0 <= net paid <= amount`.
+    fn check(&self) {
+        let _ = self.open();
+    }
+    pub fn net_paid(&self) -> Amount {
+        self.paid.minus(self.refunded)
+    }
+    pub fn open(&self) -> Amount {
+        self.amount.minus(self.net_paid())
+    }
+}
+
+impl FundState {
+    pub fn currency(&self) -> Option<&Currency> {
+        self.fund.as_ref().map(|f| &f.currency)
+    }
+
+    /// The partner's pots added together.
+    pub fn partner_totals(&self, partner: &PartnerId) -> Pot {
+        let mut total = Pot::default();
+        let first = PotKey { partner: partner.clone(), earmark: None };
+        for (_, pot) in self.pots.range(first..).take_while(|(key, _)| &key.partner == partner) {
+            total.add(pot);
+        }
+        total
+    }
+
+    /// All pots added together: the fund's totals.
+    pub fn fund_totals(&self) -> Pot {
+        let mut total = Pot::default();
+        for pot in self.pots.values() {
+            total.add(pot);
+        }
+        total
+    }
+
+    /// Pots whose money may fund a grant in `round`: unrestricted pots and
+    /// pots earmarked for `round`, with their available money, in pot order.
+    pub fn eligible_pots(&self, round: &RoundId) -> Vec<(PotKey, Amount)> {
+        self.pots
+            .iter()
+            .filter(|(key, _)| key.earmark.as_ref().is_none_or(|r| r == round))
+            .map(|(key, pot)| (key.clone(), pot.available()))
+            .filter(|(_, available)| !available.is_zero())
+            .collect()
+    }
+
+    /// Applies one recorded event. Panics if the event contradicts the
+    /// state: `decide` never produces such an event, so the log is corrupt.
+    pub fn evolve(&mut self, event: &Event) {
+        use Event::*;
+        match event {
+            FundOpened { name, currency } => {
+                assert!(self.fund.is_none(), "fund opened twice");
+                self.fund = Some(Fund { name: name.clone(), currency: currency.clone(), pledged: Amount::ZERO });
+            }
+            PartnerAdmitted { partner, name, organisation_id } => {
+                let previous = self
+                    .partners
+                    .insert(partner.clone(), Partner { name: name.clone(), organisation_id: organisation_id.clone() });
+                assert!(previous.is_none(), "partner {partner} admitted twice");
+            }
+            ContributionPledged { pot, amount, .. } => {
+                let fund = self.fund.as_mut().expect("pledge before the fund opened");
+                fund.pledged = fund.pledged.plus(*amount);
+                let p = self.pots.entry(pot.clone()).or_default();
+                p.pledged = p.pledged.plus(*amount);
+            }
+            PledgeReduced { pot, amount, .. } => {
+                let fund = self.fund.as_mut().expect("pledge reduced before the fund opened");
+                fund.pledged = fund.pledged.minus(*amount);
+                let p = self.pot_mut(pot);
+                p.pledged = p.pledged.minus(*amount);
+                p.pledge_reduced = p.pledge_reduced.plus(*amount);
+                p.check();
+            }
+            ContributionReceived { pot, amount, .. } => {
+                let p = self.pot_mut(pot);
+                p.received = p.received.plus(*amount);
+                p.check();
+            }
+            RoundOpened { round, name, budget_ceiling, grant_max, opens_on, closes_on } => {
+                let previous = self.rounds.insert(
+                    round.clone(),
+                    Round {
+                        name: name.clone(),
+                        budget_ceiling: *budget_ceiling,
+                        grant_max: *grant_max,
+                        opens_on: *opens_on,
+                        closes_on: *closes_on,
+                        closed_on: None,
+                        applications_received: 0,
+                        applications_awarded: 0,
+                        applications_rejected: 0,
+                        applications_withdrawn: 0,
+                        amount_requested: Amount::ZERO,
+                        amount_awarded: Amount::ZERO,
+                    },
+                );
+                assert!(previous.is_none(), "round {round} opened twice");
+            }
+            RoundClosed { round, closed_on } => {
+                let r = self.rounds.get_mut(round).expect("closing an unknown round");
+                assert!(r.closed_on.is_none(), "round {round} closed twice");
+                r.closed_on = Some(*closed_on);
+            }
+            ApplicationSubmitted {
+                application,
+                round,
+                applicant,
+                title,
+                description,
+                amount_requested,
+                submitted_on,
+            } => {
+                let r = self.rounds.get_mut(round).expect("application to an unknown round");
+                r.applications_received += 1;
+                r.amount_requested = r.amount_requested.plus(*amount_requested);
+                let previous = self.applications.insert(
+                    application.clone(),
+                    Application {
+                        round: round.clone(),
+                        applicant: applicant.clone(),
+                        title: title.clone(),
+                        description: description.clone(),
+                        amount_requested: *amount_requested,
+                        submitted_on: *submitted_on,
+                        status: ApplicationStatus::Pending,
+                        decision: None,
+                        grant: None,
+                    },
+                );
+                assert!(previous.is_none(), "application {application} submitted twice");
+            }
+            ApplicationWithdrawn { application, reason, withdrawn_on } => {
+                let round = self.decide_application(
+                    application,
+                    ApplicationStatus::Withdrawn,
+                    reason,
+                    "applicant",
+                    *withdrawn_on,
+                );
+                self.rounds.get_mut(&round).expect("known round").applications_withdrawn += 1;
+            }
+            ApplicationRejected { application, reason, decided_by, decided_on } => {
+                let round =
+                    self.decide_application(application, ApplicationStatus::Rejected, reason, decided_by, *decided_on);
+                self.rounds.get_mut(&round).expect("known round").applications_rejected += 1;
+            }
+            GrantAwarded { application, amount, attribution, reason, decided_by, decided_on } => {
+                assert_eq!(super::attribution::total(attribution), *amount, "attribution must add up to the award");
+                let round =
+                    self.decide_application(application, ApplicationStatus::Awarded, reason, decided_by, *decided_on);
+                let r = self.rounds.get_mut(&round).expect("known round");
+                r.applications_awarded += 1;
+                r.amount_awarded = r.amount_awarded.plus(*amount);
+                assert!(r.amount_awarded <= r.budget_ceiling, "round {round} over its ceiling");
+                let mut shares = BTreeMap::new();
+                for share in attribution {
+                    let pot = self.pot_mut(&share.pot);
+                    pot.awarded = pot.awarded.plus(share.amount);
+                    pot.check();
+                    shares.insert(share.pot.clone(), GrantShare { amount: share.amount, ..GrantShare::default() });
+                }
+                let app = self.applications.get_mut(application).expect("known application");
+                app.grant = Some(Grant {
+                    awarded: *amount,
+                    amount: *amount,
+                    status: GrantStatus::Active,
+                    shares,
+                    paid: Amount::ZERO,
+                    refunded: Amount::ZERO,
+                    tranches: 0,
+                    awarded_on: *decided_on,
+                    settled_on: None,
+                });
+            }
+            GrantReduced { application, amount, released, .. } => {
+                assert_eq!(super::attribution::total(released), *amount, "release must add up to the reduction");
+                self.release(application, released);
+            }
+            GrantWithdrawn { application, released, .. } => {
+                self.release(application, released);
+                self.grant_mut(application).status = GrantStatus::Withdrawn;
+            }
+            GrantSettled { application, final_amount, released, decided_on, .. } => {
+                self.release(application, released);
+                let grant = self.grant_mut(application);
+                assert_eq!(grant.amount, *final_amount, "settlement release must leave the final amount");
+                grant.status = GrantStatus::Settled;
+                grant.settled_on = Some(*decided_on);
+            }
+            PaymentMade { application, tranche, amount, attribution, .. } => {
+                assert_eq!(super::attribution::total(attribution), *amount, "payment attribution must add up");
+                for share in attribution {
+                    let pot = self.pot_mut(&share.pot);
+                    pot.paid = pot.paid.plus(share.amount);
+                    pot.check();
+                }
+                let grant = self.grant_mut(application);
+                for share in attribution {
+                    let s = grant.shares.get_mut(&share.pot).expect("payment along the grant's shares");
+                    s.paid = s.paid.plus(share.amount);
+                    s.check();
+                }
+                grant.paid = grant.paid.plus(*amount);
+                grant.tranches = *tranche;
+                grant.check();
+            }
+            RefundReceived { application, amount, attribution, releases, .. } => {
+                assert_eq!(super::attribution::total(attribution), *amount, "refund attribution must add up");
+                let grant = self.grant_mut(application);
+                for share in attribution {
+                    let s = grant.shares.get_mut(&share.pot).expect("refund along the grant's shares");
+                    s.refunded = s.refunded.plus(share.amount);
+                    if *releases {
+                        s.amount = s.amount.minus(share.amount);
+                    }
+                    s.check();
+                }
+                grant.refunded = grant.refunded.plus(*amount);
+                if *releases {
+                    grant.amount = grant.amount.minus(*amount);
+                }
+                grant.check();
+                for share in attribution {
+                    let pot = self.pot_mut(&share.pot);
+                    pot.refunded = pot.refunded.plus(share.amount);
+                    if *releases {
+                        pot.awarded = pot.awarded.minus(share.amount);
+                    }
+                    pot.check();
+                }
+                if *releases {
+                    let round = self.applications[application].round.clone();
+                    let r = self.rounds.get_mut(&round).expect("known round");
+                    r.amount_awarded = r.amount_awarded.minus(*amount);
+                }
+            }
+        }
+    }
+
+    fn pot_mut(&mut self, pot: &PotKey) -> &mut Pot {
+        self.pots.get_mut(pot).unwrap_or_else(|| panic!("unknown pot {pot:?}"))
+    }
+
+    fn grant_mut(&mut self, application: &ApplicationId) -> &mut Grant {
+        self.applications
+            .get_mut(application)
+            .and_then(|a| a.grant.as_mut())
+            .unwrap_or_else(|| panic!("no grant on application {application}"))
+    }
+
+    /// Records a decision on a pending application; returns its round.
+    fn decide_application(
+        &mut self,
+        application: &ApplicationId,
+        status: ApplicationStatus,
+        reason: &str,
+        decided_by: &str,
+        decided_on: Date,
+    ) -> RoundId {
+        let app = self.applications.get_mut(application).expect("decision on an unknown application");
+        assert_eq!(app.status, ApplicationStatus::Pending, "decision on application {application} that is not pending");
+        app.status = status;
+        app.decision = Some(Decision { reason: reason.into(), decided_by: decided_by.into(), decided_on });
+        app.round.clone()
+    }
+
+    /// Gives `released` back to the partners' available money.
+    fn release(&mut self, application: &ApplicationId, released: &[Share]) {
+        let amount = super::attribution::total(released);
+        let grant = self.grant_mut(application);
+        for share in released {
+            let s = grant.shares.get_mut(&share.pot).expect("release along the grant's shares");
+            s.amount = s.amount.minus(share.amount);
+            s.check();
+        }
+        grant.amount = grant.amount.minus(amount);
+        grant.check();
+        for share in released {
+            let pot = self.pot_mut(&share.pot);
+            pot.awarded = pot.awarded.minus(share.amount);
+        }
+        let round = self.applications[application].round.clone();
+        let r = self.rounds.get_mut(&round).expect("known round");
+        r.amount_awarded = r.amount_awarded.minus(amount);
+    }
+}

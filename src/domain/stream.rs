@@ -1,0 +1,40 @@
+//! Streams group the events of one entity: the fund, a partner, a round, or
+//! an application together with the grant awarded on it (its dossier).
+
+use super::ids::{ApplicationId, PartnerId, RoundId};
+use std::fmt;
+
+#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum StreamId {
+    Fund,
+    Partner(PartnerId),
+    Round(RoundId),
+    Application(ApplicationId),
+}
+
+impl StreamId {
+    /// Parses the text form, `fund`, `partner/ID`, `round/ID` or `application/ID`.
+    pub fn parse(text: &str) -> Option<StreamId> {
+        if text == "fund" {
+            return Some(StreamId::Fund);
+        }
+        let (kind, id) = text.split_once('/')?;
+        match kind {
+            "partner" => PartnerId::new(id).ok().map(StreamId::Partner),
+            "round" => RoundId::new(id).ok().map(StreamId::Round),
+            "application" => ApplicationId::new(id).ok().map(StreamId::Application),
+            _ => None,
+        }
+    }
+}
+
+impl fmt::Display for StreamId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            StreamId::Fund => f.write_str("fund"),
+            StreamId::Partner(id) => write!(f, "partner/{id}"),
+            StreamId::Round(id) => write!(f, "round/{id}"),
+            StreamId::Application(id) => write!(f, "application/{id}"),
+        }
+    }
+}

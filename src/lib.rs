@@ -1,0 +1,7 @@
+//! fundledger: an event-sourced ledger for a pooled grant fund.
+//!
+//! See `ARCHITECTURE.md` for the map. In short: [`domain`] is the pure core,
+//! [`log`] the durable sled event log, [`projections`] the read side,
+//! [`ledger`] the single writer that orders commands, [`api`] the gRPC shell.
+
+pub mod domain;
