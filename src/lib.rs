@@ -5,3 +5,6 @@
 //! [`ledger`] the single writer that orders commands, [`api`] the gRPC shell.
 
 pub mod domain;
+pub mod ledger;
+pub mod log;
+pub mod projections;

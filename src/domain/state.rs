@@ -7,9 +7,10 @@ use super::command::Applicant;
 use super::event::{Event, PotKey, Share};
 use super::ids::{ApplicationId, Date, PartnerId, RoundId};
 use super::money::{Amount, Currency};
+use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 
-#[derive(Clone, Debug, Default, PartialEq, Eq)]
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct FundState {
     pub fund: Option<Fund>,
     pub partners: BTreeMap<PartnerId, Partner>,
@@ -19,7 +20,7 @@ pub struct FundState {
     pub applications: BTreeMap<ApplicationId, Application>,
 }
 
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Fund {
     pub name: String,
     pub currency: Currency,
@@ -28,14 +29,14 @@ pub struct Fund {
     pub pledged: Amount,
 }
 
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Partner {
     pub name: String,
     pub organisation_id: String,
 }
 
 /// One partner pot. All figures are running totals.
-#[derive(Clone, Debug, Default, PartialEq, Eq)]
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Pot {
     /// Pledged, net of reductions.
     pub pledged: Amount,
@@ -79,7 +80,7 @@ impl Pot {
     }
 }
 
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Round {
     pub name: String,
     pub budget_ceiling: Amount,
@@ -111,7 +112,7 @@ impl Round {
     }
 }
 
-#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
 pub enum ApplicationStatus {
     Pending,
     Withdrawn,
@@ -130,14 +131,14 @@ impl ApplicationStatus {
     }
 }
 
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Decision {
     pub reason: String,
     pub decided_by: String,
     pub decided_on: Date,
 }
 
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Application {
     pub round: RoundId,
     pub applicant: Applicant,
@@ -151,7 +152,7 @@ pub struct Application {
     pub grant: Option<Grant>,
 }
 
-#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
 pub enum GrantStatus {
     Active,
     Settled,
@@ -168,7 +169,7 @@ impl GrantStatus {
     }
 }
 
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Grant {
     /// The amount as first awarded.
     pub awarded: Amount,
@@ -204,7 +205,7 @@ impl Grant {
 }
 
 /// One pot's part of a grant.
-#[derive(Clone, Debug, Default, PartialEq, Eq)]
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct GrantShare {
     pub amount: Amount,
     pub paid: Amount,
