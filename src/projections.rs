@@ -43,7 +43,10 @@ impl Projections {
         while projections.head_seq < to_seq {
             let page = reader.read(projections.head_seq + 1, to_seq, REPLAY_BATCH_EVENTS_MAX)?;
             if page.is_empty() {
-                return Err(LogError::Corrupt { seq: projections.head_seq + 1, problem: "missing from the log".into() });
+                return Err(LogError::Corrupt {
+                    seq: projections.head_seq + 1,
+                    problem: "missing from the log".into(),
+                });
             }
             for (envelope, payload) in page {
                 let event = decode_event(&envelope, &payload)?;

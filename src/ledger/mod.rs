@@ -71,7 +71,9 @@ pub struct CommandOutcome {
 pub enum CommandError {
     #[error("{0}")]
     Rejected(Rejection),
-    #[error("request id {request_id:?} is too long or empty or not printable ASCII (1 to {REQUEST_ID_BYTES_MAX} bytes)")]
+    #[error(
+        "request id {request_id:?} is too long or empty or not printable ASCII (1 to {REQUEST_ID_BYTES_MAX} bytes)"
+    )]
     InvalidRequestId { request_id: String },
     #[error("request id {request_id:?} was already used for a different request; use a new id for a new request")]
     RequestIdConflict { request_id: String },
@@ -129,7 +131,8 @@ impl Ledger {
         );
         let (head, _) = watch::channel(projections.head_seq);
         let state = projections.state.clone();
-        let shared = Arc::new(Shared { projections: RwLock::new(projections), head, reader, failure: Mutex::new(None) });
+        let shared =
+            Arc::new(Shared { projections: RwLock::new(projections), head, reader, failure: Mutex::new(None) });
         let (tx, rx) = mpsc::channel(config.queue_commands_max);
         let writer = writer::Writer::new(log, state, shared.clone(), config.batch_commands_max);
         let handle = std::thread::Builder::new()
@@ -169,12 +172,7 @@ impl Ledger {
     }
 
     fn failure_message(&self) -> String {
-        self.shared
-            .failure
-            .lock()
-            .expect("failure lock")
-            .clone()
-            .unwrap_or_else(|| "the writer has stopped".into())
+        self.shared.failure.lock().expect("failure lock").clone().unwrap_or_else(|| "the writer has stopped".into())
     }
 
     /// The projections as of the durable head. Hold the guard briefly.

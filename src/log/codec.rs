@@ -57,7 +57,8 @@ pub enum CodecError {
     TrailingBytes(usize),
 }
 
-fn config() -> bincode::config::Configuration<bincode::config::LittleEndian, bincode::config::Fixint, bincode::config::NoLimit> {
+fn config(
+) -> bincode::config::Configuration<bincode::config::LittleEndian, bincode::config::Fixint, bincode::config::NoLimit> {
     bincode::config::legacy()
 }
 

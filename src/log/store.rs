@@ -123,7 +123,10 @@ impl EventLog {
             Some(_) => {}
             None => {
                 if db.first()?.is_some() {
-                    return Err(LogError::ForeignStore { dir: dir.to_owned(), found: "an unmarked sled database".into() });
+                    return Err(LogError::ForeignStore {
+                        dir: dir.to_owned(),
+                        found: "an unmarked sled database".into(),
+                    });
                 }
                 db.insert(META_FORMAT, STORE_FORMAT_V1)?;
             }
@@ -197,7 +200,8 @@ impl EventLog {
             let mut envelopes = Vec::with_capacity(entry.events.len());
             for event in &entry.events {
                 seq += 1;
-                let version = versions.entry(event.stream.as_str()).or_insert_with(|| self.stream_version(&event.stream));
+                let version =
+                    versions.entry(event.stream.as_str()).or_insert_with(|| self.stream_version(&event.stream));
                 *version += 1;
                 let body = RecordBody {
                     seq,
@@ -324,7 +328,10 @@ impl LogReader {
             }
             let decoded = codec::decode_record(&record).map_err(|e| corrupt(seq, e))?;
             if decoded.body.seq != seq {
-                return Err(LogError::Corrupt { seq, problem: format!("stored under {seq} but says {}", decoded.body.seq) });
+                return Err(LogError::Corrupt {
+                    seq,
+                    problem: format!("stored under {seq} but says {}", decoded.body.seq),
+                });
             }
             if decoded.prev_hash != prev_hash {
                 return Err(LogError::Corrupt { seq, problem: "does not link to the previous event's hash".into() });
