@@ -93,8 +93,12 @@ pub struct Round {
     pub applications_rejected: u32,
     pub applications_withdrawn: u32,
     pub amount_requested: Amount,
-    /// Current amount of the round's grants (after reductions and releases).
+    /// Total of the awards as decided; reductions and releases do not lower it.
     pub amount_awarded: Amount,
+    /// Current amount of the round's grants, after reductions, withdrawals,
+    /// settlements below the award and refunds on closed grants: what the
+    /// budget ceiling limits.
+    pub amount_committed: Amount,
 }
 
 impl Round {
@@ -108,7 +112,7 @@ impl Round {
         self.applications_awarded + self.applications_rejected
     }
     pub fn budget_left(&self) -> Amount {
-        self.budget_ceiling.minus(self.amount_awarded)
+        self.budget_ceiling.minus(self.amount_committed)
     }
 }
 
@@ -310,6 +314,7 @@ impl FundState {
                         applications_withdrawn: 0,
                         amount_requested: Amount::ZERO,
                         amount_awarded: Amount::ZERO,
+                        amount_committed: Amount::ZERO,
                     },
                 );
                 assert!(previous.is_none(), "round {round} opened twice");
@@ -369,7 +374,8 @@ impl FundState {
                 let r = self.rounds.get_mut(&round).expect("known round");
                 r.applications_awarded += 1;
                 r.amount_awarded = r.amount_awarded.plus(*amount);
-                assert!(r.amount_awarded <= r.budget_ceiling, "round {round} over its ceiling");
+                r.amount_committed = r.amount_committed.plus(*amount);
+                assert!(r.amount_committed <= r.budget_ceiling, "round {round} over its ceiling");
                 let mut shares = BTreeMap::new();
                 for share in attribution {
                     let pot = self.pot_mut(&share.pot);
@@ -449,7 +455,7 @@ impl FundState {
                 if *releases {
                     let round = self.applications[application].round.clone();
                     let r = self.rounds.get_mut(&round).expect("known round");
-                    r.amount_awarded = r.amount_awarded.minus(*amount);
+                    r.amount_committed = r.amount_committed.minus(*amount);
                 }
             }
         }
@@ -499,6 +505,6 @@ impl FundState {
         }
         let round = self.applications[application].round.clone();
         let r = self.rounds.get_mut(&round).expect("known round");
-        r.amount_awarded = r.amount_awarded.minus(amount);
+        r.amount_committed = r.amount_committed.minus(amount);
     }
 }
