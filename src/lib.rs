@@ -8,3 +8,6 @@ pub mod domain;
 pub mod ledger;
 pub mod log;
 pub mod projections;
+pub mod cli;
+pub mod demo;
+pub mod server_main;

@@ -1,1 +1,36 @@
-fn main() {}
+//! The `fundledger` binary: parses arguments and hands over to the library.
+
+use clap::Parser;
+use fundledger::cli::{Cli, Command};
+use std::process::ExitCode;
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let runtime = match tokio::runtime::Runtime::new() {
+        Ok(runtime) => runtime,
+        Err(error) => {
+            eprintln!("error: cannot start the runtime: {error}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let result = runtime.block_on(async {
+        match cli.command {
+            Command::Serve(args) => fundledger::server_main::run(args).await,
+            Command::Demo { data_dir } => {
+                fundledger::server_main::init_tracing(false, "warn");
+                fundledger::demo::run(fundledger::demo::DemoConfig { data_dir }).await
+            }
+            Command::Client(command) => fundledger::cli::run_client(command).await,
+        }
+    });
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(error) => {
+            match error.downcast_ref::<tonic::Status>() {
+                Some(status) => eprintln!("error: {:?}: {}", status.code(), status.message()),
+                None => eprintln!("error: {error:#}"),
+            }
+            ExitCode::FAILURE
+        }
+    }
+}

@@ -1,0 +1,732 @@
+//! The command line: `serve`, `demo`, and a client subcommand for every
+//! command and query of the gRPC API. Output is a human-readable table by
+//! default and the protobuf JSON mapping with `--json`, for scripts.
+//!
+//! The client only speaks gRPC: it never opens a data directory.
+
+pub mod render;
+
+use crate::api::pb::{self, ledger_client::LedgerClient};
+use anyhow::Context as _;
+use clap::{Args, Parser, Subcommand};
+use prost_reflect::{DescriptorPool, DynamicMessage};
+use std::path::PathBuf;
+use tokio_stream::StreamExt;
+use tonic::transport::Channel;
+
+#[derive(Parser, Debug)]
+#[command(name = "fundledger", version, about = "Event-sourced ledger for a pooled grant fund")]
+pub struct Cli {
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Subcommand, Debug)]
+pub enum Command {
+    /// Run the ledger server.
+    Serve(ServeArgs),
+    /// Tell the Loket D story through the gRPC API of a server it starts itself.
+    Demo {
+        /// Keep the demo's ledger here (it must be empty or new) for inspection or `serve`.
+        #[arg(long, env = "FUNDLEDGER_DATA_DIR")]
+        data_dir: Option<PathBuf>,
+    },
+    #[command(flatten)]
+    Client(ClientCommand),
+}
+
+#[derive(Args, Debug)]
+pub struct ServeArgs {
+    /// Where the ledger keeps its log.
+    #[arg(long, env = "FUNDLEDGER_DATA_DIR", default_value = "./fundledger-data")]
+    pub data_dir: PathBuf,
+    /// Address to listen on.
+    #[arg(long, env = "FUNDLEDGER_LISTEN", default_value = "127.0.0.1:50051")]
+    pub listen: std::net::SocketAddr,
+    /// Log as JSON lines instead of text.
+    #[arg(long, env = "FUNDLEDGER_LOG_JSON")]
+    pub log_json: bool,
+}
+
+/// Options every client subcommand takes.
+#[derive(Args, Debug, Clone)]
+pub struct Connection {
+    /// The server's URL.
+    #[arg(long, global = true, env = "FUNDLEDGER_SERVER", default_value = "http://127.0.0.1:50051")]
+    pub server: String,
+    /// Print the answer as JSON (the protobuf JSON mapping) instead of a table.
+    #[arg(long, global = true)]
+    pub json: bool,
+}
+
+/// Idempotency and concurrency options of every command.
+#[derive(Args, Debug, Clone)]
+pub struct Meta {
+    /// Idempotency key; retrying with the same id never records twice. A
+    /// fresh random id by default.
+    #[arg(long)]
+    pub request_id: Option<String>,
+    /// Refuse (ABORTED) unless the command's stream is at this version.
+    #[arg(long)]
+    pub expected_version: Option<u64>,
+    /// Currency of the amounts given.
+    #[arg(long, env = "FUNDLEDGER_CURRENCY", default_value = "EUR")]
+    pub currency: String,
+}
+
+impl Meta {
+    fn pb(&self) -> Option<pb::CommandMeta> {
+        Some(pb::CommandMeta {
+            request_id: self.request_id.clone().unwrap_or_else(|| uuid::Uuid::new_v4().to_string()),
+            expected_version: self.expected_version,
+        })
+    }
+    fn money(&self, value: &str) -> Option<pb::Money> {
+        Some(pb::Money { value: value.to_string(), currency: self.currency.clone() })
+    }
+}
+
+fn today() -> String {
+    time::OffsetDateTime::now_utc().date().to_string()
+}
+
+#[derive(Subcommand, Debug)]
+pub enum ClientCommand {
+    /// Open the fund (once per ledger).
+    OpenFund {
+        #[command(flatten)]
+        connection: Connection,
+        #[command(flatten)]
+        meta: Meta,
+        #[arg(long)]
+        name: String,
+        #[arg(long, default_value = "EUR")]
+        fund_currency: String,
+        #[arg(long, default_value_t = 2)]
+        minor_units: u32,
+    },
+    /// Admit a partner fund.
+    AdmitPartner {
+        #[command(flatten)]
+        connection: Connection,
+        #[command(flatten)]
+        meta: Meta,
+        #[arg(long)]
+        partner: String,
+        #[arg(long)]
+        name: String,
+        /// e.g. NL-KVK-12345678
+        #[arg(long)]
+        organisation_id: String,
+    },
+    /// Record a partner's pledge, optionally earmarked for one round.
+    Pledge {
+        #[command(flatten)]
+        connection: Connection,
+        #[command(flatten)]
+        meta: Meta,
+        #[arg(long)]
+        partner: String,
+        /// Exact decimal, e.g. 100000.00
+        #[arg(long)]
+        amount: String,
+        #[arg(long)]
+        earmark: Option<String>,
+        /// YYYY-MM-DD; today by default.
+        #[arg(long, default_value_t = today())]
+        date: String,
+    },
+    /// Lower the outstanding part of a pledge.
+    ReducePledge {
+        #[command(flatten)]
+        connection: Connection,
+        #[command(flatten)]
+        meta: Meta,
+        #[arg(long)]
+        partner: String,
+        #[arg(long)]
+        amount: String,
+        #[arg(long)]
+        earmark: Option<String>,
+        #[arg(long)]
+        reason: String,
+        #[arg(long, default_value_t = today())]
+        date: String,
+    },
+    /// Record money received from a partner.
+    RecordReceipt {
+        #[command(flatten)]
+        connection: Connection,
+        #[command(flatten)]
+        meta: Meta,
+        #[arg(long)]
+        partner: String,
+        #[arg(long)]
+        amount: String,
+        #[arg(long)]
+        earmark: Option<String>,
+        #[arg(long, default_value_t = today())]
+        value_date: String,
+        #[arg(long)]
+        bank_reference: String,
+    },
+    /// Open a round of the grant window.
+    OpenRound {
+        #[command(flatten)]
+        connection: Connection,
+        #[command(flatten)]
+        meta: Meta,
+        #[arg(long)]
+        round: String,
+        #[arg(long)]
+        name: String,
+        #[arg(long)]
+        budget_ceiling: String,
+        #[arg(long)]
+        grant_max: String,
+        #[arg(long)]
+        opens_on: String,
+        #[arg(long)]
+        closes_on: String,
+    },
+    /// Close a round: no more applications or decisions in it.
+    CloseRound {
+        #[command(flatten)]
+        connection: Connection,
+        #[command(flatten)]
+        meta: Meta,
+        #[arg(long)]
+        round: String,
+        #[arg(long, default_value_t = today())]
+        date: String,
+    },
+    /// Register an application.
+    SubmitApplication {
+        #[command(flatten)]
+        connection: Connection,
+        #[command(flatten)]
+        meta: Meta,
+        #[arg(long)]
+        application: String,
+        #[arg(long)]
+        round: String,
+        #[arg(long)]
+        applicant_name: String,
+        #[arg(long, default_value = "")]
+        applicant_organisation_id: String,
+        #[arg(long)]
+        place: String,
+        /// ISO 3166-1 alpha-2, e.g. NL or CW.
+        #[arg(long, default_value = "NL")]
+        country: String,
+        #[arg(long)]
+        title: String,
+        #[arg(long, default_value = "")]
+        description: String,
+        #[arg(long)]
+        amount: String,
+        #[arg(long, default_value_t = today())]
+        date: String,
+    },
+    /// Record that the applicant withdrew a pending application.
+    WithdrawApplication {
+        #[command(flatten)]
+        connection: Connection,
+        #[command(flatten)]
+        meta: Meta,
+        #[arg(long)]
+        application: String,
+        #[arg(long)]
+        reason: String,
+        #[arg(long, default_value_t = today())]
+        date: String,
+    },
+    /// Reject a pending application, with a reason.
+    RejectApplication {
+        #[command(flatten)]
+        connection: Connection,
+        #[command(flatten)]
+        meta: Meta,
+        #[arg(long)]
+        application: String,
+        #[arg(long)]
+        reason: String,
+        #[arg(long, default_value_t = today())]
+        date: String,
+    },
+    /// Award a grant on a pending application.
+    AwardGrant {
+        #[command(flatten)]
+        connection: Connection,
+        #[command(flatten)]
+        meta: Meta,
+        #[arg(long)]
+        application: String,
+        #[arg(long)]
+        amount: String,
+        #[arg(long)]
+        reason: String,
+        #[arg(long, default_value_t = today())]
+        date: String,
+    },
+    /// Reduce an active grant by an amount not yet paid.
+    ReduceGrant {
+        #[command(flatten)]
+        connection: Connection,
+        #[command(flatten)]
+        meta: Meta,
+        #[arg(long)]
+        application: String,
+        #[arg(long)]
+        amount: String,
+        #[arg(long)]
+        reason: String,
+        #[arg(long, default_value_t = today())]
+        date: String,
+    },
+    /// Withdraw an active grant; what is unpaid goes back to the partners.
+    WithdrawGrant {
+        #[command(flatten)]
+        connection: Connection,
+        #[command(flatten)]
+        meta: Meta,
+        #[arg(long)]
+        application: String,
+        #[arg(long)]
+        reason: String,
+        #[arg(long, default_value_t = today())]
+        date: String,
+    },
+    /// Settle a grant at its final amount (vaststelling).
+    SettleGrant {
+        #[command(flatten)]
+        connection: Connection,
+        #[command(flatten)]
+        meta: Meta,
+        #[arg(long)]
+        application: String,
+        #[arg(long)]
+        final_amount: String,
+        #[arg(long)]
+        reason: String,
+        #[arg(long, default_value_t = today())]
+        date: String,
+    },
+    /// Record a payment (tranche) on a grant.
+    MakePayment {
+        #[command(flatten)]
+        connection: Connection,
+        #[command(flatten)]
+        meta: Meta,
+        #[arg(long)]
+        application: String,
+        #[arg(long)]
+        amount: String,
+        #[arg(long, default_value_t = today())]
+        value_date: String,
+        #[arg(long)]
+        bank_reference: String,
+    },
+    /// Record money paid back on a grant.
+    RecordRefund {
+        #[command(flatten)]
+        connection: Connection,
+        #[command(flatten)]
+        meta: Meta,
+        #[arg(long)]
+        application: String,
+        #[arg(long)]
+        amount: String,
+        #[arg(long, default_value_t = today())]
+        value_date: String,
+        #[arg(long)]
+        bank_reference: String,
+    },
+    /// Per-partner balances (all partners, or one).
+    Balances {
+        #[command(flatten)]
+        connection: Connection,
+        #[arg(long)]
+        partner: Option<String>,
+    },
+    /// The fund's totals and head.
+    Summary {
+        #[command(flatten)]
+        connection: Connection,
+    },
+    /// Per-round figures (all rounds, or one).
+    Rounds {
+        #[command(flatten)]
+        connection: Connection,
+        #[arg(long)]
+        round: Option<String>,
+    },
+    /// One application with its grant and history.
+    Application {
+        #[command(flatten)]
+        connection: Connection,
+        id: String,
+    },
+    /// One grant with its position and history.
+    Grant {
+        #[command(flatten)]
+        connection: Connection,
+        id: String,
+    },
+    /// A page of applications, filtered by round and status.
+    Applications {
+        #[command(flatten)]
+        connection: Connection,
+        #[arg(long)]
+        round: Option<String>,
+        /// pending, withdrawn, rejected or awarded
+        #[arg(long)]
+        status: Option<String>,
+        #[arg(long, default_value_t = 50)]
+        page_size: u32,
+        #[arg(long, default_value = "")]
+        page_token: String,
+    },
+    /// Print events from a sequence number on.
+    Events {
+        #[command(flatten)]
+        connection: Connection,
+        #[arg(long, default_value_t = 1)]
+        from: u64,
+        #[arg(long)]
+        limit: Option<u64>,
+    },
+    /// Print events from a sequence number on, then follow new ones live.
+    Subscribe {
+        #[command(flatten)]
+        connection: Connection,
+        #[arg(long, default_value_t = 1)]
+        from: u64,
+    },
+}
+
+async fn connect(connection: &Connection) -> anyhow::Result<LedgerClient<Channel>> {
+    let channel = Channel::from_shared(connection.server.clone())
+        .with_context(|| format!("{:?} is not a server URL", connection.server))?
+        .connect()
+        .await
+        .with_context(|| format!("cannot reach the ledger at {}", connection.server))?;
+    Ok(LedgerClient::new(channel))
+}
+
+/// Prints a message as protobuf JSON.
+fn print_json<M: prost::Message>(message: &M, full_name: &str) -> anyhow::Result<()> {
+    let pool = DescriptorPool::decode(pb::FILE_DESCRIPTOR_SET).context("embedded descriptor set")?;
+    let descriptor = pool.get_message_by_name(full_name).with_context(|| format!("no message {full_name}"))?;
+    let dynamic = DynamicMessage::decode(descriptor, message.encode_to_vec().as_slice())?;
+    let options = prost_reflect::SerializeOptions::new().skip_default_fields(false);
+    let mut serializer = serde_json::Serializer::pretty(std::io::stdout().lock());
+    dynamic.serialize_with_options(&mut serializer, &options)?;
+    println!();
+    Ok(())
+}
+
+fn print_one_line_json<M: prost::Message>(message: &M, full_name: &str) -> anyhow::Result<()> {
+    let pool = DescriptorPool::decode(pb::FILE_DESCRIPTOR_SET).context("embedded descriptor set")?;
+    let descriptor = pool.get_message_by_name(full_name).with_context(|| format!("no message {full_name}"))?;
+    let dynamic = DynamicMessage::decode(descriptor, message.encode_to_vec().as_slice())?;
+    println!("{}", serde_json::to_string(&dynamic)?);
+    Ok(())
+}
+
+fn print_command_response(json: bool, response: &pb::CommandResponse) -> anyhow::Result<()> {
+    if json {
+        return print_json(response, "fundledger.v1.CommandResponse");
+    }
+    let verb = if response.replayed { "already recorded (retry)" } else { "recorded" };
+    for e in &response.events {
+        println!("{verb}: #{} {} {} v{} hash {}", e.seq, e.event_type, e.stream, e.stream_version, e.hash);
+    }
+    Ok(())
+}
+
+fn print_event_line(e: &pb::RecordedEvent) {
+    let at = e
+        .recorded_at
+        .as_ref()
+        .and_then(|t| time::OffsetDateTime::from_unix_timestamp(t.seconds).ok())
+        .map(|t| t.to_string())
+        .unwrap_or_default();
+    println!("#{:<6} {:<22} {:<28} v{:<3} {} {}", e.seq, e.event_type, e.stream, e.stream_version, at, &e.hash[..16.min(e.hash.len())]);
+}
+
+fn status_of(text: &str) -> anyhow::Result<i32> {
+    Ok(match text {
+        "pending" => pb::ApplicationStatus::Pending,
+        "withdrawn" => pb::ApplicationStatus::Withdrawn,
+        "rejected" => pb::ApplicationStatus::Rejected,
+        "awarded" => pb::ApplicationStatus::Awarded,
+        other => anyhow::bail!("unknown status {other:?}; use pending, withdrawn, rejected or awarded"),
+    } as i32)
+}
+
+/// Runs one client subcommand against the server.
+pub async fn run_client(command: ClientCommand) -> anyhow::Result<()> {
+    use ClientCommand as C;
+    macro_rules! send {
+        ($connection:expr, $method:ident, $request:expr) => {{
+            let mut client = connect(&$connection).await?;
+            let response = client.$method($request).await?.into_inner();
+            print_command_response($connection.json, &response)
+        }};
+    }
+    match command {
+        C::OpenFund { connection, meta, name, fund_currency, minor_units } => send!(
+            connection,
+            open_fund,
+            pb::OpenFundRequest { meta: meta.pb(), name, currency: fund_currency, minor_units }
+        ),
+        C::AdmitPartner { connection, meta, partner, name, organisation_id } => send!(
+            connection,
+            admit_partner,
+            pb::AdmitPartnerRequest { meta: meta.pb(), partner_id: partner, name, organisation_id }
+        ),
+        C::Pledge { connection, meta, partner, amount, earmark, date } => send!(
+            connection,
+            pledge_contribution,
+            pb::PledgeContributionRequest {
+                meta: meta.pb(),
+                partner_id: partner,
+                amount: meta.money(&amount),
+                earmark_round_id: earmark,
+                pledged_on: date
+            }
+        ),
+        C::ReducePledge { connection, meta, partner, amount, earmark, reason, date } => send!(
+            connection,
+            reduce_pledge,
+            pb::ReducePledgeRequest {
+                meta: meta.pb(),
+                partner_id: partner,
+                amount: meta.money(&amount),
+                earmark_round_id: earmark,
+                reason,
+                reduced_on: date
+            }
+        ),
+        C::RecordReceipt { connection, meta, partner, amount, earmark, value_date, bank_reference } => send!(
+            connection,
+            record_receipt,
+            pb::RecordReceiptRequest {
+                meta: meta.pb(),
+                partner_id: partner,
+                amount: meta.money(&amount),
+                earmark_round_id: earmark,
+                value_date,
+                bank_reference
+            }
+        ),
+        C::OpenRound { connection, meta, round, name, budget_ceiling, grant_max, opens_on, closes_on } => send!(
+            connection,
+            open_round,
+            pb::OpenRoundRequest {
+                meta: meta.pb(),
+                round_id: round,
+                name,
+                budget_ceiling: meta.money(&budget_ceiling),
+                grant_max: meta.money(&grant_max),
+                opens_on,
+                closes_on
+            }
+        ),
+        C::CloseRound { connection, meta, round, date } => send!(
+            connection,
+            close_round,
+            pb::CloseRoundRequest { meta: meta.pb(), round_id: round, closed_on: date }
+        ),
+        C::SubmitApplication {
+            connection,
+            meta,
+            application,
+            round,
+            applicant_name,
+            applicant_organisation_id,
+            place,
+            country,
+            title,
+            description,
+            amount,
+            date,
+        } => send!(
+            connection,
+            submit_application,
+            pb::SubmitApplicationRequest {
+                meta: meta.pb(),
+                application_id: application,
+                round_id: round,
+                applicant: Some(pb::Applicant {
+                    name: applicant_name,
+                    organisation_id: applicant_organisation_id,
+                    place,
+                    country
+                }),
+                title,
+                description,
+                amount_requested: meta.money(&amount),
+                submitted_on: date
+            }
+        ),
+        C::WithdrawApplication { connection, meta, application, reason, date } => send!(
+            connection,
+            withdraw_application,
+            pb::WithdrawApplicationRequest { meta: meta.pb(), application_id: application, reason, withdrawn_on: date }
+        ),
+        C::RejectApplication { connection, meta, application, reason, date } => send!(
+            connection,
+            reject_application,
+            pb::RejectApplicationRequest { meta: meta.pb(), application_id: application, reason, decided_on: date }
+        ),
+        C::AwardGrant { connection, meta, application, amount, reason, date } => send!(
+            connection,
+            award_grant,
+            pb::AwardGrantRequest {
+                meta: meta.pb(),
+                application_id: application,
+                amount: meta.money(&amount),
+                reason,
+                decided_on: date
+            }
+        ),
+        C::ReduceGrant { connection, meta, application, amount, reason, date } => send!(
+            connection,
+            reduce_grant,
+            pb::ReduceGrantRequest {
+                meta: meta.pb(),
+                application_id: application,
+                amount: meta.money(&amount),
+                reason,
+                decided_on: date
+            }
+        ),
+        C::WithdrawGrant { connection, meta, application, reason, date } => send!(
+            connection,
+            withdraw_grant,
+            pb::WithdrawGrantRequest { meta: meta.pb(), application_id: application, reason, decided_on: date }
+        ),
+        C::SettleGrant { connection, meta, application, final_amount, reason, date } => send!(
+            connection,
+            settle_grant,
+            pb::SettleGrantRequest {
+                meta: meta.pb(),
+                application_id: application,
+                final_amount: meta.money(&final_amount),
+                reason,
+                decided_on: date
+            }
+        ),
+        C::MakePayment { connection, meta, application, amount, value_date, bank_reference } => send!(
+            connection,
+            make_payment,
+            pb::MakePaymentRequest {
+                meta: meta.pb(),
+                application_id: application,
+                amount: meta.money(&amount),
+                value_date,
+                bank_reference
+            }
+        ),
+        C::RecordRefund { connection, meta, application, amount, value_date, bank_reference } => send!(
+            connection,
+            record_refund,
+            pb::RecordRefundRequest {
+                meta: meta.pb(),
+                application_id: application,
+                amount: meta.money(&amount),
+                value_date,
+                bank_reference
+            }
+        ),
+        C::Balances { connection, partner } => {
+            let mut client = connect(&connection).await?;
+            let response =
+                client.get_partner_balances(pb::GetPartnerBalancesRequest { partner_id: partner }).await?.into_inner();
+            if connection.json {
+                return print_json(&response, "fundledger.v1.GetPartnerBalancesResponse");
+            }
+            print!("{}", render::partner_balances(&response));
+            Ok(())
+        }
+        C::Summary { connection } => {
+            let mut client = connect(&connection).await?;
+            let response = client.get_fund_summary(pb::GetFundSummaryRequest {}).await?.into_inner();
+            if connection.json {
+                return print_json(&response, "fundledger.v1.GetFundSummaryResponse");
+            }
+            print!("{}", render::fund_summary(&response));
+            Ok(())
+        }
+        C::Rounds { connection, round } => {
+            let mut client = connect(&connection).await?;
+            let response = client.get_round_figures(pb::GetRoundFiguresRequest { round_id: round }).await?.into_inner();
+            if connection.json {
+                return print_json(&response, "fundledger.v1.GetRoundFiguresResponse");
+            }
+            print!("{}", render::round_figures(&response));
+            Ok(())
+        }
+        C::Application { connection, id } => {
+            let mut client = connect(&connection).await?;
+            let response =
+                client.get_application(pb::GetApplicationRequest { application_id: id }).await?.into_inner();
+            if connection.json {
+                return print_json(&response, "fundledger.v1.GetApplicationResponse");
+            }
+            print!("{}", render::application(&response));
+            Ok(())
+        }
+        C::Grant { connection, id } => {
+            let mut client = connect(&connection).await?;
+            let response = client.get_grant(pb::GetGrantRequest { application_id: id }).await?.into_inner();
+            if connection.json {
+                return print_json(&response, "fundledger.v1.GetGrantResponse");
+            }
+            print!("{}", render::grant(&response));
+            Ok(())
+        }
+        C::Applications { connection, round, status, page_size, page_token } => {
+            let status = status.as_deref().map(status_of).transpose()?;
+            let mut client = connect(&connection).await?;
+            let response = client
+                .list_applications(pb::ListApplicationsRequest { round_id: round, status, page_size, page_token })
+                .await?
+                .into_inner();
+            if connection.json {
+                return print_json(&response, "fundledger.v1.ListApplicationsResponse");
+            }
+            print!("{}", render::applications(&response));
+            Ok(())
+        }
+        C::Events { connection, from, limit } => {
+            let mut client = connect(&connection).await?;
+            let mut stream =
+                client.read_events(pb::ReadEventsRequest { from_seq: from, limit }).await?.into_inner();
+            while let Some(event) = stream.next().await {
+                let event = event?;
+                if connection.json {
+                    print_one_line_json(&event, "fundledger.v1.RecordedEvent")?;
+                } else {
+                    print_event_line(&event);
+                }
+            }
+            Ok(())
+        }
+        C::Subscribe { connection, from } => {
+            let mut client = connect(&connection).await?;
+            let mut stream = client.subscribe(pb::SubscribeRequest { from_seq: from }).await?.into_inner();
+            while let Some(event) = stream.next().await {
+                let event = event?;
+                if connection.json {
+                    print_one_line_json(&event, "fundledger.v1.RecordedEvent")?;
+                } else {
+                    print_event_line(&event);
+                }
+            }
+            Ok(())
+        }
+    }
+}
