@@ -4,4 +4,5 @@
 //! [`log`] the durable sled event log, [`projections`] the read side,
 //! [`ledger`] the single writer that orders commands, [`api`] the gRPC shell.
 
+pub mod api;
 pub mod domain;
