@@ -6,3 +6,6 @@
 
 pub mod api;
 pub mod domain;
+pub mod ledger;
+pub mod log;
+pub mod projections;

@@ -7,9 +7,10 @@ use super::command::Applicant;
 use super::event::{Event, PotKey, Share};
 use super::ids::{ApplicationId, Date, PartnerId, RoundId};
 use super::money::{Amount, Currency};
+use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 
-#[derive(Clone, Debug, Default, PartialEq, Eq)]
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct FundState {
     pub fund: Option<Fund>,
     pub partners: BTreeMap<PartnerId, Partner>,
@@ -19,7 +20,7 @@ pub struct FundState {
     pub applications: BTreeMap<ApplicationId, Application>,
 }
 
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Fund {
     pub name: String,
     pub currency: Currency,
@@ -28,14 +29,14 @@ pub struct Fund {
     pub pledged: Amount,
 }
 
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Partner {
     pub name: String,
     pub organisation_id: String,
 }
 
 /// One partner pot. All figures are running totals.
-#[derive(Clone, Debug, Default, PartialEq, Eq)]
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Pot {
     /// Pledged, net of reductions.
     pub pledged: Amount,
@@ -79,7 +80,7 @@ impl Pot {
     }
 }
 
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Round {
     pub name: String,
     pub budget_ceiling: Amount,
@@ -92,8 +93,12 @@ pub struct Round {
     pub applications_rejected: u32,
     pub applications_withdrawn: u32,
     pub amount_requested: Amount,
-    /// Current amount of the round's grants (after reductions and releases).
+    /// Total of the awards as decided; reductions and releases do not lower it.
     pub amount_awarded: Amount,
+    /// Current amount of the round's grants, after reductions, withdrawals,
+    /// settlements below the award and refunds on closed grants: what the
+    /// budget ceiling limits.
+    pub amount_committed: Amount,
 }
 
 impl Round {
@@ -107,11 +112,11 @@ impl Round {
         self.applications_awarded + self.applications_rejected
     }
     pub fn budget_left(&self) -> Amount {
-        self.budget_ceiling.minus(self.amount_awarded)
+        self.budget_ceiling.minus(self.amount_committed)
     }
 }
 
-#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
 pub enum ApplicationStatus {
     Pending,
     Withdrawn,
@@ -130,14 +135,14 @@ impl ApplicationStatus {
     }
 }
 
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Decision {
     pub reason: String,
     pub decided_by: String,
     pub decided_on: Date,
 }
 
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Application {
     pub round: RoundId,
     pub applicant: Applicant,
@@ -151,7 +156,7 @@ pub struct Application {
     pub grant: Option<Grant>,
 }
 
-#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
 pub enum GrantStatus {
     Active,
     Settled,
@@ -168,7 +173,7 @@ impl GrantStatus {
     }
 }
 
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Grant {
     /// The amount as first awarded.
     pub awarded: Amount,
@@ -204,7 +209,7 @@ impl Grant {
 }
 
 /// One pot's part of a grant.
-#[derive(Clone, Debug, Default, PartialEq, Eq)]
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct GrantShare {
     pub amount: Amount,
     pub paid: Amount,
@@ -309,6 +314,7 @@ impl FundState {
                         applications_withdrawn: 0,
                         amount_requested: Amount::ZERO,
                         amount_awarded: Amount::ZERO,
+                        amount_committed: Amount::ZERO,
                     },
                 );
                 assert!(previous.is_none(), "round {round} opened twice");
@@ -368,7 +374,8 @@ impl FundState {
                 let r = self.rounds.get_mut(&round).expect("known round");
                 r.applications_awarded += 1;
                 r.amount_awarded = r.amount_awarded.plus(*amount);
-                assert!(r.amount_awarded <= r.budget_ceiling, "round {round} over its ceiling");
+                r.amount_committed = r.amount_committed.plus(*amount);
+                assert!(r.amount_committed <= r.budget_ceiling, "round {round} over its ceiling");
                 let mut shares = BTreeMap::new();
                 for share in attribution {
                     let pot = self.pot_mut(&share.pot);
@@ -448,7 +455,7 @@ impl FundState {
                 if *releases {
                     let round = self.applications[application].round.clone();
                     let r = self.rounds.get_mut(&round).expect("known round");
-                    r.amount_awarded = r.amount_awarded.minus(*amount);
+                    r.amount_committed = r.amount_committed.minus(*amount);
                 }
             }
         }
@@ -498,6 +505,6 @@ impl FundState {
         }
         let round = self.applications[application].round.clone();
         let r = self.rounds.get_mut(&round).expect("known round");
-        r.amount_awarded = r.amount_awarded.minus(amount);
+        r.amount_committed = r.amount_committed.minus(amount);
     }
 }

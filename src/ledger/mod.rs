@@ -1,0 +1,237 @@
+//! The ledger: one fund's log, its single writer, and its projections.
+//!
+//! Every command goes through **one writer thread**, which takes a batch of
+//! queued commands, decides each against the in-memory state (later
+//! commands see the effects of earlier ones), appends all their events in
+//! one atomic sled batch, makes it durable with one flush + fdatasync, and
+//! only then updates the projections, moves the durable head and answers.
+//! This gives a gapless total order and cross-entity rules checked
+//! atomically, for one fsync per batch. The queue is bounded: when it is
+//! full, [`Ledger::submit`] says so instead of waiting.
+//!
+//! This module knows the domain and the log; it knows nothing of gRPC.
+
+mod writer;
+
+use crate::domain::{Command, Event, Rejection, StreamId};
+use crate::log::{Envelope, EventLog, LogError, LogReader};
+use crate::projections::{decode_event, Projections};
+use std::path::PathBuf;
+use std::sync::{Arc, Mutex, RwLock, RwLockReadGuard};
+use tokio::sync::{mpsc, oneshot, watch};
+
+/// The longest request id, in bytes.
+pub const REQUEST_ID_BYTES_MAX: usize = 128;
+/// The most events a stream's history query returns.
+pub const STREAM_HISTORY_EVENTS_MAX: usize = 10_000;
+
+#[derive(Clone, Debug)]
+pub struct LedgerConfig {
+    pub data_dir: PathBuf,
+    /// Commands waiting for the writer; beyond this, submit is refused.
+    pub queue_commands_max: usize,
+    /// Commands decided and committed together in one group commit.
+    pub batch_commands_max: usize,
+}
+
+impl LedgerConfig {
+    pub fn new(data_dir: impl Into<PathBuf>) -> LedgerConfig {
+        LedgerConfig { data_dir: data_dir.into(), queue_commands_max: 16_384, batch_commands_max: 4096 }
+    }
+}
+
+/// A command as the writer receives it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct CommandRequest {
+    pub command: Command,
+    /// Client-chosen idempotency key: a retry with the same id and the same
+    /// request gets the original outcome and records nothing new.
+    pub request_id: String,
+    /// If set, the version the command's stream must be at.
+    pub expected_version: Option<u64>,
+    /// The acting principal.
+    pub actor: String,
+}
+
+/// A durable event with its envelope.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct RecordedEvent {
+    pub envelope: Envelope,
+    pub event: Event,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct CommandOutcome {
+    pub events: Vec<RecordedEvent>,
+    /// True when this answers a retry: the events were recorded earlier.
+    pub replayed: bool,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+pub enum CommandError {
+    #[error("{0}")]
+    Rejected(Rejection),
+    #[error(
+        "request id {request_id:?} is too long or empty or not printable ASCII (1 to {REQUEST_ID_BYTES_MAX} bytes)"
+    )]
+    InvalidRequestId { request_id: String },
+    #[error("request id {request_id:?} was already used for a different request; use a new id for a new request")]
+    RequestIdConflict { request_id: String },
+    #[error("stream {stream} is at version {actual}, not the expected {expected}; read it again and decide anew")]
+    WrongExpectedVersion { stream: String, expected: u64, actual: u64 },
+    #[error("the ledger's queue is full ({capacity} commands waiting); retry shortly")]
+    QueueFull { capacity: usize },
+    #[error("the ledger is not accepting commands: {0}")]
+    Unavailable(String),
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum LedgerError {
+    #[error(transparent)]
+    Log(#[from] LogError),
+    #[error("cannot start the writer thread: {0}")]
+    Thread(std::io::Error),
+}
+
+/// What the writer and the readers share.
+struct Shared {
+    projections: RwLock<Projections>,
+    /// The durable head: readers never look past it.
+    head: watch::Sender<u64>,
+    reader: LogReader,
+    /// Set when a storage failure stopped the writer.
+    failure: Mutex<Option<String>>,
+}
+
+/// A handle on an open ledger; cheap to clone.
+#[derive(Clone)]
+pub struct Ledger {
+    shared: Arc<Shared>,
+    control: Arc<Control>,
+}
+
+struct Control {
+    queue: Mutex<Option<mpsc::Sender<writer::Submission>>>,
+    writer: Mutex<Option<std::thread::JoinHandle<()>>>,
+    queue_commands_max: usize,
+}
+
+impl Ledger {
+    /// Opens the ledger in `config.data_dir` (creating it if needed),
+    /// rebuilds the projections from the log and starts the writer.
+    pub fn open(config: LedgerConfig) -> Result<Ledger, LedgerError> {
+        let log = EventLog::open(&config.data_dir)?;
+        let reader = log.reader();
+        let projections = Projections::replay(&reader, log.head_seq())?;
+        tracing::info!(
+            data_dir = %config.data_dir.display(),
+            events = projections.head_seq,
+            head_hash = %hex::encode(projections.head_hash),
+            "ledger opened"
+        );
+        let (head, _) = watch::channel(projections.head_seq);
+        let state = projections.state.clone();
+        let shared =
+            Arc::new(Shared { projections: RwLock::new(projections), head, reader, failure: Mutex::new(None) });
+        let (tx, rx) = mpsc::channel(config.queue_commands_max);
+        let writer = writer::Writer::new(log, state, shared.clone(), config.batch_commands_max);
+        let handle = std::thread::Builder::new()
+            .name("fundledger-writer".into())
+            .spawn(move || writer.run(rx))
+            .map_err(LedgerError::Thread)?;
+        Ok(Ledger {
+            shared,
+            control: Arc::new(Control {
+                queue: Mutex::new(Some(tx)),
+                writer: Mutex::new(Some(handle)),
+                queue_commands_max: config.queue_commands_max,
+            }),
+        })
+    }
+
+    /// Queues a command and waits until it is durable (or refused).
+    pub async fn submit(&self, request: CommandRequest) -> Result<CommandOutcome, CommandError> {
+        let id = &request.request_id;
+        if id.is_empty() || id.len() > REQUEST_ID_BYTES_MAX || !id.bytes().all(|b| b.is_ascii_graphic()) {
+            return Err(CommandError::InvalidRequestId { request_id: id.chars().take(REQUEST_ID_BYTES_MAX).collect() });
+        }
+        let (reply, answer) = oneshot::channel();
+        {
+            let queue = self.control.queue.lock().expect("queue lock");
+            let Some(queue) = queue.as_ref() else {
+                return Err(CommandError::Unavailable("the ledger is shutting down".into()));
+            };
+            queue.try_send(writer::Submission { request, reply }).map_err(|e| match e {
+                mpsc::error::TrySendError::Full(_) => {
+                    CommandError::QueueFull { capacity: self.control.queue_commands_max }
+                }
+                mpsc::error::TrySendError::Closed(_) => CommandError::Unavailable(self.failure_message()),
+            })?;
+        }
+        answer.await.map_err(|_| CommandError::Unavailable(self.failure_message()))?
+    }
+
+    fn failure_message(&self) -> String {
+        self.shared.failure.lock().expect("failure lock").clone().unwrap_or_else(|| "the writer has stopped".into())
+    }
+
+    /// The projections as of the durable head. Hold the guard briefly.
+    pub fn projections(&self) -> RwLockReadGuard<'_, Projections> {
+        self.shared.projections.read().expect("projection lock")
+    }
+
+    /// The sequence number of the last durable event.
+    pub fn head_seq(&self) -> u64 {
+        *self.shared.head.borrow()
+    }
+
+    /// Notified whenever the durable head moves.
+    pub fn watch_head(&self) -> watch::Receiver<u64> {
+        self.shared.head.subscribe()
+    }
+
+    /// Up to `limit` durable events from `from_seq` on.
+    pub fn read_events(&self, from_seq: u64, limit: usize) -> Result<Vec<RecordedEvent>, LogError> {
+        let head = self.head_seq();
+        self.shared.reader.read(from_seq, head, limit)?.into_iter().map(|(e, p)| recorded(e, &p)).collect()
+    }
+
+    /// The durable events of one stream, oldest first (at most
+    /// [`STREAM_HISTORY_EVENTS_MAX`]).
+    pub fn stream_events(&self, stream: &StreamId) -> Result<Vec<RecordedEvent>, LogError> {
+        let head = self.head_seq();
+        let mut events = Vec::new();
+        for seq in self.shared.reader.stream_seqs(&stream.to_string(), STREAM_HISTORY_EVENTS_MAX)? {
+            if seq > head {
+                break;
+            }
+            let (envelope, payload) = self
+                .shared
+                .reader
+                .get(seq)?
+                .ok_or_else(|| LogError::Corrupt { seq, problem: "indexed but missing".into() })?;
+            events.push(recorded(envelope, &payload)?);
+        }
+        Ok(events)
+    }
+
+    /// A read-only handle on the log, for verification and replay.
+    pub fn log_reader(&self) -> LogReader {
+        self.shared.reader.clone()
+    }
+
+    /// Stops taking commands, lets the writer answer and commit everything
+    /// already queued, and waits for it.
+    pub async fn shutdown(&self) {
+        self.control.queue.lock().expect("queue lock").take();
+        let handle = self.control.writer.lock().expect("writer lock").take();
+        if let Some(handle) = handle {
+            let _ = tokio::task::spawn_blocking(move || handle.join()).await;
+        }
+    }
+}
+
+fn recorded(envelope: Envelope, payload: &[u8]) -> Result<RecordedEvent, LogError> {
+    let event = decode_event(&envelope, payload)?;
+    Ok(RecordedEvent { envelope, event })
+}

@@ -1,0 +1,204 @@
+//! The single writer: group commit of decided commands.
+
+use super::{CommandError, CommandOutcome, CommandRequest, RecordedEvent, Shared};
+use crate::domain::{decide, Context, Event, FundState, EVENT_SCHEMA_VERSION};
+use crate::log::{codec, Entry, EventLog, Hash, NewEvent};
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::{SystemTime, UNIX_EPOCH};
+use tokio::sync::{mpsc, oneshot};
+
+pub(super) struct Submission {
+    pub request: CommandRequest,
+    pub reply: oneshot::Sender<Result<CommandOutcome, CommandError>>,
+}
+
+pub(super) struct Writer {
+    log: EventLog,
+    /// The decision state: the projections' state plus, during a batch, the
+    /// effects of the batch's earlier commands.
+    state: FundState,
+    shared: Arc<Shared>,
+    batch_commands_max: usize,
+}
+
+/// What will answer a submission once the batch is durable.
+enum Pending {
+    Done(Result<CommandOutcome, CommandError>),
+    /// Accepted: its events are entry `n` of the batch.
+    Appended(usize, Vec<Event>),
+    /// A retry of entry `n` of this very batch.
+    SameAs(usize),
+}
+
+impl Writer {
+    pub fn new(log: EventLog, state: FundState, shared: Arc<Shared>, batch_commands_max: usize) -> Writer {
+        Writer { log, state, shared, batch_commands_max }
+    }
+
+    pub fn run(mut self, mut queue: mpsc::Receiver<Submission>) {
+        let mut batch = Vec::with_capacity(self.batch_commands_max);
+        // `blocking_recv` returns None once every sender is gone and the
+        // queue is drained: that is the graceful end.
+        while let Some(first) = queue.blocking_recv() {
+            batch.push(first);
+            while batch.len() < self.batch_commands_max {
+                match queue.try_recv() {
+                    Ok(next) => batch.push(next),
+                    Err(_) => break,
+                }
+            }
+            if let Err(failure) = self.commit(&mut batch) {
+                // The in-memory state may now be ahead of the disk: stop
+                // rather than decide on facts that were never recorded.
+                tracing::error!(%failure, "storage failure; the writer stops and the ledger refuses commands");
+                *self.shared.failure.lock().expect("failure lock") =
+                    Some(format!("a storage failure stopped the writer ({failure}); restart to recover from the log"));
+                for submission in batch.drain(..).chain(std::iter::from_fn(|| queue.try_recv().ok())) {
+                    let _ = submission.reply.send(Err(CommandError::Unavailable(failure.clone())));
+                }
+                queue.close();
+                return;
+            }
+        }
+        tracing::info!(head = self.log.head_seq(), "writer stopped");
+    }
+
+    /// Decides, appends, syncs and answers one batch.
+    fn commit(&mut self, batch: &mut Vec<Submission>) -> Result<(), String> {
+        let mut pending = Vec::with_capacity(batch.len());
+        let mut entries: Vec<Entry> = Vec::new();
+        let mut batch_requests: HashMap<&str, (Hash, usize)> = HashMap::new();
+        let mut batch_versions: HashMap<String, u64> = HashMap::new();
+        for submission in batch.iter() {
+            let request = &submission.request;
+            let fingerprint = fingerprint(request);
+            if let Some(&(earlier, entry)) = batch_requests.get(request.request_id.as_str()) {
+                pending.push(if earlier == fingerprint {
+                    Pending::SameAs(entry)
+                } else {
+                    Pending::Done(Err(conflict(request)))
+                });
+                continue;
+            }
+            match self.log.request(&request.request_id).map_err(|e| e.to_string())? {
+                Some(record) if record.fingerprint == fingerprint => {
+                    pending.push(Pending::Done(self.replay(record.first_seq, record.count)?));
+                    continue;
+                }
+                Some(_) => {
+                    pending.push(Pending::Done(Err(conflict(request))));
+                    continue;
+                }
+                None => {}
+            }
+            let stream = request.command.stream().to_string();
+            let actual = batch_versions.get(&stream).copied().unwrap_or_else(|| self.log.stream_version(&stream));
+            if let Some(expected) = request.expected_version {
+                if expected != actual {
+                    pending.push(Pending::Done(Err(CommandError::WrongExpectedVersion { stream, expected, actual })));
+                    continue;
+                }
+            }
+            let ctx = Context { actor: request.actor.clone() };
+            match decide(&self.state, &request.command, &ctx) {
+                Err(rejection) => pending.push(Pending::Done(Err(CommandError::Rejected(rejection)))),
+                Ok(events) => {
+                    let mut new_events = Vec::with_capacity(events.len());
+                    for event in &events {
+                        self.state.evolve(event);
+                        let stream = event.stream().to_string();
+                        let version =
+                            batch_versions.get(&stream).copied().unwrap_or_else(|| self.log.stream_version(&stream));
+                        batch_versions.insert(stream.clone(), version + 1);
+                        new_events.push(NewEvent {
+                            stream,
+                            event_type: event.type_name().to_owned(),
+                            schema_version: EVENT_SCHEMA_VERSION,
+                            payload: codec::encode(event),
+                        });
+                    }
+                    batch_requests.insert(request.request_id.as_str(), (fingerprint, entries.len()));
+                    pending.push(Pending::Appended(entries.len(), events));
+                    entries.push(Entry {
+                        request_id: request.request_id.clone(),
+                        fingerprint,
+                        actor: request.actor.clone(),
+                        events: new_events,
+                    });
+                }
+            }
+        }
+
+        let mut outcomes: Vec<Vec<RecordedEvent>> = Vec::new();
+        if !entries.is_empty() {
+            let envelopes = self.log.append(now_micros(), &entries).map_err(|e| e.to_string())?;
+            // Durable: now the read side may see it.
+            let mut events_by_entry: Vec<Option<Vec<Event>>> = vec![None; entries.len()];
+            for p in &mut pending {
+                if let Pending::Appended(n, events) = p {
+                    events_by_entry[*n] = Some(std::mem::take(events));
+                }
+            }
+            {
+                let mut projections = self.shared.projections.write().expect("projection lock");
+                for (envelopes, events) in envelopes.into_iter().zip(events_by_entry) {
+                    let events = events.expect("every entry came from one submission");
+                    let recorded: Vec<RecordedEvent> = envelopes
+                        .into_iter()
+                        .zip(events)
+                        .map(|(envelope, event)| {
+                            projections.apply(&envelope, &event);
+                            RecordedEvent { envelope, event }
+                        })
+                        .collect();
+                    outcomes.push(recorded);
+                }
+                debug_assert_eq!(projections.state, self.state, "live projection and decision state diverged");
+            }
+            self.shared.head.send_replace(self.log.head_seq());
+        }
+
+        for (submission, p) in batch.drain(..).zip(pending) {
+            let answer = match p {
+                Pending::Done(answer) => answer,
+                Pending::Appended(n, _) => Ok(CommandOutcome { events: outcomes[n].clone(), replayed: false }),
+                Pending::SameAs(n) => Ok(CommandOutcome { events: outcomes[n].clone(), replayed: true }),
+            };
+            // The client may have gone away; the command stands regardless.
+            let _ = submission.reply.send(answer);
+        }
+        Ok(())
+    }
+
+    /// The original outcome of an earlier request.
+    fn replay(&self, first_seq: u64, count: u32) -> Result<Result<CommandOutcome, CommandError>, String> {
+        let last = first_seq + u64::from(count) - 1;
+        let events = self
+            .shared
+            .reader
+            .read(first_seq, last, count as usize)
+            .map_err(|e| e.to_string())?
+            .into_iter()
+            .map(|(envelope, payload)| {
+                crate::projections::decode_event(&envelope, &payload).map(|event| RecordedEvent { envelope, event })
+            })
+            .collect::<Result<Vec<_>, _>>()
+            .map_err(|e| e.to_string())?;
+        Ok(Ok(CommandOutcome { events, replayed: true }))
+    }
+}
+
+fn conflict(request: &CommandRequest) -> CommandError {
+    CommandError::RequestIdConflict { request_id: request.request_id.clone() }
+}
+
+/// What makes two requests "the same": command, expected version and actor.
+fn fingerprint(request: &CommandRequest) -> Hash {
+    codec::digest(&codec::encode(&(&request.command, request.expected_version, &request.actor)))
+}
+
+fn now_micros() -> i64 {
+    let since = SystemTime::now().duration_since(UNIX_EPOCH).unwrap_or_default();
+    i64::try_from(since.as_micros()).unwrap_or(i64::MAX)
+}

@@ -1,0 +1,132 @@
+//! The stored format: the one place that knows bincode.
+//!
+//! bincode 2.0.1 is pinned (3.0.0 is a stub that does not compile, and the
+//! project has stopped). With `config::legacy()` its bytes are those of
+//! bincode 1.x, which the maintained `wincode` crate also reads, so the
+//! codec can be swapped without rewriting any data. Golden-bytes tests in
+//! `tests/log.rs` freeze the format.
+//!
+//! A stored record is laid out as
+//!
+//! ```text
+//! [0]       record format version (1)
+//! [1..33]   previous event's hash (32 zero bytes before the first event)
+//! [33..65]  this event's hash = SHA-256(previous hash ‖ body)
+//! [65..]    body: bincode-legacy(RecordBody)
+//! ```
+//!
+//! so that the chain can be checked with nothing but SHA-256.
+
+use serde::{de::DeserializeOwned, Deserialize, Serialize};
+use sha2::{Digest, Sha256};
+
+pub const RECORD_FORMAT_V1: u8 = 1;
+pub const HASH_BYTES: usize = 32;
+const HEADER_BYTES: usize = 1 + 2 * HASH_BYTES;
+
+/// A SHA-256 digest.
+pub type Hash = [u8; HASH_BYTES];
+
+/// The hash before the first event.
+pub const GENESIS_HASH: Hash = [0; HASH_BYTES];
+
+/// Everything about an event that its hash covers, except the previous hash.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RecordBody {
+    pub seq: u64,
+    pub stream: String,
+    pub stream_version: u64,
+    pub event_type: String,
+    pub schema_version: u16,
+    pub recorded_at_micros: i64,
+    pub actor: String,
+    pub request_id: String,
+    /// The event itself, encoded with [`encode`].
+    pub payload: Vec<u8>,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum CodecError {
+    #[error("record of {0} bytes is shorter than its {HEADER_BYTES}-byte header")]
+    Truncated(usize),
+    #[error("unknown record format version {0}")]
+    UnknownFormat(u8),
+    #[error("cannot decode: {0}")]
+    Decode(String),
+    #[error("{0} trailing bytes after the value")]
+    TrailingBytes(usize),
+}
+
+fn config(
+) -> bincode::config::Configuration<bincode::config::LittleEndian, bincode::config::Fixint, bincode::config::NoLimit> {
+    bincode::config::legacy()
+}
+
+/// Encodes a value in the stored format.
+pub fn encode<T: Serialize>(value: &T) -> Vec<u8> {
+    bincode::serde::encode_to_vec(value, config()).expect("encoding into a Vec cannot fail")
+}
+
+/// Decodes a value in the stored format; all bytes must be used.
+pub fn decode<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, CodecError> {
+    let (value, used) =
+        bincode::serde::decode_from_slice(bytes, config()).map_err(|e| CodecError::Decode(e.to_string()))?;
+    if used != bytes.len() {
+        return Err(CodecError::TrailingBytes(bytes.len() - used));
+    }
+    Ok(value)
+}
+
+/// The hash of an event: SHA-256 over the previous hash and the body bytes.
+pub fn chain_hash(prev_hash: &Hash, body: &[u8]) -> Hash {
+    let mut hasher = Sha256::new();
+    hasher.update(prev_hash);
+    hasher.update(body);
+    hasher.finalize().into()
+}
+
+/// A SHA-256 over arbitrary bytes (request fingerprints).
+pub fn digest(bytes: &[u8]) -> Hash {
+    Sha256::digest(bytes).into()
+}
+
+/// Builds a stored record; returns it with its hash.
+pub fn encode_record(prev_hash: &Hash, body: &RecordBody) -> (Vec<u8>, Hash) {
+    let body_bytes = encode(body);
+    let hash = chain_hash(prev_hash, &body_bytes);
+    let mut record = Vec::with_capacity(HEADER_BYTES + body_bytes.len());
+    record.push(RECORD_FORMAT_V1);
+    record.extend_from_slice(prev_hash);
+    record.extend_from_slice(&hash);
+    record.extend_from_slice(&body_bytes);
+    (record, hash)
+}
+
+/// A stored record taken apart, not yet checked.
+pub struct DecodedRecord<'a> {
+    pub prev_hash: Hash,
+    pub hash: Hash,
+    pub body_bytes: &'a [u8],
+    pub body: RecordBody,
+}
+
+impl DecodedRecord<'_> {
+    /// Whether the stored hash is the hash of the stored previous hash and body.
+    pub fn hash_matches(&self) -> bool {
+        chain_hash(&self.prev_hash, self.body_bytes) == self.hash
+    }
+}
+
+pub fn decode_record(record: &[u8]) -> Result<DecodedRecord<'_>, CodecError> {
+    if record.len() < HEADER_BYTES {
+        return Err(CodecError::Truncated(record.len()));
+    }
+    if record[0] != RECORD_FORMAT_V1 {
+        return Err(CodecError::UnknownFormat(record[0]));
+    }
+    let prev_hash: Hash = record[1..1 + HASH_BYTES].try_into().expect("sized");
+    let hash: Hash = record[1 + HASH_BYTES..HEADER_BYTES].try_into().expect("sized");
+    let body_bytes = &record[HEADER_BYTES..];
+    let body = decode(body_bytes)?;
+    Ok(DecodedRecord { prev_hash, hash, body_bytes, body })
+}

@@ -1,0 +1,14 @@
+//! The append-only event log, on sled 0.34.7.
+//!
+//! It knows bytes, sequence numbers, streams, hashes and request ids — **not
+//! business rules**: payloads are opaque bytes encoded by the caller with
+//! [`codec::encode`]. Every append is atomic (one sled batch) and durable
+//! when it returns: sled's `flush` writes with `sync_file_range`, which does
+//! not make the data durable, so [`EventLog::append`] also `fdatasync`s
+//! sled's files. It never rewrites or deletes an event.
+
+pub mod codec;
+mod store;
+
+pub use codec::{Hash, GENESIS_HASH};
+pub use store::{Entry, Envelope, EventLog, LogError, LogReader, NewEvent, RequestRecord, VerifyReport};

@@ -1,0 +1,428 @@
+use super::codec::{self, CodecError, Hash, RecordBody, GENESIS_HASH};
+use std::collections::{HashMap, HashSet};
+use std::fs::File;
+use std::path::{Path, PathBuf};
+
+// Key layout of the one sled tree. One tree keeps every append a single
+// atomic `apply_batch`.
+const EVENT: u8 = b'e'; // e ‖ seq (u64 BE)               -> record
+const REQUEST: u8 = b'r'; // r ‖ request id                -> fingerprint ‖ first seq ‖ count
+const STREAM_INDEX: u8 = b's'; // s ‖ stream ‖ 0 ‖ version (u64 BE) -> seq (u64 BE)
+const STREAM_HEAD: u8 = b'v'; // v ‖ stream                 -> version (u64 BE)
+const META_FORMAT: &[u8] = b"m/format";
+const STORE_FORMAT_V1: &[u8] = b"fundledger-log-v1";
+
+/// The envelope of a recorded event: everything but the payload.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Envelope {
+    /// Gapless global order, from 1.
+    pub seq: u64,
+    pub stream: String,
+    /// Position within the stream, from 1.
+    pub stream_version: u64,
+    pub event_type: String,
+    pub schema_version: u16,
+    /// When the event was recorded (microseconds since the Unix epoch, UTC).
+    pub recorded_at_micros: i64,
+    pub actor: String,
+    pub request_id: String,
+    pub prev_hash: Hash,
+    pub hash: Hash,
+}
+
+/// An event to append, before it has a place in the log.
+#[derive(Clone, Debug)]
+pub struct NewEvent {
+    pub stream: String,
+    pub event_type: String,
+    pub schema_version: u16,
+    pub payload: Vec<u8>,
+}
+
+/// The events of one accepted request, appended together.
+#[derive(Clone, Debug)]
+pub struct Entry {
+    pub request_id: String,
+    /// Digest of the request, to tell a retry from a reuse of the id.
+    pub fingerprint: Hash,
+    pub actor: String,
+    pub events: Vec<NewEvent>,
+}
+
+/// What the log remembers of an accepted request.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct RequestRecord {
+    pub fingerprint: Hash,
+    pub first_seq: u64,
+    pub count: u32,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum LogError {
+    #[error("cannot open the log in {dir}: {source}")]
+    Open { dir: PathBuf, source: sled::Error },
+    #[error("{dir} holds {found:?}, not a fundledger log")]
+    ForeignStore { dir: PathBuf, found: String },
+    #[error("storage error: {0}")]
+    Storage(#[from] sled::Error),
+    #[error("cannot make the log durable: {0}")]
+    Sync(#[from] std::io::Error),
+    #[error("event {seq} is corrupt: {problem}")]
+    Corrupt { seq: u64, problem: String },
+}
+
+/// The result of walking the whole chain.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct VerifyReport {
+    pub events: u64,
+    pub streams: u64,
+    pub head_hash: Hash,
+}
+
+/// The writer's handle on the log. There is exactly one per data directory
+/// (sled locks the directory), owned by the single writer.
+pub struct EventLog {
+    reader: LogReader,
+    dir: PathBuf,
+    head_seq: u64,
+    head_hash: Hash,
+    head_recorded_at_micros: i64,
+    /// Current version of every stream; one entry per stream, so it grows
+    /// with the fund's entities, not with its events.
+    stream_versions: HashMap<String, u64>,
+    /// sled blob files already fsynced (large values live outside `db`).
+    synced_blobs: HashSet<std::ffi::OsString>,
+}
+
+/// A read-only handle for concurrent readers. Reads are not bounded by
+/// durability here: callers bound them by the durable head they were told.
+#[derive(Clone)]
+pub struct LogReader {
+    db: sled::Db,
+}
+
+impl EventLog {
+    /// Opens (or creates) the log in `dir`.
+    pub fn open(dir: &Path) -> Result<EventLog, LogError> {
+        let fresh = !dir.join("db").exists();
+        std::fs::create_dir_all(dir).map_err(LogError::Sync)?;
+        let db = sled::Config::new()
+            .path(dir)
+            // We flush and fsync ourselves after every group commit.
+            .flush_every_ms(None)
+            .cache_capacity(256 * 1024 * 1024)
+            .open()
+            .map_err(|source| LogError::Open { dir: dir.to_owned(), source })?;
+        match db.get(META_FORMAT)? {
+            Some(found) if found.as_ref() != STORE_FORMAT_V1 => {
+                return Err(LogError::ForeignStore {
+                    dir: dir.to_owned(),
+                    found: String::from_utf8_lossy(&found).into_owned(),
+                })
+            }
+            Some(_) => {}
+            None => {
+                if db.first()?.is_some() {
+                    return Err(LogError::ForeignStore {
+                        dir: dir.to_owned(),
+                        found: "an unmarked sled database".into(),
+                    });
+                }
+                db.insert(META_FORMAT, STORE_FORMAT_V1)?;
+            }
+        }
+        let mut log = EventLog {
+            reader: LogReader { db },
+            dir: dir.to_owned(),
+            head_seq: 0,
+            head_hash: GENESIS_HASH,
+            head_recorded_at_micros: 0,
+            stream_versions: HashMap::new(),
+            synced_blobs: HashSet::new(),
+        };
+        if let Some((key, record)) = log.reader.db.scan_prefix([EVENT]).next_back().transpose()? {
+            let seq = seq_of_key(&key);
+            let decoded = codec::decode_record(&record).map_err(|e| corrupt(seq, e))?;
+            log.head_seq = seq;
+            log.head_hash = decoded.hash;
+            log.head_recorded_at_micros = decoded.body.recorded_at_micros;
+        }
+        for item in log.reader.db.scan_prefix([STREAM_HEAD]) {
+            let (key, value) = item?;
+            let stream = String::from_utf8_lossy(&key[1..]).into_owned();
+            log.stream_versions.insert(stream, u64_of(&value));
+        }
+        log.sync()?;
+        if fresh {
+            // The directory entry of sled's new files must survive a crash too.
+            File::open(dir)?.sync_all()?;
+        }
+        Ok(log)
+    }
+
+    pub fn reader(&self) -> LogReader {
+        self.reader.clone()
+    }
+
+    pub fn head_seq(&self) -> u64 {
+        self.head_seq
+    }
+
+    pub fn head_hash(&self) -> Hash {
+        self.head_hash
+    }
+
+    /// The recording time of the last event (0 for an empty log).
+    pub fn head_recorded_at_micros(&self) -> i64 {
+        self.head_recorded_at_micros
+    }
+
+    pub fn stream_version(&self, stream: &str) -> u64 {
+        self.stream_versions.get(stream).copied().unwrap_or(0)
+    }
+
+    pub fn request(&self, request_id: &str) -> Result<Option<RequestRecord>, LogError> {
+        self.reader.request(request_id)
+    }
+
+    /// Appends the entries in order as one atomic batch and makes it durable
+    /// (flush + fdatasync) before returning their envelopes.
+    pub fn append(&mut self, recorded_at_micros: i64, entries: &[Entry]) -> Result<Vec<Vec<Envelope>>, LogError> {
+        // Recording time never goes backwards, whatever the wall clock does.
+        let recorded_at_micros = recorded_at_micros.max(self.head_recorded_at_micros);
+        let mut batch = sled::Batch::default();
+        let mut seq = self.head_seq;
+        let mut hash = self.head_hash;
+        let mut versions: HashMap<&str, u64> = HashMap::new();
+        let mut out = Vec::with_capacity(entries.len());
+        for entry in entries {
+            let first_seq = seq + 1;
+            let mut envelopes = Vec::with_capacity(entry.events.len());
+            for event in &entry.events {
+                seq += 1;
+                let version =
+                    versions.entry(event.stream.as_str()).or_insert_with(|| self.stream_version(&event.stream));
+                *version += 1;
+                let body = RecordBody {
+                    seq,
+                    stream: event.stream.clone(),
+                    stream_version: *version,
+                    event_type: event.event_type.clone(),
+                    schema_version: event.schema_version,
+                    recorded_at_micros,
+                    actor: entry.actor.clone(),
+                    request_id: entry.request_id.clone(),
+                    payload: event.payload.clone(),
+                };
+                let (record, new_hash) = codec::encode_record(&hash, &body);
+                batch.insert(&event_key(seq)[..], record);
+                batch.insert(stream_index_key(&event.stream, *version), &seq.to_be_bytes()[..]);
+                envelopes.push(Envelope {
+                    seq,
+                    stream: body.stream,
+                    stream_version: body.stream_version,
+                    event_type: body.event_type,
+                    schema_version: body.schema_version,
+                    recorded_at_micros,
+                    actor: body.actor,
+                    request_id: body.request_id,
+                    prev_hash: hash,
+                    hash: new_hash,
+                });
+                hash = new_hash;
+            }
+            let count = u32::try_from(entry.events.len()).expect("a request records few events");
+            batch.insert(request_key(&entry.request_id), request_value(&entry.fingerprint, first_seq, count));
+            out.push(envelopes);
+        }
+        for (stream, version) in &versions {
+            batch.insert(stream_head_key(stream), &version.to_be_bytes()[..]);
+        }
+        self.reader.db.apply_batch(batch)?;
+        self.sync()?;
+        // Only now, with the batch durable, does the in-memory head move.
+        for (stream, version) in versions {
+            self.stream_versions.insert(stream.to_owned(), version);
+        }
+        self.head_seq = seq;
+        self.head_hash = hash;
+        self.head_recorded_at_micros = recorded_at_micros;
+        Ok(out)
+    }
+
+    /// Flush, then fdatasync the files sled wrote: `flush` alone uses
+    /// `sync_file_range`, which neither persists file metadata nor orders
+    /// writes against a power failure.
+    fn sync(&mut self) -> Result<(), LogError> {
+        self.reader.db.flush()?;
+        File::open(self.dir.join("db"))?.sync_data()?;
+        let blobs = self.dir.join("blobs");
+        if blobs.exists() {
+            let mut new_blob = false;
+            for entry in std::fs::read_dir(&blobs)? {
+                let entry = entry?;
+                if !self.synced_blobs.contains(&entry.file_name()) {
+                    File::open(entry.path())?.sync_data()?;
+                    self.synced_blobs.insert(entry.file_name());
+                    new_blob = true;
+                }
+            }
+            if new_blob {
+                File::open(&blobs)?.sync_all()?;
+            }
+        }
+        Ok(())
+    }
+}
+
+impl LogReader {
+    /// Up to `limit` events with `from_seq <= seq <= to_seq`, in order.
+    pub fn read(&self, from_seq: u64, to_seq: u64, limit: usize) -> Result<Vec<(Envelope, Vec<u8>)>, LogError> {
+        if from_seq > to_seq {
+            return Ok(Vec::new());
+        }
+        let mut out = Vec::new();
+        for item in self.db.range(event_key(from_seq.max(1))..=event_key(to_seq)).take(limit) {
+            let (key, record) = item?;
+            out.push(decode_checked(seq_of_key(&key), &record)?);
+        }
+        Ok(out)
+    }
+
+    /// The sequence numbers of a stream's events, in stream order.
+    pub fn stream_seqs(&self, stream: &str, limit: usize) -> Result<Vec<u64>, LogError> {
+        let mut prefix = vec![STREAM_INDEX];
+        prefix.extend_from_slice(stream.as_bytes());
+        prefix.push(0);
+        self.db.scan_prefix(prefix).take(limit).map(|item| Ok(u64_of(&item?.1))).collect()
+    }
+
+    /// One event by sequence number.
+    pub fn get(&self, seq: u64) -> Result<Option<(Envelope, Vec<u8>)>, LogError> {
+        match self.db.get(event_key(seq))? {
+            Some(record) => Ok(Some(decode_checked(seq, &record)?)),
+            None => Ok(None),
+        }
+    }
+
+    pub fn request(&self, request_id: &str) -> Result<Option<RequestRecord>, LogError> {
+        Ok(self.db.get(request_key(request_id))?.map(|v| RequestRecord {
+            fingerprint: v[..32].try_into().expect("stored fingerprint"),
+            first_seq: u64_of(&v[32..40]),
+            count: u32::from_be_bytes(v[40..44].try_into().expect("stored count")),
+        }))
+    }
+
+    /// Walks the whole log: every record decodes, sequence numbers are
+    /// gapless from 1, every hash is right and links to the previous one,
+    /// stream versions are consecutive. Stops at the first broken event.
+    pub fn verify(&self) -> Result<VerifyReport, LogError> {
+        let mut expected_seq = 1;
+        let mut prev_hash = GENESIS_HASH;
+        let mut versions: HashMap<String, u64> = HashMap::new();
+        for item in self.db.scan_prefix([EVENT]) {
+            let (key, record) = item?;
+            let seq = seq_of_key(&key);
+            if seq != expected_seq {
+                return Err(LogError::Corrupt { seq, problem: format!("gap: expected event {expected_seq} next") });
+            }
+            let decoded = codec::decode_record(&record).map_err(|e| corrupt(seq, e))?;
+            if decoded.body.seq != seq {
+                return Err(LogError::Corrupt {
+                    seq,
+                    problem: format!("stored under {seq} but says {}", decoded.body.seq),
+                });
+            }
+            if decoded.prev_hash != prev_hash {
+                return Err(LogError::Corrupt { seq, problem: "does not link to the previous event's hash".into() });
+            }
+            if !decoded.hash_matches() {
+                return Err(LogError::Corrupt { seq, problem: "hash does not match its contents".into() });
+            }
+            let version = versions.entry(decoded.body.stream.clone()).or_insert(0);
+            *version += 1;
+            if decoded.body.stream_version != *version {
+                return Err(LogError::Corrupt {
+                    seq,
+                    problem: format!(
+                        "stream {} at version {}, expected {}",
+                        decoded.body.stream, decoded.body.stream_version, version
+                    ),
+                });
+            }
+            prev_hash = decoded.hash;
+            expected_seq += 1;
+        }
+        Ok(VerifyReport { events: expected_seq - 1, streams: versions.len() as u64, head_hash: prev_hash })
+    }
+}
+
+fn decode_checked(seq: u64, record: &[u8]) -> Result<(Envelope, Vec<u8>), LogError> {
+    let decoded = codec::decode_record(record).map_err(|e| corrupt(seq, e))?;
+    // Check data right after reading it back.
+    if decoded.body.seq != seq || !decoded.hash_matches() {
+        return Err(LogError::Corrupt { seq, problem: "record does not match its key or hash".into() });
+    }
+    let body = decoded.body;
+    Ok((
+        Envelope {
+            seq,
+            stream: body.stream,
+            stream_version: body.stream_version,
+            event_type: body.event_type,
+            schema_version: body.schema_version,
+            recorded_at_micros: body.recorded_at_micros,
+            actor: body.actor,
+            request_id: body.request_id,
+            prev_hash: decoded.prev_hash,
+            hash: decoded.hash,
+        },
+        body.payload,
+    ))
+}
+
+fn corrupt(seq: u64, error: CodecError) -> LogError {
+    LogError::Corrupt { seq, problem: error.to_string() }
+}
+
+fn event_key(seq: u64) -> [u8; 9] {
+    let mut key = [EVENT; 9];
+    key[1..].copy_from_slice(&seq.to_be_bytes());
+    key
+}
+
+fn seq_of_key(key: &[u8]) -> u64 {
+    u64_of(&key[1..9])
+}
+
+fn u64_of(bytes: &[u8]) -> u64 {
+    u64::from_be_bytes(bytes[..8].try_into().expect("8 bytes"))
+}
+
+fn request_key(request_id: &str) -> Vec<u8> {
+    let mut key = vec![REQUEST];
+    key.extend_from_slice(request_id.as_bytes());
+    key
+}
+
+fn request_value(fingerprint: &Hash, first_seq: u64, count: u32) -> Vec<u8> {
+    let mut value = Vec::with_capacity(44);
+    value.extend_from_slice(fingerprint);
+    value.extend_from_slice(&first_seq.to_be_bytes());
+    value.extend_from_slice(&count.to_be_bytes());
+    value
+}
+
+fn stream_index_key(stream: &str, version: u64) -> Vec<u8> {
+    let mut key = vec![STREAM_INDEX];
+    key.extend_from_slice(stream.as_bytes());
+    key.push(0);
+    key.extend_from_slice(&version.to_be_bytes());
+    key
+}
+
+fn stream_head_key(stream: &str) -> Vec<u8> {
+    let mut key = vec![STREAM_HEAD];
+    key.extend_from_slice(stream.as_bytes());
+    key
+}

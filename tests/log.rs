@@ -1,0 +1,439 @@
+//! The event log and the single writer: durability across reopen,
+//! idempotency, optimistic concurrency, the hash chain, and the frozen
+//! stored format.
+
+use fundledger::domain::{
+    Amount, Applicant, ApplicationId, Command, Currency, Date, Event, MoneyInput, PartnerId, PotKey, RoundId, Share,
+};
+use fundledger::ledger::{CommandError, CommandRequest, Ledger, LedgerConfig};
+use fundledger::log::codec::{self, RecordBody, GENESIS_HASH};
+use fundledger::projections::Projections;
+
+fn eur(value: &str) -> MoneyInput {
+    MoneyInput::parse(value, "EUR").unwrap()
+}
+
+fn date(text: &str) -> Date {
+    Date::parse(text).unwrap()
+}
+
+fn request(id: &str, command: Command) -> CommandRequest {
+    CommandRequest { command, request_id: id.into(), expected_version: None, actor: "officer-anna".into() }
+}
+
+/// A fund with one partner who has paid in EUR 50,000 and an open round.
+fn setup() -> Vec<CommandRequest> {
+    let porticus = PartnerId::new("porticus").unwrap();
+    vec![
+        request("r1", Command::OpenFund { name: "Loket D".into(), currency: Currency::eur() }),
+        request(
+            "r2",
+            Command::AdmitPartner {
+                partner: porticus.clone(),
+                name: "Porticus".into(),
+                organisation_id: "NL-KVK-1".into(),
+            },
+        ),
+        request(
+            "r3",
+            Command::PledgeContribution {
+                partner: porticus.clone(),
+                amount: eur("50000.00"),
+                earmark: None,
+                pledged_on: date("2024-01-10"),
+            },
+        ),
+        request(
+            "r4",
+            Command::RecordReceipt {
+                partner: porticus,
+                amount: eur("50000.00"),
+                earmark: None,
+                value_date: date("2024-01-20"),
+                bank_reference: "NL91ABNA0417164300 2024-01".into(),
+            },
+        ),
+        request(
+            "r5",
+            Command::OpenRound {
+                round: RoundId::new("r1").unwrap(),
+                name: "Round 1".into(),
+                budget_ceiling: eur("40000"),
+                grant_max: eur("15000"),
+                opens_on: date("2024-02-01"),
+                closes_on: date("2024-03-31"),
+            },
+        ),
+    ]
+}
+
+fn submit_application(id: &str, app: &str) -> CommandRequest {
+    request(
+        id,
+        Command::SubmitApplication {
+            application: ApplicationId::new(app).unwrap(),
+            round: RoundId::new("r1").unwrap(),
+            applicant: Applicant {
+                name: "Buurtkracht Kanaleneiland".into(),
+                organisation_id: String::new(),
+                place: "Utrecht".into(),
+                country: "NL".into(),
+            },
+            title: "Neighbourhood dialogue evenings".into(),
+            description: String::new(),
+            amount_requested: eur("12000.00"),
+            submitted_on: date("2024-02-15"),
+        },
+    )
+}
+
+async fn open(dir: &std::path::Path) -> Ledger {
+    Ledger::open(LedgerConfig::new(dir)).unwrap()
+}
+
+#[tokio::test]
+async fn reopen_keeps_every_acknowledged_event_and_identical_projections() {
+    let dir = tempfile::tempdir().unwrap();
+    let ledger = open(dir.path()).await;
+    for r in setup() {
+        ledger.submit(r).await.unwrap();
+    }
+    ledger.submit(submit_application("r6", "app-1")).await.unwrap();
+    let live = ledger.projections().clone();
+    let events_before = ledger.read_events(1, 100).unwrap();
+    ledger.shutdown().await;
+    drop(ledger);
+
+    let ledger = open(dir.path()).await;
+    assert_eq!(ledger.head_seq(), 6);
+    assert_eq!(ledger.read_events(1, 100).unwrap(), events_before);
+    assert_eq!(ledger.projections().encoded(), live.encoded(), "replayed projections must be byte-identical");
+    let report = ledger.log_reader().verify().unwrap();
+    assert_eq!(report.events, 6);
+    assert_eq!(report.head_hash, live.head_hash);
+}
+
+#[tokio::test]
+async fn a_retry_returns_the_original_outcome_and_records_nothing() {
+    let dir = tempfile::tempdir().unwrap();
+    let ledger = open(dir.path()).await;
+    for r in setup() {
+        ledger.submit(r).await.unwrap();
+    }
+    let first = ledger.submit(submit_application("submit-app-1", "app-1")).await.unwrap();
+    assert!(!first.replayed);
+    let retry = ledger.submit(submit_application("submit-app-1", "app-1")).await.unwrap();
+    assert!(retry.replayed);
+    assert_eq!(retry.events, first.events);
+    assert_eq!(ledger.head_seq(), 6);
+
+    // Also after a restart: idempotency is persistent.
+    ledger.shutdown().await;
+    drop(ledger);
+    let ledger = open(dir.path()).await;
+    let retry = ledger.submit(submit_application("submit-app-1", "app-1")).await.unwrap();
+    assert!(retry.replayed);
+    assert_eq!(retry.events, first.events);
+    assert_eq!(ledger.head_seq(), 6);
+}
+
+#[tokio::test]
+async fn reusing_a_request_id_for_another_request_is_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let ledger = open(dir.path()).await;
+    for r in setup() {
+        ledger.submit(r).await.unwrap();
+    }
+    ledger.submit(submit_application("same-id", "app-1")).await.unwrap();
+    let err = ledger.submit(submit_application("same-id", "app-2")).await.unwrap_err();
+    assert_eq!(err, CommandError::RequestIdConflict { request_id: "same-id".into() });
+    assert_eq!(ledger.head_seq(), 6);
+    assert!(!ledger.projections().state.applications.contains_key(&ApplicationId::new("app-2").unwrap()));
+}
+
+#[tokio::test]
+async fn concurrent_duplicates_in_one_batch_record_once() {
+    let dir = tempfile::tempdir().unwrap();
+    let ledger = open(dir.path()).await;
+    for r in setup() {
+        ledger.submit(r).await.unwrap();
+    }
+    let tasks: Vec<_> = (0..8)
+        .map(|_| {
+            let ledger = ledger.clone();
+            tokio::spawn(async move { ledger.submit(submit_application("dup", "app-1")).await })
+        })
+        .collect();
+    let mut outcomes = Vec::new();
+    for t in tasks {
+        outcomes.push(t.await.unwrap().unwrap());
+    }
+    assert_eq!(outcomes.iter().filter(|o| !o.replayed).count(), 1);
+    assert!(outcomes.iter().all(|o| o.events == outcomes[0].events));
+    assert_eq!(ledger.head_seq(), 6);
+}
+
+#[tokio::test]
+async fn a_wrong_expected_version_is_refused_and_a_right_one_accepted() {
+    let dir = tempfile::tempdir().unwrap();
+    let ledger = open(dir.path()).await;
+    for r in setup() {
+        ledger.submit(r).await.unwrap();
+    }
+    // partner/porticus has three events: admitted, pledged, received.
+    let mut pledge = request(
+        "pledge-2",
+        Command::PledgeContribution {
+            partner: PartnerId::new("porticus").unwrap(),
+            amount: eur("1000"),
+            earmark: None,
+            pledged_on: date("2024-02-01"),
+        },
+    );
+    pledge.expected_version = Some(2);
+    let err = ledger.submit(pledge.clone()).await.unwrap_err();
+    assert_eq!(err, CommandError::WrongExpectedVersion { stream: "partner/porticus".into(), expected: 2, actual: 3 });
+    assert_eq!(ledger.head_seq(), 5);
+
+    pledge.expected_version = Some(3);
+    let outcome = ledger.submit(pledge).await.unwrap();
+    assert_eq!(outcome.events[0].envelope.stream_version, 4);
+
+    // A new stream is at version 0.
+    let mut submit = submit_application("s-1", "app-9");
+    submit.expected_version = Some(0);
+    assert_eq!(ledger.submit(submit).await.unwrap().events[0].envelope.stream_version, 1);
+}
+
+#[tokio::test]
+async fn a_rejected_command_records_nothing_and_does_not_disturb_its_batch() {
+    let dir = tempfile::tempdir().unwrap();
+    let ledger = open(dir.path()).await;
+    for r in setup() {
+        ledger.submit(r).await.unwrap();
+    }
+    let good = submit_application("good", "app-1");
+    let mut bad = submit_application("bad", "app-2");
+    if let Command::SubmitApplication { amount_requested, .. } = &mut bad.command {
+        *amount_requested = eur("15000.01");
+    }
+    let (a, b) = tokio::join!(ledger.submit(good), ledger.submit(bad));
+    assert!(a.is_ok());
+    let Err(CommandError::Rejected(rejection)) = b else { panic!("expected a rejection, got {b:?}") };
+    assert_eq!(rejection.code(), "request_above_grant_max");
+    assert_eq!(ledger.head_seq(), 6);
+    // The rejected request id is not burnt: it may be used once corrected.
+    assert!(ledger.log_reader().request("bad").unwrap().is_none());
+}
+
+#[tokio::test]
+async fn the_hash_chain_links_every_event() {
+    let dir = tempfile::tempdir().unwrap();
+    let ledger = open(dir.path()).await;
+    for r in setup() {
+        ledger.submit(r).await.unwrap();
+    }
+    let events = ledger.read_events(1, 100).unwrap();
+    assert_eq!(events.len(), 5);
+    let mut prev = GENESIS_HASH;
+    for (i, e) in events.iter().enumerate() {
+        assert_eq!(e.envelope.seq, i as u64 + 1, "gapless from 1");
+        assert_eq!(e.envelope.prev_hash, prev);
+        let body = RecordBody {
+            seq: e.envelope.seq,
+            stream: e.envelope.stream.clone(),
+            stream_version: e.envelope.stream_version,
+            event_type: e.envelope.event_type.clone(),
+            schema_version: e.envelope.schema_version,
+            recorded_at_micros: e.envelope.recorded_at_micros,
+            actor: e.envelope.actor.clone(),
+            request_id: e.envelope.request_id.clone(),
+            payload: codec::encode(&e.event),
+        };
+        assert_eq!(codec::chain_hash(&prev, &codec::encode(&body)), e.envelope.hash);
+        prev = e.envelope.hash;
+    }
+    assert_eq!(ledger.projections().head_hash, prev);
+    assert!(events.windows(2).all(|w| w[0].envelope.recorded_at_micros <= w[1].envelope.recorded_at_micros));
+    assert!(events.iter().all(|e| e.envelope.actor == "officer-anna"));
+    let replayed = Projections::replay(&ledger.log_reader(), 5).unwrap();
+    assert_eq!(replayed.encoded(), ledger.projections().encoded());
+}
+
+#[tokio::test]
+async fn stream_history_lists_a_dossier_in_order() {
+    let dir = tempfile::tempdir().unwrap();
+    let ledger = open(dir.path()).await;
+    for r in setup() {
+        ledger.submit(r).await.unwrap();
+    }
+    ledger.submit(submit_application("s1", "app-1")).await.unwrap();
+    ledger.submit(submit_application("s2", "app-2")).await.unwrap();
+    ledger
+        .submit(request(
+            "a1",
+            Command::AwardGrant {
+                application: ApplicationId::new("app-1").unwrap(),
+                amount: eur("10000"),
+                reason: "fits the call".into(),
+                decided_on: date("2024-04-10"),
+            },
+        ))
+        .await
+        .unwrap();
+    let stream = fundledger::domain::StreamId::Application(ApplicationId::new("app-1").unwrap());
+    let history = ledger.stream_events(&stream).unwrap();
+    let types: Vec<_> = history.iter().map(|e| e.envelope.event_type.as_str()).collect();
+    assert_eq!(types, ["ApplicationSubmitted", "GrantAwarded"]);
+    assert_eq!(history[1].envelope.stream_version, 2);
+}
+
+// ----- golden bytes: the stored format is frozen -----
+
+fn golden_event() -> Event {
+    let pot = |p: &str, r: Option<&str>| PotKey {
+        partner: PartnerId::new(p).unwrap(),
+        earmark: r.map(|r| RoundId::new(r).unwrap()),
+    };
+    Event::GrantAwarded {
+        application: ApplicationId::new("app-7").unwrap(),
+        amount: Amount::from_minor(1_250_000).unwrap(),
+        attribution: vec![
+            Share { pot: pot("bzk", None), amount: Amount::from_minor(1_000_000).unwrap() },
+            Share { pot: pot("vfonds", Some("r2")), amount: Amount::from_minor(250_000).unwrap() },
+        ],
+        reason: "ok".into(),
+        decided_by: "anna".into(),
+        decided_on: date("2023-05-01"),
+    }
+}
+
+#[test]
+fn golden_bytes_of_an_event_payload() {
+    let bytes = codec::encode(&golden_event());
+    assert_eq!(hex::encode(&bytes), GOLDEN_EVENT_HEX, "the stored event encoding changed");
+    let back: Event = codec::decode(&bytes).unwrap();
+    assert_eq!(back, golden_event());
+}
+
+#[test]
+fn golden_bytes_of_a_stored_record_and_its_hash() {
+    let body = RecordBody {
+        seq: 42,
+        stream: "application/app-7".into(),
+        stream_version: 2,
+        event_type: "GrantAwarded".into(),
+        schema_version: 1,
+        recorded_at_micros: 1_700_000_000_000_000,
+        actor: "anna".into(),
+        request_id: "req-42".into(),
+        payload: codec::encode(&golden_event()),
+    };
+    let prev = [7u8; 32];
+    let (record, hash) = codec::encode_record(&prev, &body);
+    assert_eq!(hex::encode(&record), GOLDEN_RECORD_HEX, "the stored record layout changed");
+    assert_eq!(hex::encode(hash), GOLDEN_HASH_HEX);
+    let decoded = codec::decode_record(&record).unwrap();
+    assert!(decoded.hash_matches());
+    assert_eq!(decoded.body, body);
+}
+
+#[test]
+fn every_event_variant_round_trips_through_the_codec() {
+    let pot = PotKey { partner: PartnerId::new("p").unwrap(), earmark: None };
+    let a = Amount::from_minor(100).unwrap();
+    let app = ApplicationId::new("a").unwrap();
+    let round = RoundId::new("r").unwrap();
+    let d = date("2024-01-01");
+    let share = vec![Share { pot: pot.clone(), amount: a }];
+    let events = vec![
+        Event::FundOpened { name: "F".into(), currency: Currency::eur() },
+        Event::PartnerAdmitted { partner: pot.partner.clone(), name: "P".into(), organisation_id: "o".into() },
+        Event::ContributionPledged { pot: pot.clone(), amount: a, pledged_on: d },
+        Event::PledgeReduced { pot: pot.clone(), amount: a, reason: "x".into(), reduced_on: d },
+        Event::ContributionReceived { pot: pot.clone(), amount: a, value_date: d, bank_reference: "b".into() },
+        Event::RoundOpened {
+            round: round.clone(),
+            name: "R".into(),
+            budget_ceiling: a,
+            grant_max: a,
+            opens_on: d,
+            closes_on: d,
+        },
+        Event::RoundClosed { round: round.clone(), closed_on: d },
+        Event::ApplicationSubmitted {
+            application: app.clone(),
+            round,
+            applicant: Applicant {
+                name: "n".into(),
+                organisation_id: String::new(),
+                place: "Willemstad".into(),
+                country: "CW".into(),
+            },
+            title: "t".into(),
+            description: "d".into(),
+            amount_requested: a,
+            submitted_on: d,
+        },
+        Event::ApplicationWithdrawn { application: app.clone(), reason: "x".into(), withdrawn_on: d },
+        Event::ApplicationRejected {
+            application: app.clone(),
+            reason: "x".into(),
+            decided_by: "o".into(),
+            decided_on: d,
+        },
+        golden_event(),
+        Event::GrantReduced {
+            application: app.clone(),
+            amount: a,
+            released: share.clone(),
+            reason: "x".into(),
+            decided_by: "o".into(),
+            decided_on: d,
+        },
+        Event::GrantWithdrawn {
+            application: app.clone(),
+            released: share.clone(),
+            reason: "x".into(),
+            decided_by: "o".into(),
+            decided_on: d,
+        },
+        Event::GrantSettled {
+            application: app.clone(),
+            final_amount: a,
+            released: vec![],
+            reason: "x".into(),
+            decided_by: "o".into(),
+            decided_on: d,
+        },
+        Event::PaymentMade {
+            application: app.clone(),
+            tranche: 1,
+            amount: a,
+            attribution: share.clone(),
+            value_date: d,
+            bank_reference: "b".into(),
+        },
+        Event::RefundReceived {
+            application: app,
+            amount: a,
+            attribution: share,
+            releases: true,
+            value_date: d,
+            bank_reference: "b".into(),
+        },
+    ];
+    for event in events {
+        let back: Event = codec::decode(&codec::encode(&event)).unwrap();
+        assert_eq!(back, event);
+    }
+}
+
+const GOLDEN_EVENT_HEX: &str = "0a00000005000000000000006170702d37d01213000000000002000000000000000300000000000000627a6b0040420f0000000000060000000000000076666f6e6473010200000000000000723290d003000000000002000000000000006f6b0400000000000000616e6e61164c0000";
+const GOLDEN_RECORD_HEX: &str = concat!(
+    "01",
+    "0707070707070707070707070707070707070707070707070707070707070707",
+    "7f589c76355022071aeb2804dc5d4a11d4d46f05ae43bd452fb63d5e0840f042",
+    "2a0000000000000011000000000000006170706c69636174696f6e2f6170702d3702000000000000000c000000000000004772616e7441776172646564010000401e18240a06000400000000000000616e6e6106000000000000007265712d343270000000000000000a00000005000000000000006170702d37d01213000000000002000000000000000300000000000000627a6b0040420f0000000000060000000000000076666f6e6473010200000000000000723290d003000000000002000000000000006f6b0400000000000000616e6e61164c0000"
+);
+const GOLDEN_HASH_HEX: &str = "7f589c76355022071aeb2804dc5d4a11d4d46f05ae43bd452fb63d5e0840f042";
