@@ -21,11 +21,9 @@ use crate::domain::state::{
     Application, ApplicationStatus, Decision, FundState, Grant, GrantStatus, Partner, Pot, Round,
 };
 use crate::domain::{Applicant, Command};
+use crate::ledger::RecordedEvent;
+use crate::projections::Projections;
 use std::fmt;
-
-/// The longest request id, in bytes. A UUID takes 36; the bound keeps the
-/// idempotency index small.
-pub const REQUEST_ID_BYTES_MAX: usize = 128;
 
 /// Applications per page of `ListApplications` when the client names none.
 pub const PAGE_SIZE_DEFAULT: usize = 50;
@@ -71,23 +69,14 @@ pub trait IntoCommand {
 
 /// Parses the metadata every command carries and puts it together with the
 /// command. `request_id` is required: without it a retry could not be told
-/// from a new command.
+/// from a new command. (In proto3 an empty string is an absent one; what
+/// else makes a valid request id is the ledger's to check, in one place.)
 fn with_meta(meta: Option<pb::CommandMeta>, command: Command) -> Result<ParsedCommand, ConvertError> {
     let meta = meta.ok_or_else(|| invalid("meta", "is required: every command carries a request_id"))?;
-    let request_id = meta.request_id;
-    if request_id.is_empty() {
+    if meta.request_id.is_empty() {
         return Err(invalid("meta.request_id", "is required: a client-generated idempotency key such as a UUID"));
     }
-    if request_id.len() > REQUEST_ID_BYTES_MAX {
-        return Err(invalid(
-            "meta.request_id",
-            format!("is {} bytes long; at most {REQUEST_ID_BYTES_MAX} are allowed", request_id.len()),
-        ));
-    }
-    if request_id.chars().any(char::is_control) {
-        return Err(invalid("meta.request_id", "must not contain control characters"));
-    }
-    Ok(ParsedCommand { command, request_id, expected_version: meta.expected_version })
+    Ok(ParsedCommand { command, request_id: meta.request_id, expected_version: meta.expected_version })
 }
 
 pub fn partner_id(field: &'static str, text: &str) -> Result<PartnerId, ConvertError> {
@@ -541,6 +530,24 @@ pub fn event_payload(currency: &Currency, event: &Event) -> pb::recorded_event::
     }
 }
 
+/// A durable event with its envelope. `currency` is the fund's.
+pub fn recorded_event(currency: &Currency, recorded: &RecordedEvent) -> pb::RecordedEvent {
+    let envelope = &recorded.envelope;
+    pb::RecordedEvent {
+        seq: envelope.seq,
+        stream: envelope.stream.clone(),
+        stream_version: envelope.stream_version,
+        event_type: envelope.event_type.clone(),
+        schema_version: u32::from(envelope.schema_version),
+        recorded_at: Some(timestamp(envelope.recorded_at_micros)),
+        actor: envelope.actor.clone(),
+        request_id: envelope.request_id.clone(),
+        prev_hash: hex::encode(envelope.prev_hash),
+        hash: hex::encode(envelope.hash),
+        payload: Some(event_payload(currency, &recorded.event)),
+    }
+}
+
 /// A recording time in microseconds since the Unix epoch, as a timestamp.
 pub fn timestamp(micros: i64) -> prost_types::Timestamp {
     let nanos = i32::try_from(micros.rem_euclid(1_000_000) * 1_000).expect("below one second");
@@ -596,8 +603,10 @@ fn count(n: usize) -> u32 {
     u32::try_from(n).expect("count fits in u32")
 }
 
-/// The fund as a whole. `head_hash` is the hash of the last durable event.
-pub fn fund_summary(state: &FundState, head_seq: u64, head_hash: &[u8]) -> Option<pb::GetFundSummaryResponse> {
+/// The fund as a whole, as of the projections' head; `None` before the fund
+/// has been opened.
+pub fn fund_summary(projections: &Projections) -> Option<pb::GetFundSummaryResponse> {
+    let state = &projections.state;
     let fund = state.fund.as_ref()?;
     let grants = || state.applications.values().filter_map(|a| a.grant.as_ref());
     Some(pb::GetFundSummaryResponse {
@@ -614,8 +623,9 @@ pub fn fund_summary(state: &FundState, head_seq: u64, head_hash: &[u8]) -> Optio
         ),
         grants: count(grants().count()),
         grants_active: count(grants().filter(|g| g.status == GrantStatus::Active).count()),
-        head_seq,
-        head_hash: hex::encode(head_hash),
+        head_seq: projections.head_seq,
+        head_hash: hex::encode(projections.head_hash),
+        head_recorded_at: Some(timestamp(projections.head_recorded_at_micros)),
     })
 }
 
@@ -637,6 +647,7 @@ pub fn round_figures(currency: &Currency, id: &RoundId, round: &Round) -> pb::Ro
         applications_pending: round.applications_pending(),
         amount_requested: m(round.amount_requested),
         amount_awarded: m(round.amount_awarded),
+        amount_committed: m(round.amount_committed),
         budget_left: m(round.budget_left()),
     }
 }
@@ -791,10 +802,6 @@ mod tests {
         check_err(pb::PledgeContributionRequest { meta: None, ..ok() }, "meta", "request_id");
         let no_id = Some(pb::CommandMeta { request_id: String::new(), expected_version: None });
         check_err(pb::PledgeContributionRequest { meta: no_id, ..ok() }, "meta.request_id", "required");
-        let long_id = Some(pb::CommandMeta { request_id: "r".repeat(129), expected_version: None });
-        check_err(pb::PledgeContributionRequest { meta: long_id, ..ok() }, "meta.request_id", "129 bytes");
-        let control = Some(pb::CommandMeta { request_id: "a\nb".into(), expected_version: None });
-        check_err(pb::PledgeContributionRequest { meta: control, ..ok() }, "meta.request_id", "control");
     }
 
     /// Precision, sign and currency are the domain's to judge (only it knows
