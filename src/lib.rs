@@ -4,6 +4,7 @@
 //! [`log`] the durable sled event log, [`projections`] the read side,
 //! [`ledger`] the single writer that orders commands, [`api`] the gRPC shell.
 
+pub mod api;
 pub mod domain;
 pub mod ledger;
 pub mod log;

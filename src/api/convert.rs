@@ -1,0 +1,960 @@
+//! The one place where protobuf types meet domain types.
+//!
+//! Inbound, it parses request messages into domain commands and query
+//! arguments: ids with the domain's id types, dates with [`Date::parse`],
+//! amounts with [`MoneyInput::parse`]. A failure is a [`ConvertError`] that
+//! names the field; the service answers it with `INVALID_ARGUMENT`.
+//!
+//! Parsing is all it does. Whether an amount fits the fund's currency (its
+//! decimals, its sign, its code) is a business rule that only `decide` can
+//! check, because only the state knows the currency; so is whether a name is
+//! too long. This module never decides anything and never rounds.
+//!
+//! Outbound, it formats events and state figures as messages, amounts with
+//! the fund's [`Currency::plain`] and its code.
+
+use super::pb;
+use crate::domain::event::{Event, PotKey, Share};
+use crate::domain::ids::{ApplicationId, Date, PartnerId, RoundId};
+use crate::domain::money::{Amount, Currency, MoneyInput};
+use crate::domain::state::{
+    Application, ApplicationStatus, Decision, FundState, Grant, GrantStatus, Partner, Pot, Round,
+};
+use crate::domain::{Applicant, Command};
+use crate::ledger::RecordedEvent;
+use crate::projections::Projections;
+use std::fmt;
+
+/// Applications per page of `ListApplications` when the client names none.
+pub const PAGE_SIZE_DEFAULT: usize = 50;
+/// The most applications per page of `ListApplications`.
+pub const PAGE_SIZE_MAX: usize = 500;
+
+/// A request field that could not be parsed.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ConvertError {
+    /// The field as named in the proto, e.g. `amount` or `meta.request_id`.
+    pub field: &'static str,
+    /// What is wrong with it, for people.
+    pub message: String,
+}
+
+impl fmt::Display for ConvertError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}: {}", self.field, self.message)
+    }
+}
+
+impl std::error::Error for ConvertError {}
+
+fn invalid(field: &'static str, message: impl fmt::Display) -> ConvertError {
+    ConvertError { field, message: message.to_string() }
+}
+
+// ------------------------------------------------------------------ inbound
+
+/// A command as the ledger takes it, without the acting principal (which
+/// comes from authentication, not from the message).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ParsedCommand {
+    pub command: Command,
+    pub request_id: String,
+    pub expected_version: Option<u64>,
+}
+
+/// A command request message: it turns into a domain command.
+pub trait IntoCommand {
+    fn into_command(self) -> Result<ParsedCommand, ConvertError>;
+}
+
+/// Parses the metadata every command carries and puts it together with the
+/// command. `request_id` is required: without it a retry could not be told
+/// from a new command. (In proto3 an empty string is an absent one; what
+/// else makes a valid request id is the ledger's to check, in one place.)
+fn with_meta(meta: Option<pb::CommandMeta>, command: Command) -> Result<ParsedCommand, ConvertError> {
+    let meta = meta.ok_or_else(|| invalid("meta", "is required: every command carries a request_id"))?;
+    if meta.request_id.is_empty() {
+        return Err(invalid("meta.request_id", "is required: a client-generated idempotency key such as a UUID"));
+    }
+    Ok(ParsedCommand { command, request_id: meta.request_id, expected_version: meta.expected_version })
+}
+
+pub fn partner_id(field: &'static str, text: &str) -> Result<PartnerId, ConvertError> {
+    PartnerId::new(text).map_err(|e| invalid(field, e))
+}
+
+pub fn round_id(field: &'static str, text: &str) -> Result<RoundId, ConvertError> {
+    RoundId::new(text).map_err(|e| invalid(field, e))
+}
+
+pub fn application_id(field: &'static str, text: &str) -> Result<ApplicationId, ConvertError> {
+    ApplicationId::new(text).map_err(|e| invalid(field, e))
+}
+
+fn earmark(field: &'static str, text: Option<String>) -> Result<Option<RoundId>, ConvertError> {
+    text.map(|t| round_id(field, &t)).transpose()
+}
+
+fn date(field: &'static str, text: &str) -> Result<Date, ConvertError> {
+    Date::parse(text).map_err(|e| invalid(field, e))
+}
+
+/// Parses the text of an amount; whether it fits the fund's currency is for
+/// `decide` to say.
+fn money(field: &'static str, money: Option<pb::Money>) -> Result<MoneyInput, ConvertError> {
+    let money = money.ok_or_else(|| invalid(field, "is required"))?;
+    MoneyInput::parse(&money.value, &money.currency).map_err(|e| invalid(field, e))
+}
+
+impl IntoCommand for pb::OpenFundRequest {
+    fn into_command(self) -> Result<ParsedCommand, ConvertError> {
+        // The domain validates the currency itself; here the number only has
+        // to fit the domain's type.
+        let minor_units = u8::try_from(self.minor_units)
+            .map_err(|_| invalid("minor_units", format!("{} is not a number of minor units", self.minor_units)))?;
+        let command = Command::OpenFund { name: self.name, currency: Currency { code: self.currency, minor_units } };
+        with_meta(self.meta, command)
+    }
+}
+
+impl IntoCommand for pb::AdmitPartnerRequest {
+    fn into_command(self) -> Result<ParsedCommand, ConvertError> {
+        let command = Command::AdmitPartner {
+            partner: partner_id("partner_id", &self.partner_id)?,
+            name: self.name,
+            organisation_id: self.organisation_id,
+        };
+        with_meta(self.meta, command)
+    }
+}
+
+impl IntoCommand for pb::PledgeContributionRequest {
+    fn into_command(self) -> Result<ParsedCommand, ConvertError> {
+        let command = Command::PledgeContribution {
+            partner: partner_id("partner_id", &self.partner_id)?,
+            amount: money("amount", self.amount)?,
+            earmark: earmark("earmark_round_id", self.earmark_round_id)?,
+            pledged_on: date("pledged_on", &self.pledged_on)?,
+        };
+        with_meta(self.meta, command)
+    }
+}
+
+impl IntoCommand for pb::ReducePledgeRequest {
+    fn into_command(self) -> Result<ParsedCommand, ConvertError> {
+        let command = Command::ReducePledge {
+            partner: partner_id("partner_id", &self.partner_id)?,
+            amount: money("amount", self.amount)?,
+            earmark: earmark("earmark_round_id", self.earmark_round_id)?,
+            reason: self.reason,
+            reduced_on: date("reduced_on", &self.reduced_on)?,
+        };
+        with_meta(self.meta, command)
+    }
+}
+
+impl IntoCommand for pb::RecordReceiptRequest {
+    fn into_command(self) -> Result<ParsedCommand, ConvertError> {
+        let command = Command::RecordReceipt {
+            partner: partner_id("partner_id", &self.partner_id)?,
+            amount: money("amount", self.amount)?,
+            earmark: earmark("earmark_round_id", self.earmark_round_id)?,
+            value_date: date("value_date", &self.value_date)?,
+            bank_reference: self.bank_reference,
+        };
+        with_meta(self.meta, command)
+    }
+}
+
+impl IntoCommand for pb::OpenRoundRequest {
+    fn into_command(self) -> Result<ParsedCommand, ConvertError> {
+        let command = Command::OpenRound {
+            round: round_id("round_id", &self.round_id)?,
+            name: self.name,
+            budget_ceiling: money("budget_ceiling", self.budget_ceiling)?,
+            grant_max: money("grant_max", self.grant_max)?,
+            opens_on: date("opens_on", &self.opens_on)?,
+            closes_on: date("closes_on", &self.closes_on)?,
+        };
+        with_meta(self.meta, command)
+    }
+}
+
+impl IntoCommand for pb::CloseRoundRequest {
+    fn into_command(self) -> Result<ParsedCommand, ConvertError> {
+        let command = Command::CloseRound {
+            round: round_id("round_id", &self.round_id)?,
+            closed_on: date("closed_on", &self.closed_on)?,
+        };
+        with_meta(self.meta, command)
+    }
+}
+
+impl IntoCommand for pb::SubmitApplicationRequest {
+    fn into_command(self) -> Result<ParsedCommand, ConvertError> {
+        let applicant = self.applicant.ok_or_else(|| invalid("applicant", "is required"))?;
+        let command = Command::SubmitApplication {
+            application: application_id("application_id", &self.application_id)?,
+            round: round_id("round_id", &self.round_id)?,
+            applicant: Applicant {
+                name: applicant.name,
+                organisation_id: applicant.organisation_id,
+                place: applicant.place,
+                country: applicant.country,
+            },
+            title: self.title,
+            description: self.description,
+            amount_requested: money("amount_requested", self.amount_requested)?,
+            submitted_on: date("submitted_on", &self.submitted_on)?,
+        };
+        with_meta(self.meta, command)
+    }
+}
+
+impl IntoCommand for pb::WithdrawApplicationRequest {
+    fn into_command(self) -> Result<ParsedCommand, ConvertError> {
+        let command = Command::WithdrawApplication {
+            application: application_id("application_id", &self.application_id)?,
+            reason: self.reason,
+            withdrawn_on: date("withdrawn_on", &self.withdrawn_on)?,
+        };
+        with_meta(self.meta, command)
+    }
+}
+
+impl IntoCommand for pb::RejectApplicationRequest {
+    fn into_command(self) -> Result<ParsedCommand, ConvertError> {
+        let command = Command::RejectApplication {
+            application: application_id("application_id", &self.application_id)?,
+            reason: self.reason,
+            decided_on: date("decided_on", &self.decided_on)?,
+        };
+        with_meta(self.meta, command)
+    }
+}
+
+impl IntoCommand for pb::AwardGrantRequest {
+    fn into_command(self) -> Result<ParsedCommand, ConvertError> {
+        let command = Command::AwardGrant {
+            application: application_id("application_id", &self.application_id)?,
+            amount: money("amount", self.amount)?,
+            reason: self.reason,
+            decided_on: date("decided_on", &self.decided_on)?,
+        };
+        with_meta(self.meta, command)
+    }
+}
+
+impl IntoCommand for pb::ReduceGrantRequest {
+    fn into_command(self) -> Result<ParsedCommand, ConvertError> {
+        let command = Command::ReduceGrant {
+            application: application_id("application_id", &self.application_id)?,
+            amount: money("amount", self.amount)?,
+            reason: self.reason,
+            decided_on: date("decided_on", &self.decided_on)?,
+        };
+        with_meta(self.meta, command)
+    }
+}
+
+impl IntoCommand for pb::WithdrawGrantRequest {
+    fn into_command(self) -> Result<ParsedCommand, ConvertError> {
+        let command = Command::WithdrawGrant {
+            application: application_id("application_id", &self.application_id)?,
+            reason: self.reason,
+            decided_on: date("decided_on", &self.decided_on)?,
+        };
+        with_meta(self.meta, command)
+    }
+}
+
+impl IntoCommand for pb::SettleGrantRequest {
+    fn into_command(self) -> Result<ParsedCommand, ConvertError> {
+        let command = Command::SettleGrant {
+            application: application_id("application_id", &self.application_id)?,
+            final_amount: money("final_amount", self.final_amount)?,
+            reason: self.reason,
+            decided_on: date("decided_on", &self.decided_on)?,
+        };
+        with_meta(self.meta, command)
+    }
+}
+
+impl IntoCommand for pb::MakePaymentRequest {
+    fn into_command(self) -> Result<ParsedCommand, ConvertError> {
+        let command = Command::MakePayment {
+            application: application_id("application_id", &self.application_id)?,
+            amount: money("amount", self.amount)?,
+            value_date: date("value_date", &self.value_date)?,
+            bank_reference: self.bank_reference,
+        };
+        with_meta(self.meta, command)
+    }
+}
+
+impl IntoCommand for pb::RecordRefundRequest {
+    fn into_command(self) -> Result<ParsedCommand, ConvertError> {
+        let command = Command::RecordRefund {
+            application: application_id("application_id", &self.application_id)?,
+            amount: money("amount", self.amount)?,
+            value_date: date("value_date", &self.value_date)?,
+            bank_reference: self.bank_reference,
+        };
+        with_meta(self.meta, command)
+    }
+}
+
+/// The arguments of `ListApplications`, parsed.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ApplicationQuery {
+    pub round: Option<RoundId>,
+    pub status: Option<ApplicationStatus>,
+    /// Between 1 and [`PAGE_SIZE_MAX`].
+    pub page_size: usize,
+    /// Start after this application (the last one of the previous page).
+    pub after: Option<ApplicationId>,
+}
+
+pub fn application_query(request: pb::ListApplicationsRequest) -> Result<ApplicationQuery, ConvertError> {
+    let page_size = match usize::try_from(request.page_size).unwrap_or(usize::MAX) {
+        0 => PAGE_SIZE_DEFAULT,
+        n if n <= PAGE_SIZE_MAX => n,
+        n => return Err(invalid("page_size", format!("{n} exceeds the maximum of {PAGE_SIZE_MAX}"))),
+    };
+    let status = match request.status {
+        None => None,
+        Some(raw) => match pb::ApplicationStatus::try_from(raw) {
+            Ok(pb::ApplicationStatus::Pending) => Some(ApplicationStatus::Pending),
+            Ok(pb::ApplicationStatus::Withdrawn) => Some(ApplicationStatus::Withdrawn),
+            Ok(pb::ApplicationStatus::Rejected) => Some(ApplicationStatus::Rejected),
+            Ok(pb::ApplicationStatus::Awarded) => Some(ApplicationStatus::Awarded),
+            Ok(pb::ApplicationStatus::Unspecified) | Err(_) => {
+                return Err(invalid("status", format!("{raw} is not an application status; leave it out for all")))
+            }
+        },
+    };
+    // The token is the last application id of the previous page. Clients
+    // must treat it as opaque, so that it can change form later.
+    let after = match request.page_token.as_str() {
+        "" => None,
+        token => {
+            Some(ApplicationId::new(token).map_err(|_| invalid("page_token", "is not a token this server issued"))?)
+        }
+    };
+    Ok(ApplicationQuery {
+        round: request.round_id.map(|r| round_id("round_id", &r)).transpose()?,
+        status,
+        page_size,
+        after,
+    })
+}
+
+/// The `page_token` that continues a listing after `last`.
+pub fn page_token(last: &ApplicationId) -> String {
+    last.as_str().to_owned()
+}
+
+// ------------------------------------------------------------------ outbound
+
+/// An amount in the fund's currency, as exact decimal text.
+pub fn money_out(currency: &Currency, amount: Amount) -> pb::Money {
+    pb::Money { value: currency.plain(amount), currency: currency.code.clone() }
+}
+
+fn share(currency: &Currency, share: &Share) -> pb::Share {
+    pb::Share {
+        partner_id: share.pot.partner.to_string(),
+        earmark_round_id: share.pot.earmark.as_ref().map(RoundId::to_string),
+        amount: Some(money_out(currency, share.amount)),
+    }
+}
+
+fn shares(currency: &Currency, shares: &[Share]) -> Vec<pb::Share> {
+    shares.iter().map(|s| share(currency, s)).collect()
+}
+
+fn applicant_out(applicant: &Applicant) -> pb::Applicant {
+    pb::Applicant {
+        name: applicant.name.clone(),
+        organisation_id: applicant.organisation_id.clone(),
+        place: applicant.place.clone(),
+        country: applicant.country.clone(),
+    }
+}
+
+/// The event as the payload of a `RecordedEvent`. `currency` is the fund's;
+/// `FundOpened` carries its own.
+pub fn event_payload(currency: &Currency, event: &Event) -> pb::recorded_event::Payload {
+    use pb::recorded_event::Payload;
+    let m = |amount: &Amount| Some(money_out(currency, *amount));
+    let earmark = |pot: &PotKey| pot.earmark.as_ref().map(RoundId::to_string);
+    match event {
+        Event::FundOpened { name, currency } => Payload::FundOpened(pb::FundOpened {
+            name: name.clone(),
+            currency: currency.code.clone(),
+            minor_units: u32::from(currency.minor_units),
+        }),
+        Event::PartnerAdmitted { partner, name, organisation_id } => Payload::PartnerAdmitted(pb::PartnerAdmitted {
+            partner_id: partner.to_string(),
+            name: name.clone(),
+            organisation_id: organisation_id.clone(),
+        }),
+        Event::ContributionPledged { pot, amount, pledged_on } => {
+            Payload::ContributionPledged(pb::ContributionPledged {
+                partner_id: pot.partner.to_string(),
+                earmark_round_id: earmark(pot),
+                amount: m(amount),
+                pledged_on: pledged_on.to_string(),
+            })
+        }
+        Event::PledgeReduced { pot, amount, reason, reduced_on } => Payload::PledgeReduced(pb::PledgeReduced {
+            partner_id: pot.partner.to_string(),
+            earmark_round_id: earmark(pot),
+            amount: m(amount),
+            reason: reason.clone(),
+            reduced_on: reduced_on.to_string(),
+        }),
+        Event::ContributionReceived { pot, amount, value_date, bank_reference } => {
+            Payload::ContributionReceived(pb::ContributionReceived {
+                partner_id: pot.partner.to_string(),
+                earmark_round_id: earmark(pot),
+                amount: m(amount),
+                value_date: value_date.to_string(),
+                bank_reference: bank_reference.clone(),
+            })
+        }
+        Event::RoundOpened { round, name, budget_ceiling, grant_max, opens_on, closes_on } => {
+            Payload::RoundOpened(pb::RoundOpened {
+                round_id: round.to_string(),
+                name: name.clone(),
+                budget_ceiling: m(budget_ceiling),
+                grant_max: m(grant_max),
+                opens_on: opens_on.to_string(),
+                closes_on: closes_on.to_string(),
+            })
+        }
+        Event::RoundClosed { round, closed_on } => {
+            Payload::RoundClosed(pb::RoundClosed { round_id: round.to_string(), closed_on: closed_on.to_string() })
+        }
+        Event::ApplicationSubmitted {
+            application,
+            round,
+            applicant,
+            title,
+            description,
+            amount_requested,
+            submitted_on,
+        } => Payload::ApplicationSubmitted(pb::ApplicationSubmitted {
+            application_id: application.to_string(),
+            round_id: round.to_string(),
+            applicant: Some(applicant_out(applicant)),
+            title: title.clone(),
+            description: description.clone(),
+            amount_requested: m(amount_requested),
+            submitted_on: submitted_on.to_string(),
+        }),
+        Event::ApplicationWithdrawn { application, reason, withdrawn_on } => {
+            Payload::ApplicationWithdrawn(pb::ApplicationWithdrawn {
+                application_id: application.to_string(),
+                reason: reason.clone(),
+                withdrawn_on: withdrawn_on.to_string(),
+            })
+        }
+        Event::ApplicationRejected { application, reason, decided_by, decided_on } => {
+            Payload::ApplicationRejected(pb::ApplicationRejected {
+                application_id: application.to_string(),
+                reason: reason.clone(),
+                decided_by: decided_by.clone(),
+                decided_on: decided_on.to_string(),
+            })
+        }
+        Event::GrantAwarded { application, amount, attribution, reason, decided_by, decided_on } => {
+            Payload::GrantAwarded(pb::GrantAwarded {
+                application_id: application.to_string(),
+                amount: m(amount),
+                attribution: shares(currency, attribution),
+                reason: reason.clone(),
+                decided_by: decided_by.clone(),
+                decided_on: decided_on.to_string(),
+            })
+        }
+        Event::GrantReduced { application, amount, released, reason, decided_by, decided_on } => {
+            Payload::GrantReduced(pb::GrantReduced {
+                application_id: application.to_string(),
+                amount: m(amount),
+                released: shares(currency, released),
+                reason: reason.clone(),
+                decided_by: decided_by.clone(),
+                decided_on: decided_on.to_string(),
+            })
+        }
+        Event::GrantWithdrawn { application, released, reason, decided_by, decided_on } => {
+            Payload::GrantWithdrawn(pb::GrantWithdrawn {
+                application_id: application.to_string(),
+                released: shares(currency, released),
+                reason: reason.clone(),
+                decided_by: decided_by.clone(),
+                decided_on: decided_on.to_string(),
+            })
+        }
+        Event::GrantSettled { application, final_amount, released, reason, decided_by, decided_on } => {
+            Payload::GrantSettled(pb::GrantSettled {
+                application_id: application.to_string(),
+                final_amount: m(final_amount),
+                released: shares(currency, released),
+                reason: reason.clone(),
+                decided_by: decided_by.clone(),
+                decided_on: decided_on.to_string(),
+            })
+        }
+        Event::PaymentMade { application, tranche, amount, attribution, value_date, bank_reference } => {
+            Payload::PaymentMade(pb::PaymentMade {
+                application_id: application.to_string(),
+                tranche: *tranche,
+                amount: m(amount),
+                attribution: shares(currency, attribution),
+                value_date: value_date.to_string(),
+                bank_reference: bank_reference.clone(),
+            })
+        }
+        Event::RefundReceived { application, amount, attribution, releases, value_date, bank_reference } => {
+            Payload::RefundReceived(pb::RefundReceived {
+                application_id: application.to_string(),
+                amount: m(amount),
+                attribution: shares(currency, attribution),
+                releases: *releases,
+                value_date: value_date.to_string(),
+                bank_reference: bank_reference.clone(),
+            })
+        }
+    }
+}
+
+/// A durable event with its envelope. `currency` is the fund's.
+pub fn recorded_event(currency: &Currency, recorded: &RecordedEvent) -> pb::RecordedEvent {
+    let envelope = &recorded.envelope;
+    pb::RecordedEvent {
+        seq: envelope.seq,
+        stream: envelope.stream.clone(),
+        stream_version: envelope.stream_version,
+        event_type: envelope.event_type.clone(),
+        schema_version: u32::from(envelope.schema_version),
+        recorded_at: Some(timestamp(envelope.recorded_at_micros)),
+        actor: envelope.actor.clone(),
+        request_id: envelope.request_id.clone(),
+        prev_hash: hex::encode(envelope.prev_hash),
+        hash: hex::encode(envelope.hash),
+        payload: Some(event_payload(currency, &recorded.event)),
+    }
+}
+
+/// A recording time in microseconds since the Unix epoch, as a timestamp.
+pub fn timestamp(micros: i64) -> prost_types::Timestamp {
+    let nanos = i32::try_from(micros.rem_euclid(1_000_000) * 1_000).expect("below one second");
+    prost_types::Timestamp { seconds: micros.div_euclid(1_000_000), nanos }
+}
+
+/// The figures of a pot (or of pots added together).
+pub fn balance(currency: &Currency, pot: &Pot) -> pb::Balance {
+    let m = |amount: Amount| Some(money_out(currency, amount));
+    pb::Balance {
+        pledged: m(pot.pledged),
+        pledge_reduced: m(pot.pledge_reduced),
+        received: m(pot.received),
+        outstanding_pledges: m(pot.outstanding()),
+        awarded: m(pot.awarded),
+        paid: m(pot.paid),
+        refunded: m(pot.refunded),
+        open_commitments: m(pot.open_commitments()),
+        available: m(pot.available()),
+        cash_held: m(pot.cash_held()),
+    }
+}
+
+/// One partner's totals and its pots, unrestricted first, then by round.
+pub fn partner_balance(
+    state: &FundState,
+    currency: &Currency,
+    id: &PartnerId,
+    partner: &Partner,
+) -> pb::PartnerBalance {
+    let first = PotKey { partner: id.clone(), earmark: None };
+    let pots = state
+        .pots
+        .range(first..)
+        .take_while(|(key, _)| &key.partner == id)
+        .map(|(key, pot)| pb::PotBalance {
+            earmark_round_id: key.earmark.as_ref().map(RoundId::to_string),
+            balance: Some(balance(currency, pot)),
+        })
+        .collect();
+    pb::PartnerBalance {
+        partner_id: id.to_string(),
+        name: partner.name.clone(),
+        organisation_id: partner.organisation_id.clone(),
+        total: Some(balance(currency, &state.partner_totals(id))),
+        pots,
+    }
+}
+
+/// Counts of one kind of thing, as the wire carries them. No fund comes near
+/// four billion of anything; reaching it would be a corrupt state.
+fn count(n: usize) -> u32 {
+    u32::try_from(n).expect("count fits in u32")
+}
+
+/// The fund as a whole, as of the projections' head; `None` before the fund
+/// has been opened.
+pub fn fund_summary(projections: &Projections) -> Option<pb::GetFundSummaryResponse> {
+    let state = &projections.state;
+    let fund = state.fund.as_ref()?;
+    let grants = || state.applications.values().filter_map(|a| a.grant.as_ref());
+    Some(pb::GetFundSummaryResponse {
+        name: fund.name.clone(),
+        currency: fund.currency.code.clone(),
+        minor_units: u32::from(fund.currency.minor_units),
+        totals: Some(balance(&fund.currency, &state.fund_totals())),
+        partners: count(state.partners.len()),
+        rounds: count(state.rounds.len()),
+        rounds_open: count(state.rounds.values().filter(|r| r.closed_on.is_none()).count()),
+        applications: count(state.applications.len()),
+        applications_pending: count(
+            state.applications.values().filter(|a| a.status == ApplicationStatus::Pending).count(),
+        ),
+        grants: count(grants().count()),
+        grants_active: count(grants().filter(|g| g.status == GrantStatus::Active).count()),
+        head_seq: projections.head_seq,
+        head_hash: hex::encode(projections.head_hash),
+        head_recorded_at: Some(timestamp(projections.head_recorded_at_micros)),
+    })
+}
+
+pub fn round_figures(currency: &Currency, id: &RoundId, round: &Round) -> pb::RoundFigures {
+    let m = |amount: Amount| Some(money_out(currency, amount));
+    pb::RoundFigures {
+        round_id: id.to_string(),
+        name: round.name.clone(),
+        opens_on: round.opens_on.to_string(),
+        closes_on: round.closes_on.to_string(),
+        closed_on: round.closed_on.map(|d| d.to_string()),
+        budget_ceiling: m(round.budget_ceiling),
+        grant_max: m(round.grant_max),
+        applications_received: round.applications_received,
+        applications_decided: round.applications_decided(),
+        applications_awarded: round.applications_awarded,
+        applications_rejected: round.applications_rejected,
+        applications_withdrawn: round.applications_withdrawn,
+        applications_pending: round.applications_pending(),
+        amount_requested: m(round.amount_requested),
+        amount_awarded: m(round.amount_awarded),
+        amount_committed: m(round.amount_committed),
+        budget_left: m(round.budget_left()),
+    }
+}
+
+fn application_status(status: ApplicationStatus) -> pb::ApplicationStatus {
+    match status {
+        ApplicationStatus::Pending => pb::ApplicationStatus::Pending,
+        ApplicationStatus::Withdrawn => pb::ApplicationStatus::Withdrawn,
+        ApplicationStatus::Rejected => pb::ApplicationStatus::Rejected,
+        ApplicationStatus::Awarded => pb::ApplicationStatus::Awarded,
+    }
+}
+
+fn grant_status(status: GrantStatus) -> pb::GrantStatus {
+    match status {
+        GrantStatus::Active => pb::GrantStatus::Active,
+        GrantStatus::Settled => pb::GrantStatus::Settled,
+        GrantStatus::Withdrawn => pb::GrantStatus::Withdrawn,
+    }
+}
+
+fn decision(decision: &Decision) -> pb::Decision {
+    pb::Decision {
+        reason: decision.reason.clone(),
+        decided_by: decision.decided_by.clone(),
+        decided_on: decision.decided_on.to_string(),
+    }
+}
+
+pub fn application(currency: &Currency, id: &ApplicationId, app: &Application) -> pb::Application {
+    pb::Application {
+        application_id: id.to_string(),
+        round_id: app.round.to_string(),
+        applicant: Some(applicant_out(&app.applicant)),
+        title: app.title.clone(),
+        description: app.description.clone(),
+        amount_requested: Some(money_out(currency, app.amount_requested)),
+        submitted_on: app.submitted_on.to_string(),
+        status: application_status(app.status).into(),
+        decision: app.decision.as_ref().map(decision),
+    }
+}
+
+pub fn grant_position(currency: &Currency, grant: &Grant) -> pb::GrantPosition {
+    let m = |amount: Amount| Some(money_out(currency, amount));
+    pb::GrantPosition {
+        awarded: m(grant.awarded),
+        amount: m(grant.amount),
+        status: grant_status(grant.status).into(),
+        paid: m(grant.paid),
+        refunded: m(grant.refunded),
+        net_paid: m(grant.net_paid()),
+        open: m(grant.open()),
+        tranches: grant.tranches,
+        awarded_on: grant.awarded_on.to_string(),
+        settled_on: grant.settled_on.map(|d| d.to_string()),
+        shares: grant
+            .shares
+            .iter()
+            .map(|(pot, s)| pb::GrantShare {
+                partner_id: pot.partner.to_string(),
+                earmark_round_id: pot.earmark.as_ref().map(RoundId::to_string),
+                amount: m(s.amount),
+                paid: m(s.paid),
+                refunded: m(s.refunded),
+                net_paid: m(s.net_paid()),
+                open: m(s.open()),
+            })
+            .collect(),
+    }
+}
+
+pub fn application_summary(currency: &Currency, id: &ApplicationId, app: &Application) -> pb::ApplicationSummary {
+    pb::ApplicationSummary {
+        application_id: id.to_string(),
+        round_id: app.round.to_string(),
+        applicant_name: app.applicant.name.clone(),
+        place: app.applicant.place.clone(),
+        country: app.applicant.country.clone(),
+        title: app.title.clone(),
+        amount_requested: Some(money_out(currency, app.amount_requested)),
+        status: application_status(app.status).into(),
+        grant_amount: app.grant.as_ref().map(|g| money_out(currency, g.amount)),
+        grant_status: app.grant.as_ref().map_or(pb::GrantStatus::Unspecified, |g| grant_status(g.status)).into(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn meta() -> Option<pb::CommandMeta> {
+        Some(pb::CommandMeta { request_id: "req-1".into(), expected_version: Some(3) })
+    }
+
+    fn eur(value: &str) -> Option<pb::Money> {
+        Some(pb::Money { value: value.into(), currency: "EUR".into() })
+    }
+
+    fn pledge(partner: &str, amount: &str, earmark: Option<&str>, on: &str) -> pb::PledgeContributionRequest {
+        pb::PledgeContributionRequest {
+            meta: meta(),
+            partner_id: partner.into(),
+            amount: eur(amount),
+            earmark_round_id: earmark.map(Into::into),
+            pledged_on: on.into(),
+        }
+    }
+
+    /// Asserts that converting `request` fails on `field`, with a message
+    /// that contains `needle`.
+    fn check_err(request: impl IntoCommand, field: &str, needle: &str) {
+        let err = request.into_command().expect_err("conversion should fail");
+        assert_eq!(err.field, field, "{err}");
+        assert!(err.message.contains(needle), "{err:?} should mention {needle:?}");
+    }
+
+    #[test]
+    fn pledge_converts_to_command_with_meta() {
+        let parsed = pledge("porticus", "12500.00", Some("2023-1"), "2023-02-01").into_command().unwrap();
+        assert_eq!(parsed.request_id, "req-1");
+        assert_eq!(parsed.expected_version, Some(3));
+        assert_eq!(
+            parsed.command,
+            Command::PledgeContribution {
+                partner: PartnerId::new("porticus").unwrap(),
+                amount: MoneyInput::parse("12500.00", "EUR").unwrap(),
+                earmark: Some(RoundId::new("2023-1").unwrap()),
+                pledged_on: Date::parse("2023-02-01").unwrap(),
+            }
+        );
+    }
+
+    #[test]
+    fn malformed_fields_are_named() {
+        let ok = || pledge("porticus", "100.00", None, "2023-02-01");
+        check_err(pledge("", "100.00", None, "2023-02-01"), "partner_id", "must not be empty");
+        check_err(pledge("port icus", "100.00", None, "2023-02-01"), "partner_id", "may only contain");
+        check_err(pledge("-porticus", "100.00", None, "2023-02-01"), "partner_id", "must start with");
+        check_err(pledge(&"p".repeat(65), "100.00", None, "2023-02-01"), "partner_id", "longer than 64");
+        check_err(pledge("porticus", "100.00", Some("round 1"), "2023-02-01"), "earmark_round_id", "round id");
+        check_err(pledge("porticus", "100.00", None, "2023-02-30"), "pledged_on", "YYYY-MM-DD");
+        check_err(pledge("porticus", "100.00", None, "01-02-2023"), "pledged_on", "YYYY-MM-DD");
+        check_err(pledge("porticus", "100.00", None, ""), "pledged_on", "YYYY-MM-DD");
+        check_err(pledge("porticus", "abc", None, "2023-02-01"), "amount", "not a decimal");
+        check_err(pledge("porticus", "1e30", None, "2023-02-01"), "amount", "not a decimal");
+        check_err(pledge("porticus", "1,000.00", None, "2023-02-01"), "amount", "not a decimal");
+        check_err(pledge("porticus", "+5", None, "2023-02-01"), "amount", "not a decimal");
+        check_err(pledge("porticus", "", None, "2023-02-01"), "amount", "not a decimal");
+        check_err(pledge("porticus", &"9".repeat(35), None, "2023-02-01"), "amount", "exceeds");
+        check_err(pb::PledgeContributionRequest { amount: None, ..ok() }, "amount", "required");
+        check_err(pb::PledgeContributionRequest { meta: None, ..ok() }, "meta", "request_id");
+        let no_id = Some(pb::CommandMeta { request_id: String::new(), expected_version: None });
+        check_err(pb::PledgeContributionRequest { meta: no_id, ..ok() }, "meta.request_id", "required");
+    }
+
+    /// Precision, sign and currency are the domain's to judge (only it knows
+    /// the fund's currency); convert lets them through untouched.
+    #[test]
+    fn amounts_are_parsed_not_judged() {
+        for (value, currency) in [("0.001", "EUR"), ("-5.00", "EUR"), ("0", "EUR"), ("10.00", "USD")] {
+            let request = pb::MakePaymentRequest {
+                meta: meta(),
+                application_id: "app-1".into(),
+                amount: Some(pb::Money { value: value.into(), currency: currency.into() }),
+                value_date: "2023-05-01".into(),
+                bank_reference: "ref".into(),
+            };
+            let parsed = request.into_command().unwrap();
+            let Command::MakePayment { amount, .. } = parsed.command else { panic!("wrong command") };
+            assert_eq!(amount, MoneyInput::parse(value, currency).unwrap());
+        }
+    }
+
+    #[test]
+    fn other_commands_name_their_fields() {
+        check_err(
+            pb::OpenFundRequest { meta: meta(), name: "Loket D".into(), currency: "EUR".into(), minor_units: 256 },
+            "minor_units",
+            "256",
+        );
+        check_err(
+            pb::OpenRoundRequest {
+                meta: meta(),
+                round_id: "2023-1".into(),
+                name: "Ronde 1".into(),
+                budget_ceiling: eur("1000000.00"),
+                grant_max: eur("15000.00"),
+                opens_on: "2023-01-01".into(),
+                closes_on: "2023-13-01".into(),
+            },
+            "closes_on",
+            "YYYY-MM-DD",
+        );
+        check_err(
+            pb::OpenRoundRequest {
+                meta: meta(),
+                round_id: "2023-1".into(),
+                name: "Ronde 1".into(),
+                budget_ceiling: eur("1000000.00"),
+                grant_max: eur("15k"),
+                opens_on: "2023-01-01".into(),
+                closes_on: "2023-03-01".into(),
+            },
+            "grant_max",
+            "15k",
+        );
+        check_err(
+            pb::SubmitApplicationRequest {
+                meta: meta(),
+                application_id: "app-1".into(),
+                round_id: "2023-1".into(),
+                applicant: None,
+                title: "Buurtfeest".into(),
+                description: String::new(),
+                amount_requested: eur("5000.00"),
+                submitted_on: "2023-02-01".into(),
+            },
+            "applicant",
+            "required",
+        );
+        check_err(
+            pb::SettleGrantRequest {
+                meta: meta(),
+                application_id: "app/1".into(),
+                final_amount: eur("0"),
+                reason: "r".into(),
+                decided_on: "2023-02-01".into(),
+            },
+            "application_id",
+            "application id",
+        );
+    }
+
+    fn query(round: Option<&str>, status: Option<i32>, page_size: u32, token: &str) -> pb::ListApplicationsRequest {
+        pb::ListApplicationsRequest { round_id: round.map(Into::into), status, page_size, page_token: token.into() }
+    }
+
+    #[test]
+    fn application_query_bounds_and_filters() {
+        let q = application_query(query(None, None, 0, "")).unwrap();
+        assert_eq!((q.page_size, q.round, q.status, q.after), (PAGE_SIZE_DEFAULT, None, None, None));
+        let q = application_query(query(Some("2023-1"), Some(pb::ApplicationStatus::Awarded as i32), 500, "app-7"))
+            .unwrap();
+        assert_eq!(q.page_size, 500);
+        assert_eq!(q.round, Some(RoundId::new("2023-1").unwrap()));
+        assert_eq!(q.status, Some(ApplicationStatus::Awarded));
+        assert_eq!(q.after, Some(ApplicationId::new("app-7").unwrap()));
+        assert_eq!(page_token(&ApplicationId::new("app-7").unwrap()), "app-7");
+
+        let field = |r| application_query(r).unwrap_err().field;
+        assert_eq!(field(query(None, None, 501, "")), "page_size");
+        assert_eq!(field(query(None, Some(0), 10, "")), "status");
+        assert_eq!(field(query(None, Some(99), 10, "")), "status");
+        assert_eq!(field(query(None, None, 10, "not a token")), "page_token");
+        assert_eq!(field(query(Some(""), None, 10, "")), "round_id");
+    }
+
+    #[test]
+    fn money_is_formatted_with_all_minor_digits() {
+        let eur = Currency::eur();
+        let m = |minor| money_out(&eur, Amount::from_minor(minor).unwrap());
+        assert_eq!(m(1_250_000), pb::Money { value: "12500.00".into(), currency: "EUR".into() });
+        assert_eq!(m(5).value, "0.05");
+        assert_eq!(m(0).value, "0.00");
+        let jpy = Currency::new("JPY", 0).unwrap();
+        assert_eq!(money_out(&jpy, Amount::from_minor(1500).unwrap()).value, "1500");
+    }
+
+    #[test]
+    fn timestamps_split_micros() {
+        assert_eq!(
+            timestamp(1_700_000_000_123_456),
+            prost_types::Timestamp { seconds: 1_700_000_000, nanos: 123_456_000 }
+        );
+        assert_eq!(timestamp(-1), prost_types::Timestamp { seconds: -1, nanos: 999_999_000 });
+    }
+
+    #[test]
+    fn award_event_carries_its_attribution() {
+        let eur = Currency::eur();
+        let pot = |p: &str, e: Option<&str>| PotKey {
+            partner: PartnerId::new(p).unwrap(),
+            earmark: e.map(|r| RoundId::new(r).unwrap()),
+        };
+        let amount = |minor| Amount::from_minor(minor).unwrap();
+        let event = Event::GrantAwarded {
+            application: ApplicationId::new("app-1").unwrap(),
+            amount: amount(1_000_001),
+            attribution: vec![
+                Share { pot: pot("janivo", None), amount: amount(500_000) },
+                Share { pot: pot("porticus", Some("2023-1")), amount: amount(500_001) },
+            ],
+            reason: "good plan".into(),
+            decided_by: "officer".into(),
+            decided_on: Date::parse("2023-03-01").unwrap(),
+        };
+        let pb::recorded_event::Payload::GrantAwarded(award) = event_payload(&eur, &event) else {
+            panic!("wrong payload")
+        };
+        assert_eq!(award.amount.unwrap().value, "10000.01");
+        assert_eq!(award.decided_on, "2023-03-01");
+        let parts: Vec<_> = award
+            .attribution
+            .iter()
+            .map(|s| (s.partner_id.as_str(), s.earmark_round_id.as_deref(), s.amount.as_ref().unwrap().value.as_str()))
+            .collect();
+        assert_eq!(parts, [("janivo", None, "5000.00"), ("porticus", Some("2023-1"), "5000.01")]);
+    }
+}

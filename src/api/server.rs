@@ -1,0 +1,79 @@
+//! The gRPC server: the Ledger service, health and reflection on one
+//! listener, with graceful shutdown.
+//!
+//! The caller owns the listener (so tests can bind `127.0.0.1:0`) and the
+//! ledger: after [`serve`] returns, every call has been answered, and the
+//! caller shuts the ledger down.
+
+use super::pb;
+use super::pb::ledger_server::LedgerServer;
+use super::service::LedgerService;
+use crate::ledger::Ledger;
+use std::future::Future;
+use tokio::net::TcpListener;
+use tokio::sync::watch;
+use tokio_stream::wrappers::TcpListenerStream;
+
+/// The largest request the server decodes. The largest command (an
+/// application with a 4000-byte description) is a few kilobytes; anything
+/// near this bound is not a command but an attack or a bug.
+pub const REQUEST_BYTES_MAX: usize = 1024 * 1024;
+
+/// Concurrent calls (HTTP/2 streams) per client connection. Subscriptions
+/// hold theirs for as long as they follow the log.
+pub const CONNECTION_STREAMS_MAX: u32 = 256;
+
+#[derive(Debug, thiserror::Error)]
+pub enum ServeError {
+    #[error("cannot build the reflection service: {0}")]
+    Reflection(#[from] tonic_reflection::server::Error),
+    #[error("the gRPC server failed: {0}")]
+    Transport(#[from] tonic::transport::Error),
+}
+
+/// Serves the ledger on `listener` until `shutdown` completes, then stops
+/// taking connections, ends the event streams (which would otherwise follow
+/// the log forever) and returns once every call in flight is answered.
+pub async fn serve(
+    ledger: Ledger,
+    listener: TcpListener,
+    shutdown: impl Future<Output = ()>,
+) -> Result<(), ServeError> {
+    let (health, health_service) = tonic_health::server::health_reporter();
+    health.set_serving::<LedgerServer<LedgerService>>().await;
+
+    // Clients such as grpcurl discover the API from the server itself; the
+    // health service's descriptors are registered too so that it can be
+    // called the same way.
+    let reflection_v1 = tonic_reflection::server::Builder::configure()
+        .register_encoded_file_descriptor_set(pb::FILE_DESCRIPTOR_SET)
+        .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
+        .build_v1()?;
+    let reflection_v1alpha = tonic_reflection::server::Builder::configure()
+        .register_encoded_file_descriptor_set(pb::FILE_DESCRIPTOR_SET)
+        .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
+        .build_v1alpha()?;
+
+    let (stopping_tx, stopping) = watch::channel(false);
+    let ledger_service =
+        LedgerServer::new(LedgerService::new(ledger, stopping)).max_decoding_message_size(REQUEST_BYTES_MAX);
+
+    let signal = async move {
+        shutdown.await;
+        tracing::info!("shutting down: answering the calls in flight, ending event streams");
+        health.set_not_serving::<LedgerServer<LedgerService>>().await;
+        stopping_tx.send_replace(true);
+    };
+
+    tracing::info!(address = ?listener.local_addr().ok(), "serving fundledger.v1.Ledger");
+    tonic::transport::Server::builder()
+        .max_concurrent_streams(CONNECTION_STREAMS_MAX)
+        .add_service(ledger_service)
+        .add_service(health_service)
+        .add_service(reflection_v1)
+        .add_service(reflection_v1alpha)
+        .serve_with_incoming_shutdown(TcpListenerStream::new(listener), signal)
+        .await?;
+    tracing::info!("server stopped");
+    Ok(())
+}

@@ -1,0 +1,504 @@
+//! The `fundledger.v1.Ledger` gRPC service over a [`Ledger`] handle.
+//!
+//! Commands are parsed by [`convert`], submitted to the single writer and
+//! answered once durable. Queries read the projections under their lock and
+//! convert what they need before letting go of it. The two event streams
+//! read the durable log in bounded pages and hand them to the client through
+//! a bounded channel, so a slow client holds back only its own stream.
+//!
+//! This module decides nothing: business rules are the domain's, ordering
+//! and durability the ledger's. It only maps outcomes to gRPC statuses.
+
+use super::convert::{self, ConvertError, IntoCommand};
+use super::pb;
+use crate::domain::{ApplicationId, Currency, FundState, Rejection, RejectionKind, StreamId};
+use crate::ledger::{CommandError, CommandRequest, Ledger, RecordedEvent};
+use crate::log::LogError;
+use std::fmt::Display;
+use std::ops::Bound;
+use tokio::sync::{mpsc, watch};
+use tokio_stream::wrappers::ReceiverStream;
+use tonic::metadata::{MetadataMap, MetadataValue};
+use tonic::{Code, Request, Response, Status};
+
+/// The principal recorded on every event until authentication exists.
+pub const ACTOR_ANONYMOUS: &str = "anonymous";
+
+/// Response metadata key carrying the stable reason code of a failure.
+pub const REASON_METADATA_KEY: &str = "fundledger-reason";
+/// Response metadata key naming the malformed request field.
+pub const FIELD_METADATA_KEY: &str = "fundledger-field";
+
+/// Events read from the log per step of `ReadEvents` and `Subscribe`.
+pub const READ_PAGE_EVENTS_MAX: usize = 512;
+/// Events converted and waiting for a streaming client; when the client
+/// reads slower than that, its stream waits (and only its stream).
+pub const STREAM_BUFFER_EVENTS_MAX: usize = 1024;
+
+pub type EventStream = ReceiverStream<Result<pb::RecordedEvent, Status>>;
+
+/// The service: a ledger handle and the server's stop signal.
+#[derive(Clone)]
+pub struct LedgerService {
+    ledger: Ledger,
+    /// Turns true when the server starts shutting down. Subscriptions never
+    /// end by themselves, and graceful shutdown waits for every open call,
+    /// so the event streams watch this and end when it turns.
+    stopping: watch::Receiver<bool>,
+}
+
+impl LedgerService {
+    pub fn new(ledger: Ledger, stopping: watch::Receiver<bool>) -> LedgerService {
+        LedgerService { ledger, stopping }
+    }
+
+    /// Parses, submits and answers one command.
+    async fn execute(&self, request: Request<impl IntoCommand>) -> Result<Response<pb::CommandResponse>, Status> {
+        let parsed = request.into_inner().into_command().map_err(|e| invalid_field(&e))?;
+        let outcome = self
+            .ledger
+            .submit(CommandRequest {
+                command: parsed.command,
+                request_id: parsed.request_id,
+                expected_version: parsed.expected_version,
+                actor: ACTOR_ANONYMOUS.to_owned(),
+            })
+            .await
+            .map_err(|e| command_status(&e))?;
+        let events = events_out(&self.ledger, &outcome.events)?;
+        Ok(Response::new(pb::CommandResponse { events, replayed: outcome.replayed }))
+    }
+
+    /// The events of an application's stream up to `head_seq`, so that the
+    /// history matches the position read from the projections at that head.
+    fn history(&self, application: &ApplicationId, head_seq: u64) -> Result<Vec<pb::RecordedEvent>, Status> {
+        let mut events = self.ledger.stream_events(&StreamId::Application(application.clone())).map_err(log_status)?;
+        events.retain(|e| e.envelope.seq <= head_seq);
+        events_out(&self.ledger, &events)
+    }
+}
+
+// ------------------------------------------------------------------ statuses
+
+/// A status whose message starts with the stable reason code, which the
+/// metadata also carries on its own.
+fn status(code: Code, reason: &'static str, message: impl Display) -> Status {
+    let mut metadata = MetadataMap::new();
+    metadata.insert(REASON_METADATA_KEY, MetadataValue::from_static(reason));
+    Status::with_metadata(code, format!("{reason}: {message}"), metadata)
+}
+
+fn invalid_field(error: &ConvertError) -> Status {
+    let mut status = status(Code::InvalidArgument, "invalid_field", error);
+    status.metadata_mut().insert(FIELD_METADATA_KEY, MetadataValue::from_static(error.field));
+    status
+}
+
+fn rejection_code(kind: RejectionKind) -> Code {
+    match kind {
+        RejectionKind::InvalidArgument => Code::InvalidArgument,
+        RejectionKind::NotFound => Code::NotFound,
+        RejectionKind::FailedPrecondition => Code::FailedPrecondition,
+    }
+}
+
+fn rejection_status(rejection: &Rejection) -> Status {
+    status(rejection_code(rejection.kind()), rejection.code(), rejection)
+}
+
+fn command_status(error: &CommandError) -> Status {
+    match error {
+        CommandError::Rejected(rejection) => rejection_status(rejection),
+        CommandError::InvalidRequestId { .. } => status(Code::InvalidArgument, "invalid_request_id", error),
+        CommandError::RequestIdConflict { .. } => status(Code::AlreadyExists, "request_id_conflict", error),
+        CommandError::WrongExpectedVersion { .. } => status(Code::Aborted, "wrong_expected_version", error),
+        CommandError::QueueFull { .. } => status(Code::ResourceExhausted, "queue_full", error),
+        CommandError::Unavailable(_) => status(Code::Unavailable, "unavailable", error),
+    }
+}
+
+/// A failure to read the log. A corrupt event is data loss: the client must
+/// not take the answer for the truth. Anything else is the server's fault.
+fn log_status(error: LogError) -> Status {
+    tracing::error!(%error, "reading the log failed");
+    match error {
+        LogError::Corrupt { .. } => status(Code::DataLoss, "log_corrupt", error),
+        _ => status(Code::Internal, "storage_error", error),
+    }
+}
+
+fn shutting_down() -> Status {
+    status(
+        Code::Unavailable,
+        "shutting_down",
+        "the server is shutting down; resume from the next seq elsewhere or later",
+    )
+}
+
+/// The fund's currency, or the refusal every query gives before the fund
+/// has been opened.
+fn fund_currency(state: &FundState) -> Result<Currency, Status> {
+    state.currency().cloned().ok_or_else(|| rejection_status(&Rejection::FundNotOpened))
+}
+
+/// Recorded events as messages, amounts in the fund's currency.
+fn events_out(ledger: &Ledger, events: &[RecordedEvent]) -> Result<Vec<pb::RecordedEvent>, Status> {
+    if events.is_empty() {
+        return Ok(Vec::new());
+    }
+    // The first event of every log opens the fund, and the projections are
+    // updated before the head moves, so any visible event has a currency.
+    let currency = ledger.projections().state.currency().cloned().ok_or_else(|| {
+        status(Code::Internal, "log_inconsistent", "events are visible but the fund is not open in the projections")
+    })?;
+    Ok(events.iter().map(|e| convert::recorded_event(&currency, e)).collect())
+}
+
+// ------------------------------------------------------------------ streams
+
+/// Why a stream ended early.
+enum StreamEnd {
+    /// The client went away: nobody to tell.
+    ClientGone,
+    /// The server is stopping, or the log failed: the client is told.
+    Failed(Status),
+}
+
+/// Waits until the server is stopping (or gone).
+async fn stopped(stopping: &mut watch::Receiver<bool>) {
+    let _ = stopping.wait_for(|stop| *stop).await;
+}
+
+/// Sends the durable events `next..=last` in pages; returns the seq after
+/// the last one sent.
+async fn send_range(
+    ledger: &Ledger,
+    tx: &mpsc::Sender<Result<pb::RecordedEvent, Status>>,
+    stopping: &mut watch::Receiver<bool>,
+    mut next: u64,
+    last: u64,
+) -> Result<u64, StreamEnd> {
+    while next <= last {
+        let want = usize::try_from(last - next + 1).unwrap_or(usize::MAX).min(READ_PAGE_EVENTS_MAX);
+        let page = ledger.read_events(next, want).map_err(|e| StreamEnd::Failed(log_status(e)))?;
+        if page.first().is_none_or(|e| e.envelope.seq != next) {
+            // Everything up to the durable head is in the log: a hole is
+            // corruption, never something to skip over.
+            return Err(StreamEnd::Failed(status(
+                Code::DataLoss,
+                "log_corrupt",
+                format!("event {next} is missing below the durable head {last}"),
+            )));
+        }
+        for event in events_out(ledger, &page).map_err(StreamEnd::Failed)? {
+            assert_eq!(event.seq, next, "the log reads in sequence order without gaps");
+            tokio::select! {
+                sent = tx.send(Ok(event)) => sent.map_err(|_| StreamEnd::ClientGone)?,
+                () = stopped(stopping) => return Err(StreamEnd::Failed(shutting_down())),
+            }
+            next += 1;
+        }
+    }
+    Ok(next)
+}
+
+/// `ReadEvents`: `from..=last`, then the end of the stream.
+async fn read_range(
+    ledger: Ledger,
+    tx: mpsc::Sender<Result<pb::RecordedEvent, Status>>,
+    mut stopping: watch::Receiver<bool>,
+    from: u64,
+    last: u64,
+) {
+    if let Err(StreamEnd::Failed(status)) = send_range(&ledger, &tx, &mut stopping, from, last).await {
+        let _ = tx.send(Err(status)).await;
+    }
+}
+
+/// `Subscribe`: catches up to the durable head, then follows it.
+///
+/// The head is marked as seen *before* the events up to it are read, so a
+/// head that moves during the read wakes the next wait: no event is missed
+/// at the hand-over. `next` only ever advances by the events sent, so none
+/// is sent twice either.
+async fn follow(
+    ledger: Ledger,
+    tx: mpsc::Sender<Result<pb::RecordedEvent, Status>>,
+    mut stopping: watch::Receiver<bool>,
+    from: u64,
+) {
+    let mut head = ledger.watch_head();
+    let mut next = from;
+    let end = loop {
+        let last = *head.borrow_and_update();
+        match send_range(&ledger, &tx, &mut stopping, next, last).await {
+            Ok(after) => next = after,
+            Err(end) => break end,
+        }
+        tokio::select! {
+            moved = head.changed() => {
+                if moved.is_err() {
+                    break StreamEnd::Failed(shutting_down());
+                }
+            }
+            () = tx.closed() => break StreamEnd::ClientGone,
+            () = stopped(&mut stopping) => break StreamEnd::Failed(shutting_down()),
+        }
+    };
+    if let StreamEnd::Failed(status) = end {
+        let _ = tx.send(Err(status)).await;
+    }
+}
+
+// ------------------------------------------------------------------ the service
+
+#[tonic::async_trait]
+impl pb::ledger_server::Ledger for LedgerService {
+    async fn open_fund(&self, r: Request<pb::OpenFundRequest>) -> Result<Response<pb::CommandResponse>, Status> {
+        self.execute(r).await
+    }
+
+    async fn admit_partner(
+        &self,
+        r: Request<pb::AdmitPartnerRequest>,
+    ) -> Result<Response<pb::CommandResponse>, Status> {
+        self.execute(r).await
+    }
+
+    async fn pledge_contribution(
+        &self,
+        r: Request<pb::PledgeContributionRequest>,
+    ) -> Result<Response<pb::CommandResponse>, Status> {
+        self.execute(r).await
+    }
+
+    async fn reduce_pledge(
+        &self,
+        r: Request<pb::ReducePledgeRequest>,
+    ) -> Result<Response<pb::CommandResponse>, Status> {
+        self.execute(r).await
+    }
+
+    async fn record_receipt(
+        &self,
+        r: Request<pb::RecordReceiptRequest>,
+    ) -> Result<Response<pb::CommandResponse>, Status> {
+        self.execute(r).await
+    }
+
+    async fn open_round(&self, r: Request<pb::OpenRoundRequest>) -> Result<Response<pb::CommandResponse>, Status> {
+        self.execute(r).await
+    }
+
+    async fn close_round(&self, r: Request<pb::CloseRoundRequest>) -> Result<Response<pb::CommandResponse>, Status> {
+        self.execute(r).await
+    }
+
+    async fn submit_application(
+        &self,
+        r: Request<pb::SubmitApplicationRequest>,
+    ) -> Result<Response<pb::CommandResponse>, Status> {
+        self.execute(r).await
+    }
+
+    async fn withdraw_application(
+        &self,
+        r: Request<pb::WithdrawApplicationRequest>,
+    ) -> Result<Response<pb::CommandResponse>, Status> {
+        self.execute(r).await
+    }
+
+    async fn reject_application(
+        &self,
+        r: Request<pb::RejectApplicationRequest>,
+    ) -> Result<Response<pb::CommandResponse>, Status> {
+        self.execute(r).await
+    }
+
+    async fn award_grant(&self, r: Request<pb::AwardGrantRequest>) -> Result<Response<pb::CommandResponse>, Status> {
+        self.execute(r).await
+    }
+
+    async fn reduce_grant(&self, r: Request<pb::ReduceGrantRequest>) -> Result<Response<pb::CommandResponse>, Status> {
+        self.execute(r).await
+    }
+
+    async fn withdraw_grant(
+        &self,
+        r: Request<pb::WithdrawGrantRequest>,
+    ) -> Result<Response<pb::CommandResponse>, Status> {
+        self.execute(r).await
+    }
+
+    async fn settle_grant(&self, r: Request<pb::SettleGrantRequest>) -> Result<Response<pb::CommandResponse>, Status> {
+        self.execute(r).await
+    }
+
+    async fn make_payment(&self, r: Request<pb::MakePaymentRequest>) -> Result<Response<pb::CommandResponse>, Status> {
+        self.execute(r).await
+    }
+
+    async fn record_refund(
+        &self,
+        r: Request<pb::RecordRefundRequest>,
+    ) -> Result<Response<pb::CommandResponse>, Status> {
+        self.execute(r).await
+    }
+
+    async fn get_partner_balances(
+        &self,
+        request: Request<pb::GetPartnerBalancesRequest>,
+    ) -> Result<Response<pb::GetPartnerBalancesResponse>, Status> {
+        let partner = request
+            .into_inner()
+            .partner_id
+            .map(|id| convert::partner_id("partner_id", &id))
+            .transpose()
+            .map_err(|e| invalid_field(&e))?;
+        let projections = self.ledger.projections();
+        let state = &projections.state;
+        let currency = fund_currency(state)?;
+        let partners = match partner {
+            Some(id) => {
+                let partner = state
+                    .partners
+                    .get(&id)
+                    .ok_or_else(|| rejection_status(&Rejection::UnknownPartner { partner: id.to_string() }))?;
+                vec![convert::partner_balance(state, &currency, &id, partner)]
+            }
+            None => state.partners.iter().map(|(id, p)| convert::partner_balance(state, &currency, id, p)).collect(),
+        };
+        Ok(Response::new(pb::GetPartnerBalancesResponse { partners }))
+    }
+
+    async fn get_fund_summary(
+        &self,
+        _request: Request<pb::GetFundSummaryRequest>,
+    ) -> Result<Response<pb::GetFundSummaryResponse>, Status> {
+        let summary = convert::fund_summary(&self.ledger.projections());
+        summary.map(Response::new).ok_or_else(|| rejection_status(&Rejection::FundNotOpened))
+    }
+
+    async fn get_round_figures(
+        &self,
+        request: Request<pb::GetRoundFiguresRequest>,
+    ) -> Result<Response<pb::GetRoundFiguresResponse>, Status> {
+        let round = request
+            .into_inner()
+            .round_id
+            .map(|id| convert::round_id("round_id", &id))
+            .transpose()
+            .map_err(|e| invalid_field(&e))?;
+        let projections = self.ledger.projections();
+        let state = &projections.state;
+        let currency = fund_currency(state)?;
+        let rounds = match round {
+            Some(id) => {
+                let round = state
+                    .rounds
+                    .get(&id)
+                    .ok_or_else(|| rejection_status(&Rejection::UnknownRound { round: id.to_string() }))?;
+                vec![convert::round_figures(&currency, &id, round)]
+            }
+            None => state.rounds.iter().map(|(id, r)| convert::round_figures(&currency, id, r)).collect(),
+        };
+        Ok(Response::new(pb::GetRoundFiguresResponse { rounds }))
+    }
+
+    async fn get_application(
+        &self,
+        request: Request<pb::GetApplicationRequest>,
+    ) -> Result<Response<pb::GetApplicationResponse>, Status> {
+        let id = convert::application_id("application_id", &request.into_inner().application_id)
+            .map_err(|e| invalid_field(&e))?;
+        let (application, grant, head_seq) = {
+            let projections = self.ledger.projections();
+            let state = &projections.state;
+            let currency = fund_currency(state)?;
+            let app = state
+                .applications
+                .get(&id)
+                .ok_or_else(|| rejection_status(&Rejection::UnknownApplication { application: id.to_string() }))?;
+            let grant = app.grant.as_ref().map(|g| convert::grant_position(&currency, g));
+            (convert::application(&currency, &id, app), grant, projections.head_seq)
+        };
+        let history = self.history(&id, head_seq)?;
+        Ok(Response::new(pb::GetApplicationResponse { application: Some(application), grant, history }))
+    }
+
+    async fn get_grant(&self, request: Request<pb::GetGrantRequest>) -> Result<Response<pb::GetGrantResponse>, Status> {
+        let id = convert::application_id("application_id", &request.into_inner().application_id)
+            .map_err(|e| invalid_field(&e))?;
+        let (grant, head_seq) = {
+            let projections = self.ledger.projections();
+            let state = &projections.state;
+            let currency = fund_currency(state)?;
+            let app = state
+                .applications
+                .get(&id)
+                .ok_or_else(|| rejection_status(&Rejection::UnknownApplication { application: id.to_string() }))?;
+            let Some(grant) = &app.grant else {
+                // For a query, "no grant" is a thing not found, whatever the
+                // status of the application.
+                let rejection =
+                    Rejection::NotAwarded { application: id.to_string(), status: app.status.as_str().into() };
+                return Err(status(Code::NotFound, rejection.code(), rejection));
+            };
+            (convert::grant_position(&currency, grant), projections.head_seq)
+        };
+        let history = self.history(&id, head_seq)?;
+        Ok(Response::new(pb::GetGrantResponse { application_id: id.to_string(), grant: Some(grant), history }))
+    }
+
+    async fn list_applications(
+        &self,
+        request: Request<pb::ListApplicationsRequest>,
+    ) -> Result<Response<pb::ListApplicationsResponse>, Status> {
+        let query = convert::application_query(request.into_inner()).map_err(|e| invalid_field(&e))?;
+        let projections = self.ledger.projections();
+        let state = &projections.state;
+        let currency = fund_currency(state)?;
+        if let Some(round) = &query.round {
+            if !state.rounds.contains_key(round) {
+                return Err(rejection_status(&Rejection::UnknownRound { round: round.to_string() }));
+            }
+        }
+        let start = query.after.clone().map_or(Bound::Unbounded, Bound::Excluded);
+        let mut matching = state.applications.range((start, Bound::Unbounded)).filter(|(_, app)| {
+            query.round.as_ref().is_none_or(|r| &app.round == r) && query.status.is_none_or(|s| app.status == s)
+        });
+        let page: Vec<_> = matching.by_ref().take(query.page_size).collect();
+        let next_page_token = match (page.last(), matching.next()) {
+            (Some((last, _)), Some(_)) => convert::page_token(last),
+            _ => String::new(),
+        };
+        let applications = page.into_iter().map(|(id, app)| convert::application_summary(&currency, id, app)).collect();
+        Ok(Response::new(pb::ListApplicationsResponse { applications, next_page_token }))
+    }
+
+    type ReadEventsStream = EventStream;
+
+    async fn read_events(&self, request: Request<pb::ReadEventsRequest>) -> Result<Response<EventStream>, Status> {
+        let request = request.into_inner();
+        let from = request.from_seq.max(1);
+        // The end is fixed when the call arrives, so that the stream ends
+        // even while commands keep coming in.
+        let head = self.ledger.head_seq();
+        let last = match request.limit {
+            Some(limit) => head.min(from.saturating_add(limit) - 1),
+            None => head,
+        };
+        let (tx, rx) = mpsc::channel(STREAM_BUFFER_EVENTS_MAX);
+        tokio::spawn(read_range(self.ledger.clone(), tx, self.stopping.clone(), from, last));
+        Ok(Response::new(ReceiverStream::new(rx)))
+    }
+
+    type SubscribeStream = EventStream;
+
+    async fn subscribe(&self, request: Request<pb::SubscribeRequest>) -> Result<Response<EventStream>, Status> {
+        let from = request.into_inner().from_seq.max(1);
+        let (tx, rx) = mpsc::channel(STREAM_BUFFER_EVENTS_MAX);
+        tokio::spawn(follow(self.ledger.clone(), tx, self.stopping.clone(), from));
+        Ok(Response::new(ReceiverStream::new(rx)))
+    }
+}

@@ -1,0 +1,453 @@
+//! The service against a real ledger on a temporary directory: commands and
+//! their statuses, queries, the event streams, and the server over TCP.
+
+use super::pb;
+use super::pb::ledger_server::Ledger as _;
+use super::service::{LedgerService, FIELD_METADATA_KEY, REASON_METADATA_KEY};
+use crate::ledger::{Ledger, LedgerConfig};
+use tokio::sync::watch;
+use tokio_stream::StreamExt;
+use tonic::{Code, Request, Status};
+
+struct Fixture {
+    service: LedgerService,
+    ledger: Ledger,
+    stop: watch::Sender<bool>,
+    _dir: tempfile::TempDir,
+}
+
+fn fixture() -> Fixture {
+    let dir = tempfile::tempdir().unwrap();
+    let ledger = Ledger::open(LedgerConfig::new(dir.path())).unwrap();
+    let (stop, stopping) = watch::channel(false);
+    Fixture { service: LedgerService::new(ledger.clone(), stopping), ledger, stop, _dir: dir }
+}
+
+fn meta(request_id: &str) -> Option<pb::CommandMeta> {
+    Some(pb::CommandMeta { request_id: request_id.into(), expected_version: None })
+}
+
+fn eur(value: &str) -> Option<pb::Money> {
+    Some(pb::Money { value: value.into(), currency: "EUR".into() })
+}
+
+fn value(money: &Option<pb::Money>) -> &str {
+    &money.as_ref().expect("amount present").value
+}
+
+/// Asserts the status code, the reason in the metadata, and that the
+/// message starts with the reason.
+fn check_status(status: &Status, code: Code, reason: &str) {
+    assert_eq!(status.code(), code, "{status:?}");
+    assert_eq!(status.metadata().get(REASON_METADATA_KEY).unwrap().to_str().unwrap(), reason, "{status:?}");
+    assert!(status.message().starts_with(&format!("{reason}: ")), "{status:?}");
+}
+
+fn open_fund(id: &str) -> pb::OpenFundRequest {
+    pb::OpenFundRequest { meta: meta(id), name: "Loket D".into(), currency: "EUR".into(), minor_units: 2 }
+}
+
+fn pledge(id: &str, partner: &str, amount: &str) -> pb::PledgeContributionRequest {
+    pb::PledgeContributionRequest {
+        meta: meta(id),
+        partner_id: partner.into(),
+        amount: eur(amount),
+        earmark_round_id: None,
+        pledged_on: "2023-01-10".into(),
+    }
+}
+
+fn submit(id: &str, application: &str) -> pb::SubmitApplicationRequest {
+    pb::SubmitApplicationRequest {
+        meta: meta(id),
+        application_id: application.into(),
+        round_id: "2023-1".into(),
+        applicant: Some(pb::Applicant {
+            name: "Buurtvereniging De Linde".into(),
+            organisation_id: String::new(),
+            place: "Willemstad".into(),
+            country: "CW".into(),
+        }),
+        title: "Buurtgesprekken".into(),
+        description: "Gesprekken over de buurt".into(),
+        amount_requested: eur("10000.00"),
+        submitted_on: "2023-02-01".into(),
+    }
+}
+
+/// A fund with two partners who paid in, one open round and three pending
+/// applications `app-1` to `app-3`.
+async fn fund_with_applications(s: &LedgerService) {
+    s.open_fund(Request::new(open_fund("r-open"))).await.unwrap();
+    for partner in ["porticus", "janivo"] {
+        s.admit_partner(Request::new(pb::AdmitPartnerRequest {
+            meta: meta(&format!("r-admit-{partner}")),
+            partner_id: partner.into(),
+            name: partner.to_uppercase(),
+            organisation_id: format!("NL-KVK-{partner}"),
+        }))
+        .await
+        .unwrap();
+    }
+    s.pledge_contribution(Request::new(pledge("r-pledge-p", "porticus", "30000.00"))).await.unwrap();
+    s.pledge_contribution(Request::new(pledge("r-pledge-j", "janivo", "10000.00"))).await.unwrap();
+    for (partner, amount) in [("porticus", "30000.00"), ("janivo", "10000.00")] {
+        s.record_receipt(Request::new(pb::RecordReceiptRequest {
+            meta: meta(&format!("r-receipt-{partner}")),
+            partner_id: partner.into(),
+            amount: eur(amount),
+            earmark_round_id: None,
+            value_date: "2023-01-20".into(),
+            bank_reference: format!("SEPA-{partner}"),
+        }))
+        .await
+        .unwrap();
+    }
+    s.open_round(Request::new(pb::OpenRoundRequest {
+        meta: meta("r-round"),
+        round_id: "2023-1".into(),
+        name: "Ronde 1".into(),
+        budget_ceiling: eur("1000000.00"),
+        grant_max: eur("15000.00"),
+        opens_on: "2023-01-01".into(),
+        closes_on: "2023-03-31".into(),
+    }))
+    .await
+    .unwrap();
+    for n in 1..=3 {
+        s.submit_application(Request::new(submit(&format!("r-submit-{n}"), &format!("app-{n}")))).await.unwrap();
+    }
+}
+
+fn award(id: &str, application: &str, amount: &str) -> pb::AwardGrantRequest {
+    pb::AwardGrantRequest {
+        meta: meta(id),
+        application_id: application.into(),
+        amount: eur(amount),
+        reason: "past alles".into(),
+        decided_on: "2023-03-01".into(),
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn award_answers_the_recorded_event_with_its_attribution() {
+    let f = fixture();
+    fund_with_applications(&f.service).await;
+    let response =
+        f.service.award_grant(Request::new(award("r-award", "app-1", "8000.00"))).await.unwrap().into_inner();
+    assert!(!response.replayed);
+    let [event] = response.events.as_slice() else { panic!("one event expected: {response:?}") };
+    assert_eq!(
+        (event.stream.as_str(), event.stream_version, event.event_type.as_str()),
+        ("application/app-1", 2, "GrantAwarded")
+    );
+    assert_eq!((event.actor.as_str(), event.request_id.as_str()), ("anonymous", "r-award"));
+    assert_eq!(event.hash.len(), 64);
+    let Some(pb::recorded_event::Payload::GrantAwarded(awarded)) = &event.payload else { panic!("{event:?}") };
+    assert_eq!(value(&awarded.amount), "8000.00");
+    // Pro rata to 30,000 and 10,000 available.
+    let shares: Vec<_> = awarded.attribution.iter().map(|s| (s.partner_id.as_str(), value(&s.amount))).collect();
+    assert_eq!(shares, [("janivo", "2000.00"), ("porticus", "6000.00")]);
+
+    // A retry answers the same events and records nothing.
+    let head = f.ledger.head_seq();
+    let retry = f.service.award_grant(Request::new(award("r-award", "app-1", "8000.00"))).await.unwrap().into_inner();
+    assert!(retry.replayed);
+    assert_eq!(retry.events, response.events);
+    assert_eq!(f.ledger.head_seq(), head);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn failures_map_to_statuses_with_reasons() {
+    let f = fixture();
+    let s = &f.service;
+
+    let err = s.get_fund_summary(Request::new(pb::GetFundSummaryRequest {})).await.unwrap_err();
+    check_status(&err, Code::NotFound, "fund_not_opened");
+    let err = s.admit_partner(Request::new(pb::AdmitPartnerRequest {
+        meta: meta("r-0"),
+        partner_id: "porticus".into(),
+        name: "Porticus".into(),
+        organisation_id: "NL".into(),
+    }));
+    check_status(&err.await.unwrap_err(), Code::NotFound, "fund_not_opened");
+
+    fund_with_applications(s).await;
+
+    // Malformed fields are named, in the message and in the metadata.
+    let err = s.pledge_contribution(Request::new(pledge("r-1", "porticus", "1e30"))).await.unwrap_err();
+    check_status(&err, Code::InvalidArgument, "invalid_field");
+    assert_eq!(err.metadata().get(FIELD_METADATA_KEY).unwrap(), "amount");
+    assert!(err.message().contains("amount"), "{err:?}");
+    let err = s.pledge_contribution(Request::new(pledge("", "porticus", "1.00"))).await.unwrap_err();
+    check_status(&err, Code::InvalidArgument, "invalid_field");
+    assert_eq!(err.metadata().get(FIELD_METADATA_KEY).unwrap(), "meta.request_id");
+    let err = s.pledge_contribution(Request::new(pledge("bad id", "porticus", "1.00"))).await.unwrap_err();
+    check_status(&err, Code::InvalidArgument, "invalid_request_id");
+
+    // Precision is the domain's to judge.
+    let err = s.pledge_contribution(Request::new(pledge("r-2", "porticus", "0.001"))).await.unwrap_err();
+    check_status(&err, Code::InvalidArgument, "invalid_amount");
+    let err = s.pledge_contribution(Request::new(pledge("r-3", "cirrus", "1.00"))).await.unwrap_err();
+    check_status(&err, Code::NotFound, "unknown_partner");
+    let err = s.award_grant(Request::new(award("r-4", "app-1", "20000.00"))).await.unwrap_err();
+    check_status(&err, Code::FailedPrecondition, "award_above_requested");
+    assert!(err.message().contains("EUR 20,000.00"), "{err:?}");
+
+    // The same request id for a different request.
+    let err = s.award_grant(Request::new(award("r-open", "app-1", "100.00"))).await.unwrap_err();
+    check_status(&err, Code::AlreadyExists, "request_id_conflict");
+
+    // A stale expected version.
+    let mut stale = award("r-5", "app-1", "100.00");
+    stale.meta.as_mut().unwrap().expected_version = Some(7);
+    let err = s.award_grant(Request::new(stale)).await.unwrap_err();
+    check_status(&err, Code::Aborted, "wrong_expected_version");
+    let mut current = award("r-6", "app-1", "100.00");
+    current.meta.as_mut().unwrap().expected_version = Some(1);
+    s.award_grant(Request::new(current)).await.unwrap();
+
+    // Queries.
+    let err = s.get_grant(Request::new(pb::GetGrantRequest { application_id: "app-2".into() })).await.unwrap_err();
+    check_status(&err, Code::NotFound, "not_awarded");
+    let err = s.get_application(Request::new(pb::GetApplicationRequest { application_id: "app-9".into() }));
+    check_status(&err.await.unwrap_err(), Code::NotFound, "unknown_application");
+    let err = s.get_round_figures(Request::new(pb::GetRoundFiguresRequest { round_id: Some("2099".into()) }));
+    check_status(&err.await.unwrap_err(), Code::NotFound, "unknown_round");
+    let err = s.get_partner_balances(Request::new(pb::GetPartnerBalancesRequest { partner_id: Some("x y".into()) }));
+    check_status(&err.await.unwrap_err(), Code::InvalidArgument, "invalid_field");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn queries_show_balances_rounds_and_dossiers() {
+    let f = fixture();
+    let s = &f.service;
+    fund_with_applications(s).await;
+    s.award_grant(Request::new(award("r-award", "app-1", "8000.00"))).await.unwrap();
+    s.make_payment(Request::new(pb::MakePaymentRequest {
+        meta: meta("r-pay"),
+        application_id: "app-1".into(),
+        amount: eur("4000.00"),
+        value_date: "2023-03-15".into(),
+        bank_reference: "PAY-1".into(),
+    }))
+    .await
+    .unwrap();
+    s.reject_application(Request::new(pb::RejectApplicationRequest {
+        meta: meta("r-reject"),
+        application_id: "app-2".into(),
+        reason: "buiten de doelstelling".into(),
+        decided_on: "2023-03-02".into(),
+    }))
+    .await
+    .unwrap();
+
+    let balances = s
+        .get_partner_balances(Request::new(pb::GetPartnerBalancesRequest { partner_id: Some("porticus".into()) }))
+        .await
+        .unwrap()
+        .into_inner();
+    let [porticus] = balances.partners.as_slice() else { panic!("{balances:?}") };
+    let total = porticus.total.as_ref().unwrap();
+    let figures = [
+        value(&total.received),
+        value(&total.awarded),
+        value(&total.paid),
+        value(&total.open_commitments),
+        value(&total.available),
+        value(&total.cash_held),
+    ];
+    assert_eq!(figures, ["30000.00", "6000.00", "3000.00", "3000.00", "24000.00", "27000.00"]);
+    assert_eq!(porticus.pots.len(), 1);
+    assert_eq!(porticus.pots[0].earmark_round_id, None);
+
+    let summary = s.get_fund_summary(Request::new(pb::GetFundSummaryRequest {})).await.unwrap().into_inner();
+    assert_eq!((summary.name.as_str(), summary.currency.as_str(), summary.minor_units), ("Loket D", "EUR", 2));
+    assert_eq!((summary.partners, summary.applications, summary.applications_pending, summary.grants), (2, 3, 1, 1));
+    assert_eq!(value(&summary.totals.as_ref().unwrap().paid), "4000.00");
+    assert_eq!(summary.head_seq, f.ledger.head_seq());
+    assert_eq!(summary.head_hash, hex::encode(f.ledger.projections().head_hash));
+
+    let rounds = s.get_round_figures(Request::new(pb::GetRoundFiguresRequest { round_id: None })).await.unwrap();
+    let [round] = rounds.get_ref().rounds.as_slice() else { panic!("{rounds:?}") };
+    let counts = (round.applications_received, round.applications_decided, round.applications_awarded);
+    assert_eq!(counts, (3, 2, 1));
+    assert_eq!((round.applications_rejected, round.applications_pending), (1, 1));
+    assert_eq!((value(&round.amount_requested), value(&round.amount_awarded)), ("30000.00", "8000.00"));
+    assert_eq!(value(&round.budget_left), "992000.00");
+
+    let dossier = s
+        .get_application(Request::new(pb::GetApplicationRequest { application_id: "app-1".into() }))
+        .await
+        .unwrap()
+        .into_inner();
+    let app = dossier.application.unwrap();
+    assert_eq!((app.status, app.applicant.unwrap().country.as_str()), (pb::ApplicationStatus::Awarded as i32, "CW"));
+    let grant = dossier.grant.unwrap();
+    assert_eq!((value(&grant.paid), value(&grant.open), grant.tranches), ("4000.00", "4000.00", 1));
+    let types: Vec<_> = dossier.history.iter().map(|e| e.event_type.as_str()).collect();
+    assert_eq!(types, ["ApplicationSubmitted", "GrantAwarded", "PaymentMade"]);
+
+    let grant = s.get_grant(Request::new(pb::GetGrantRequest { application_id: "app-1".into() })).await.unwrap();
+    assert_eq!(grant.get_ref().history.len(), 3);
+    assert_eq!(grant.get_ref().grant.as_ref().unwrap().status, pb::GrantStatus::Active as i32);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn applications_are_listed_in_pages() {
+    let f = fixture();
+    let s = &f.service;
+    fund_with_applications(s).await;
+    for n in 4..=7 {
+        s.submit_application(Request::new(submit(&format!("r-submit-{n}"), &format!("app-{n}")))).await.unwrap();
+    }
+    s.award_grant(Request::new(award("r-award", "app-5", "100.00"))).await.unwrap();
+
+    let list = |page_token: String, status: Option<pb::ApplicationStatus>| {
+        s.list_applications(Request::new(pb::ListApplicationsRequest {
+            round_id: Some("2023-1".into()),
+            status: status.map(|s| s as i32),
+            page_size: 3,
+            page_token,
+        }))
+    };
+    let mut seen = Vec::new();
+    let mut token = String::new();
+    loop {
+        let page = list(token, None).await.unwrap().into_inner();
+        assert!(page.applications.len() <= 3);
+        seen.extend(page.applications.into_iter().map(|a| a.application_id));
+        if page.next_page_token.is_empty() {
+            break;
+        }
+        token = page.next_page_token;
+    }
+    assert_eq!(seen, ["app-1", "app-2", "app-3", "app-4", "app-5", "app-6", "app-7"]);
+
+    let awarded = list(String::new(), Some(pb::ApplicationStatus::Awarded)).await.unwrap().into_inner();
+    assert_eq!(awarded.next_page_token, "");
+    let [app] = awarded.applications.as_slice() else { panic!("{awarded:?}") };
+    assert_eq!((app.application_id.as_str(), value(&app.grant_amount)), ("app-5", "100.00"));
+    assert_eq!(app.grant_status, pb::GrantStatus::Active as i32);
+
+    let err = s.list_applications(Request::new(pb::ListApplicationsRequest {
+        round_id: Some("2099".into()),
+        ..Default::default()
+    }));
+    check_status(&err.await.unwrap_err(), Code::NotFound, "unknown_round");
+}
+
+async fn next_seq(stream: &mut (impl tokio_stream::Stream<Item = Result<pb::RecordedEvent, Status>> + Unpin)) -> u64 {
+    stream.next().await.expect("stream open").expect("an event").seq
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn read_events_ends_at_the_head_or_the_limit() {
+    let f = fixture();
+    let s = &f.service;
+    fund_with_applications(s).await;
+    let head = f.ledger.head_seq();
+    assert_eq!(head, 11);
+
+    let all = s.read_events(Request::new(pb::ReadEventsRequest { from_seq: 0, limit: None })).await.unwrap();
+    let all: Vec<u64> = all.into_inner().map(|e| e.unwrap().seq).collect().await;
+    assert_eq!(all, (1..=head).collect::<Vec<_>>());
+
+    let some = s.read_events(Request::new(pb::ReadEventsRequest { from_seq: 4, limit: Some(3) })).await.unwrap();
+    let some: Vec<u64> = some.into_inner().map(|e| e.unwrap().seq).collect().await;
+    assert_eq!(some, [4, 5, 6]);
+
+    for (from_seq, limit) in [(head + 1, None), (1, Some(0))] {
+        let none = s.read_events(Request::new(pb::ReadEventsRequest { from_seq, limit })).await.unwrap();
+        assert_eq!(none.into_inner().collect::<Vec<_>>().await.len(), 0);
+    }
+}
+
+/// Commands keep coming while a subscriber catches up: it sees every event
+/// exactly once, in order, across the hand-over from the log to following
+/// the head; and it ends with UNAVAILABLE when the server stops.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn subscribe_catches_up_then_follows_without_gaps_or_repeats() {
+    let f = fixture();
+    let s = f.service.clone();
+    fund_with_applications(&s).await;
+    let before = f.ledger.head_seq();
+
+    let mut stream = s.subscribe(Request::new(pb::SubscribeRequest { from_seq: 2 })).await.unwrap().into_inner();
+    let writer = {
+        let s = s.clone();
+        tokio::spawn(async move {
+            for n in 100..160 {
+                s.submit_application(Request::new(submit(&format!("r-submit-{n}"), &format!("app-{n}"))))
+                    .await
+                    .unwrap();
+            }
+        })
+    };
+    let expected_last = before + 60;
+    for seq in 2..=expected_last {
+        assert_eq!(next_seq(&mut stream).await, seq);
+    }
+    writer.await.unwrap();
+    assert_eq!(f.ledger.head_seq(), expected_last);
+
+    // Following live: one more command, one more event.
+    s.withdraw_application(Request::new(pb::WithdrawApplicationRequest {
+        meta: meta("r-withdraw"),
+        application_id: "app-100".into(),
+        reason: "verhuisd".into(),
+        withdrawn_on: "2023-02-10".into(),
+    }))
+    .await
+    .unwrap();
+    assert_eq!(next_seq(&mut stream).await, expected_last + 1);
+
+    f.stop.send_replace(true);
+    let end = stream.next().await.expect("a final status").unwrap_err();
+    check_status(&end, Code::Unavailable, "shutting_down");
+    assert!(stream.next().await.is_none());
+}
+
+/// The whole server over TCP: a command, health, a subscription that the
+/// graceful shutdown ends, and `serve` returning.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn server_answers_over_tcp_and_shuts_down_gracefully() {
+    use tonic_health::pb::health_check_response::ServingStatus;
+    use tonic_health::pb::health_client::HealthClient;
+    use tonic_health::pb::HealthCheckRequest;
+
+    let dir = tempfile::tempdir().unwrap();
+    let ledger = Ledger::open(LedgerConfig::new(dir.path())).unwrap();
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let address = format!("http://{}", listener.local_addr().unwrap());
+    let (shutdown_tx, shutdown_rx) = tokio::sync::oneshot::channel::<()>();
+    let server = tokio::spawn(super::server::serve(ledger.clone(), listener, async {
+        let _ = shutdown_rx.await;
+    }));
+
+    let channel = tonic::transport::Endpoint::from_shared(address).unwrap().connect().await.unwrap();
+    let mut client = pb::ledger_client::LedgerClient::new(channel.clone());
+    let mut health = HealthClient::new(channel);
+
+    let status =
+        health.check(HealthCheckRequest { service: "fundledger.v1.Ledger".into() }).await.unwrap().into_inner().status;
+    assert_eq!(status, ServingStatus::Serving as i32);
+
+    let opened = client.open_fund(open_fund("r-open")).await.unwrap().into_inner();
+    assert_eq!(opened.events[0].event_type, "FundOpened");
+    let err = client.open_fund(open_fund("r-open-again")).await.unwrap_err();
+    check_status(&err, Code::FailedPrecondition, "fund_already_opened");
+
+    let mut events = client.subscribe(pb::SubscribeRequest { from_seq: 1 }).await.unwrap().into_inner();
+    assert_eq!(events.message().await.unwrap().unwrap().seq, 1);
+
+    shutdown_tx.send(()).unwrap();
+    let end = events.message().await.unwrap_err();
+    check_status(&end, Code::Unavailable, "shutting_down");
+    tokio::time::timeout(std::time::Duration::from_secs(10), server)
+        .await
+        .expect("serve returns once the calls are answered")
+        .unwrap()
+        .unwrap();
+    ledger.shutdown().await;
+}
