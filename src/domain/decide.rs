@@ -65,7 +65,10 @@ pub fn decide(state: &FundState, command: &Command, ctx: &Context) -> Result<Vec
         }
         ReducePledge { partner, amount, earmark, reason, reduced_on } => {
             let amount = d.amount("amount", amount)?;
-            let pot = d.pot(partner, earmark)?;
+            // Unlike a pledge or a receipt, a reduction may name the earmark
+            // of a closed round: writing off what will now never arrive is
+            // exactly what happens once a round has closed.
+            let pot = d.known_pot(partner, earmark)?;
             let outstanding = state.pots.get(&pot).map(|p| p.outstanding()).unwrap_or_default();
             if amount > outstanding {
                 return Err(Rejection::PledgeReductionExceedsOutstanding {
@@ -332,11 +335,23 @@ impl Decider<'_> {
 
     /// The pot of an admitted partner; an earmark must name a round still open.
     fn pot(&self, partner: &PartnerId, earmark: &Option<RoundId>) -> Result<PotKey, Rejection> {
+        let pot = self.known_pot(partner, earmark)?;
+        if let Some(round) = earmark {
+            self.open_round(round)?;
+        }
+        Ok(pot)
+    }
+
+    /// The pot of an admitted partner; an earmark must name a round that
+    /// exists, open or closed.
+    fn known_pot(&self, partner: &PartnerId, earmark: &Option<RoundId>) -> Result<PotKey, Rejection> {
         if !self.state.partners.contains_key(partner) {
             return Err(Rejection::UnknownPartner { partner: partner.to_string() });
         }
         if let Some(round) = earmark {
-            self.open_round(round)?;
+            if !self.state.rounds.contains_key(round) {
+                return Err(Rejection::UnknownRound { round: round.to_string() });
+            }
         }
         Ok(PotKey { partner: partner.clone(), earmark: earmark.clone() })
     }

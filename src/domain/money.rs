@@ -155,11 +155,31 @@ impl Currency {
 
 /// An amount as a client sent it: exact decimal plus currency code. Parsing
 /// the text is the wire's job; fitting it to the fund's currency is ours.
+///
+/// Deserializing goes through [`MoneyInput::parse`] as well: `Decimal`'s own
+/// text parser rounds beyond 28 decimals (`"1.00000000000000000000000000001"`
+/// would become 1.00), and an amount must be taken exactly or refused.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(try_from = "MoneyInputText")]
 pub struct MoneyInput {
-    #[serde(with = "rust_decimal::serde::str")]
+    #[serde(serialize_with = "rust_decimal::serde::str::serialize")]
     pub value: Decimal,
     pub currency: String,
+}
+
+/// The serialized shape of a [`MoneyInput`], before its text is checked.
+#[derive(Deserialize)]
+struct MoneyInputText {
+    value: String,
+    currency: String,
+}
+
+impl TryFrom<MoneyInputText> for MoneyInput {
+    type Error = AmountError;
+
+    fn try_from(text: MoneyInputText) -> Result<MoneyInput, AmountError> {
+        MoneyInput::parse(&text.value, &text.currency)
+    }
 }
 
 impl MoneyInput {
