@@ -1843,7 +1843,7 @@ fn pot_figures_through_a_grants_life() {
     let state = given(&history);
     let bzk = &state.pots[&pot("bzk", None)];
     assert_eq!(figures(bzk), [60_000_00, 60_000_00, 0, 5_400_00, 1_500_00, 60_00, 54_600_00, 3_960_00, 58_560_00]);
-    assert_eq!(state.rounds[&round("r1")].amount_awarded, cents(9_000_00));
+    assert_eq!(state.rounds[&round("r1")].amount_committed, cents(9_000_00));
 
     // A refund on the settled grant releases: net paid is 1,440 : 960.
     let history = and(history, vec![refunded("a1", 200_00, vec![free("bzk", 120_00), free("porticus", 80_00)], true)]);
@@ -1864,7 +1864,7 @@ fn pot_figures_through_a_grants_life() {
             GrantStatus::Settled
         )
     );
-    assert_eq!(state.rounds[&round("r1")].amount_awarded, cents(8_800_00));
+    assert_eq!(state.rounds[&round("r1")].amount_committed, cents(8_800_00));
     assert_eq!(state.rounds[&round("r1")].budget_left(), cents(91_200_00));
 }
 
@@ -1899,7 +1899,7 @@ fn reductions_and_withdrawals_give_money_back_to_the_pots() {
         reduced_state.eligible_pots(&round("r1")),
         vec![(pot("bzk", None), cents(300_00)), (pot("porticus", None), cents(100_00))]
     );
-    assert_eq!(reduced_state.rounds[&round("r1")].amount_awarded, cents(3_600_00));
+    assert_eq!(reduced_state.rounds[&round("r1")].amount_committed, cents(3_600_00));
     let withdrawn_state = after(vec![pay("a2", eur("500")), withdraw_grant("a2")]);
     assert_eq!(
         withdrawn_state.eligible_pots(&round("r1")),
@@ -1907,7 +1907,7 @@ fn reductions_and_withdrawals_give_money_back_to_the_pots() {
     );
     let grant = withdrawn_state.applications[&app("a2")].grant.as_ref().unwrap();
     assert_eq!((grant.status, grant.amount, grant.open()), (GrantStatus::Withdrawn, cents(500_00), Amount::ZERO));
-    assert_eq!(withdrawn_state.rounds[&round("r1")].amount_awarded, cents(2_500_00));
+    assert_eq!(withdrawn_state.rounds[&round("r1")].amount_committed, cents(2_500_00));
     assert_eq!(withdrawn_state.rounds[&round("r1")].budget_left(), cents(97_500_00));
     // The 500.00 paid comes back as a refund and is released too.
     let refunded_state = after(vec![pay("a2", eur("500")), withdraw_grant("a2"), refund("a2", eur("500"))]);
@@ -1950,7 +1950,8 @@ fn round_counters() {
         (5, 2, 1, 1, 1, 3)
     );
     assert_eq!(r1.amount_requested, cents(33_500_50));
-    assert_eq!(r1.amount_awarded, cents(22_000_00));
+    assert_eq!(r1.amount_awarded, cents(23_000_00), "as decided");
+    assert_eq!(r1.amount_committed, cents(22_000_00), "after the reduction");
     assert_eq!(r1.budget_left(), cents(28_000_00));
     let r2 = &state.rounds[&round("r2")];
     assert_eq!((r2.applications_received, r2.applications_pending(), r2.amount_requested), (1, 1, cents(7_00)));

@@ -12,7 +12,7 @@ struct Server {
     client: LedgerClient<Channel>,
     ledger: Ledger,
     stop: Option<oneshot::Sender<()>>,
-    task: tokio::task::JoinHandle<Result<(), tonic::transport::Error>>,
+    task: tokio::task::JoinHandle<Result<(), fundledger::api::server::ServeError>>,
     address: std::net::SocketAddr,
 }
 

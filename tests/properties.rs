@@ -635,7 +635,7 @@ impl Play {
         // Rounds: within their ceiling, and their counters match the applications.
         for (id, round) in &state.rounds {
             assert!(round.grant_max <= round.budget_ceiling, "{id}");
-            assert!(round.amount_awarded <= round.budget_ceiling, "{id} above its ceiling");
+            assert!(round.amount_committed <= round.budget_ceiling, "{id} above its ceiling");
             let _ = round.budget_left();
             let apps: Vec<_> = state.applications.values().filter(|a| a.round == *id).collect();
             let count = |status| apps.iter().filter(|a| a.status == status).count() as u32;
@@ -646,7 +646,7 @@ impl Play {
             assert_eq!(round.applications_pending(), count(ApplicationStatus::Pending));
             assert_eq!(round.amount_requested, apps.iter().map(|a| a.amount_requested).sum::<Amount>());
             let awarded: Amount = apps.iter().filter_map(|a| a.grant.as_ref()).map(|g| g.amount).sum();
-            assert_eq!(round.amount_awarded, awarded, "{id} awarded");
+            assert_eq!(round.amount_committed, awarded, "{id} awarded");
         }
 
         // Replay from nothing gives the same state.
