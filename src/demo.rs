@@ -15,6 +15,9 @@
 //! Partner names are the model case's; organisation identifiers and bank
 //! references are illustrative, not real registrations.
 
+// Cents are written as `15_000_00` so that they read as EUR 15,000.00.
+#![allow(clippy::inconsistent_digit_grouping)]
+
 use crate::api::pb::{self, ledger_client::LedgerClient};
 use crate::ledger::{Ledger, LedgerConfig};
 use crate::projections::Projections;
@@ -69,7 +72,8 @@ pub async fn run(config: DemoConfig) -> anyhow::Result<()> {
     println!("ledger in {}, server on {address}\n", data_dir.display());
 
     let channel = Channel::from_shared(format!("http://{address}"))?.connect().await?;
-    let mut story = Story { client: LedgerClient::new(channel), rng: SplitMix64(SEED), requests: 0, awards: Vec::new() };
+    let mut story =
+        Story { client: LedgerClient::new(channel), rng: SplitMix64(SEED), requests: 0, awards: Vec::new() };
     let started = std::time::Instant::now();
     story.tell().await?;
     let elapsed = started.elapsed();
@@ -115,7 +119,10 @@ fn check_figures(rounds: &pb::GetRoundFiguresResponse, awards: &[i64]) -> anyhow
     let pending: u32 = first_two.iter().map(|r| r.applications_pending).sum();
     let total_cents: i64 = awards.iter().sum();
     let largest = awards.iter().copied().max().unwrap_or(0);
-    ensure!(handled == 322 && pending == 0, "rounds 1 and 2 handled {handled} applications ({pending} pending), not 322");
+    ensure!(
+        handled == 322 && pending == 0,
+        "rounds 1 and 2 handled {handled} applications ({pending} pending), not 322"
+    );
     ensure!(awarded == 159, "rounds 1 and 2 awarded {awarded} grants, not 159");
     ensure!(total_cents > 2_000_000_00, "awards total {} cents, not over EUR 2,000,000", total_cents);
     ensure!(largest <= 15_000_00, "an award of {largest} cents exceeds EUR 15,000");
@@ -181,10 +188,36 @@ const PLEDGES: &[(&str, i64)] = &[
 ];
 
 const PLACES_NL: &[&str] = &[
-    "Amsterdam", "Rotterdam", "Den Haag", "Utrecht", "Eindhoven", "Groningen", "Tilburg", "Almere", "Breda",
-    "Nijmegen", "Enschede", "Arnhem", "Zwolle", "Leeuwarden", "Maastricht", "Middelburg", "Assen", "Lelystad",
-    "Den Helder", "Heerlen", "Kerkrade", "Emmen", "Deventer", "Dordrecht", "Schiedam", "Vlaardingen", "Gouda",
-    "Zaandam", "Hoorn", "Venlo",
+    "Amsterdam",
+    "Rotterdam",
+    "Den Haag",
+    "Utrecht",
+    "Eindhoven",
+    "Groningen",
+    "Tilburg",
+    "Almere",
+    "Breda",
+    "Nijmegen",
+    "Enschede",
+    "Arnhem",
+    "Zwolle",
+    "Leeuwarden",
+    "Maastricht",
+    "Middelburg",
+    "Assen",
+    "Lelystad",
+    "Den Helder",
+    "Heerlen",
+    "Kerkrade",
+    "Emmen",
+    "Deventer",
+    "Dordrecht",
+    "Schiedam",
+    "Vlaardingen",
+    "Gouda",
+    "Zaandam",
+    "Hoorn",
+    "Venlo",
 ];
 const PLACES_CW: &[&str] = &["Willemstad", "Sint Michiel", "Barber", "Westpunt", "Soto"];
 const ACTIVITIES: &[&str] = &[
@@ -267,7 +300,15 @@ impl Story {
         // Round 1.
         self.open_round("loket-d-1", "Loket D, ronde 1", 1_150_000, date(2022, 9, 1), date(2022, 10, 31)).await?;
         let round_1 = self
-            .round_of_applications("loket-d-1", "r1", ROUND_1_APPLICATIONS, ROUND_1_AWARDS, ROUND_1_WITHDRAWN, date(2022, 9, 1), date(2022, 12, 1))
+            .round_of_applications(
+                "loket-d-1",
+                "r1",
+                ROUND_1_APPLICATIONS,
+                ROUND_1_AWARDS,
+                ROUND_1_WITHDRAWN,
+                date(2022, 9, 1),
+                date(2022, 12, 1),
+            )
             .await?;
         self.close_round("loket-d-1", date(2022, 12, 15)).await?;
         println!("round 1: {ROUND_1_APPLICATIONS} applications handled, {} awarded", round_1.len());
@@ -278,7 +319,15 @@ impl Story {
         }
         self.open_round("loket-d-2", "Loket D, ronde 2", 1_100_000, date(2023, 3, 1), date(2023, 4, 30)).await?;
         let round_2 = self
-            .round_of_applications("loket-d-2", "r2", ROUND_2_APPLICATIONS, ROUND_2_AWARDS, ROUND_2_WITHDRAWN, date(2023, 3, 1), date(2023, 6, 1))
+            .round_of_applications(
+                "loket-d-2",
+                "r2",
+                ROUND_2_APPLICATIONS,
+                ROUND_2_AWARDS,
+                ROUND_2_WITHDRAWN,
+                date(2023, 3, 1),
+                date(2023, 6, 1),
+            )
             .await?;
         self.close_round("loket-d-2", date(2023, 6, 30)).await?;
         println!("round 2: {ROUND_2_APPLICATIONS} applications handled, {} awarded", round_2.len());
@@ -318,7 +367,13 @@ impl Story {
         Ok(())
     }
 
-    async fn receive(&mut self, partner: &str, cents: i64, earmark: Option<&str>, on: time::Date) -> anyhow::Result<()> {
+    async fn receive(
+        &mut self,
+        partner: &str,
+        cents: i64,
+        earmark: Option<&str>,
+        on: time::Date,
+    ) -> anyhow::Result<()> {
         let meta = self.meta();
         let bank_reference = format!("DEMO-{}-{}", partner.to_uppercase(), on);
         self.client
@@ -334,7 +389,14 @@ impl Story {
         Ok(())
     }
 
-    async fn open_round(&mut self, id: &str, name: &str, ceiling_euros: i64, opens: time::Date, closes: time::Date) -> anyhow::Result<()> {
+    async fn open_round(
+        &mut self,
+        id: &str,
+        name: &str,
+        ceiling_euros: i64,
+        opens: time::Date,
+        closes: time::Date,
+    ) -> anyhow::Result<()> {
         let meta = self.meta();
         self.client
             .open_round(pb::OpenRoundRequest {
@@ -358,7 +420,14 @@ impl Story {
 
     /// Submits an application with a requested amount of at least
     /// `min_cents`; returns the amount requested.
-    async fn submit(&mut self, application: &str, round: &str, opens: time::Date, closes: time::Date, min_cents: i64) -> anyhow::Result<i64> {
+    async fn submit(
+        &mut self,
+        application: &str,
+        round: &str,
+        opens: time::Date,
+        closes: time::Date,
+        min_cents: i64,
+    ) -> anyhow::Result<i64> {
         let window = (closes - opens).whole_days() as u64;
         let submitted_on = opens + time::Duration::days(self.rng.below(window + 1) as i64);
         let curacao = self.rng.below(100) < 8;

@@ -5,10 +5,10 @@
 //! [`ledger`] the single writer that orders commands, [`api`] the gRPC shell.
 
 pub mod api;
+pub mod cli;
+pub mod demo;
 pub mod domain;
 pub mod ledger;
 pub mod log;
 pub mod projections;
-pub mod cli;
-pub mod demo;
 pub mod server_main;

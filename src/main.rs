@@ -20,11 +20,13 @@ fn main() -> ExitCode {
                 fundledger::server_main::init_tracing(false, "warn");
                 fundledger::demo::run(fundledger::demo::DemoConfig { data_dir }).await
             }
-            Command::Client(command) => fundledger::cli::run_client(command).await,
+            Command::Client(command) => fundledger::cli::run_client(*command).await,
         }
     });
     match result {
         Ok(()) => ExitCode::SUCCESS,
+        // The reader of our output went away (`| head`): not an error.
+        Err(error) if is_broken_pipe(&error) => ExitCode::SUCCESS,
         Err(error) => {
             match error.downcast_ref::<tonic::Status>() {
                 Some(status) => eprintln!("error: {:?}: {}", status.code(), status.message()),
@@ -33,4 +35,13 @@ fn main() -> ExitCode {
             ExitCode::FAILURE
         }
     }
+}
+
+fn is_broken_pipe(error: &anyhow::Error) -> bool {
+    error.chain().any(|cause| {
+        cause.downcast_ref::<std::io::Error>().is_some_and(|e| e.kind() == std::io::ErrorKind::BrokenPipe)
+            || cause
+                .downcast_ref::<serde_json::Error>()
+                .is_some_and(|e| e.io_error_kind() == Some(std::io::ErrorKind::BrokenPipe))
+    })
 }

@@ -9,7 +9,8 @@ use anyhow::Context as _;
 pub fn init_tracing(json: bool, default_level: &str) {
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default_level));
-    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr);
+    let ansi = std::io::IsTerminal::is_terminal(&std::io::stderr());
+    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_ansi(ansi).with_writer(std::io::stderr);
     let _ = if json { builder.json().try_init() } else { builder.try_init() };
 }
 
@@ -17,9 +18,9 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
     init_tracing(args.log_json, "info");
     let ledger = Ledger::open(LedgerConfig::new(&args.data_dir))
         .with_context(|| format!("cannot open the ledger in {}", args.data_dir.display()))?;
-    let listener =
-        tokio::net::TcpListener::bind(args.listen).await.with_context(|| format!("cannot listen on {}", args.listen))?;
-    tracing::info!(address = %listener.local_addr()?, data_dir = %args.data_dir.display(), "serving fundledger.v1.Ledger");
+    let listener = tokio::net::TcpListener::bind(args.listen)
+        .await
+        .with_context(|| format!("cannot listen on {}", args.listen))?;
     crate::api::server::serve(ledger.clone(), listener, shutdown_signal()).await?;
     ledger.shutdown().await;
     tracing::info!(head = ledger.head_seq(), "stopped; every acknowledged command is on disk");

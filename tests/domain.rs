@@ -758,8 +758,11 @@ fn parse_refuses_numbers_too_large_to_hold() {
     let text = "99999999999999999999999999999";
     assert_eq!(
         MoneyInput::parse(text, "EUR"),
-        Err(AmountError::TooLarge { value: text.into(), max: "EUR 1000000000".into() })
+        Err(AmountError::TooLarge { value: text.into(), max: "EUR 1,000,000,000".into() })
     );
+    // A long fraction is not "large": it is refused as too many digits.
+    let text = "1.00000000000000000000000000001";
+    assert_eq!(MoneyInput::parse(text, "EUR"), Err(AmountError::TooManyDigits { value: text.into() }));
 }
 
 #[test]
@@ -784,8 +787,11 @@ fn conversion_refuses_with_the_reason() {
         (eur("-1.234"), not_positive("-1.234")),
         (eur("0"), not_positive("0")),
         (eur("0.00"), not_positive("0.00")),
-        (eur("1000000000.01"), AmountError::TooLarge { value: "1000000000.01".into(), max: "EUR 1000000000".into() }),
-        (eur("5000000000"), AmountError::TooLarge { value: "5000000000".into(), max: "EUR 1000000000".into() }),
+        (
+            eur("1000000000.01"),
+            AmountError::TooLarge { value: "1000000000.01".into(), max: "EUR 1,000,000,000.00".into() },
+        ),
+        (eur("5000000000"), AmountError::TooLarge { value: "5000000000".into(), max: "EUR 1,000,000,000.00".into() }),
         (
             MoneyInput::parse("100", "USD").unwrap(),
             AmountError::CurrencyMismatch { given: "USD".into(), expected: "EUR".into() },
@@ -827,22 +833,19 @@ fn a_currency_without_minor_units_refuses_cents() {
 fn amount_errors_read_well() {
     let eur_currency = Currency::eur();
     let message = |input: &MoneyInput| eur_currency.to_amount(input, false).unwrap_err().to_string();
-    assert_eq!(message(&eur("1.234")), "amount 1.234 has more decimals than EUR has (2); it is refused, not rounded");
-    assert_eq!(message(&eur("-5")), "amount -5 must be greater than zero");
-    assert_eq!(message(&eur("0")), "amount 0 must be greater than zero");
+    assert_eq!(message(&eur("1.234")), "1.234 has more decimals than EUR has (2); it is refused, not rounded");
+    assert_eq!(message(&eur("-5")), "-5 must be greater than zero");
+    assert_eq!(message(&eur("0")), "0 must be greater than zero");
     assert_eq!(
         message(&eur("1000000000.01")),
-        "amount 1000000000.01 exceeds the largest amount one command may carry, EUR 1000000000"
+        "1000000000.01 exceeds the largest amount one command may carry, EUR 1,000,000,000.00"
     );
-    assert_eq!(
-        message(&MoneyInput::parse("100", "USD").unwrap()),
-        "amount is in USD but this fund keeps its books in EUR"
-    );
+    assert_eq!(message(&MoneyInput::parse("100", "USD").unwrap()), "is in USD but this fund keeps its books in EUR");
     assert_eq!(
         MoneyInput::parse("1e30", "EUR").unwrap_err().to_string(),
-        "amount \"1e30\" is not a decimal number such as \"12500.00\""
+        "\"1e30\" is not a decimal number such as \"12500.00\""
     );
-    assert_eq!(eur_currency.to_amount(&eur("-5"), true).unwrap_err().to_string(), "amount -5 must be zero or more");
+    assert_eq!(eur_currency.to_amount(&eur("-5"), true).unwrap_err().to_string(), "-5 must be zero or more");
 }
 
 #[test]
@@ -915,7 +918,7 @@ fn every_amount_field_is_converted_exactly() {
             (eur("-5"), AmountError::NotPositive { value: "-5".into(), zero_allowed }),
             (
                 eur("1000000000.01"),
-                AmountError::TooLarge { value: "1000000000.01".into(), max: "EUR 1000000000".into() },
+                AmountError::TooLarge { value: "1000000000.01".into(), max: "EUR 1,000,000,000.00".into() },
             ),
             (
                 MoneyInput::parse("5", "USD").unwrap(),
@@ -1525,7 +1528,7 @@ fn rejections_read_well() {
     );
     assert_eq!(
         message(&opened(), pledge("bzk", None, eur("1.234"))),
-        "amount: amount 1.234 has more decimals than EUR has (2); it is refused, not rounded"
+        "amount 1.234 has more decimals than EUR has (2); it is refused, not rounded"
     );
     assert_eq!(
         message(&partly_paid(), settle("a1", eur("2000"))),

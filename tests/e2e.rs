@@ -339,7 +339,8 @@ async fn a_restart_serves_every_acknowledged_event_and_identical_balances() {
         server.client.submit_application(submit(&format!("app-{i}"), "5000.00")).await.unwrap();
     }
     let head = server.head().await;
-    let balances = server.client.get_partner_balances(pb::GetPartnerBalancesRequest { partner_id: None }).await.unwrap();
+    let balances =
+        server.client.get_partner_balances(pb::GetPartnerBalancesRequest { partner_id: None }).await.unwrap();
     let rounds = server.client.get_round_figures(pb::GetRoundFiguresRequest { round_id: None }).await.unwrap();
     let events = read_all(&mut server.client).await;
     server.stop().await;
@@ -368,8 +369,7 @@ async fn a_subscriber_stays_live_across_concurrent_writes_and_misses_nothing() {
     let dir = tempfile::tempdir().unwrap();
     let mut server = Server::start(dir.path()).await;
     setup(&mut server.client).await;
-    let mut subscription =
-        server.client.subscribe(pb::SubscribeRequest { from_seq: 1 }).await.unwrap().into_inner();
+    let mut subscription = server.client.subscribe(pb::SubscribeRequest { from_seq: 1 }).await.unwrap().into_inner();
     let writers: Vec<_> = (0..4)
         .map(|w| {
             let mut c = server.client.clone();
@@ -448,9 +448,11 @@ async fn health_and_reflection_serve_generic_tools() {
         server_reflection_response::MessageResponse, ServerReflectionRequest,
     };
     let mut reflection = ServerReflectionClient::new(channel);
-    let request = ServerReflectionRequest { host: String::new(), message_request: Some(MessageRequest::ListServices(String::new())) };
-    let mut answers =
-        reflection.server_reflection_info(tokio_stream::iter(vec![request])).await.unwrap().into_inner();
+    let request = ServerReflectionRequest {
+        host: String::new(),
+        message_request: Some(MessageRequest::ListServices(String::new())),
+    };
+    let mut answers = reflection.server_reflection_info(tokio_stream::iter(vec![request])).await.unwrap().into_inner();
     let answer = answers.next().await.unwrap().unwrap();
     let Some(MessageResponse::ListServicesResponse(list)) = answer.message_response else { panic!("{answer:?}") };
     let names: Vec<_> = list.service.iter().map(|s| s.name.as_str()).collect();

@@ -32,7 +32,7 @@ pub enum Command {
         data_dir: Option<PathBuf>,
     },
     #[command(flatten)]
-    Client(ClientCommand),
+    Client(Box<ClientCommand>),
 }
 
 #[derive(Args, Debug)]
@@ -422,15 +422,21 @@ fn print_json<M: prost::Message>(message: &M, full_name: &str) -> anyhow::Result
     let options = prost_reflect::SerializeOptions::new().skip_default_fields(false);
     let mut serializer = serde_json::Serializer::pretty(std::io::stdout().lock());
     dynamic.serialize_with_options(&mut serializer, &options)?;
-    println!();
-    Ok(())
+    emit("")
 }
 
 fn print_one_line_json<M: prost::Message>(message: &M, full_name: &str) -> anyhow::Result<()> {
     let pool = DescriptorPool::decode(pb::FILE_DESCRIPTOR_SET).context("embedded descriptor set")?;
     let descriptor = pool.get_message_by_name(full_name).with_context(|| format!("no message {full_name}"))?;
     let dynamic = DynamicMessage::decode(descriptor, message.encode_to_vec().as_slice())?;
-    println!("{}", serde_json::to_string(&dynamic)?);
+    emit(serde_json::to_string(&dynamic)?)
+}
+
+/// Writes a line to stdout. A closed pipe (`| head`) surfaces as an
+/// `io::Error` of kind `BrokenPipe`, which `main` treats as a normal end.
+fn emit(text: impl std::fmt::Display) -> anyhow::Result<()> {
+    use std::io::Write;
+    writeln!(std::io::stdout().lock(), "{text}")?;
     Ok(())
 }
 
@@ -440,19 +446,27 @@ fn print_command_response(json: bool, response: &pb::CommandResponse) -> anyhow:
     }
     let verb = if response.replayed { "already recorded (retry)" } else { "recorded" };
     for e in &response.events {
-        println!("{verb}: #{} {} {} v{} hash {}", e.seq, e.event_type, e.stream, e.stream_version, e.hash);
+        emit(format!("{verb}: #{} {} {} v{} hash {}", e.seq, e.event_type, e.stream, e.stream_version, e.hash))?;
     }
     Ok(())
 }
 
-fn print_event_line(e: &pb::RecordedEvent) {
+fn print_event_line(e: &pb::RecordedEvent) -> anyhow::Result<()> {
     let at = e
         .recorded_at
         .as_ref()
         .and_then(|t| time::OffsetDateTime::from_unix_timestamp(t.seconds).ok())
-        .map(|t| t.to_string())
+        .and_then(|t| t.format(&time::format_description::well_known::Rfc3339).ok())
         .unwrap_or_default();
-    println!("#{:<6} {:<22} {:<28} v{:<3} {} {}", e.seq, e.event_type, e.stream, e.stream_version, at, &e.hash[..16.min(e.hash.len())]);
+    emit(format!(
+        "#{:<6} {:<22} {:<28} v{:<3} {} {}",
+        e.seq,
+        e.event_type,
+        e.stream,
+        e.stream_version,
+        at,
+        &e.hash[..16.min(e.hash.len())]
+    ))
 }
 
 fn status_of(text: &str) -> anyhow::Result<i32> {
@@ -534,11 +548,9 @@ pub async fn run_client(command: ClientCommand) -> anyhow::Result<()> {
                 closes_on
             }
         ),
-        C::CloseRound { connection, meta, round, date } => send!(
-            connection,
-            close_round,
-            pb::CloseRoundRequest { meta: meta.pb(), round_id: round, closed_on: date }
-        ),
+        C::CloseRound { connection, meta, round, date } => {
+            send!(connection, close_round, pb::CloseRoundRequest { meta: meta.pb(), round_id: round, closed_on: date })
+        }
         C::SubmitApplication {
             connection,
             meta,
@@ -648,8 +660,7 @@ pub async fn run_client(command: ClientCommand) -> anyhow::Result<()> {
             if connection.json {
                 return print_json(&response, "fundledger.v1.GetPartnerBalancesResponse");
             }
-            print!("{}", render::partner_balances(&response));
-            Ok(())
+            emit(render::partner_balances(&response))
         }
         C::Summary { connection } => {
             let mut client = connect(&connection).await?;
@@ -657,8 +668,7 @@ pub async fn run_client(command: ClientCommand) -> anyhow::Result<()> {
             if connection.json {
                 return print_json(&response, "fundledger.v1.GetFundSummaryResponse");
             }
-            print!("{}", render::fund_summary(&response));
-            Ok(())
+            emit(render::fund_summary(&response))
         }
         C::Rounds { connection, round } => {
             let mut client = connect(&connection).await?;
@@ -666,18 +676,15 @@ pub async fn run_client(command: ClientCommand) -> anyhow::Result<()> {
             if connection.json {
                 return print_json(&response, "fundledger.v1.GetRoundFiguresResponse");
             }
-            print!("{}", render::round_figures(&response));
-            Ok(())
+            emit(render::round_figures(&response))
         }
         C::Application { connection, id } => {
             let mut client = connect(&connection).await?;
-            let response =
-                client.get_application(pb::GetApplicationRequest { application_id: id }).await?.into_inner();
+            let response = client.get_application(pb::GetApplicationRequest { application_id: id }).await?.into_inner();
             if connection.json {
                 return print_json(&response, "fundledger.v1.GetApplicationResponse");
             }
-            print!("{}", render::application(&response));
-            Ok(())
+            emit(render::application(&response))
         }
         C::Grant { connection, id } => {
             let mut client = connect(&connection).await?;
@@ -685,8 +692,7 @@ pub async fn run_client(command: ClientCommand) -> anyhow::Result<()> {
             if connection.json {
                 return print_json(&response, "fundledger.v1.GetGrantResponse");
             }
-            print!("{}", render::grant(&response));
-            Ok(())
+            emit(render::grant(&response))
         }
         C::Applications { connection, round, status, page_size, page_token } => {
             let status = status.as_deref().map(status_of).transpose()?;
@@ -698,19 +704,17 @@ pub async fn run_client(command: ClientCommand) -> anyhow::Result<()> {
             if connection.json {
                 return print_json(&response, "fundledger.v1.ListApplicationsResponse");
             }
-            print!("{}", render::applications(&response));
-            Ok(())
+            emit(render::applications(&response))
         }
         C::Events { connection, from, limit } => {
             let mut client = connect(&connection).await?;
-            let mut stream =
-                client.read_events(pb::ReadEventsRequest { from_seq: from, limit }).await?.into_inner();
+            let mut stream = client.read_events(pb::ReadEventsRequest { from_seq: from, limit }).await?.into_inner();
             while let Some(event) = stream.next().await {
                 let event = event?;
                 if connection.json {
                     print_one_line_json(&event, "fundledger.v1.RecordedEvent")?;
                 } else {
-                    print_event_line(&event);
+                    print_event_line(&event)?;
                 }
             }
             Ok(())
@@ -723,7 +727,7 @@ pub async fn run_client(command: ClientCommand) -> anyhow::Result<()> {
                 if connection.json {
                     print_one_line_json(&event, "fundledger.v1.RecordedEvent")?;
                 } else {
-                    print_event_line(&event);
+                    print_event_line(&event)?;
                 }
             }
             Ok(())

@@ -35,7 +35,7 @@ fn decimal(m: &Option<pb::Money>) -> Decimal {
 fn table(header: &[&str]) -> Table {
     let mut t = Table::new();
     t.load_preset(UTF8_FULL_CONDENSED);
-    t.set_header(header.iter().map(|h| Cell::new(h)));
+    t.set_header(header.iter().map(Cell::new));
     t
 }
 
@@ -49,10 +49,7 @@ fn right_align(t: &mut Table, from_column: usize) {
 }
 
 fn currency_of(balances: &[&pb::Balance]) -> String {
-    balances
-        .iter()
-        .find_map(|b| b.pledged.as_ref().map(|m| m.currency.clone()))
-        .unwrap_or_else(|| "EUR".into())
+    balances.iter().find_map(|b| b.pledged.as_ref().map(|m| m.currency.clone())).unwrap_or_else(|| "EUR".into())
 }
 
 const BALANCE_HEADER: [&str; 9] =
@@ -177,25 +174,6 @@ pub fn fund_summary(s: &pb::GetFundSummaryResponse) -> String {
     t.add_row(vec!["head hash".to_string(), s.head_hash.clone()]);
     right_align(&mut t, 1);
     format!("Fund: {}\n{t}\n", s.name)
-}
-
-#[cfg(test)]
-mod tests {
-    use super::amount;
-
-    #[test]
-    fn amounts_get_thousands_separators_and_keep_every_digit() {
-        for (input, expected) in [
-            ("0.00", "0.00"),
-            ("999.99", "999.99"),
-            ("1000.00", "1,000.00"),
-            ("1234567.5", "1,234,567.5"),
-            ("-12500.00", "-12,500.00"),
-            ("100000", "100,000"),
-        ] {
-            assert_eq!(amount(input), expected);
-        }
-    }
 }
 
 fn application_status(status: i32) -> &'static str {
@@ -324,4 +302,23 @@ pub fn applications(response: &pb::ListApplicationsResponse) -> String {
         format!("more: --page-token {}\n", response.next_page_token)
     };
     format!("{t}\n{more}")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::amount;
+
+    #[test]
+    fn amounts_get_thousands_separators_and_keep_every_digit() {
+        for (input, expected) in [
+            ("0.00", "0.00"),
+            ("999.99", "999.99"),
+            ("1000.00", "1,000.00"),
+            ("1234567.5", "1,234,567.5"),
+            ("-12500.00", "-12,500.00"),
+            ("100000", "100,000"),
+        ] {
+            assert_eq!(amount(input), expected);
+        }
+    }
 }

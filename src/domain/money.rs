@@ -138,7 +138,7 @@ impl Currency {
         if value > Decimal::from(AMOUNT_MAJOR_MAX) {
             return Err(AmountError::TooLarge {
                 value: value.to_string(),
-                max: format!("{} {}", self.code, AMOUNT_MAJOR_MAX),
+                max: self.display(Amount(AMOUNT_MAJOR_MAX * self.scale())),
             });
         }
         let minor = (value * Decimal::from(self.scale())).normalize();
@@ -196,10 +196,26 @@ impl MoneyInput {
         if !well_formed {
             return Err(AmountError::Malformed { value: value.into() });
         }
-        let value = Decimal::from_str_exact(text)
-            .map_err(|_| AmountError::TooLarge { value: text.into(), max: format!("{currency} {AMOUNT_MAJOR_MAX}") })?;
+        let value = Decimal::from_str_exact(text).map_err(|_| {
+            // More digits than an exact decimal holds: either the whole part
+            // is absurdly large, or the fraction is absurdly long.
+            let whole_digits =
+                text.trim_start_matches('-').split('.').next().map_or(0, |w| w.trim_start_matches('0').len());
+            if whole_digits > 12 {
+                AmountError::TooLarge {
+                    value: text.into(),
+                    max: format!("{currency} {}", group_thousands(AMOUNT_MAJOR_MAX)),
+                }
+            } else {
+                AmountError::TooManyDigits { value: text.into() }
+            }
+        })?;
         Ok(MoneyInput { value, currency: currency.into() })
     }
+}
+
+fn group_thousands(n: i64) -> String {
+    Currency { code: String::new(), minor_units: 0 }.display(Amount(n)).trim_start().to_owned()
 }
 
 fn is_digits(s: &str) -> bool {
@@ -210,15 +226,17 @@ fn is_digits(s: &str) -> bool {
 /// not business rules: the API answers them with `INVALID_ARGUMENT`.
 #[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
 pub enum AmountError {
-    #[error("amount {value:?} is not a decimal number such as \"12500.00\"")]
+    #[error("{value:?} is not a decimal number such as \"12500.00\"")]
     Malformed { value: String },
-    #[error("amount {value} must be {}", if *zero_allowed { "zero or more" } else { "greater than zero" })]
+    #[error("{value} must be {}", if *zero_allowed { "zero or more" } else { "greater than zero" })]
     NotPositive { value: String, zero_allowed: bool },
-    #[error("amount {value} has more decimals than {currency} has ({minor_units}); it is refused, not rounded")]
+    #[error("{value} has more decimals than {currency} has ({minor_units}); it is refused, not rounded")]
     TooPrecise { value: String, currency: String, minor_units: u8 },
-    #[error("amount {value} exceeds the largest amount one command may carry, {max}")]
+    #[error("{value} has more digits than an exact amount can carry (28); it is refused, not rounded")]
+    TooManyDigits { value: String },
+    #[error("{value} exceeds the largest amount one command may carry, {max}")]
     TooLarge { value: String, max: String },
-    #[error("amount is in {given} but this fund keeps its books in {expected}")]
+    #[error("is in {given} but this fund keeps its books in {expected}")]
     CurrencyMismatch { given: String, expected: String },
 }
 

@@ -19,7 +19,7 @@ pub enum RejectionKind {
 #[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
 pub enum Rejection {
     // ----- malformed input -----
-    #[error("{field}: {error}")]
+    #[error("{field} {error}")]
     InvalidAmount { field: &'static str, error: AmountError },
     #[error("{field}: {problem}")]
     InvalidText { field: &'static str, problem: String },
