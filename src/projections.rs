@@ -10,6 +10,10 @@ use crate::log::{codec, Envelope, Hash, LogError, LogReader, GENESIS_HASH};
 
 /// How many events a replay reads per step.
 const REPLAY_BATCH_EVENTS_MAX: usize = 4096;
+/// The layout version of a checkpoint; another version is ignored (and the
+/// projections replayed from the first event), never misread.
+const CHECKPOINT_FORMAT_V1: u8 = 1;
+const CHECKPOINT_HEADER_BYTES: usize = 1 + 8 + 32 + 8;
 
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Projections {
@@ -56,6 +60,79 @@ impl Projections {
         Ok(projections)
     }
 
+    /// Loads the projections as of `head_seq`: from the stored checkpoint
+    /// plus the events after it when the checkpoint verifies against the
+    /// log, otherwise by a full replay. Says which in the second value.
+    pub fn load(reader: &LogReader, head_seq: u64) -> Result<(Projections, Loaded), LogError> {
+        match reader.checkpoint()? {
+            None => Ok((Projections::replay(reader, head_seq)?, Loaded::Replayed { reason: "no checkpoint" })),
+            Some(bytes) => match Projections::from_checkpoint(reader, &bytes, head_seq)? {
+                Ok(mut projections) => {
+                    let from = projections.head_seq;
+                    projections.replay_onto(reader, head_seq)?;
+                    Ok((projections, Loaded::FromCheckpoint { checkpoint_seq: from }))
+                }
+                Err(reason) => Ok((Projections::replay(reader, head_seq)?, Loaded::Replayed { reason })),
+            },
+        }
+    }
+
+    /// Decodes a checkpoint and checks it against the log: its head must be
+    /// an event of this log, with this hash. `Ok(Err(reason))` when the
+    /// checkpoint cannot be trusted.
+    pub fn from_checkpoint(
+        reader: &LogReader,
+        bytes: &[u8],
+        head_seq: u64,
+    ) -> Result<Result<Projections, &'static str>, LogError> {
+        if bytes.len() < CHECKPOINT_HEADER_BYTES || bytes[0] != CHECKPOINT_FORMAT_V1 {
+            return Ok(Err("checkpoint of an unknown format"));
+        }
+        let seq = u64::from_be_bytes(bytes[1..9].try_into().expect("sized"));
+        let hash: Hash = bytes[9..41].try_into().expect("sized");
+        let recorded_at = i64::from_be_bytes(bytes[41..49].try_into().expect("sized"));
+        if seq > head_seq {
+            return Ok(Err("checkpoint ahead of the log"));
+        }
+        let matches = match seq {
+            0 => hash == GENESIS_HASH,
+            _ => reader.get(seq)?.is_some_and(|(envelope, _)| envelope.hash == hash),
+        };
+        if !matches {
+            return Ok(Err("checkpoint does not match the log's hash at its sequence"));
+        }
+        let Ok(state) = codec::decode(&bytes[CHECKPOINT_HEADER_BYTES..]) else {
+            return Ok(Err("checkpoint state does not decode"));
+        };
+        Ok(Ok(Projections { state, head_seq: seq, head_hash: hash, head_recorded_at_micros: recorded_at }))
+    }
+
+    /// The checkpoint of these projections, for [`Projections::from_checkpoint`].
+    pub fn checkpoint_bytes(&self) -> Vec<u8> {
+        let mut bytes = Vec::with_capacity(CHECKPOINT_HEADER_BYTES + 4096);
+        bytes.push(CHECKPOINT_FORMAT_V1);
+        bytes.extend_from_slice(&self.head_seq.to_be_bytes());
+        bytes.extend_from_slice(&self.head_hash);
+        bytes.extend_from_slice(&self.head_recorded_at_micros.to_be_bytes());
+        bytes.extend_from_slice(&codec::encode(&self.state));
+        bytes
+    }
+
+    /// Folds in the events after the current head, up to `to_seq`.
+    fn replay_onto(&mut self, reader: &LogReader, to_seq: u64) -> Result<(), LogError> {
+        while self.head_seq < to_seq {
+            let page = reader.read(self.head_seq + 1, to_seq, REPLAY_BATCH_EVENTS_MAX)?;
+            if page.is_empty() {
+                return Err(LogError::Corrupt { seq: self.head_seq + 1, problem: "missing from the log".into() });
+            }
+            for (envelope, payload) in page {
+                let event = decode_event(&envelope, &payload)?;
+                self.apply(&envelope, &event);
+            }
+        }
+        Ok(())
+    }
+
     /// The canonical bytes of the projected state and head, for comparing
     /// a live projection with a replayed one.
     pub fn encoded(&self) -> Vec<u8> {
@@ -64,6 +141,13 @@ impl Projections {
         bytes.extend_from_slice(&self.head_hash);
         bytes
     }
+}
+
+/// How [`Projections::load`] got the projections.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Loaded {
+    FromCheckpoint { checkpoint_seq: u64 },
+    Replayed { reason: &'static str },
 }
 
 /// Decodes an event's payload, checking it against its envelope.

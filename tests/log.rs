@@ -437,3 +437,53 @@ const GOLDEN_RECORD_HEX: &str = concat!(
     "2a0000000000000011000000000000006170706c69636174696f6e2f6170702d3702000000000000000c000000000000004772616e7441776172646564010000401e18240a06000400000000000000616e6e6106000000000000007265712d343270000000000000000a00000005000000000000006170702d37d01213000000000002000000000000000300000000000000627a6b0040420f0000000000060000000000000076666f6e6473010200000000000000723290d003000000000002000000000000006f6b0400000000000000616e6e61164c0000"
 );
 const GOLDEN_HASH_HEX: &str = "7f589c76355022071aeb2804dc5d4a11d4d46f05ae43bd452fb63d5e0840f042";
+
+// ----- projection checkpoints -----
+
+#[tokio::test]
+async fn a_restart_loads_the_checkpoint_and_equals_a_full_replay() {
+    use fundledger::log::EventLog;
+    use fundledger::projections::Loaded;
+    let dir = tempfile::tempdir().unwrap();
+    let mut config = LedgerConfig::new(dir.path());
+    config.checkpoint_events_interval = 3;
+    let ledger = Ledger::open(config).unwrap();
+    for r in setup() {
+        ledger.submit(r).await.unwrap();
+    }
+    ledger.submit(submit_application("s1", "app-1")).await.unwrap();
+    let live = ledger.projections().clone();
+    ledger.shutdown().await;
+    drop(ledger);
+
+    // The shutdown stored a checkpoint at the head: nothing is left to replay.
+    let mut log = EventLog::open(dir.path()).unwrap();
+    let reader = log.reader();
+    let (loaded, how) = Projections::load(&reader, log.head_seq()).unwrap();
+    assert_eq!(how, Loaded::FromCheckpoint { checkpoint_seq: 6 });
+    assert_eq!(loaded.encoded(), live.encoded());
+    assert_eq!(Projections::replay(&reader, 6).unwrap().encoded(), live.encoded());
+
+    // An older checkpoint is topped up from the log.
+    let older = Projections::replay(&reader, 4).unwrap();
+    log.put_checkpoint(&older.checkpoint_bytes()).unwrap();
+    let (loaded, how) = Projections::load(&reader, 6).unwrap();
+    assert_eq!(how, Loaded::FromCheckpoint { checkpoint_seq: 4 });
+    assert_eq!(loaded.encoded(), live.encoded());
+
+    // A checkpoint that does not match the log is never trusted.
+    let mut forged = older.clone();
+    forged.head_hash = [9; 32];
+    log.put_checkpoint(&forged.checkpoint_bytes()).unwrap();
+    let (loaded, how) = Projections::load(&reader, 6).unwrap();
+    assert!(matches!(how, Loaded::Replayed { .. }), "{how:?}");
+    assert_eq!(loaded.encoded(), live.encoded());
+
+    // Nor is one that does not decode.
+    let mut garbage = older.checkpoint_bytes();
+    garbage.truncate(garbage.len() - 3);
+    log.put_checkpoint(&garbage).unwrap();
+    let (loaded, how) = Projections::load(&reader, 6).unwrap();
+    assert_eq!(how, Loaded::Replayed { reason: "checkpoint state does not decode" });
+    assert_eq!(loaded.encoded(), live.encoded());
+}

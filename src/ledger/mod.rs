@@ -32,11 +32,19 @@ pub struct LedgerConfig {
     pub queue_commands_max: usize,
     /// Commands decided and committed together in one group commit.
     pub batch_commands_max: usize,
+    /// Events between two projection checkpoints (one is also written at
+    /// shutdown): a restart replays at most this many events.
+    pub checkpoint_events_interval: u64,
 }
 
 impl LedgerConfig {
     pub fn new(data_dir: impl Into<PathBuf>) -> LedgerConfig {
-        LedgerConfig { data_dir: data_dir.into(), queue_commands_max: 16_384, batch_commands_max: 4096 }
+        LedgerConfig {
+            data_dir: data_dir.into(),
+            queue_commands_max: 16_384,
+            batch_commands_max: 4096,
+            checkpoint_events_interval: 100_000,
+        }
     }
 }
 
@@ -122,11 +130,14 @@ impl Ledger {
     pub fn open(config: LedgerConfig) -> Result<Ledger, LedgerError> {
         let log = EventLog::open(&config.data_dir)?;
         let reader = log.reader();
-        let projections = Projections::replay(&reader, log.head_seq())?;
+        let started = std::time::Instant::now();
+        let (projections, loaded) = Projections::load(&reader, log.head_seq())?;
         tracing::info!(
             data_dir = %config.data_dir.display(),
             events = projections.head_seq,
             head_hash = %hex::encode(projections.head_hash),
+            ?loaded,
+            elapsed_ms = started.elapsed().as_millis() as u64,
             "ledger opened"
         );
         let (head, _) = watch::channel(projections.head_seq);
@@ -134,7 +145,20 @@ impl Ledger {
         let shared =
             Arc::new(Shared { projections: RwLock::new(projections), head, reader, failure: Mutex::new(None) });
         let (tx, rx) = mpsc::channel(config.queue_commands_max);
-        let writer = writer::Writer::new(log, state, shared.clone(), config.batch_commands_max);
+        let checkpoint_seq = match loaded {
+            crate::projections::Loaded::FromCheckpoint { checkpoint_seq } => checkpoint_seq,
+            crate::projections::Loaded::Replayed { .. } => 0,
+        };
+        let writer = writer::Writer::new(
+            log,
+            state,
+            shared.clone(),
+            writer::Limits {
+                batch_commands_max: config.batch_commands_max,
+                checkpoint_events_interval: config.checkpoint_events_interval,
+            },
+            checkpoint_seq,
+        );
         let handle = std::thread::Builder::new()
             .name("fundledger-writer".into())
             .spawn(move || writer.run(rx))

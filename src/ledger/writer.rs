@@ -19,7 +19,14 @@ pub(super) struct Writer {
     /// effects of the batch's earlier commands.
     state: FundState,
     shared: Arc<Shared>,
-    batch_commands_max: usize,
+    limits: Limits,
+    /// The head of the last stored projection checkpoint.
+    checkpoint_seq: u64,
+}
+
+pub(super) struct Limits {
+    pub batch_commands_max: usize,
+    pub checkpoint_events_interval: u64,
 }
 
 /// What will answer a submission once the batch is durable.
@@ -32,23 +39,37 @@ enum Pending {
 }
 
 impl Writer {
-    pub fn new(log: EventLog, state: FundState, shared: Arc<Shared>, batch_commands_max: usize) -> Writer {
-        Writer { log, state, shared, batch_commands_max }
+    pub fn new(log: EventLog, state: FundState, shared: Arc<Shared>, limits: Limits, checkpoint_seq: u64) -> Writer {
+        Writer { log, state, shared, limits, checkpoint_seq }
+    }
+
+    /// Stores the projections as a checkpoint when `due`, so that a restart
+    /// replays only what came after it.
+    fn checkpoint(&mut self, due: bool) -> Result<(), String> {
+        if !due || self.log.head_seq() == self.checkpoint_seq {
+            return Ok(());
+        }
+        let bytes = self.shared.projections.read().expect("projection lock").checkpoint_bytes();
+        self.log.put_checkpoint(&bytes).map_err(|e| e.to_string())?;
+        self.checkpoint_seq = self.log.head_seq();
+        tracing::debug!(seq = self.checkpoint_seq, bytes = bytes.len(), "projection checkpoint stored");
+        Ok(())
     }
 
     pub fn run(mut self, mut queue: mpsc::Receiver<Submission>) {
-        let mut batch = Vec::with_capacity(self.batch_commands_max);
+        let mut batch = Vec::with_capacity(self.limits.batch_commands_max);
         // `blocking_recv` returns None once every sender is gone and the
         // queue is drained: that is the graceful end.
         while let Some(first) = queue.blocking_recv() {
             batch.push(first);
-            while batch.len() < self.batch_commands_max {
+            while batch.len() < self.limits.batch_commands_max {
                 match queue.try_recv() {
                     Ok(next) => batch.push(next),
                     Err(_) => break,
                 }
             }
-            if let Err(failure) = self.commit(&mut batch) {
+            let due = |w: &Writer| w.log.head_seq() - w.checkpoint_seq >= w.limits.checkpoint_events_interval;
+            if let Err(failure) = self.commit(&mut batch).and_then(|()| self.checkpoint(due(&self))) {
                 // The in-memory state may now be ahead of the disk: stop
                 // rather than decide on facts that were never recorded.
                 tracing::error!(%failure, "storage failure; the writer stops and the ledger refuses commands");
@@ -60,6 +81,9 @@ impl Writer {
                 queue.close();
                 return;
             }
+        }
+        if let Err(failure) = self.checkpoint(true) {
+            tracing::warn!(%failure, "no checkpoint at shutdown; the next start replays more of the log");
         }
         tracing::info!(head = self.log.head_seq(), "writer stopped");
     }

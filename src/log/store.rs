@@ -10,6 +10,8 @@ const REQUEST: u8 = b'r'; // r ‖ request id                -> fingerprint ‖ 
 const STREAM_INDEX: u8 = b's'; // s ‖ stream ‖ 0 ‖ version (u64 BE) -> seq (u64 BE)
 const STREAM_HEAD: u8 = b'v'; // v ‖ stream                 -> version (u64 BE)
 const META_FORMAT: &[u8] = b"m/format";
+// The projections' latest checkpoint: opaque bytes, written by the ledger.
+const META_CHECKPOINT: &[u8] = b"m/checkpoint";
 const STORE_FORMAT_V1: &[u8] = b"fundledger-log-v1";
 
 /// The envelope of a recorded event: everything but the payload.
@@ -185,6 +187,13 @@ impl EventLog {
         self.reader.request(request_id)
     }
 
+    /// Stores the projections' checkpoint (opaque to the log) and makes it
+    /// durable. A checkpoint only saves replay time: losing one is harmless.
+    pub fn put_checkpoint(&mut self, bytes: &[u8]) -> Result<(), LogError> {
+        self.reader.db.insert(META_CHECKPOINT, bytes)?;
+        self.sync()
+    }
+
     /// Appends the entries in order as one atomic batch and makes it durable
     /// (flush + fdatasync) before returning their envelopes.
     pub fn append(&mut self, recorded_at_micros: i64, entries: &[Entry]) -> Result<Vec<Vec<Envelope>>, LogError> {
@@ -303,6 +312,11 @@ impl LogReader {
             Some(record) => Ok(Some(decode_checked(seq, &record)?)),
             None => Ok(None),
         }
+    }
+
+    /// The last checkpoint stored with [`EventLog::put_checkpoint`].
+    pub fn checkpoint(&self) -> Result<Option<Vec<u8>>, LogError> {
+        Ok(self.db.get(META_CHECKPOINT)?.map(|v| v.to_vec()))
     }
 
     pub fn request(&self, request_id: &str) -> Result<Option<RequestRecord>, LogError> {
