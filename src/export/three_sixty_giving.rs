@@ -212,8 +212,8 @@ pub fn package(
                     dossier.commitments.push((seq, *decided_on, released(r), format!("withdrawal: {reason}")))
                 }
                 E::GrantSettled { released: r, final_amount, decided_on, .. } if !r.is_empty() => {
-                    let state_currency = state.currency().cloned().unwrap_or_else(Currency::eur);
-                    let text = format!("settled at {}", state_currency.plain(*final_amount));
+                    let currency = state.currency().expect("the fund is open: checked above");
+                    let text = format!("settled at {}", currency.plain(*final_amount));
                     dossier.commitments.push((seq, *decided_on, released(r), text))
                 }
                 E::PaymentMade { amount, tranche, value_date, .. } => dossier.disbursements.push((
