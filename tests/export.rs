@@ -17,24 +17,25 @@ use std::sync::OnceLock;
 
 // ------------------------------------------------------------------ fixtures
 
-/// The demo ledger, told once per test binary (about 3 s) and shared.
+/// The demo ledger, told once per test binary (about 3 s) and shared. It
+/// lives in cargo's scratch directory for integration tests, replaced on
+/// every run (a static is never dropped, so a temporary directory would
+/// stay behind).
 fn demo_ledger() -> &'static Path {
-    static DIR: OnceLock<(tempfile::TempDir, PathBuf)> = OnceLock::new();
-    &DIR.get_or_init(|| {
+    static DIR: OnceLock<PathBuf> = OnceLock::new();
+    DIR.get_or_init(|| {
+        let data_dir = Path::new(env!("CARGO_TARGET_TMPDIR")).join("export-demo-ledger");
+        if data_dir.exists() {
+            std::fs::remove_dir_all(&data_dir).unwrap();
+        }
         // Its own thread and runtime: tests may already be inside one.
-        std::thread::spawn(|| {
-            let dir = tempfile::tempdir().unwrap();
-            let data_dir = dir.path().join("ledger");
-            let runtime = tokio::runtime::Runtime::new().unwrap();
-            runtime
-                .block_on(fundledger::demo::run(fundledger::demo::DemoConfig { data_dir: Some(data_dir.clone()) }))
-                .unwrap();
-            (dir, data_dir)
-        })
-        .join()
-        .unwrap()
+        let config = fundledger::demo::DemoConfig { data_dir: Some(data_dir.clone()) };
+        std::thread::spawn(|| tokio::runtime::Runtime::new().unwrap().block_on(fundledger::demo::run(config)))
+            .join()
+            .unwrap()
+            .unwrap();
+        data_dir
     })
-    .1
 }
 
 fn export_offline(dir: &Path, what: &Export) -> String {
@@ -135,13 +136,14 @@ fn every_exported_line_rehashes_to_its_hash_and_links_to_the_previous_one() {
         lines += 1;
     }
     assert!(lines > 1000, "the demo records over a thousand events, got {lines}");
-    let head = fundledger::log::EventLog::open(&copy_of(demo_ledger())).unwrap().head_hash();
+    let head = fundledger::log::EventLog::open(copy_of(demo_ledger()).path()).unwrap().head_hash();
     assert_eq!(prev, head, "the export ends at the ledger's head");
 }
 
-fn copy_of(dir: &Path) -> PathBuf {
-    let to = tempfile::tempdir().unwrap().keep();
-    copy_dir(dir, &to);
+/// A copy of a ledger's directory, removed when dropped.
+fn copy_of(dir: &Path) -> tempfile::TempDir {
+    let to = tempfile::tempdir().unwrap();
+    copy_dir(dir, to.path());
     to
 }
 
@@ -166,12 +168,13 @@ fn payload_amounts_are_exact_decimal_strings_with_their_currency() {
 
 #[test]
 fn an_offline_export_leaves_the_directory_untouched_and_is_reproducible() {
-    let dir = copy_of(demo_ledger());
-    let before = snapshot(&dir);
-    let first = export_offline(&dir, &Export::Events);
-    let second = export_offline(&dir, &Export::Events);
+    let copy = copy_of(demo_ledger());
+    let dir = copy.path();
+    let before = snapshot(dir);
+    let first = export_offline(dir, &Export::Events);
+    let second = export_offline(dir, &Export::Events);
     assert_eq!(first, second, "the same log exports to the same bytes");
-    assert_eq!(snapshot(&dir), before, "not a byte of the ledger's directory changed");
+    assert_eq!(snapshot(dir), before, "not a byte of the ledger's directory changed");
 }
 
 #[test]
@@ -609,7 +612,8 @@ fn a_statement_books_money_by_value_date_at_the_quarter_boundaries() {
 async fn the_export_service_writes_the_same_bytes_as_the_offline_command() {
     use fundledger::api::pb::{self, export_client::ExportClient};
     use tokio_stream::StreamExt;
-    let dir = copy_of(demo_ledger());
+    let copy = copy_of(demo_ledger());
+    let dir = copy.path().to_owned();
     let exports: Vec<(Export, &str)> = vec![
         (Export::Events, "events"),
         (Export::Journal, "journal"),
