@@ -735,6 +735,42 @@ pub fn application_summary(currency: &Currency, id: &ApplicationId, app: &Applic
     }
 }
 
+// ------------------------------------------------------------------ exports
+
+/// The 360Giving export a request asks for.
+pub fn three_sixty_giving_options(
+    request: pb::Export360GivingRequest,
+) -> Result<crate::export::three_sixty_giving::Options, ConvertError> {
+    use crate::export::three_sixty_giving::{Format, Options, PREFIX_DEFAULT};
+    let format = match request.format.as_str() {
+        "" | "json" => Format::Json,
+        "csv" => Format::Csv,
+        other => return Err(invalid("format", format!("{other:?} is not a format; use json or csv"))),
+    };
+    let prefix = if request.prefix.is_empty() { PREFIX_DEFAULT.to_owned() } else { request.prefix };
+    if prefix.len() > crate::domain::ids::ID_BYTES_MAX || prefix.chars().any(char::is_whitespace) {
+        return Err(invalid("prefix", "must be at most 64 characters without spaces, e.g. 360G-EXAMPLE-"));
+    }
+    Ok(Options { prefix, format })
+}
+
+/// The funding-status statement a request asks for.
+pub fn statement_request(
+    request: pb::ExportStatementRequest,
+) -> Result<crate::export::statement::Request, ConvertError> {
+    use crate::export::statement::{Format, Period, Request};
+    let format = match request.format.as_str() {
+        "" | "table" => Format::Table,
+        "csv" => Format::Csv,
+        other => return Err(invalid("format", format!("{other:?} is not a format; use table or csv"))),
+    };
+    Ok(Request {
+        partner: request.partner_id.map(|id| partner_id("partner_id", &id)).transpose()?,
+        period: request.period.map(|p| Period::parse(&p).map_err(|e| invalid("period", e))).transpose()?,
+        format,
+    })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

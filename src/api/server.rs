@@ -1,11 +1,13 @@
-//! The gRPC server: the Ledger service, health and reflection on one
+//! The gRPC server: the Ledger and Export services, health and reflection on one
 //! listener, with graceful shutdown.
 //!
 //! The caller owns the listener (so tests can bind `127.0.0.1:0`) and the
 //! ledger: after [`serve`] returns, every call has been answered, and the
 //! caller shuts the ledger down.
 
+use super::export_service::ExportService;
 use super::pb;
+use super::pb::export_server::ExportServer;
 use super::pb::ledger_server::LedgerServer;
 use super::service::LedgerService;
 use crate::ledger::Ledger;
@@ -40,6 +42,7 @@ pub async fn serve(
 ) -> Result<(), ServeError> {
     let (health, health_service) = tonic_health::server::health_reporter();
     health.set_serving::<LedgerServer<LedgerService>>().await;
+    health.set_serving::<ExportServer<ExportService>>().await;
 
     // Clients such as grpcurl discover the API from the server itself; the
     // health service's descriptors are registered too so that it can be
@@ -54,6 +57,8 @@ pub async fn serve(
         .build_v1alpha()?;
 
     let (stopping_tx, stopping) = watch::channel(false);
+    let export_service = ExportServer::new(ExportService::new(ledger.clone(), stopping.clone()))
+        .max_decoding_message_size(REQUEST_BYTES_MAX);
     let ledger_service =
         LedgerServer::new(LedgerService::new(ledger, stopping)).max_decoding_message_size(REQUEST_BYTES_MAX);
 
@@ -61,6 +66,7 @@ pub async fn serve(
         shutdown.await;
         tracing::info!("shutting down: answering the calls in flight, ending event streams");
         health.set_not_serving::<LedgerServer<LedgerService>>().await;
+        health.set_not_serving::<ExportServer<ExportService>>().await;
         stopping_tx.send_replace(true);
     };
 
@@ -68,6 +74,7 @@ pub async fn serve(
     tonic::transport::Server::builder()
         .max_concurrent_streams(CONNECTION_STREAMS_MAX)
         .add_service(ledger_service)
+        .add_service(export_service)
         .add_service(health_service)
         .add_service(reflection_v1)
         .add_service(reflection_v1alpha)

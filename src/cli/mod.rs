@@ -4,6 +4,7 @@
 //!
 //! The client only speaks gRPC: it never opens a data directory.
 
+pub mod export;
 pub mod render;
 
 use crate::api::pb::{self, ledger_client::LedgerClient};
@@ -31,6 +32,11 @@ pub enum Command {
         #[arg(long, env = "FUNDLEDGER_DATA_DIR")]
         data_dir: Option<PathBuf>,
     },
+    /// Export the ledger for auditors: events (JSON Lines), journal (CSV), 360giving.
+    #[command(subcommand)]
+    Export(export::ExportCommand),
+    /// The funding-status statement per partner and for the fund, per period.
+    Statement(export::StatementArgs),
     #[command(flatten)]
     Client(Box<ClientCommand>),
 }
@@ -406,12 +412,15 @@ pub enum ClientCommand {
 }
 
 async fn connect(connection: &Connection) -> anyhow::Result<LedgerClient<Channel>> {
-    let channel = Channel::from_shared(connection.server.clone())
-        .with_context(|| format!("{:?} is not a server URL", connection.server))?
+    Ok(LedgerClient::new(channel(&connection.server).await?))
+}
+
+async fn channel(server: &str) -> anyhow::Result<Channel> {
+    Channel::from_shared(server.to_owned())
+        .with_context(|| format!("{server:?} is not a server URL"))?
         .connect()
         .await
-        .with_context(|| format!("cannot reach the ledger at {}", connection.server))?;
-    Ok(LedgerClient::new(channel))
+        .with_context(|| format!("cannot reach the ledger at {server}"))
 }
 
 /// Prints a message as protobuf JSON.
