@@ -82,13 +82,13 @@ impl LedgerService {
 
 /// A status whose message starts with the stable reason code, which the
 /// metadata also carries on its own.
-fn status(code: Code, reason: &'static str, message: impl Display) -> Status {
+pub(super) fn status(code: Code, reason: &'static str, message: impl Display) -> Status {
     let mut metadata = MetadataMap::new();
     metadata.insert(REASON_METADATA_KEY, MetadataValue::from_static(reason));
     Status::with_metadata(code, format!("{reason}: {message}"), metadata)
 }
 
-fn invalid_field(error: &ConvertError) -> Status {
+pub(super) fn invalid_field(error: &ConvertError) -> Status {
     let mut status = status(Code::InvalidArgument, "invalid_field", error);
     status.metadata_mut().insert(FIELD_METADATA_KEY, MetadataValue::from_static(error.field));
     status
@@ -119,7 +119,7 @@ fn command_status(error: &CommandError) -> Status {
 
 /// A failure to read the log. A corrupt event is data loss: the client must
 /// not take the answer for the truth. Anything else is the server's fault.
-fn log_status(error: LogError) -> Status {
+pub(super) fn log_status(error: LogError) -> Status {
     tracing::error!(%error, "reading the log failed");
     match error {
         LogError::Corrupt { .. } | LogError::MalformedEntry { .. } => status(Code::DataLoss, "log_corrupt", error),

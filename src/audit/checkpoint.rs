@@ -138,20 +138,19 @@ impl SignedCheckpoint {
     /// form of every field, not the signature.
     pub fn from_json(text: &str) -> Result<SignedCheckpoint, CheckpointError> {
         let file: CheckpointFile = serde_json::from_str(text)?;
-        if file.format != CHECKPOINT_FORMAT {
-            return Err(CheckpointError::Format { found: file.format });
-        }
-        let field = |field, problem| CheckpointError::Field { field, problem };
-        let head_hash = crate::audit::key::parse_hex32(&file.head_hash).map_err(|p| field("head_hash", p))?;
-        let public_key = crate::audit::key::parse_public_hex(&file.public_key).map_err(|p| field("public_key", p))?;
-        let mut signature = [0u8; 64];
-        if file.signature.len() != 128 {
-            return Err(field("signature", format!("{} characters, expected 128 hex digits", file.signature.len())));
-        }
-        hex::decode_to_slice(&file.signature, &mut signature)
-            .map_err(|e| field("signature", format!("not hex: {e}")))?;
-        let recorded_at = time::OffsetDateTime::parse(&file.recorded_at, &Rfc3339)
-            .map_err(|e| field("recorded_at", format!("{:?} is not an RFC 3339 time: {e}", file.recorded_at)))?;
+        let checkpoint = SignedCheckpoint::from_parts(Parts {
+            format: &file.format,
+            seq: file.seq,
+            head_hash: &file.head_hash,
+            recorded_at_micros: file.recorded_at_micros,
+            public_key: &file.public_key,
+            signature: &file.signature,
+        })?;
+        let recorded_at =
+            time::OffsetDateTime::parse(&file.recorded_at, &Rfc3339).map_err(|e| CheckpointError::Field {
+                field: "recorded_at",
+                problem: format!("{:?} is not an RFC 3339 time: {e}", file.recorded_at),
+            })?;
         if recorded_at.unix_timestamp_nanos() != i128::from(file.recorded_at_micros) * 1000 {
             return Err(CheckpointError::TimeMismatch {
                 recorded_at: file.recorded_at,
@@ -159,12 +158,41 @@ impl SignedCheckpoint {
                 signed: format_micros(file.recorded_at_micros),
             });
         }
+        Ok(checkpoint)
+    }
+
+    /// A checkpoint from its fields as text (the JSON file, the gRPC
+    /// message). Checks the form of every field, not the signature.
+    pub fn from_parts(parts: Parts<'_>) -> Result<SignedCheckpoint, CheckpointError> {
+        if parts.format != CHECKPOINT_FORMAT {
+            return Err(CheckpointError::Format { found: parts.format.to_owned() });
+        }
+        let field = |field, problem| CheckpointError::Field { field, problem };
+        let head_hash = crate::audit::key::parse_hex32(parts.head_hash).map_err(|p| field("head_hash", p))?;
+        let public_key = crate::audit::key::parse_public_hex(parts.public_key).map_err(|p| field("public_key", p))?;
+        let mut signature = [0u8; 64];
+        if parts.signature.len() != 128 {
+            return Err(field("signature", format!("{} characters, expected 128 hex digits", parts.signature.len())));
+        }
+        hex::decode_to_slice(parts.signature, &mut signature)
+            .map_err(|e| field("signature", format!("not hex: {e}")))?;
         Ok(SignedCheckpoint {
-            checkpoint: Checkpoint { seq: file.seq, head_hash, recorded_at_micros: file.recorded_at_micros },
+            checkpoint: Checkpoint { seq: parts.seq, head_hash, recorded_at_micros: parts.recorded_at_micros },
             public_key,
             signature: Signature::from_bytes(&signature),
         })
     }
+}
+
+/// A checkpoint's fields as they travel: hashes, keys and the signature in
+/// hex.
+pub struct Parts<'a> {
+    pub format: &'a str,
+    pub seq: u64,
+    pub head_hash: &'a str,
+    pub recorded_at_micros: i64,
+    pub public_key: &'a str,
+    pub signature: &'a str,
 }
 
 /// Microseconds since the Unix epoch as RFC 3339 UTC, e.g.
