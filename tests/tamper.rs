@@ -276,6 +276,14 @@ fn tampering_is_detected_at_the_first_broken_event() {
             "event_missing",
         ),
         (
+            "the first event removed",
+            |db| {
+                db.remove(event_key(1)).unwrap();
+            },
+            1,
+            "event_missing",
+        ),
+        (
             "the last event removed",
             |db| {
                 db.remove(event_key(EVENTS)).unwrap();

@@ -432,7 +432,10 @@ impl LogReader {
 /// What is wrong with a stored event, as a chain walk finds it.
 #[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
 pub enum ChainBreak {
-    #[error("missing: the log goes from event {previous} straight to event {next}")]
+    #[error("missing: {}", match previous {
+        0 => format!("the log starts at event {next}"),
+        _ => format!("the log goes from event {previous} straight to event {next}"),
+    })]
     Missing { previous: u64, next: u64 },
     #[error("the record stored as event {stored_as} says it is event {says}")]
     Misplaced { stored_as: u64, says: u64 },
