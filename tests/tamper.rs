@@ -182,7 +182,17 @@ fn assert_broken(report: &Report, seq: Option<u64>, code: &str) {
 // ------------------------------------------------------ the test-only path
 
 fn with_db(dir: &Path, tamper: impl FnOnce(&sled::Db)) {
-    let db = sled::Config::new().path(dir).flush_every_ms(None).open().unwrap();
+    // sled lets go of its lock on a database that was just closed only when
+    // its last I/O thread drops the file: retry for a moment.
+    let open = || sled::Config::new().path(dir).flush_every_ms(None).open();
+    let started = std::time::Instant::now();
+    let db = loop {
+        match open() {
+            Ok(db) => break db,
+            Err(error) if started.elapsed() > std::time::Duration::from_secs(2) => panic!("{error}"),
+            Err(_) => std::thread::sleep(std::time::Duration::from_millis(20)),
+        }
+    };
     tamper(&db);
     db.flush().unwrap();
 }

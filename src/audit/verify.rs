@@ -45,6 +45,10 @@ use std::time::{Duration, Instant};
 
 /// Events between two progress updates.
 const PROGRESS_EVENTS_STEP: u64 = 1024;
+/// How long offline verification waits for sled's lock on a ledger that
+/// was just closed before concluding that a server has it open.
+const LOCK_WAIT_MAX: Duration = Duration::from_secs(2);
+const LOCK_RETRY_INTERVAL: Duration = Duration::from_millis(50);
 /// Events read per step when checking an idempotency entry's events.
 const REQUEST_READ_EVENTS_MAX: usize = 4096;
 
@@ -316,7 +320,7 @@ pub fn verify_data_dir(
     // lock, held while copying, refuses a running server and keeps one from
     // starting half-way through the copy. Locking writes nothing.
     let lock = std::fs::File::open(&db).map_err(|source| VerifyError::Copy { path: db.clone(), source })?;
-    fs2::FileExt::try_lock_shared(&lock).map_err(|_| VerifyError::InUse { dir: dir.to_owned() })?;
+    lock_shared(&lock).map_err(|_| VerifyError::InUse { dir: dir.to_owned() })?;
     let ledger_key = key::read_public(dir)?;
     let copy = tempfile::Builder::new()
         .prefix("fundledger-verify-")
@@ -332,6 +336,20 @@ pub fn verify_data_dir(
     let target = Target::stopped(&reader)?;
     let claim = claim.map(|claim| CheckpointClaim { ledger_key: claim.ledger_key.or(ledger_key), ..claim });
     Ok(verify_log(&reader, target, claim.as_ref(), progress)?)
+}
+
+/// Takes a shared lock on sled's `db` file, waiting a little: sled lets go
+/// of its exclusive lock only when the last of its I/O threads drops the
+/// file, shortly after the ledger closed (in this process or another).
+fn lock_shared(file: &std::fs::File) -> std::io::Result<()> {
+    let started = Instant::now();
+    loop {
+        match fs2::FileExt::try_lock_shared(file) {
+            Ok(()) => return Ok(()),
+            Err(error) if started.elapsed() >= LOCK_WAIT_MAX => return Err(error),
+            Err(_) => std::thread::sleep(LOCK_RETRY_INTERVAL),
+        }
+    }
 }
 
 /// Verifies a running ledger up to its current durable head, while the
