@@ -421,9 +421,9 @@ struct Run<'a> {
     /// The last event that passed every check: sequence, hash, recording
     /// time. The replay may be one event further, at a broken one.
     passed: (u64, Hash, i64),
-    /// Per stream: its last version and that event's sequence, over the
-    /// events that passed every check.
-    streams: HashMap<String, (u64, u64)>,
+    /// Per stream, over the events that passed every check: its last
+    /// version, that event's sequence, and its first event's sequence.
+    streams: HashMap<String, (u64, u64, u64)>,
     /// Per (stream, version): its sequence number; built only when an index
     /// problem has to be placed.
     locator: Option<HashMap<(String, u64), u64>>,
@@ -533,12 +533,13 @@ impl<'a> Run<'a> {
         }
         (report.head_seq, report.head_hash, report.head_recorded_at_micros) = self.passed;
         report.events = self.passed.0;
-        report.streams = self.streams.len() as u64;
+        report.streams = self.streams.values().filter(|&&(_, _, first)| first <= self.passed.0).count() as u64;
         report.requests = requests;
+        let verified_to = self.passed.0;
         report.projections_checked_at =
-            report.projections_checked_at.or(stored.map(|s| s.head_seq).filter(|&seq| seq > 0 && seq <= limit));
+            report.projections_checked_at.or(stored.map(|s| s.head_seq).filter(|&seq| seq > 0 && seq <= verified_to));
         report.live_projections_checked = target.live_projections.is_some() && first.is_none();
-        report.checkpoint = checkpoint.filter(|c| c.checkpoint.seq <= limit).map(|c| c.verified);
+        report.checkpoint = checkpoint.filter(|c| c.checkpoint.seq <= verified_to).map(|c| c.verified);
         report.broken = first.map(broken);
         Ok(report)
     }
@@ -589,7 +590,8 @@ impl<'a> Run<'a> {
             }
             // Only an event that passed everything counts.
             self.passed = (envelope.seq, envelope.hash, envelope.recorded_at_micros);
-            self.streams.insert(envelope.stream, (envelope.stream_version, envelope.seq));
+            let first_seq = self.streams.get(&envelope.stream).map_or(envelope.seq, |&(_, _, first)| first);
+            self.streams.insert(envelope.stream, (envelope.stream_version, envelope.seq, first_seq));
             if envelope.seq % PROGRESS_EVENTS_STEP == 0 {
                 self.progress.advance(PROGRESS_EVENTS_STEP);
             }
@@ -675,7 +677,8 @@ impl<'a> Run<'a> {
             }
             self.progress.advance(1);
         }
-        let streams: Vec<(String, u64, u64)> = self.streams.iter().map(|(s, &(v, seq))| (s.clone(), v, seq)).collect();
+        let streams: Vec<(String, u64, u64)> =
+            self.streams.iter().map(|(s, &(v, seq, _))| (s.clone(), v, seq)).collect();
         for (stream, version, last_seq) in &streams {
             let count = indexed.get(stream).copied().unwrap_or(0);
             if count < *version {
@@ -697,7 +700,7 @@ impl<'a> Run<'a> {
             }
         }
         for (stream, &stored) in &heads {
-            let found = self.streams.get(stream).map_or(0, |&(version, _)| version);
+            let found = self.streams.get(stream).map_or(0, |&(version, ..)| version);
             // A running ledger's writer may have moved a stream on since.
             if stored < found || (complete && stored != found) {
                 // Too low: the first event it leaves out; too high: events
