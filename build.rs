@@ -6,9 +6,11 @@
 
 use std::path::PathBuf;
 
-/// The contract files; everything they import comes from `proto/` or is a
-/// well-known type that protox carries itself.
-const PROTO_FILES: [&str; 2] = ["proto/fundledger/v1/ledger.proto", "proto/fundledger/v1/export.proto"];
+/// The contract files, one per service of package `fundledger.v1`;
+/// everything they import comes from `proto/` or is a well-known type that
+/// protox carries itself.
+const PROTO_FILES: [&str; 3] =
+    ["proto/fundledger/v1/ledger.proto", "proto/fundledger/v1/audit.proto", "proto/fundledger/v1/export.proto"];
 const PROTO_INCLUDE: &str = "proto";
 /// Read by `tonic::include_file_descriptor_set!` in `src/api/mod.rs`.
 const DESCRIPTOR_SET_NAME: &str = "fundledger_descriptor";

@@ -2,10 +2,12 @@
 //!
 //! See `ARCHITECTURE.md` for the map. In short: [`domain`] is the pure core,
 //! [`log`] the durable sled event log, [`projections`] the read side,
-//! [`ledger`] the single writer that orders commands, [`api`] the gRPC shell,
-//! [`export`] the auditors' exports.
+//! [`ledger`] the single writer that orders commands, [`audit`] verification
+//! and signed checkpoints, [`export`] the auditors' exports, [`api`] the gRPC
+//! shell.
 
 pub mod api;
+pub mod audit;
 pub mod cli;
 pub mod demo;
 pub mod domain;

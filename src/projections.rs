@@ -85,12 +85,11 @@ impl Projections {
         bytes: &[u8],
         head_seq: u64,
     ) -> Result<Result<Projections, &'static str>, LogError> {
-        if bytes.len() < CHECKPOINT_HEADER_BYTES || bytes[0] != CHECKPOINT_FORMAT_V1 {
-            return Ok(Err("checkpoint of an unknown format"));
-        }
-        let seq = u64::from_be_bytes(bytes[1..9].try_into().expect("sized"));
-        let hash: Hash = bytes[9..41].try_into().expect("sized");
-        let recorded_at = i64::from_be_bytes(bytes[41..49].try_into().expect("sized"));
+        let projections = match Projections::decode_checkpoint(bytes) {
+            Ok(projections) => projections,
+            Err(reason) => return Ok(Err(reason)),
+        };
+        let (seq, hash) = (projections.head_seq, projections.head_hash);
         if seq > head_seq {
             return Ok(Err("checkpoint ahead of the log"));
         }
@@ -101,10 +100,23 @@ impl Projections {
         if !matches {
             return Ok(Err("checkpoint does not match the log's hash at its sequence"));
         }
+        Ok(Ok(projections))
+    }
+
+    /// Decodes a checkpoint without looking at the log: what it claims, not
+    /// yet checked. `Err(reason)` when it is of an unknown format or does not
+    /// decode.
+    pub fn decode_checkpoint(bytes: &[u8]) -> Result<Projections, &'static str> {
+        if bytes.len() < CHECKPOINT_HEADER_BYTES || bytes[0] != CHECKPOINT_FORMAT_V1 {
+            return Err("checkpoint of an unknown format");
+        }
+        let seq = u64::from_be_bytes(bytes[1..9].try_into().expect("sized"));
+        let hash: Hash = bytes[9..41].try_into().expect("sized");
+        let recorded_at = i64::from_be_bytes(bytes[41..49].try_into().expect("sized"));
         let Ok(state) = codec::decode(&bytes[CHECKPOINT_HEADER_BYTES..]) else {
-            return Ok(Err("checkpoint state does not decode"));
+            return Err("checkpoint state does not decode");
         };
-        Ok(Ok(Projections { state, head_seq: seq, head_hash: hash, head_recorded_at_micros: recorded_at }))
+        Ok(Projections { state, head_seq: seq, head_hash: hash, head_recorded_at_micros: recorded_at })
     }
 
     /// The checkpoint of these projections, for [`Projections::from_checkpoint`].

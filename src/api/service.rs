@@ -122,7 +122,7 @@ fn command_status(error: &CommandError) -> Status {
 pub(super) fn log_status(error: LogError) -> Status {
     tracing::error!(%error, "reading the log failed");
     match error {
-        LogError::Corrupt { .. } => status(Code::DataLoss, "log_corrupt", error),
+        LogError::Corrupt { .. } | LogError::MalformedEntry { .. } => status(Code::DataLoss, "log_corrupt", error),
         _ => status(Code::Internal, "storage_error", error),
     }
 }

@@ -2,8 +2,11 @@
 //! command and query of the gRPC API. Output is a human-readable table by
 //! default and the protobuf JSON mapping with `--json`, for scripts.
 //!
-//! The client only speaks gRPC: it never opens a data directory.
+//! The client only speaks gRPC: it never opens a data directory. The
+//! auditor's `verify --data-dir` and `key` ([`audit`]) read one, and never
+//! write to it.
 
+pub mod audit;
 pub mod export;
 pub mod render;
 
@@ -39,6 +42,8 @@ pub enum Command {
     Statement(export::StatementArgs),
     #[command(flatten)]
     Client(Box<ClientCommand>),
+    #[command(flatten)]
+    Audit(audit::AuditCommand),
 }
 
 #[derive(Args, Debug)]
