@@ -11,7 +11,10 @@
 //!
 //! This module knows the domain and the log; it knows nothing of gRPC.
 
+mod history;
 mod writer;
+
+pub use history::{AsOf, AsOfError, Cursor, EventFilter, PointInTime, Position, StreamSelector};
 
 use crate::domain::{Command, Event, Rejection, StreamId};
 use crate::log::{Envelope, EventLog, LogError, LogReader};
@@ -35,6 +38,9 @@ pub struct LedgerConfig {
     /// Events between two projection checkpoints (one is also written at
     /// shutdown): a restart replays at most this many events.
     pub checkpoint_events_interval: u64,
+    /// Point-in-time queries replaying the log at the same time; further
+    /// ones wait. Each may replay the whole log (see `history`).
+    pub as_of_queries_max: usize,
 }
 
 impl LedgerConfig {
@@ -44,6 +50,7 @@ impl LedgerConfig {
             queue_commands_max: 16_384,
             batch_commands_max: 4096,
             checkpoint_events_interval: 100_000,
+            as_of_queries_max: 2,
         }
     }
 }
@@ -109,6 +116,8 @@ struct Shared {
     reader: LogReader,
     /// Set when a storage failure stopped the writer.
     failure: Mutex<Option<String>>,
+    /// Permits for point-in-time replays (`as_of_queries_max`).
+    as_of_queries: tokio::sync::Semaphore,
 }
 
 /// A handle on an open ledger; cheap to clone.
@@ -142,8 +151,13 @@ impl Ledger {
         );
         let (head, _) = watch::channel(projections.head_seq);
         let state = projections.state.clone();
-        let shared =
-            Arc::new(Shared { projections: RwLock::new(projections), head, reader, failure: Mutex::new(None) });
+        let shared = Arc::new(Shared {
+            projections: RwLock::new(projections),
+            head,
+            reader,
+            failure: Mutex::new(None),
+            as_of_queries: tokio::sync::Semaphore::new(config.as_of_queries_max.max(1)),
+        });
         let (tx, rx) = mpsc::channel(config.queue_commands_max);
         let checkpoint_seq = match loaded {
             crate::projections::Loaded::FromCheckpoint { checkpoint_seq } => checkpoint_seq,
