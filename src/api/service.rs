@@ -2,9 +2,12 @@
 //!
 //! Commands are parsed by [`convert`], submitted to the single writer and
 //! answered once durable. Queries read the projections under their lock and
-//! convert what they need before letting go of it. The two event streams
-//! read the durable log in bounded pages and hand them to the client through
-//! a bounded channel, so a slow client holds back only its own stream.
+//! convert what they need before letting go of it; asked as of an earlier
+//! point, they answer from [`Ledger::as_of`] instead, which replays off the
+//! async workers. The two event streams read the durable log in bounded
+//! pages, in order, filter after reading, and hand the events to the client
+//! through a bounded channel, so a slow client holds back only its own
+//! stream.
 //!
 //! This module decides nothing: business rules are the domain's, ordering
 //! and durability the ledger's. It only maps outcomes to gRPC statuses.
