@@ -44,19 +44,7 @@ impl Projections {
     /// Rebuilds the projections from the log, events 1 to `to_seq`.
     pub fn replay(reader: &LogReader, to_seq: u64) -> Result<Projections, LogError> {
         let mut projections = Projections::default();
-        while projections.head_seq < to_seq {
-            let page = reader.read(projections.head_seq + 1, to_seq, REPLAY_BATCH_EVENTS_MAX)?;
-            if page.is_empty() {
-                return Err(LogError::Corrupt {
-                    seq: projections.head_seq + 1,
-                    problem: "missing from the log".into(),
-                });
-            }
-            for (envelope, payload) in page {
-                let event = decode_event(&envelope, &payload)?;
-                projections.apply(&envelope, &event);
-            }
-        }
+        projections.replay_onto(reader, to_seq)?;
         Ok(projections)
     }
 
@@ -132,17 +120,7 @@ impl Projections {
 
     /// Folds in the events after the current head, up to `to_seq`.
     fn replay_onto(&mut self, reader: &LogReader, to_seq: u64) -> Result<(), LogError> {
-        while self.head_seq < to_seq {
-            let page = reader.read(self.head_seq + 1, to_seq, REPLAY_BATCH_EVENTS_MAX)?;
-            if page.is_empty() {
-                return Err(LogError::Corrupt { seq: self.head_seq + 1, problem: "missing from the log".into() });
-            }
-            for (envelope, payload) in page {
-                let event = decode_event(&envelope, &payload)?;
-                self.apply(&envelope, &event);
-            }
-        }
-        Ok(())
+        for_each_event(reader, self.head_seq + 1, to_seq, |envelope, event| self.apply(envelope, event))
     }
 
     /// The canonical bytes of the projected state and head, for comparing
@@ -153,6 +131,32 @@ impl Projections {
         bytes.extend_from_slice(&self.head_hash);
         bytes
     }
+}
+
+/// Reads events `from_seq` to `to_seq` of the log in order, in bounded
+/// pages, decodes each and hands it to `f`. A missing event is corruption.
+pub fn for_each_event(
+    reader: &LogReader,
+    from_seq: u64,
+    to_seq: u64,
+    mut f: impl FnMut(&Envelope, &Event),
+) -> Result<(), LogError> {
+    let mut next = from_seq.max(1);
+    while next <= to_seq {
+        let page = reader.read(next, to_seq, REPLAY_BATCH_EVENTS_MAX)?;
+        if page.is_empty() {
+            return Err(LogError::Corrupt { seq: next, problem: "missing from the log".into() });
+        }
+        for (envelope, payload) in page {
+            if envelope.seq != next {
+                return Err(LogError::Corrupt { seq: next, problem: "missing from the log".into() });
+            }
+            let event = decode_event(&envelope, &payload)?;
+            f(&envelope, &event);
+            next += 1;
+        }
+    }
+    Ok(())
 }
 
 /// How [`Projections::load`] got the projections.

@@ -7,6 +7,7 @@
 
 pub mod attribution;
 pub mod command;
+pub mod dated;
 pub mod decide;
 pub mod event;
 pub mod ids;
@@ -18,9 +19,9 @@ pub mod stream;
 
 pub use command::{Applicant, Command};
 pub use decide::{decide, Context};
-pub use event::{Event, PotKey, Share, EVENT_SCHEMA_VERSION};
+pub use event::{Event, PotKey, Share, EVENT_SCHEMA_VERSION, EVENT_TYPE_NAMES};
 pub use ids::{ApplicationId, Date, PartnerId, RoundId};
-pub use money::{Amount, AmountError, Currency, MoneyInput};
+pub use money::{Amount, AmountError, Currency, MoneyInput, SignedAmount};
 pub use rejection::{Rejection, RejectionKind};
 pub use state::{ApplicationStatus, FundState, GrantStatus};
 pub use stream::StreamId;

@@ -15,10 +15,13 @@
 //!
 //! This module knows the domain and the log; it knows nothing of gRPC.
 
+mod history;
 mod writer;
 
 use crate::audit::checkpoint::{Checkpoint, SignedCheckpoint};
 use crate::audit::key::KeyError;
+pub use history::{AsOf, AsOfError, Cursor, EventFilter, PointInTime, Position, StreamSelector};
+
 use crate::domain::{Command, Event, Rejection, StreamId};
 use crate::log::{Envelope, EventLog, LogError, LogReader};
 use crate::projections::{decode_event, Projections};
@@ -41,6 +44,9 @@ pub struct LedgerConfig {
     /// Events between two projection checkpoints (one is also written at
     /// shutdown): a restart replays at most this many events.
     pub checkpoint_events_interval: u64,
+    /// Point-in-time queries replaying the log at the same time; further
+    /// ones wait. Each may replay the whole log (see `history`).
+    pub as_of_queries_max: usize,
 }
 
 impl LedgerConfig {
@@ -50,6 +56,7 @@ impl LedgerConfig {
             queue_commands_max: 16_384,
             batch_commands_max: 4096,
             checkpoint_events_interval: 100_000,
+            as_of_queries_max: 2,
         }
     }
 }
@@ -119,6 +126,8 @@ struct Shared {
     failure: Mutex<Option<String>>,
     /// Signs checkpoints of the durable head.
     signing_key: ed25519_dalek::SigningKey,
+    /// Permits for point-in-time replays (`as_of_queries_max`).
+    as_of_queries: tokio::sync::Semaphore,
 }
 
 /// A handle on an open ledger; cheap to clone.
@@ -167,6 +176,7 @@ impl Ledger {
             reader,
             failure: Mutex::new(None),
             signing_key,
+            as_of_queries: tokio::sync::Semaphore::new(config.as_of_queries_max.max(1)),
         });
         let (tx, rx) = mpsc::channel(config.queue_commands_max);
         let checkpoint_seq = match loaded {

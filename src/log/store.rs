@@ -310,6 +310,48 @@ impl LogReader {
         self.db.scan_prefix(prefix).take(limit).map(|item| Ok(u64_of(&item?.1))).collect()
     }
 
+    /// Up to `limit` entries `(stream version, seq)` of a stream's index,
+    /// from `from_version` on, in stream order. A follower of one stream
+    /// reads on from the version after the last one it saw, so it never
+    /// scans what it has seen, nor other streams' events.
+    pub fn stream_entries(&self, stream: &str, from_version: u64, limit: usize) -> Result<Vec<(u64, u64)>, LogError> {
+        let mut prefix = vec![STREAM_INDEX];
+        prefix.extend_from_slice(stream.as_bytes());
+        prefix.push(0);
+        let start = stream_index_key(stream, from_version.max(1));
+        self.db
+            .range(start..)
+            .take_while(|item| item.as_ref().map_or(true, |(key, _)| key.starts_with(&prefix)))
+            .take(limit)
+            .map(|item| {
+                let (key, value) = item?;
+                Ok((u64_of(&key[prefix.len()..]), u64_of(&value)))
+            })
+            .collect()
+    }
+
+    /// The last event recorded at or before `at_micros`, among events 1 to
+    /// `head_seq`; 0 when the first event was recorded later. Recording
+    /// times never decrease along the sequence ([`EventLog::append`]), so
+    /// this is a binary search: about log2(`head_seq`) reads.
+    pub fn last_seq_recorded_by(&self, at_micros: i64, head_seq: u64) -> Result<u64, LogError> {
+        // Invariant: event `found` (or the start, 0) was recorded by then;
+        // every event after `beyond` - 1 was recorded later.
+        let (mut found, mut beyond) = (0u64, head_seq + 1);
+        while beyond - found > 1 {
+            let middle = found + (beyond - found) / 2;
+            let (envelope, _) = self
+                .get(middle)?
+                .ok_or_else(|| LogError::Corrupt { seq: middle, problem: "missing from the log".into() })?;
+            if envelope.recorded_at_micros <= at_micros {
+                found = middle;
+            } else {
+                beyond = middle;
+            }
+        }
+        Ok(found)
+    }
+
     /// One event by sequence number.
     pub fn get(&self, seq: u64) -> Result<Option<(Envelope, Vec<u8>)>, LogError> {
         match self.db.get(event_key(seq))? {
