@@ -20,6 +20,7 @@ fn main() -> ExitCode {
                 fundledger::server_main::init_tracing(false, "warn");
                 fundledger::demo::run(fundledger::demo::DemoConfig { data_dir }).await
             }
+            Command::Init { data_dir, admin } => fundledger::server_main::init(&data_dir, &admin).await,
             Command::Client(command) => fundledger::cli::run_client(*command).await,
         }
     });

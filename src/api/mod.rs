@@ -13,6 +13,7 @@
 //! This module holds no business rules: it parses, hands commands to the
 //! ledger, and maps outcomes to gRPC statuses.
 
+pub mod auth;
 pub mod convert;
 pub mod server;
 pub mod service;

@@ -9,9 +9,11 @@
 //! This module decides nothing: business rules are the domain's, ordering
 //! and durability the ledger's. It only maps outcomes to gRPC statuses.
 
+use super::auth::authenticate;
 use super::convert::{self, ConvertError, IntoCommand};
 use super::pb;
-use crate::domain::{ApplicationId, Currency, FundState, Rejection, RejectionKind, StreamId};
+use crate::domain::access::{may_read, Read};
+use crate::domain::{Actor, ApplicationId, Currency, FundState, Rejection, RejectionKind, Role, StreamId};
 use crate::ledger::{CommandError, CommandRequest, Ledger, RecordedEvent};
 use crate::log::LogError;
 use std::fmt::Display;
@@ -20,9 +22,6 @@ use tokio::sync::{mpsc, watch};
 use tokio_stream::wrappers::ReceiverStream;
 use tonic::metadata::{MetadataMap, MetadataValue};
 use tonic::{Code, Request, Response, Status};
-
-/// The principal recorded on every event until authentication exists.
-pub const ACTOR_ANONYMOUS: &str = "anonymous";
 
 /// Response metadata key carrying the stable reason code of a failure.
 pub const REASON_METADATA_KEY: &str = "fundledger-reason";
@@ -54,6 +53,7 @@ impl LedgerService {
 
     /// Parses, submits and answers one command.
     async fn execute(&self, request: Request<impl IntoCommand>) -> Result<Response<pb::CommandResponse>, Status> {
+        let actor = authenticate(&self.ledger, &request)?;
         let parsed = request.into_inner().into_command().map_err(|e| invalid_field(&e))?;
         let outcome = self
             .ledger
@@ -61,12 +61,28 @@ impl LedgerService {
                 command: parsed.command,
                 request_id: parsed.request_id,
                 expected_version: parsed.expected_version,
-                actor: ACTOR_ANONYMOUS.to_owned(),
+                actor,
             })
             .await
             .map_err(|e| command_status(&e))?;
         let events = events_out(&self.ledger, &outcome.events)?;
         Ok(Response::new(pb::CommandResponse { events, replayed: outcome.replayed }))
+    }
+
+    /// Authenticates the caller and checks they may read `what`.
+    fn reader<T>(&self, request: &Request<T>, what: Read<'_>) -> Result<Actor, Status> {
+        let actor = authenticate(&self.ledger, request)?;
+        if !may_read(&actor.role, what) {
+            let thing = match what {
+                Read::PartnerBalances(p) => format!("the balances of partner {p}"),
+                Read::AllPartnerBalances => "every partner's balances".to_owned(),
+                Read::SharedFigures => "the fund's figures".to_owned(),
+                Read::Details => "applications, grants and the event log".to_owned(),
+                Read::Principals => "who has access".to_owned(),
+            };
+            return Err(permission_denied(&actor, &format!("read {thing}")));
+        }
+        Ok(actor)
     }
 
     /// The events of an application's stream up to `head_seq`, so that the
@@ -99,7 +115,17 @@ fn rejection_code(kind: RejectionKind) -> Code {
         RejectionKind::InvalidArgument => Code::InvalidArgument,
         RejectionKind::NotFound => Code::NotFound,
         RejectionKind::FailedPrecondition => Code::FailedPrecondition,
+        RejectionKind::PermissionDenied => Code::PermissionDenied,
     }
+}
+
+/// PERMISSION_DENIED for a query: says who was refused what.
+pub(super) fn permission_denied(actor: &Actor, action: &str) -> Status {
+    rejection_status(&Rejection::PermissionDenied {
+        principal: actor.principal.to_string(),
+        role: actor.role.to_string(),
+        action: action.to_owned(),
+    })
 }
 
 fn rejection_status(rejection: &Rejection) -> Status {
@@ -146,11 +172,10 @@ fn events_out(ledger: &Ledger, events: &[RecordedEvent]) -> Result<Vec<pb::Recor
     if events.is_empty() {
         return Ok(Vec::new());
     }
-    // The first event of every log opens the fund, and the projections are
-    // updated before the head moves, so any visible event has a currency.
-    let currency = ledger.projections().state.currency().cloned().ok_or_else(|| {
-        status(Code::Internal, "log_inconsistent", "events are visible but the fund is not open in the projections")
-    })?;
+    // Only access events (no amounts) can come before the fund is opened;
+    // "XXX" is ISO 4217's code for "no currency involved".
+    let currency =
+        ledger.projections().state.currency().cloned().unwrap_or(Currency { code: "XXX".into(), minor_units: 0 });
     Ok(events.iter().map(|e| convert::recorded_event(&currency, e)).collect())
 }
 
@@ -345,16 +370,88 @@ impl pb::ledger_server::Ledger for LedgerService {
         self.execute(r).await
     }
 
+    async fn propose_award(
+        &self,
+        r: Request<pb::ProposeAwardRequest>,
+    ) -> Result<Response<pb::CommandResponse>, Status> {
+        self.execute(r).await
+    }
+
+    async fn approve_award(
+        &self,
+        r: Request<pb::ApproveAwardRequest>,
+    ) -> Result<Response<pb::CommandResponse>, Status> {
+        self.execute(r).await
+    }
+
+    async fn propose_payment(
+        &self,
+        r: Request<pb::ProposePaymentRequest>,
+    ) -> Result<Response<pb::CommandResponse>, Status> {
+        self.execute(r).await
+    }
+
+    async fn approve_payment(
+        &self,
+        r: Request<pb::ApprovePaymentRequest>,
+    ) -> Result<Response<pb::CommandResponse>, Status> {
+        self.execute(r).await
+    }
+
+    async fn declare_conflict(
+        &self,
+        r: Request<pb::DeclareConflictRequest>,
+    ) -> Result<Response<pb::CommandResponse>, Status> {
+        self.execute(r).await
+    }
+
+    async fn set_approval_thresholds(
+        &self,
+        r: Request<pb::SetApprovalThresholdsRequest>,
+    ) -> Result<Response<pb::CommandResponse>, Status> {
+        self.execute(r).await
+    }
+
+    async fn grant_access(&self, r: Request<pb::GrantAccessRequest>) -> Result<Response<pb::CommandResponse>, Status> {
+        self.execute(r).await
+    }
+
+    async fn revoke_access(
+        &self,
+        r: Request<pb::RevokeAccessRequest>,
+    ) -> Result<Response<pb::CommandResponse>, Status> {
+        self.execute(r).await
+    }
+
+    async fn list_principals(
+        &self,
+        request: Request<pb::ListPrincipalsRequest>,
+    ) -> Result<Response<pb::ListPrincipalsResponse>, Status> {
+        self.reader(&request, Read::Principals)?;
+        Ok(Response::new(convert::principals(&self.ledger.projections().state)))
+    }
+
     async fn get_partner_balances(
         &self,
         request: Request<pb::GetPartnerBalancesRequest>,
     ) -> Result<Response<pb::GetPartnerBalancesResponse>, Status> {
+        let actor = authenticate(&self.ledger, &request)?;
         let partner = request
             .into_inner()
             .partner_id
             .map(|id| convert::partner_id("partner_id", &id))
             .transpose()
             .map_err(|e| invalid_field(&e))?;
+        // A partner asking for "all" gets its own: all it may see.
+        let partner = match (&actor.role, partner) {
+            (Role::Partner(own), None) => Some(own.clone()),
+            (_, partner) => partner,
+        };
+        let what = partner.as_ref().map_or(Read::AllPartnerBalances, Read::PartnerBalances);
+        if !may_read(&actor.role, what) {
+            let whose = partner.as_ref().map_or("every partner".to_owned(), |p| format!("partner {p}"));
+            return Err(permission_denied(&actor, &format!("read the balances of {whose}")));
+        }
         let projections = self.ledger.projections();
         let state = &projections.state;
         let currency = fund_currency(state)?;
@@ -373,8 +470,9 @@ impl pb::ledger_server::Ledger for LedgerService {
 
     async fn get_fund_summary(
         &self,
-        _request: Request<pb::GetFundSummaryRequest>,
+        request: Request<pb::GetFundSummaryRequest>,
     ) -> Result<Response<pb::GetFundSummaryResponse>, Status> {
+        self.reader(&request, Read::SharedFigures)?;
         let summary = convert::fund_summary(&self.ledger.projections());
         summary.map(Response::new).ok_or_else(|| rejection_status(&Rejection::FundNotOpened))
     }
@@ -383,6 +481,7 @@ impl pb::ledger_server::Ledger for LedgerService {
         &self,
         request: Request<pb::GetRoundFiguresRequest>,
     ) -> Result<Response<pb::GetRoundFiguresResponse>, Status> {
+        self.reader(&request, Read::SharedFigures)?;
         let round = request
             .into_inner()
             .round_id
@@ -409,6 +508,7 @@ impl pb::ledger_server::Ledger for LedgerService {
         &self,
         request: Request<pb::GetApplicationRequest>,
     ) -> Result<Response<pb::GetApplicationResponse>, Status> {
+        self.reader(&request, Read::Details)?;
         let id = convert::application_id("application_id", &request.into_inner().application_id)
             .map_err(|e| invalid_field(&e))?;
         let (application, grant, head_seq) = {
@@ -427,6 +527,7 @@ impl pb::ledger_server::Ledger for LedgerService {
     }
 
     async fn get_grant(&self, request: Request<pb::GetGrantRequest>) -> Result<Response<pb::GetGrantResponse>, Status> {
+        self.reader(&request, Read::Details)?;
         let id = convert::application_id("application_id", &request.into_inner().application_id)
             .map_err(|e| invalid_field(&e))?;
         let (grant, head_seq) = {
@@ -454,6 +555,7 @@ impl pb::ledger_server::Ledger for LedgerService {
         &self,
         request: Request<pb::ListApplicationsRequest>,
     ) -> Result<Response<pb::ListApplicationsResponse>, Status> {
+        self.reader(&request, Read::Details)?;
         let query = convert::application_query(request.into_inner()).map_err(|e| invalid_field(&e))?;
         let projections = self.ledger.projections();
         let state = &projections.state;
@@ -479,6 +581,7 @@ impl pb::ledger_server::Ledger for LedgerService {
     type ReadEventsStream = EventStream;
 
     async fn read_events(&self, request: Request<pb::ReadEventsRequest>) -> Result<Response<EventStream>, Status> {
+        self.reader(&request, Read::Details)?;
         let request = request.into_inner();
         let from = request.from_seq.max(1);
         // The end is fixed when the call arrives, so that the stream ends
@@ -496,6 +599,7 @@ impl pb::ledger_server::Ledger for LedgerService {
     type SubscribeStream = EventStream;
 
     async fn subscribe(&self, request: Request<pb::SubscribeRequest>) -> Result<Response<EventStream>, Status> {
+        self.reader(&request, Read::Details)?;
         let from = request.into_inner().from_seq.max(1);
         let (tx, rx) = mpsc::channel(STREAM_BUFFER_EVENTS_MAX);
         tokio::spawn(follow(self.ledger.clone(), tx, self.stopping.clone(), from));

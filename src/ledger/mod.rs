@@ -13,7 +13,7 @@
 
 mod writer;
 
-use crate::domain::{Command, Event, Rejection, StreamId};
+use crate::domain::{Actor, Command, Event, Rejection, StreamId};
 use crate::log::{Envelope, EventLog, LogError, LogReader};
 use crate::projections::{decode_event, Projections};
 use std::path::PathBuf;
@@ -57,8 +57,8 @@ pub struct CommandRequest {
     pub request_id: String,
     /// If set, the version the command's stream must be at.
     pub expected_version: Option<u64>,
-    /// The acting principal.
-    pub actor: String,
+    /// The authenticated principal acting; their id goes in the envelope.
+    pub actor: Actor,
 }
 
 /// A durable event with its envelope.

@@ -147,7 +147,7 @@ impl Writer {
                     entries.push(Entry {
                         request_id: request.request_id.clone(),
                         fingerprint,
-                        actor: request.actor.clone(),
+                        actor: request.actor.principal.to_string(),
                         events: new_events,
                     });
                 }
