@@ -6,9 +6,11 @@
 
 use std::path::PathBuf;
 
-/// The one contract file; everything it imports comes from `proto/` or is a
-/// well-known type that protox carries itself.
-const PROTO_FILE: &str = "proto/fundledger/v1/ledger.proto";
+/// The contract files, one per service of package `fundledger.v1`;
+/// everything they import comes from `proto/` or is a well-known type that
+/// protox carries itself.
+const PROTO_FILES: [&str; 3] =
+    ["proto/fundledger/v1/ledger.proto", "proto/fundledger/v1/audit.proto", "proto/fundledger/v1/export.proto"];
 const PROTO_INCLUDE: &str = "proto";
 /// Read by `tonic::include_file_descriptor_set!` in `src/api/mod.rs`.
 const DESCRIPTOR_SET_NAME: &str = "fundledger_descriptor";
@@ -19,7 +21,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     let mut compiler = protox::Compiler::new([PROTO_INCLUDE])?;
     // Source info carries the comments into the generated docs and into
     // reflection; imports make the descriptor set self-contained.
-    compiler.include_source_info(true).include_imports(true).open_file(PROTO_FILE)?;
+    compiler.include_source_info(true).include_imports(true).open_files(PROTO_FILES)?;
 
     let out_dir = PathBuf::from(std::env::var("OUT_DIR")?);
     std::fs::write(out_dir.join(format!("{DESCRIPTOR_SET_NAME}.bin")), compiler.encode_file_descriptor_set())?;

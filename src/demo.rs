@@ -102,9 +102,13 @@ pub async fn run(config: DemoConfig) -> anyhow::Result<()> {
 
     // The figures as the alliance's auditor reads them.
     let mut client = story.auditor.clone();
-    let balances = client.get_partner_balances(pb::GetPartnerBalancesRequest { partner_id: None }).await?.into_inner();
-    let rounds = client.get_round_figures(pb::GetRoundFiguresRequest { round_id: None }).await?.into_inner();
-    let summary = client.get_fund_summary(pb::GetFundSummaryRequest {}).await?.into_inner();
+    let balances = client
+        .get_partner_balances(pb::GetPartnerBalancesRequest { partner_id: None, as_of: None })
+        .await?
+        .into_inner();
+    let rounds =
+        client.get_round_figures(pb::GetRoundFiguresRequest { round_id: None, as_of: None }).await?.into_inner();
+    let summary = client.get_fund_summary(pb::GetFundSummaryRequest { as_of: None }).await?.into_inner();
     println!("{}", crate::cli::render::partner_balances(&balances));
     println!("{}", crate::cli::render::round_figures(&rounds));
     println!("{}", crate::cli::render::fund_summary(&summary));

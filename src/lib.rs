@@ -2,12 +2,16 @@
 //!
 //! See `ARCHITECTURE.md` for the map. In short: [`domain`] is the pure core,
 //! [`log`] the durable sled event log, [`projections`] the read side,
-//! [`ledger`] the single writer that orders commands, [`api`] the gRPC shell.
+//! [`ledger`] the single writer that orders commands, [`audit`] verification
+//! and signed checkpoints, [`export`] the auditors' exports, [`api`] the gRPC
+//! shell.
 
 pub mod api;
+pub mod audit;
 pub mod cli;
 pub mod demo;
 pub mod domain;
+pub mod export;
 pub mod ledger;
 pub mod log;
 pub mod projections;

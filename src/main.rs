@@ -21,13 +21,22 @@ fn main() -> ExitCode {
                 fundledger::demo::run(fundledger::demo::DemoConfig { data_dir }).await
             }
             Command::Init { data_dir, admin } => fundledger::server_main::init(&data_dir, &admin).await,
+            Command::Export(command) => fundledger::cli::export::run_export(command).await,
+            Command::Statement(args) => fundledger::cli::export::run_statement(args).await,
             Command::Client(command) => fundledger::cli::run_client(*command).await,
+            Command::Audit(command) => fundledger::cli::audit::run(command).await,
         }
     });
     match result {
         Ok(()) => ExitCode::SUCCESS,
         // The reader of our output went away (`| head`): not an error.
         Err(error) if is_broken_pipe(&error) => ExitCode::SUCCESS,
+        // Verification ran and found the log broken: distinct from "could not
+        // run" (1) and from a usage error (2, clap's).
+        Err(error) if error.is::<fundledger::cli::audit::VerificationFailed>() => {
+            eprintln!("error: {error}");
+            ExitCode::from(3)
+        }
         Err(error) => {
             match error.downcast_ref::<tonic::Status>() {
                 Some(status) => eprintln!("error: {:?}: {}", status.code(), status.message()),

@@ -44,19 +44,7 @@ impl Projections {
     /// Rebuilds the projections from the log, events 1 to `to_seq`.
     pub fn replay(reader: &LogReader, to_seq: u64) -> Result<Projections, LogError> {
         let mut projections = Projections::default();
-        while projections.head_seq < to_seq {
-            let page = reader.read(projections.head_seq + 1, to_seq, REPLAY_BATCH_EVENTS_MAX)?;
-            if page.is_empty() {
-                return Err(LogError::Corrupt {
-                    seq: projections.head_seq + 1,
-                    problem: "missing from the log".into(),
-                });
-            }
-            for (envelope, payload) in page {
-                let event = decode_event(&envelope, &payload)?;
-                projections.apply(&envelope, &event);
-            }
-        }
+        projections.replay_onto(reader, to_seq)?;
         Ok(projections)
     }
 
@@ -85,12 +73,11 @@ impl Projections {
         bytes: &[u8],
         head_seq: u64,
     ) -> Result<Result<Projections, &'static str>, LogError> {
-        if bytes.len() < CHECKPOINT_HEADER_BYTES || bytes[0] != CHECKPOINT_FORMAT_V1 {
-            return Ok(Err("checkpoint of an unknown format"));
-        }
-        let seq = u64::from_be_bytes(bytes[1..9].try_into().expect("sized"));
-        let hash: Hash = bytes[9..41].try_into().expect("sized");
-        let recorded_at = i64::from_be_bytes(bytes[41..49].try_into().expect("sized"));
+        let projections = match Projections::decode_checkpoint(bytes) {
+            Ok(projections) => projections,
+            Err(reason) => return Ok(Err(reason)),
+        };
+        let (seq, hash) = (projections.head_seq, projections.head_hash);
         if seq > head_seq {
             return Ok(Err("checkpoint ahead of the log"));
         }
@@ -101,10 +88,23 @@ impl Projections {
         if !matches {
             return Ok(Err("checkpoint does not match the log's hash at its sequence"));
         }
+        Ok(Ok(projections))
+    }
+
+    /// Decodes a checkpoint without looking at the log: what it claims, not
+    /// yet checked. `Err(reason)` when it is of an unknown format or does not
+    /// decode.
+    pub fn decode_checkpoint(bytes: &[u8]) -> Result<Projections, &'static str> {
+        if bytes.len() < CHECKPOINT_HEADER_BYTES || bytes[0] != CHECKPOINT_FORMAT_V1 {
+            return Err("checkpoint of an unknown format");
+        }
+        let seq = u64::from_be_bytes(bytes[1..9].try_into().expect("sized"));
+        let hash: Hash = bytes[9..41].try_into().expect("sized");
+        let recorded_at = i64::from_be_bytes(bytes[41..49].try_into().expect("sized"));
         let Ok(state) = codec::decode(&bytes[CHECKPOINT_HEADER_BYTES..]) else {
-            return Ok(Err("checkpoint state does not decode"));
+            return Err("checkpoint state does not decode");
         };
-        Ok(Ok(Projections { state, head_seq: seq, head_hash: hash, head_recorded_at_micros: recorded_at }))
+        Ok(Projections { state, head_seq: seq, head_hash: hash, head_recorded_at_micros: recorded_at })
     }
 
     /// The checkpoint of these projections, for [`Projections::from_checkpoint`].
@@ -120,17 +120,7 @@ impl Projections {
 
     /// Folds in the events after the current head, up to `to_seq`.
     fn replay_onto(&mut self, reader: &LogReader, to_seq: u64) -> Result<(), LogError> {
-        while self.head_seq < to_seq {
-            let page = reader.read(self.head_seq + 1, to_seq, REPLAY_BATCH_EVENTS_MAX)?;
-            if page.is_empty() {
-                return Err(LogError::Corrupt { seq: self.head_seq + 1, problem: "missing from the log".into() });
-            }
-            for (envelope, payload) in page {
-                let event = decode_event(&envelope, &payload)?;
-                self.apply(&envelope, &event);
-            }
-        }
-        Ok(())
+        for_each_event(reader, self.head_seq + 1, to_seq, |envelope, event| self.apply(envelope, event))
     }
 
     /// The canonical bytes of the projected state and head, for comparing
@@ -141,6 +131,32 @@ impl Projections {
         bytes.extend_from_slice(&self.head_hash);
         bytes
     }
+}
+
+/// Reads events `from_seq` to `to_seq` of the log in order, in bounded
+/// pages, decodes each and hands it to `f`. A missing event is corruption.
+pub fn for_each_event(
+    reader: &LogReader,
+    from_seq: u64,
+    to_seq: u64,
+    mut f: impl FnMut(&Envelope, &Event),
+) -> Result<(), LogError> {
+    let mut next = from_seq.max(1);
+    while next <= to_seq {
+        let page = reader.read(next, to_seq, REPLAY_BATCH_EVENTS_MAX)?;
+        if page.is_empty() {
+            return Err(LogError::Corrupt { seq: next, problem: "missing from the log".into() });
+        }
+        for (envelope, payload) in page {
+            if envelope.seq != next {
+                return Err(LogError::Corrupt { seq: next, problem: "missing from the log".into() });
+            }
+            let event = decode_event(&envelope, &payload)?;
+            f(&envelope, &event);
+            next += 1;
+        }
+    }
+    Ok(())
 }
 
 /// How [`Projections::load`] got the projections.

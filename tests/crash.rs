@@ -142,7 +142,7 @@ async fn a_hard_kill_during_writes_loses_no_acknowledged_command() {
         let retry = client.submit_application(submit(id)).await.unwrap().into_inner();
         assert!(retry.replayed, "{id} was recorded twice");
     }
-    let summary = client.get_fund_summary(pb::GetFundSummaryRequest {}).await.unwrap().into_inner();
+    let summary = client.get_fund_summary(pb::GetFundSummaryRequest { as_of: None }).await.unwrap().into_inner();
     // Commands in flight at the kill may or may not have made it; nothing else.
     assert!(summary.applications as usize >= acknowledged.len());
     assert!(summary.applications as usize <= acknowledged.len() + 8);

@@ -2182,3 +2182,191 @@ fn identifiers_and_dates_are_validated() {
     assert!(day("2024-01-01") < day("2024-01-02"));
     assert_eq!(Date::from_days_since_epoch(0).to_string(), "1970-01-01");
 }
+
+// ----- figures as of a business date -----
+
+/// The event with its business date set to `date`.
+fn on(date: &str, mut event: Event) -> Event {
+    let d = day(date);
+    match &mut event {
+        Event::ContributionPledged { pledged_on: at, .. }
+        | Event::PledgeReduced { reduced_on: at, .. }
+        | Event::ContributionReceived { value_date: at, .. }
+        | Event::RoundClosed { closed_on: at, .. }
+        | Event::ApplicationSubmitted { submitted_on: at, .. }
+        | Event::ApplicationWithdrawn { withdrawn_on: at, .. }
+        | Event::ApplicationRejected { decided_on: at, .. }
+        | Event::GrantAwarded { decided_on: at, .. }
+        | Event::GrantReduced { decided_on: at, .. }
+        | Event::GrantWithdrawn { decided_on: at, .. }
+        | Event::GrantSettled { decided_on: at, .. }
+        | Event::PaymentMade { value_date: at, .. }
+        | Event::RefundReceived { value_date: at, .. } => *at = d,
+        Event::FundOpened { .. } | Event::PartnerAdmitted { .. } | Event::RoundOpened { .. } => {
+            panic!("{} has no business date", event.type_name())
+        }
+    }
+    event
+}
+
+/// A history recorded in one order and dated in another: a payment
+/// value-dated before its award, a rejection dated before its application,
+/// money received before its pledge's date, then a settlement and a refund.
+fn dated_history() -> Vec<Event> {
+    vec![
+        fund_opened(),
+        admitted("janivo"),
+        admitted("porticus"),
+        on("2024-01-10", pledged("porticus", None, 30_000_00)),
+        on("2024-01-15", pledged("janivo", None, 10_000_00)),
+        on("2024-01-20", received("porticus", None, 30_000_00)),
+        on("2024-02-05", received("janivo", None, 10_000_00)),
+        round_opened("r1", 100_000_00, 15_000_00),
+        on("2024-02-01", submitted("a1", "r1", 8_000_00)),
+        on("2024-02-10", submitted("a2", "r1", 5_000_00)),
+        on("2024-03-01", awarded("a1", 8_000_00, vec![free("janivo", 2_000_00), free("porticus", 6_000_00)])),
+        on("2024-02-25", paid("a1", 1, 4_000_00, vec![free("janivo", 1_000_00), free("porticus", 3_000_00)])),
+        on("2024-02-05", application_rejected("a2")),
+        on("2024-04-01", pledged("porticus", None, 5_000_00)),
+        on("2024-03-15", received("porticus", None, 5_000_00)),
+        on("2024-04-10", settled("a1", 6_000_00, vec![free("janivo", 500_00), free("porticus", 1_500_00)])),
+        on("2024-04-20", refunded("a1", 1_000_00, vec![free("janivo", 250_00), free("porticus", 750_00)], true)),
+    ]
+}
+
+/// A pot as of a date: pledged, received, awarded, paid, refunded, then
+/// outstanding, available, open commitments, cash held; in cents.
+fn dated_pot(view: &dated::DatedView, partner_id: &str) -> [i128; 9] {
+    let p = view.pots.get(&pot(partner_id, None)).copied().unwrap_or_default();
+    [
+        p.pledged,
+        p.received,
+        p.awarded,
+        p.paid,
+        p.refunded,
+        p.outstanding(),
+        p.available(),
+        p.open_commitments(),
+        p.cash_held(),
+    ]
+    .map(SignedAmount::minor)
+}
+
+#[test]
+fn business_date_views_count_every_event_by_its_own_date() {
+    let history = dated_history();
+    let view = |date: &str| dated::DatedView::fold(day(date), &history);
+    #[rustfmt::skip]
+    let pots: &[(&str, &str, [i128; 9])] = &[
+        // date,        partner,     pledged,   received,  awarded,  paid,     refunded, outstanding, available, open,     cash
+        ("2023-12-31", "porticus", [0,         0,         0,        0,        0,        0,           0,         0,        0]),
+        ("2024-01-31", "porticus", [30_000_00, 30_000_00, 0,        0,        0,        0,           30_000_00, 0,        30_000_00]),
+        ("2024-01-31", "janivo",   [10_000_00, 0,         0,        0,        0,        10_000_00,   0,         0,        0]),
+        ("2024-02-05", "janivo",   [10_000_00, 10_000_00, 0,        0,        0,        0,           10_000_00, 0,        10_000_00]),
+        // Paid on 25 February, awarded on 1 March: the commitment is negative in between.
+        ("2024-02-28", "porticus", [30_000_00, 30_000_00, 0,        3_000_00, 0,        0,           30_000_00, -3_000_00, 27_000_00]),
+        ("2024-02-28", "janivo",   [10_000_00, 10_000_00, 0,        1_000_00, 0,        0,           10_000_00, -1_000_00, 9_000_00]),
+        ("2024-03-01", "porticus", [30_000_00, 30_000_00, 6_000_00, 3_000_00, 0,        0,           24_000_00, 3_000_00, 27_000_00]),
+        // Received on 15 March what is pledged only on 1 April.
+        ("2024-03-20", "porticus", [30_000_00, 35_000_00, 6_000_00, 3_000_00, 0,        -5_000_00,   29_000_00, 3_000_00, 32_000_00]),
+        ("2024-04-10", "porticus", [35_000_00, 35_000_00, 4_500_00, 3_000_00, 0,        0,           30_500_00, 1_500_00, 32_000_00]),
+        ("2024-04-30", "porticus", [35_000_00, 35_000_00, 3_750_00, 3_000_00, 750_00,   0,           31_250_00, 1_500_00, 32_750_00]),
+        ("2024-04-30", "janivo",   [10_000_00, 10_000_00, 1_250_00, 1_000_00, 250_00,   0,           8_750_00,  500_00,   9_250_00]),
+    ];
+    for (date, partner_id, expected) in pots {
+        assert_eq!(dated_pot(&view(date), partner_id), *expected, "{partner_id} as of {date}");
+    }
+
+    #[rustfmt::skip]
+    let rounds: &[(&str, [u32; 6], [i128; 4])] = &[
+        // date,       received, decided, awarded, rejected, withdrawn, pending; requested, awarded, committed, budget left
+        ("2023-12-31", [0, 0, 0, 0, 0, 0], [0,         0,        0,        100_000_00]),
+        // Rejected on 5 February, submitted on 10 February: a decision, never a negative pending.
+        ("2024-02-05", [1, 1, 0, 1, 0, 1], [8_000_00,  0,        0,        100_000_00]),
+        ("2024-02-28", [2, 1, 0, 1, 0, 1], [13_000_00, 0,        0,        100_000_00]),
+        ("2024-03-01", [2, 2, 1, 1, 0, 0], [13_000_00, 8_000_00, 8_000_00, 92_000_00]),
+        ("2024-04-10", [2, 2, 1, 1, 0, 0], [13_000_00, 8_000_00, 6_000_00, 94_000_00]),
+        ("2024-04-30", [2, 2, 1, 1, 0, 0], [13_000_00, 8_000_00, 5_000_00, 95_000_00]),
+    ];
+    for (date, counts, money) in rounds {
+        let view = view(date);
+        let r = &view.rounds[&round("r1")];
+        let got = [
+            r.applications_received,
+            r.applications_decided(),
+            r.applications_awarded,
+            r.applications_rejected,
+            r.applications_withdrawn,
+            r.applications_pending,
+        ];
+        assert_eq!(got, *counts, "round counts as of {date}");
+        let got = [
+            SignedAmount::from(r.amount_requested),
+            SignedAmount::from(r.amount_awarded),
+            r.amount_committed,
+            r.budget_left(),
+        ]
+        .map(SignedAmount::minor);
+        assert_eq!(got, *money, "round amounts as of {date}");
+    }
+
+    // Grants: awarded on 1 March, settled on 10 April.
+    let grants = |date| (view(date).grants, view(date).grants_active);
+    assert_eq!(
+        [grants("2024-02-28"), grants("2024-03-01"), grants("2024-04-09"), grants("2024-04-10")],
+        [(0, 0), (1, 1), (1, 1), (1, 0)]
+    );
+    // The structure is there from the start: the fund, both partners, the round.
+    let early = view("2000-01-01");
+    assert_eq!(early.fund.as_ref().map(|f| f.name.as_str()), Some(FUND));
+    assert_eq!(early.partners.len(), 2);
+    assert!(early.pots.is_empty());
+    assert_eq!(early.fund_totals(), dated::DatedPot::default());
+}
+
+/// On a date after every event, the business-date view and the live state
+/// agree to the cent: they fold the same facts.
+#[test]
+fn a_business_date_after_everything_gives_the_live_figures() {
+    let history = dated_history();
+    let state = given(&history);
+    let view = dated::DatedView::fold(day("2099-12-31"), &history);
+    assert_eq!(view.pots.keys().collect::<Vec<_>>(), state.pots.keys().collect::<Vec<_>>());
+    for (key, live) in &state.pots {
+        let dated = view.pots[key];
+        let signed = |a: Amount| SignedAmount::from(a);
+        assert_eq!(
+            [dated.pledged, dated.received, dated.awarded, dated.paid, dated.refunded, dated.cash_held()],
+            [live.pledged, live.received, live.awarded, live.paid, live.refunded, live.cash_held()].map(signed),
+            "{key:?}"
+        );
+    }
+    let (live, dated) = (&state.rounds[&round("r1")], &view.rounds[&round("r1")]);
+    assert_eq!(dated.applications_pending, live.applications_pending());
+    assert_eq!(dated.amount_committed, SignedAmount::from(live.amount_committed));
+    assert_eq!(dated.closed_on, live.closed_on);
+
+    // A closing dated in the future shows only from that date on.
+    let mut closing = history.clone();
+    closing.push(on("2024-07-01", round_closed("r1")));
+    let closed = |date| dated::DatedView::fold(day(date), &closing).rounds[&round("r1")].closed_on;
+    assert_eq!((closed("2024-06-30"), closed("2024-07-01")), (None, Some(day("2024-07-01"))));
+}
+
+#[test]
+fn signed_figures_keep_their_sign_and_every_digit() {
+    let eur = Currency::eur();
+    let signed = |minor: i64| SignedAmount::from(cents(minor.abs()));
+    let negative = |minor: i64| SignedAmount::ZERO.minus(cents(minor));
+    assert_eq!(eur.plain_signed(signed(1_250_000)), "12500.00");
+    assert_eq!(eur.plain_signed(signed(5)), "0.05");
+    assert_eq!(eur.plain_signed(SignedAmount::ZERO), "0.00");
+    assert_eq!(eur.plain_signed(negative(300_000)), "-3000.00");
+    assert_eq!(eur.plain_signed(negative(7)), "-0.07");
+    let jpy = Currency::new("JPY", 0).unwrap();
+    assert_eq!(jpy.plain_signed(negative(1500)), "-1500");
+    // Where both apply, the signed text is the unsigned one.
+    for minor in [0, 1, 99, 100, 123_456_789] {
+        assert_eq!(eur.plain_signed(signed(minor)), eur.plain(cents(minor)));
+    }
+}

@@ -41,7 +41,7 @@ impl Server {
     }
 
     async fn head(&mut self) -> u64 {
-        self.client.get_fund_summary(pb::GetFundSummaryRequest {}).await.unwrap().into_inner().head_seq
+        self.client.get_fund_summary(pb::GetFundSummaryRequest { as_of: None }).await.unwrap().into_inner().head_seq
     }
 }
 
@@ -194,14 +194,18 @@ async fn a_full_grant_lifecycle() {
     let types: Vec<_> = grant.history.iter().map(|e| e.event_type.as_str()).collect();
     assert_eq!(types, ["ApplicationSubmitted", "GrantAwarded", "PaymentMade", "RefundReceived", "GrantSettled"]);
 
-    let balances =
-        c.get_partner_balances(pb::GetPartnerBalancesRequest { partner_id: None }).await.unwrap().into_inner();
+    let balances = c
+        .get_partner_balances(pb::GetPartnerBalancesRequest { partner_id: None, as_of: None })
+        .await
+        .unwrap()
+        .into_inner();
     let bzk = balances.partners.iter().find(|p| p.partner_id == "bzk").unwrap().total.clone().unwrap();
     assert_eq!(money_value(&bzk.awarded), "4500.00");
     assert_eq!(money_value(&bzk.available), "55500.00");
     assert_eq!(money_value(&bzk.cash_held), "55500.00");
 
-    let rounds = c.get_round_figures(pb::GetRoundFiguresRequest { round_id: Some("r1".into()) }).await.unwrap();
+    let rounds =
+        c.get_round_figures(pb::GetRoundFiguresRequest { round_id: Some("r1".into()), as_of: None }).await.unwrap();
     let r1 = &rounds.get_ref().rounds[0];
     assert_eq!((r1.applications_received, r1.applications_awarded, r1.applications_pending), (1, 1, 0));
     assert_eq!(money_value(&r1.amount_awarded), "10000.00");
@@ -268,7 +272,7 @@ async fn errors_carry_the_right_status_and_change_nothing() {
     // A business rule: FAILED_PRECONDITION with a stable reason code and the figures.
     c.submit_application(submit("app-1", "15000.00")).await.unwrap();
     c.submit_application(submit("app-2", "15000.00")).await.unwrap();
-    let head = c.get_fund_summary(pb::GetFundSummaryRequest {}).await.unwrap().into_inner().head_seq;
+    let head = c.get_fund_summary(pb::GetFundSummaryRequest { as_of: None }).await.unwrap().into_inner().head_seq;
     let status = c
         .award_grant(pb::AwardGrantRequest {
             meta: meta(),
@@ -321,7 +325,7 @@ async fn errors_carry_the_right_status_and_change_nothing() {
     bad_date.submitted_on = "2024-02-30".into();
     assert_eq!(c.submit_application(bad_date).await.unwrap_err().code(), Code::InvalidArgument);
 
-    let after = c.get_fund_summary(pb::GetFundSummaryRequest {}).await.unwrap().into_inner().head_seq;
+    let after = c.get_fund_summary(pb::GetFundSummaryRequest { as_of: None }).await.unwrap().into_inner().head_seq;
     assert_eq!(after, head + 1, "only app-3 was recorded");
 
     // The right expected version goes through.
@@ -339,24 +343,34 @@ async fn a_restart_serves_every_acknowledged_event_and_identical_balances() {
         server.client.submit_application(submit(&format!("app-{i}"), "5000.00")).await.unwrap();
     }
     let head = server.head().await;
-    let balances =
-        server.client.get_partner_balances(pb::GetPartnerBalancesRequest { partner_id: None }).await.unwrap();
-    let rounds = server.client.get_round_figures(pb::GetRoundFiguresRequest { round_id: None }).await.unwrap();
+    let balances = server
+        .client
+        .get_partner_balances(pb::GetPartnerBalancesRequest { partner_id: None, as_of: None })
+        .await
+        .unwrap();
+    let rounds =
+        server.client.get_round_figures(pb::GetRoundFiguresRequest { round_id: None, as_of: None }).await.unwrap();
     let events = read_all(&mut server.client).await;
     server.stop().await;
 
     let mut server = Server::start(dir.path()).await;
     assert_eq!(server.head().await, head);
-    let again = server.client.get_partner_balances(pb::GetPartnerBalancesRequest { partner_id: None }).await.unwrap();
+    let again = server
+        .client
+        .get_partner_balances(pb::GetPartnerBalancesRequest { partner_id: None, as_of: None })
+        .await
+        .unwrap();
     assert_eq!(again.into_inner(), balances.into_inner());
-    let again = server.client.get_round_figures(pb::GetRoundFiguresRequest { round_id: None }).await.unwrap();
+    let again =
+        server.client.get_round_figures(pb::GetRoundFiguresRequest { round_id: None, as_of: None }).await.unwrap();
     assert_eq!(again.into_inner(), rounds.into_inner());
     assert_eq!(read_all(&mut server.client).await, events);
     server.stop().await;
 }
 
 async fn read_all(c: &mut LedgerClient<Channel>) -> Vec<pb::RecordedEvent> {
-    let mut stream = c.read_events(pb::ReadEventsRequest { from_seq: 1, limit: None }).await.unwrap().into_inner();
+    let mut stream =
+        c.read_events(pb::ReadEventsRequest { from_seq: 1, limit: None, filter: None }).await.unwrap().into_inner();
     let mut events = Vec::new();
     while let Some(e) = stream.next().await {
         events.push(e.unwrap());
@@ -369,7 +383,8 @@ async fn a_subscriber_stays_live_across_concurrent_writes_and_misses_nothing() {
     let dir = tempfile::tempdir().unwrap();
     let mut server = Server::start(dir.path()).await;
     setup(&mut server.client).await;
-    let mut subscription = server.client.subscribe(pb::SubscribeRequest { from_seq: 1 }).await.unwrap().into_inner();
+    let mut subscription =
+        server.client.subscribe(pb::SubscribeRequest { from_seq: 1, filter: None }).await.unwrap().into_inner();
     let writers: Vec<_> = (0..4)
         .map(|w| {
             let mut c = server.client.clone();

@@ -423,6 +423,9 @@ fn every_event_variant_round_trips_through_the_codec() {
             bank_reference: "b".into(),
         },
     ];
+    // The names a client may filter the log by are exactly the types recorded.
+    let names: Vec<&str> = events.iter().map(Event::type_name).collect();
+    assert_eq!(names, fundledger::domain::EVENT_TYPE_NAMES);
     for event in events {
         let back: Event = codec::decode(&codec::encode(&event)).unwrap();
         assert_eq!(back, event);

@@ -14,15 +14,17 @@
 //! the fund's [`Currency::plain`] and its code.
 
 use super::pb;
-use crate::domain::event::{Event, PotKey, Share};
+use crate::domain::dated::{DatedPot, DatedRound, DatedView};
+use crate::domain::event::{Event, PotKey, Share, EVENT_TYPE_NAMES};
 use crate::domain::ids::{ApplicationId, Date, PartnerId, PrincipalId, RoundId};
-use crate::domain::money::{Amount, Currency, MoneyInput};
+use crate::domain::money::{Amount, Currency, MoneyInput, SignedAmount};
 use crate::domain::state::{
     Application, ApplicationStatus, Decision, FundState, Grant, GrantStatus, Partner, Pot, Round,
 };
-use crate::domain::{Applicant, Command, Role};
-use crate::ledger::RecordedEvent;
+use crate::domain::{Applicant, Command, Role, StreamId};
+use crate::ledger::{AsOf, EventFilter, Position, RecordedEvent, StreamSelector};
 use crate::projections::Projections;
+use std::collections::BTreeSet;
 use std::fmt;
 
 /// Applications per page of `ListApplications` when the client names none.
@@ -52,6 +54,124 @@ fn invalid(field: &'static str, message: impl fmt::Display) -> ConvertError {
 }
 
 // ------------------------------------------------------------------ inbound
+
+/// The longest stream prefix a filter may carry, in bytes.
+pub const STREAM_PREFIX_BYTES_MAX: usize = 200;
+
+/// The earliest and latest instants a `google.protobuf.Timestamp` may
+/// carry: 0001-01-01T00:00:00Z and 9999-12-31T23:59:59Z.
+const TIMESTAMP_SECONDS_MIN: i64 = -62_135_596_800;
+const TIMESTAMP_SECONDS_MAX: i64 = 253_402_300_799;
+
+/// Which way a timestamp between two microseconds goes.
+#[derive(Clone, Copy)]
+enum Rounding {
+    /// To the microsecond at or before it: for "recorded at or before".
+    Down,
+    /// To the microsecond at or after it: for "recorded at or after" and
+    /// "recorded before".
+    Up,
+}
+
+/// A timestamp as microseconds since the Unix epoch, the resolution of
+/// recording times.
+fn micros(field: &'static str, timestamp: &prost_types::Timestamp, round: Rounding) -> Result<i64, ConvertError> {
+    let prost_types::Timestamp { seconds, nanos } = *timestamp;
+    if !(TIMESTAMP_SECONDS_MIN..=TIMESTAMP_SECONDS_MAX).contains(&seconds) {
+        return Err(invalid(field, format!("{seconds} seconds is outside the years 1 to 9999")));
+    }
+    if !(0..1_000_000_000).contains(&nanos) {
+        return Err(invalid(field, format!("nanos {nanos} is not between 0 and 999,999,999")));
+    }
+    let sub_micros = match round {
+        Rounding::Down => nanos / 1_000,
+        Rounding::Up => (nanos + 999) / 1_000,
+    };
+    Ok(seconds * 1_000_000 + i64::from(sub_micros))
+}
+
+/// The point of the history a query asks for; `None` for the live figures.
+pub fn as_of(as_of: Option<pb::AsOf>) -> Result<Option<AsOf>, ConvertError> {
+    use pb::as_of::Point;
+    let Some(as_of) = as_of else { return Ok(None) };
+    match as_of.point {
+        None => Err(invalid(
+            "as_of",
+            "sets none of seq, recorded_at and business_date; set one, or leave as_of out for the live figures",
+        )),
+        Some(Point::Seq(seq)) => Ok(Some(AsOf::Seq(seq))),
+        Some(Point::RecordedAt(at)) => Ok(Some(AsOf::RecordedBy(micros("as_of.recorded_at", &at, Rounding::Down)?))),
+        Some(Point::BusinessDate(text)) => Ok(Some(AsOf::BusinessDate(date("as_of.business_date", &text)?))),
+    }
+}
+
+/// The filter of `ReadEvents` or `Subscribe`; absent keeps every event.
+pub fn event_filter(filter: Option<pb::EventFilter>) -> Result<EventFilter, ConvertError> {
+    use pb::event_filter::Streams;
+    let Some(filter) = filter else { return Ok(EventFilter::everything()) };
+    let stream = match filter.streams {
+        None => StreamSelector::All,
+        Some(Streams::Stream(text)) => match StreamId::parse(&text) {
+            Some(id) => StreamSelector::Exact(id.to_string()),
+            None => {
+                return Err(invalid(
+                    "filter.stream",
+                    format!(
+                        "{:?} is not a stream id (fund, partner/ID, round/ID or application/ID); \
+                         use stream_prefix for every stream that starts with it",
+                        text.chars().take(80).collect::<String>()
+                    ),
+                ))
+            }
+        },
+        Some(Streams::StreamPrefix(prefix)) => {
+            if prefix.is_empty() || prefix.len() > STREAM_PREFIX_BYTES_MAX {
+                return Err(invalid(
+                    "filter.stream_prefix",
+                    format!("must be 1 to {STREAM_PREFIX_BYTES_MAX} bytes, got {}", prefix.len()),
+                ));
+            }
+            StreamSelector::Prefix(prefix)
+        }
+    };
+    let mut event_types = BTreeSet::new();
+    for name in &filter.event_types {
+        let known = EVENT_TYPE_NAMES.iter().find(|known| **known == name.as_str()).ok_or_else(|| {
+            invalid(
+                "filter.event_types",
+                format!(
+                    "{:?} is not an event type; the types are {}",
+                    name.chars().take(80).collect::<String>(),
+                    EVENT_TYPE_NAMES.join(", ")
+                ),
+            )
+        })?;
+        event_types.insert(*known);
+    }
+    let since = filter.recorded_since.map(|t| micros("filter.recorded_since", &t, Rounding::Up)).transpose()?;
+    let until = filter.recorded_until.map(|t| micros("filter.recorded_until", &t, Rounding::Up)).transpose()?;
+    if let (Some(since), Some(until)) = (since, until) {
+        if until <= since {
+            return Err(invalid(
+                "filter.recorded_until",
+                format!(
+                    "{} is not after recorded_since {}: the range is empty",
+                    timestamp_text(until),
+                    timestamp_text(since)
+                ),
+            ));
+        }
+    }
+    Ok(EventFilter { stream, event_types, recorded_since_micros: since, recorded_until_micros: until })
+}
+
+/// A time in microseconds as RFC 3339 text, for messages.
+fn timestamp_text(micros: i64) -> String {
+    time::OffsetDateTime::from_unix_timestamp_nanos(i128::from(micros) * 1_000)
+        .ok()
+        .and_then(|t| t.format(&time::format_description::well_known::Rfc3339).ok())
+        .unwrap_or_else(|| format!("{micros} µs"))
+}
 
 /// A command as the ledger takes it, without the acting principal (which
 /// comes from authentication, not from the message).
@@ -803,6 +923,119 @@ pub fn fund_summary(projections: &Projections) -> Option<pb::GetFundSummaryRespo
         head_seq: projections.head_seq,
         head_hash: hex::encode(projections.head_hash),
         head_recorded_at: Some(timestamp(projections.head_recorded_at_micros)),
+        position: Some(position(&Position::of(projections), None)),
+    })
+}
+
+/// The event an answer reflects; `business_date` for an answer as of one.
+pub fn position(position: &Position, business_date: Option<Date>) -> pb::Position {
+    pb::Position {
+        seq: position.seq,
+        hash: hex::encode(position.hash),
+        recorded_at: Some(timestamp(position.recorded_at_micros)),
+        business_date: business_date.map(|d| d.to_string()),
+    }
+}
+
+// ----- as of a business date
+
+/// A signed figure in the fund's currency, as exact decimal text.
+pub fn signed_money_out(currency: &Currency, amount: SignedAmount) -> pb::Money {
+    pb::Money { value: currency.plain_signed(amount), currency: currency.code.clone() }
+}
+
+/// The figures of a pot (or of pots added together) as of a business date.
+pub fn dated_balance(currency: &Currency, pot: &DatedPot) -> pb::Balance {
+    let m = |amount: SignedAmount| Some(signed_money_out(currency, amount));
+    pb::Balance {
+        pledged: m(pot.pledged),
+        pledge_reduced: m(pot.pledge_reduced),
+        received: m(pot.received),
+        outstanding_pledges: m(pot.outstanding()),
+        awarded: m(pot.awarded),
+        paid: m(pot.paid),
+        refunded: m(pot.refunded),
+        open_commitments: m(pot.open_commitments()),
+        available: m(pot.available()),
+        cash_held: m(pot.cash_held()),
+    }
+}
+
+/// One partner's totals and pots as of a business date.
+pub fn dated_partner_balance(
+    view: &DatedView,
+    currency: &Currency,
+    id: &PartnerId,
+    partner: &Partner,
+) -> pb::PartnerBalance {
+    let first = PotKey { partner: id.clone(), earmark: None };
+    let pots = view
+        .pots
+        .range(first..)
+        .take_while(|(key, _)| &key.partner == id)
+        .map(|(key, pot)| pb::PotBalance {
+            earmark_round_id: key.earmark.as_ref().map(RoundId::to_string),
+            balance: Some(dated_balance(currency, pot)),
+        })
+        .collect();
+    pb::PartnerBalance {
+        partner_id: id.to_string(),
+        name: partner.name.clone(),
+        organisation_id: partner.organisation_id.clone(),
+        total: Some(dated_balance(currency, &view.partner_totals(id))),
+        pots,
+    }
+}
+
+/// The figures of one round as of a business date.
+pub fn dated_round_figures(currency: &Currency, id: &RoundId, round: &DatedRound) -> pb::RoundFigures {
+    let m = |amount: Amount| Some(money_out(currency, amount));
+    let signed = |amount: SignedAmount| Some(signed_money_out(currency, amount));
+    pb::RoundFigures {
+        round_id: id.to_string(),
+        name: round.name.clone(),
+        opens_on: round.opens_on.to_string(),
+        closes_on: round.closes_on.to_string(),
+        closed_on: round.closed_on.map(|d| d.to_string()),
+        budget_ceiling: m(round.budget_ceiling),
+        grant_max: m(round.grant_max),
+        applications_received: round.applications_received,
+        applications_decided: round.applications_decided(),
+        applications_awarded: round.applications_awarded,
+        applications_rejected: round.applications_rejected,
+        applications_withdrawn: round.applications_withdrawn,
+        applications_pending: round.applications_pending,
+        amount_requested: m(round.amount_requested),
+        amount_awarded: m(round.amount_awarded),
+        amount_committed: signed(round.amount_committed),
+        budget_left: signed(round.budget_left()),
+        // Thresholds are configuration, not dated figures.
+        award_four_eyes_above: None,
+        payment_four_eyes_above: None,
+    }
+}
+
+/// The fund as a whole as of a business date, counting events 1 to
+/// `through.seq`; `None` before the fund has been opened.
+pub fn dated_fund_summary(view: &DatedView, through: &Position) -> Option<pb::GetFundSummaryResponse> {
+    let fund = view.fund.as_ref()?;
+    let rounds = view.rounds.values();
+    Some(pb::GetFundSummaryResponse {
+        name: fund.name.clone(),
+        currency: fund.currency.code.clone(),
+        minor_units: u32::from(fund.currency.minor_units),
+        totals: Some(dated_balance(&fund.currency, &view.fund_totals())),
+        partners: count(view.partners.len()),
+        rounds: count(view.rounds.len()),
+        rounds_open: count(rounds.clone().filter(|r| r.closed_on.is_none()).count()),
+        applications: rounds.clone().map(|r| r.applications_received).sum(),
+        applications_pending: rounds.map(|r| r.applications_pending).sum(),
+        grants: view.grants,
+        grants_active: view.grants_active,
+        head_seq: through.seq,
+        head_hash: hex::encode(through.hash),
+        head_recorded_at: Some(timestamp(through.recorded_at_micros)),
+        position: Some(position(through, Some(view.date))),
     })
 }
 
@@ -927,6 +1160,42 @@ pub fn application_summary(currency: &Currency, id: &ApplicationId, app: &Applic
         grant_amount: app.grant.as_ref().map(|g| money_out(currency, g.amount)),
         grant_status: app.grant.as_ref().map_or(pb::GrantStatus::Unspecified, |g| grant_status(g.status)).into(),
     }
+}
+
+// ------------------------------------------------------------------ exports
+
+/// The 360Giving export a request asks for.
+pub fn three_sixty_giving_options(
+    request: pb::Export360GivingRequest,
+) -> Result<crate::export::three_sixty_giving::Options, ConvertError> {
+    use crate::export::three_sixty_giving::{Format, Options, PREFIX_DEFAULT};
+    let format = match request.format.as_str() {
+        "" | "json" => Format::Json,
+        "csv" => Format::Csv,
+        other => return Err(invalid("format", format!("{other:?} is not a format; use json or csv"))),
+    };
+    let prefix = if request.prefix.is_empty() { PREFIX_DEFAULT.to_owned() } else { request.prefix };
+    if prefix.len() > crate::domain::ids::ID_BYTES_MAX || prefix.chars().any(char::is_whitespace) {
+        return Err(invalid("prefix", "must be at most 64 characters without spaces, e.g. 360G-EXAMPLE-"));
+    }
+    Ok(Options { prefix, format })
+}
+
+/// The funding-status statement a request asks for.
+pub fn statement_request(
+    request: pb::ExportStatementRequest,
+) -> Result<crate::export::statement::Request, ConvertError> {
+    use crate::export::statement::{Format, Period, Request};
+    let format = match request.format.as_str() {
+        "" | "table" => Format::Table,
+        "csv" => Format::Csv,
+        other => return Err(invalid("format", format!("{other:?} is not a format; use table or csv"))),
+    };
+    Ok(Request {
+        partner: request.partner_id.map(|id| partner_id("partner_id", &id)).transpose()?,
+        period: request.period.map(|p| Period::parse(&p).map_err(|e| invalid("period", e))).transpose()?,
+        format,
+    })
 }
 
 #[cfg(test)]
@@ -1098,6 +1367,39 @@ mod tests {
         assert_eq!(field(query(None, Some(99), 10, "")), "status");
         assert_eq!(field(query(None, None, 10, "not a token")), "page_token");
         assert_eq!(field(query(Some(""), None, 10, "")), "round_id");
+    }
+
+    /// Recording times have microseconds: "at or before" a time between two
+    /// of them rounds down, "at or after" and "before" round up, so that no
+    /// event is counted on the wrong side of the time asked for.
+    #[test]
+    fn times_round_to_the_recording_resolution_on_the_right_side() {
+        let t = |nanos| Some(prost_types::Timestamp { seconds: 1_700_000_000, nanos });
+        let base = 1_700_000_000_000_000;
+        let point = |nanos| as_of(Some(pb::AsOf { point: t(nanos).map(pb::as_of::Point::RecordedAt) })).unwrap();
+        assert_eq!(point(1_500), Some(AsOf::RecordedBy(base + 1)));
+        assert_eq!(point(2_000), Some(AsOf::RecordedBy(base + 2)));
+        let filter = |nanos| {
+            event_filter(Some(pb::EventFilter {
+                recorded_since: t(nanos),
+                recorded_until: t(nanos + 5_000),
+                ..Default::default()
+            }))
+            .unwrap()
+        };
+        let f = filter(1_500);
+        assert_eq!((f.recorded_since_micros, f.recorded_until_micros), (Some(base + 2), Some(base + 7)));
+        let f = filter(2_000);
+        assert_eq!((f.recorded_since_micros, f.recorded_until_micros), (Some(base + 2), Some(base + 7)));
+        assert_eq!(as_of(None).unwrap(), None);
+        assert_eq!(as_of(Some(pb::AsOf { point: Some(pb::as_of::Point::Seq(7)) })).unwrap(), Some(AsOf::Seq(7)));
+        let types = event_filter(Some(pb::EventFilter {
+            event_types: vec!["PaymentMade".into(), "GrantAwarded".into(), "PaymentMade".into()],
+            ..Default::default()
+        }))
+        .unwrap()
+        .event_types;
+        assert_eq!(types.into_iter().collect::<Vec<_>>(), ["GrantAwarded", "PaymentMade"]);
     }
 
     #[test]

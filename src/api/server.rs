@@ -1,11 +1,15 @@
-//! The gRPC server: the Ledger service, health and reflection on one
-//! listener, with graceful shutdown.
+//! The gRPC server: the Ledger, Audit and Export services, health and
+//! reflection on one listener, with graceful shutdown.
 //!
 //! The caller owns the listener (so tests can bind `127.0.0.1:0`) and the
 //! ledger: after [`serve`] returns, every call has been answered, and the
 //! caller shuts the ledger down.
 
+use super::audit::AuditService;
+use super::export_service::ExportService;
 use super::pb;
+use super::pb::audit_server::AuditServer;
+use super::pb::export_server::ExportServer;
 use super::pb::ledger_server::LedgerServer;
 use super::service::LedgerService;
 use crate::ledger::Ledger;
@@ -62,6 +66,8 @@ pub async fn serve_with(
 ) -> Result<(), ServeError> {
     let (health, health_service) = tonic_health::server::health_reporter();
     health.set_serving::<LedgerServer<LedgerService>>().await;
+    health.set_serving::<ExportServer<ExportService>>().await;
+    health.set_serving::<AuditServer<AuditService>>().await;
 
     // Clients such as grpcurl discover the API from the server itself; the
     // health service's descriptors are registered too so that it can be
@@ -76,17 +82,22 @@ pub async fn serve_with(
         .build_v1alpha()?;
 
     let (stopping_tx, stopping) = watch::channel(false);
+    let export_service = ExportServer::new(ExportService::new(ledger.clone(), stopping.clone()))
+        .max_decoding_message_size(REQUEST_BYTES_MAX);
     let ledger_service =
-        LedgerServer::new(LedgerService::new(ledger, stopping)).max_decoding_message_size(REQUEST_BYTES_MAX);
+        LedgerServer::new(LedgerService::new(ledger.clone(), stopping)).max_decoding_message_size(REQUEST_BYTES_MAX);
+    let audit_service = AuditServer::new(AuditService::new(ledger)).max_decoding_message_size(REQUEST_BYTES_MAX);
 
     let signal = async move {
         shutdown.await;
         tracing::info!("shutting down: answering the calls in flight, ending event streams");
         health.set_not_serving::<LedgerServer<LedgerService>>().await;
+        health.set_not_serving::<ExportServer<ExportService>>().await;
+        health.set_not_serving::<AuditServer<AuditService>>().await;
         stopping_tx.send_replace(true);
     };
 
-    tracing::info!(address = ?listener.local_addr().ok(), "serving fundledger.v1.Ledger");
+    tracing::info!(address = ?listener.local_addr().ok(), "serving fundledger.v1.Ledger, Audit and Export");
     let mut builder = tonic::transport::Server::builder();
     if let Some(identity) = options.tls {
         builder = builder.tls_config(tonic::transport::ServerTlsConfig::new().identity(identity))?;
@@ -95,6 +106,8 @@ pub async fn serve_with(
         .timeout(std::time::Duration::from_secs(CALL_TIMEOUT_SECS))
         .max_concurrent_streams(CONNECTION_STREAMS_MAX)
         .add_service(ledger_service)
+        .add_service(export_service)
+        .add_service(audit_service)
         .add_service(health_service)
         .add_service(reflection_v1)
         .add_service(reflection_v1alpha)

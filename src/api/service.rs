@@ -2,9 +2,12 @@
 //!
 //! Commands are parsed by [`convert`], submitted to the single writer and
 //! answered once durable. Queries read the projections under their lock and
-//! convert what they need before letting go of it. The two event streams
-//! read the durable log in bounded pages and hand them to the client through
-//! a bounded channel, so a slow client holds back only its own stream.
+//! convert what they need before letting go of it; asked as of an earlier
+//! point, they answer from [`Ledger::as_of`] instead, which replays off the
+//! async workers. The two event streams read the durable log in bounded
+//! pages, in order, filter after reading, and hand the events to the client
+//! through a bounded channel, so a slow client holds back only its own
+//! stream.
 //!
 //! This module decides nothing: business rules are the domain's, ordering
 //! and durability the ledger's. It only maps outcomes to gRPC statuses.
@@ -13,9 +16,15 @@ use super::auth::authenticate;
 use super::convert::{self, ConvertError, IntoCommand};
 use super::pb;
 use crate::domain::access::{may_read, Read};
-use crate::domain::{Actor, ApplicationId, Currency, FundState, Rejection, RejectionKind, Role, StreamId};
-use crate::ledger::{CommandError, CommandRequest, Ledger, RecordedEvent};
+use crate::domain::dated::DatedView;
+use crate::domain::{
+    Actor, ApplicationId, Currency, FundState, PartnerId, Rejection, RejectionKind, Role, RoundId, StreamId,
+};
+use crate::ledger::{
+    AsOf, AsOfError, CommandError, CommandRequest, Cursor, EventFilter, Ledger, PointInTime, Position, RecordedEvent,
+};
 use crate::log::LogError;
+use crate::projections::Projections;
 use std::fmt::Display;
 use std::ops::Bound;
 use tokio::sync::{mpsc, watch};
@@ -85,6 +94,18 @@ impl LedgerService {
         Ok(actor)
     }
 
+    /// The figures as of a point of the history (see `ledger::history`).
+    async fn point_in_time(&self, point: AsOf) -> Result<PointInTime, Status> {
+        self.ledger.as_of(point).await.map_err(|error| match error {
+            AsOfError::BeyondHead { .. } => status(Code::InvalidArgument, "as_of_beyond_head", error),
+            AsOfError::Log(error) => log_status(error),
+            AsOfError::Replay(_) => {
+                tracing::error!(%error, "a point-in-time replay failed");
+                status(Code::Internal, "replay_failed", error)
+            }
+        })
+    }
+
     /// The events of an application's stream up to `head_seq`, so that the
     /// history matches the position read from the projections at that head.
     fn history(&self, application: &ApplicationId, head_seq: u64) -> Result<Vec<pb::RecordedEvent>, Status> {
@@ -98,13 +119,13 @@ impl LedgerService {
 
 /// A status whose message starts with the stable reason code, which the
 /// metadata also carries on its own.
-fn status(code: Code, reason: &'static str, message: impl Display) -> Status {
+pub(super) fn status(code: Code, reason: &'static str, message: impl Display) -> Status {
     let mut metadata = MetadataMap::new();
     metadata.insert(REASON_METADATA_KEY, MetadataValue::from_static(reason));
     Status::with_metadata(code, format!("{reason}: {message}"), metadata)
 }
 
-fn invalid_field(error: &ConvertError) -> Status {
+pub(super) fn invalid_field(error: &ConvertError) -> Status {
     let mut status = status(Code::InvalidArgument, "invalid_field", error);
     status.metadata_mut().insert(FIELD_METADATA_KEY, MetadataValue::from_static(error.field));
     status
@@ -128,7 +149,7 @@ pub(super) fn permission_denied(actor: &Actor, action: &str) -> Status {
     })
 }
 
-fn rejection_status(rejection: &Rejection) -> Status {
+pub(super) fn rejection_status(rejection: &Rejection) -> Status {
     status(rejection_code(rejection.kind()), rejection.code(), rejection)
 }
 
@@ -145,15 +166,15 @@ fn command_status(error: &CommandError) -> Status {
 
 /// A failure to read the log. A corrupt event is data loss: the client must
 /// not take the answer for the truth. Anything else is the server's fault.
-fn log_status(error: LogError) -> Status {
+pub(super) fn log_status(error: LogError) -> Status {
     tracing::error!(%error, "reading the log failed");
     match error {
-        LogError::Corrupt { .. } => status(Code::DataLoss, "log_corrupt", error),
+        LogError::Corrupt { .. } | LogError::MalformedEntry { .. } => status(Code::DataLoss, "log_corrupt", error),
         _ => status(Code::Internal, "storage_error", error),
     }
 }
 
-fn shutting_down() -> Status {
+pub(super) fn shutting_down() -> Status {
     status(
         Code::Unavailable,
         "shutting_down",
@@ -179,12 +200,127 @@ fn events_out(ledger: &Ledger, events: &[RecordedEvent]) -> Result<Vec<pb::Recor
     Ok(events.iter().map(|e| convert::recorded_event(&currency, e)).collect())
 }
 
+// ------------------------------------------------------------------ figures
+
+/// What a balance, summary or round query answers from.
+enum Figures<'a> {
+    /// The live projections, as of the durable head.
+    Live(&'a Projections),
+    /// Projections replayed up to an earlier event.
+    Replayed(&'a Projections),
+    /// The events up to `through` counted by business date.
+    Dated { view: &'a DatedView, through: &'a Position },
+}
+
+impl Figures<'_> {
+    fn of(point: &PointInTime) -> Figures<'_> {
+        match point {
+            PointInTime::Replayed(projections) => Figures::Replayed(projections),
+            PointInTime::Dated { view, through } => Figures::Dated { view, through },
+        }
+    }
+
+    /// The fund's currency, or the refusal before the fund was opened.
+    fn currency(&self) -> Result<Currency, Status> {
+        let currency = match self {
+            Figures::Live(p) | Figures::Replayed(p) => p.state.currency(),
+            Figures::Dated { view, .. } => view.currency(),
+        };
+        currency.cloned().ok_or_else(|| self.not_opened())
+    }
+
+    fn not_opened(&self) -> Status {
+        match self {
+            Figures::Live(_) => rejection_status(&Rejection::FundNotOpened),
+            Figures::Replayed(p) => status(
+                Code::NotFound,
+                Rejection::FundNotOpened.code(),
+                format!("as of event {} the fund had not been opened yet; ask for a later point", p.head_seq),
+            ),
+            Figures::Dated { through, .. } => status(
+                Code::NotFound,
+                Rejection::FundNotOpened.code(),
+                format!("the log holds no fund yet (event {})", through.seq),
+            ),
+        }
+    }
+
+    fn position(&self) -> pb::Position {
+        match self {
+            Figures::Live(p) | Figures::Replayed(p) => convert::position(&Position::of(p), None),
+            Figures::Dated { view, through } => convert::position(through, Some(view.date)),
+        }
+    }
+}
+
+fn partner_balances(figures: Figures<'_>, only: Option<&PartnerId>) -> Result<pb::GetPartnerBalancesResponse, Status> {
+    let currency = figures.currency()?;
+    let unknown = |id: &PartnerId| rejection_status(&Rejection::UnknownPartner { partner: id.to_string() });
+    let partners = match &figures {
+        Figures::Live(p) | Figures::Replayed(p) => {
+            let state = &p.state;
+            match only {
+                Some(id) => {
+                    let partner = state.partners.get(id).ok_or_else(|| unknown(id))?;
+                    vec![convert::partner_balance(state, &currency, id, partner)]
+                }
+                None => {
+                    state.partners.iter().map(|(id, p)| convert::partner_balance(state, &currency, id, p)).collect()
+                }
+            }
+        }
+        Figures::Dated { view, .. } => match only {
+            Some(id) => {
+                let partner = view.partners.get(id).ok_or_else(|| unknown(id))?;
+                vec![convert::dated_partner_balance(view, &currency, id, partner)]
+            }
+            None => {
+                view.partners.iter().map(|(id, p)| convert::dated_partner_balance(view, &currency, id, p)).collect()
+            }
+        },
+    };
+    Ok(pb::GetPartnerBalancesResponse { partners, position: Some(figures.position()) })
+}
+
+fn fund_summary(figures: Figures<'_>) -> Result<pb::GetFundSummaryResponse, Status> {
+    let summary = match &figures {
+        Figures::Live(p) | Figures::Replayed(p) => convert::fund_summary(p),
+        Figures::Dated { view, through } => convert::dated_fund_summary(view, through),
+    };
+    summary.ok_or_else(|| figures.not_opened())
+}
+
+fn round_figures(figures: Figures<'_>, only: Option<&RoundId>) -> Result<pb::GetRoundFiguresResponse, Status> {
+    let currency = figures.currency()?;
+    let unknown = |id: &RoundId| rejection_status(&Rejection::UnknownRound { round: id.to_string() });
+    let rounds = match &figures {
+        Figures::Live(p) | Figures::Replayed(p) => {
+            let state = &p.state;
+            match only {
+                Some(id) => {
+                    vec![convert::round_figures(&currency, id, state.rounds.get(id).ok_or_else(|| unknown(id))?)]
+                }
+                None => state.rounds.iter().map(|(id, r)| convert::round_figures(&currency, id, r)).collect(),
+            }
+        }
+        Figures::Dated { view, .. } => match only {
+            Some(id) => {
+                vec![convert::dated_round_figures(&currency, id, view.rounds.get(id).ok_or_else(|| unknown(id))?)]
+            }
+            None => view.rounds.iter().map(|(id, r)| convert::dated_round_figures(&currency, id, r)).collect(),
+        },
+    };
+    Ok(pb::GetRoundFiguresResponse { rounds, position: Some(figures.position()) })
+}
+
 // ------------------------------------------------------------------ streams
 
 /// Why a stream ended early.
 enum StreamEnd {
     /// The client went away: nobody to tell.
     ClientGone,
+    /// The filter's time range is over: the stream ends with OK.
+    RangeOver,
     /// The server is stopping, or the log failed: the client is told.
     Failed(Status),
 }
@@ -194,71 +330,82 @@ async fn stopped(stopping: &mut watch::Receiver<bool>) {
     let _ = stopping.wait_for(|stop| *stop).await;
 }
 
-/// Sends the durable events `next..=last` in pages; returns the seq after
-/// the last one sent.
-async fn send_range(
+/// Sends the durable events from the cursor up to `last` that match the
+/// filter, in pages, until `last` is reached or `remaining` (if any) runs
+/// out. The cursor moves past every event looked at, sent or not, so that
+/// the next call looks only at what is new.
+async fn send_matching(
     ledger: &Ledger,
     tx: &mpsc::Sender<Result<pb::RecordedEvent, Status>>,
     stopping: &mut watch::Receiver<bool>,
-    mut next: u64,
+    filter: &EventFilter,
+    cursor: &mut Cursor,
     last: u64,
-) -> Result<u64, StreamEnd> {
-    while next <= last {
-        let want = usize::try_from(last - next + 1).unwrap_or(usize::MAX).min(READ_PAGE_EVENTS_MAX);
-        let page = ledger.read_events(next, want).map_err(|e| StreamEnd::Failed(log_status(e)))?;
-        if page.first().is_none_or(|e| e.envelope.seq != next) {
-            // Everything up to the durable head is in the log: a hole is
-            // corruption, never something to skip over.
-            return Err(StreamEnd::Failed(status(
-                Code::DataLoss,
-                "log_corrupt",
-                format!("event {next} is missing below the durable head {last}"),
-            )));
-        }
+    remaining: &mut Option<u64>,
+) -> Result<(), StreamEnd> {
+    while !cursor.reached(last) && *remaining != Some(0) {
+        let page = ledger
+            .read_filtered(filter, cursor, last, READ_PAGE_EVENTS_MAX)
+            .map_err(|e| StreamEnd::Failed(log_status(e)))?;
         for event in events_out(ledger, &page).map_err(StreamEnd::Failed)? {
-            assert_eq!(event.seq, next, "the log reads in sequence order without gaps");
+            if *remaining == Some(0) {
+                return Ok(());
+            }
             tokio::select! {
                 sent = tx.send(Ok(event)) => sent.map_err(|_| StreamEnd::ClientGone)?,
                 () = stopped(stopping) => return Err(StreamEnd::Failed(shutting_down())),
             }
-            next += 1;
+            if let Some(n) = remaining {
+                *n -= 1;
+            }
         }
     }
-    Ok(next)
+    Ok(())
 }
 
-/// `ReadEvents`: `from..=last`, then the end of the stream.
+/// `ReadEvents`: the matching events from `from` up to `last`, at most
+/// `limit` of them, then the end of the stream.
 async fn read_range(
     ledger: Ledger,
     tx: mpsc::Sender<Result<pb::RecordedEvent, Status>>,
     mut stopping: watch::Receiver<bool>,
+    filter: EventFilter,
     from: u64,
     last: u64,
+    mut limit: Option<u64>,
 ) {
-    if let Err(StreamEnd::Failed(status)) = send_range(&ledger, &tx, &mut stopping, from, last).await {
+    let mut cursor = Cursor::new(from);
+    if let Err(StreamEnd::Failed(status)) =
+        send_matching(&ledger, &tx, &mut stopping, &filter, &mut cursor, last, &mut limit).await
+    {
         let _ = tx.send(Err(status)).await;
     }
 }
 
-/// `Subscribe`: catches up to the durable head, then follows it.
+/// `Subscribe`: catches up to the durable head, then follows it, sending the
+/// events that match the filter.
 ///
 /// The head is marked as seen *before* the events up to it are read, so a
 /// head that moves during the read wakes the next wait: no event is missed
-/// at the hand-over. `next` only ever advances by the events sent, so none
-/// is sent twice either.
+/// at the hand-over. The cursor only ever advances past events looked at,
+/// in order, and the filter is applied after reading, so none is sent twice
+/// either. Once the filter's time range is over, the stream ends (OK).
 async fn follow(
     ledger: Ledger,
     tx: mpsc::Sender<Result<pb::RecordedEvent, Status>>,
     mut stopping: watch::Receiver<bool>,
+    filter: EventFilter,
     from: u64,
 ) {
     let mut head = ledger.watch_head();
-    let mut next = from;
+    let mut cursor = Cursor::new(from);
     let end = loop {
         let last = *head.borrow_and_update();
-        match send_range(&ledger, &tx, &mut stopping, next, last).await {
-            Ok(after) => next = after,
-            Err(end) => break end,
+        if let Err(end) = send_matching(&ledger, &tx, &mut stopping, &filter, &mut cursor, last, &mut None).await {
+            break end;
+        }
+        if cursor.exhausted() {
+            break StreamEnd::RangeOver;
         }
         tokio::select! {
             moved = head.changed() => {
@@ -436,8 +583,8 @@ impl pb::ledger_server::Ledger for LedgerService {
         request: Request<pb::GetPartnerBalancesRequest>,
     ) -> Result<Response<pb::GetPartnerBalancesResponse>, Status> {
         let actor = authenticate(&self.ledger, &request)?;
+        let request = request.into_inner();
         let partner = request
-            .into_inner()
             .partner_id
             .map(|id| convert::partner_id("partner_id", &id))
             .transpose()
@@ -452,20 +599,12 @@ impl pb::ledger_server::Ledger for LedgerService {
             let whose = partner.as_ref().map_or("every partner".to_owned(), |p| format!("partner {p}"));
             return Err(permission_denied(&actor, &format!("read the balances of {whose}")));
         }
-        let projections = self.ledger.projections();
-        let state = &projections.state;
-        let currency = fund_currency(state)?;
-        let partners = match partner {
-            Some(id) => {
-                let partner = state
-                    .partners
-                    .get(&id)
-                    .ok_or_else(|| rejection_status(&Rejection::UnknownPartner { partner: id.to_string() }))?;
-                vec![convert::partner_balance(state, &currency, &id, partner)]
-            }
-            None => state.partners.iter().map(|(id, p)| convert::partner_balance(state, &currency, id, p)).collect(),
+        let as_of = convert::as_of(request.as_of).map_err(|e| invalid_field(&e))?;
+        let answer = match as_of {
+            None => partner_balances(Figures::Live(&self.ledger.projections()), partner.as_ref()),
+            Some(point) => partner_balances(Figures::of(&self.point_in_time(point).await?), partner.as_ref()),
         };
-        Ok(Response::new(pb::GetPartnerBalancesResponse { partners }))
+        answer.map(Response::new)
     }
 
     async fn get_fund_summary(
@@ -473,8 +612,12 @@ impl pb::ledger_server::Ledger for LedgerService {
         request: Request<pb::GetFundSummaryRequest>,
     ) -> Result<Response<pb::GetFundSummaryResponse>, Status> {
         self.reader(&request, Read::SharedFigures)?;
-        let summary = convert::fund_summary(&self.ledger.projections());
-        summary.map(Response::new).ok_or_else(|| rejection_status(&Rejection::FundNotOpened))
+        let as_of = convert::as_of(request.into_inner().as_of).map_err(|e| invalid_field(&e))?;
+        let answer = match as_of {
+            None => fund_summary(Figures::Live(&self.ledger.projections())),
+            Some(point) => fund_summary(Figures::of(&self.point_in_time(point).await?)),
+        };
+        answer.map(Response::new)
     }
 
     async fn get_round_figures(
@@ -482,26 +625,15 @@ impl pb::ledger_server::Ledger for LedgerService {
         request: Request<pb::GetRoundFiguresRequest>,
     ) -> Result<Response<pb::GetRoundFiguresResponse>, Status> {
         self.reader(&request, Read::SharedFigures)?;
-        let round = request
-            .into_inner()
-            .round_id
-            .map(|id| convert::round_id("round_id", &id))
-            .transpose()
-            .map_err(|e| invalid_field(&e))?;
-        let projections = self.ledger.projections();
-        let state = &projections.state;
-        let currency = fund_currency(state)?;
-        let rounds = match round {
-            Some(id) => {
-                let round = state
-                    .rounds
-                    .get(&id)
-                    .ok_or_else(|| rejection_status(&Rejection::UnknownRound { round: id.to_string() }))?;
-                vec![convert::round_figures(&currency, &id, round)]
-            }
-            None => state.rounds.iter().map(|(id, r)| convert::round_figures(&currency, id, r)).collect(),
+        let request = request.into_inner();
+        let round =
+            request.round_id.map(|id| convert::round_id("round_id", &id)).transpose().map_err(|e| invalid_field(&e))?;
+        let as_of = convert::as_of(request.as_of).map_err(|e| invalid_field(&e))?;
+        let answer = match as_of {
+            None => round_figures(Figures::Live(&self.ledger.projections()), round.as_ref()),
+            Some(point) => round_figures(Figures::of(&self.point_in_time(point).await?), round.as_ref()),
         };
-        Ok(Response::new(pb::GetRoundFiguresResponse { rounds }))
+        answer.map(Response::new)
     }
 
     async fn get_application(
@@ -583,16 +715,20 @@ impl pb::ledger_server::Ledger for LedgerService {
     async fn read_events(&self, request: Request<pb::ReadEventsRequest>) -> Result<Response<EventStream>, Status> {
         self.reader(&request, Read::Details)?;
         let request = request.into_inner();
-        let from = request.from_seq.max(1);
+        let filter = convert::event_filter(request.filter).map_err(|e| invalid_field(&e))?;
         // The end is fixed when the call arrives, so that the stream ends
         // even while commands keep coming in.
-        let head = self.ledger.head_seq();
-        let last = match request.limit {
-            Some(limit) => head.min(from.saturating_add(limit) - 1),
-            None => head,
-        };
+        let last = self.ledger.head_seq();
         let (tx, rx) = mpsc::channel(STREAM_BUFFER_EVENTS_MAX);
-        tokio::spawn(read_range(self.ledger.clone(), tx, self.stopping.clone(), from, last));
+        tokio::spawn(read_range(
+            self.ledger.clone(),
+            tx,
+            self.stopping.clone(),
+            filter,
+            request.from_seq,
+            last,
+            request.limit,
+        ));
         Ok(Response::new(ReceiverStream::new(rx)))
     }
 
@@ -600,9 +736,10 @@ impl pb::ledger_server::Ledger for LedgerService {
 
     async fn subscribe(&self, request: Request<pb::SubscribeRequest>) -> Result<Response<EventStream>, Status> {
         self.reader(&request, Read::Details)?;
-        let from = request.into_inner().from_seq.max(1);
+        let request = request.into_inner();
+        let filter = convert::event_filter(request.filter).map_err(|e| invalid_field(&e))?;
         let (tx, rx) = mpsc::channel(STREAM_BUFFER_EVENTS_MAX);
-        tokio::spawn(follow(self.ledger.clone(), tx, self.stopping.clone(), from));
+        tokio::spawn(follow(self.ledger.clone(), tx, self.stopping.clone(), filter, request.from_seq));
         Ok(Response::new(ReceiverStream::new(rx)))
     }
 }

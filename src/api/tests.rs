@@ -162,7 +162,7 @@ async fn failures_map_to_statuses_with_reasons() {
     let f = fixture();
     let s = &f.service;
 
-    let err = s.get_fund_summary(Request::new(pb::GetFundSummaryRequest {})).await.unwrap_err();
+    let err = s.get_fund_summary(Request::new(pb::GetFundSummaryRequest { as_of: None })).await.unwrap_err();
     check_status(&err, Code::NotFound, "fund_not_opened");
     let err = s.admit_partner(Request::new(pb::AdmitPartnerRequest {
         meta: meta("r-0"),
@@ -212,9 +212,13 @@ async fn failures_map_to_statuses_with_reasons() {
     check_status(&err, Code::NotFound, "not_awarded");
     let err = s.get_application(Request::new(pb::GetApplicationRequest { application_id: "app-9".into() }));
     check_status(&err.await.unwrap_err(), Code::NotFound, "unknown_application");
-    let err = s.get_round_figures(Request::new(pb::GetRoundFiguresRequest { round_id: Some("2099".into()) }));
+    let err =
+        s.get_round_figures(Request::new(pb::GetRoundFiguresRequest { round_id: Some("2099".into()), as_of: None }));
     check_status(&err.await.unwrap_err(), Code::NotFound, "unknown_round");
-    let err = s.get_partner_balances(Request::new(pb::GetPartnerBalancesRequest { partner_id: Some("x y".into()) }));
+    let err = s.get_partner_balances(Request::new(pb::GetPartnerBalancesRequest {
+        partner_id: Some("x y".into()),
+        as_of: None,
+    }));
     check_status(&err.await.unwrap_err(), Code::InvalidArgument, "invalid_field");
 }
 
@@ -243,7 +247,10 @@ async fn queries_show_balances_rounds_and_dossiers() {
     .unwrap();
 
     let balances = s
-        .get_partner_balances(Request::new(pb::GetPartnerBalancesRequest { partner_id: Some("porticus".into()) }))
+        .get_partner_balances(Request::new(pb::GetPartnerBalancesRequest {
+            partner_id: Some("porticus".into()),
+            as_of: None,
+        }))
         .await
         .unwrap()
         .into_inner();
@@ -261,14 +268,16 @@ async fn queries_show_balances_rounds_and_dossiers() {
     assert_eq!(porticus.pots.len(), 1);
     assert_eq!(porticus.pots[0].earmark_round_id, None);
 
-    let summary = s.get_fund_summary(Request::new(pb::GetFundSummaryRequest {})).await.unwrap().into_inner();
+    let summary =
+        s.get_fund_summary(Request::new(pb::GetFundSummaryRequest { as_of: None })).await.unwrap().into_inner();
     assert_eq!((summary.name.as_str(), summary.currency.as_str(), summary.minor_units), ("Loket D", "EUR", 2));
     assert_eq!((summary.partners, summary.applications, summary.applications_pending, summary.grants), (2, 3, 1, 1));
     assert_eq!(value(&summary.totals.as_ref().unwrap().paid), "4000.00");
     assert_eq!(summary.head_seq, f.ledger.head_seq());
     assert_eq!(summary.head_hash, hex::encode(f.ledger.projections().head_hash));
 
-    let rounds = s.get_round_figures(Request::new(pb::GetRoundFiguresRequest { round_id: None })).await.unwrap();
+    let rounds =
+        s.get_round_figures(Request::new(pb::GetRoundFiguresRequest { round_id: None, as_of: None })).await.unwrap();
     let [round] = rounds.get_ref().rounds.as_slice() else { panic!("{rounds:?}") };
     let counts = (round.applications_received, round.applications_decided, round.applications_awarded);
     assert_eq!(counts, (3, 2, 1));
@@ -349,16 +358,18 @@ async fn read_events_ends_at_the_head_or_the_limit() {
     let head = f.ledger.head_seq();
     assert_eq!(head, 11);
 
-    let all = s.read_events(Request::new(pb::ReadEventsRequest { from_seq: 0, limit: None })).await.unwrap();
+    let all =
+        s.read_events(Request::new(pb::ReadEventsRequest { from_seq: 0, limit: None, filter: None })).await.unwrap();
     let all: Vec<u64> = all.into_inner().map(|e| e.unwrap().seq).collect().await;
     assert_eq!(all, (1..=head).collect::<Vec<_>>());
 
-    let some = s.read_events(Request::new(pb::ReadEventsRequest { from_seq: 4, limit: Some(3) })).await.unwrap();
+    let some =
+        s.read_events(Request::new(pb::ReadEventsRequest { from_seq: 4, limit: Some(3), filter: None })).await.unwrap();
     let some: Vec<u64> = some.into_inner().map(|e| e.unwrap().seq).collect().await;
     assert_eq!(some, [4, 5, 6]);
 
     for (from_seq, limit) in [(head + 1, None), (1, Some(0))] {
-        let none = s.read_events(Request::new(pb::ReadEventsRequest { from_seq, limit })).await.unwrap();
+        let none = s.read_events(Request::new(pb::ReadEventsRequest { from_seq, limit, filter: None })).await.unwrap();
         assert_eq!(none.into_inner().collect::<Vec<_>>().await.len(), 0);
     }
 }
@@ -373,7 +384,8 @@ async fn subscribe_catches_up_then_follows_without_gaps_or_repeats() {
     fund_with_applications(&s).await;
     let before = f.ledger.head_seq();
 
-    let mut stream = s.subscribe(Request::new(pb::SubscribeRequest { from_seq: 2 })).await.unwrap().into_inner();
+    let mut stream =
+        s.subscribe(Request::new(pb::SubscribeRequest { from_seq: 2, filter: None })).await.unwrap().into_inner();
     let writer = {
         let s = s.clone();
         tokio::spawn(async move {
@@ -438,7 +450,7 @@ async fn server_answers_over_tcp_and_shuts_down_gracefully() {
     let err = client.open_fund(open_fund("r-open-again")).await.unwrap_err();
     check_status(&err, Code::FailedPrecondition, "fund_already_opened");
 
-    let mut events = client.subscribe(pb::SubscribeRequest { from_seq: 1 }).await.unwrap().into_inner();
+    let mut events = client.subscribe(pb::SubscribeRequest { from_seq: 1, filter: None }).await.unwrap().into_inner();
     assert_eq!(events.message().await.unwrap().unwrap().seq, 1);
 
     shutdown_tx.send(()).unwrap();

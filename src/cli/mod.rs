@@ -2,8 +2,12 @@
 //! command and query of the gRPC API. Output is a human-readable table by
 //! default and the protobuf JSON mapping with `--json`, for scripts.
 //!
-//! The client only speaks gRPC: it never opens a data directory.
+//! The client only speaks gRPC: it never opens a data directory. The
+//! auditor's `verify --data-dir` and `key` ([`audit`]) read one, and never
+//! write to it.
 
+pub mod audit;
+pub mod export;
 pub mod render;
 
 use crate::api::auth::{self, Client};
@@ -40,8 +44,15 @@ pub enum Command {
         #[arg(long, default_value = "admin")]
         admin: String,
     },
+    /// Export the ledger for auditors: events (JSON Lines), journal (CSV), 360giving.
+    #[command(subcommand)]
+    Export(export::ExportCommand),
+    /// The funding-status statement per partner and for the fund, per period.
+    Statement(export::StatementArgs),
     #[command(flatten)]
     Client(Box<ClientCommand>),
+    #[command(flatten)]
+    Audit(audit::AuditCommand),
 }
 
 #[derive(Args, Debug)]
@@ -105,6 +116,89 @@ impl Meta {
     fn money(&self, value: &str) -> Option<pb::Money> {
         Some(pb::Money { value: value.to_string(), currency: self.currency.clone() })
     }
+}
+
+/// Which point of the history a query answers as of; none of them for the
+/// live figures.
+#[derive(Args, Debug, Clone)]
+#[group(multiple = false)]
+pub struct AsOfArgs {
+    /// The figures after event N: exactly what a replay of events 1 to N gives.
+    #[arg(long, value_name = "N")]
+    pub as_of_seq: Option<u64>,
+    /// What the ledger showed at this moment, RFC 3339 (e.g. 2024-03-01T12:00:00Z).
+    #[arg(long, value_name = "TIME")]
+    pub as_of_time: Option<String>,
+    /// The figures with value date D (YYYY-MM-DD): every event counts by its business date.
+    #[arg(long, value_name = "DATE")]
+    pub as_of_date: Option<String>,
+}
+
+impl AsOfArgs {
+    fn pb(&self) -> anyhow::Result<Option<pb::AsOf>> {
+        use pb::as_of::Point;
+        let point = match (&self.as_of_seq, &self.as_of_time, &self.as_of_date) {
+            (Some(seq), _, _) => Point::Seq(*seq),
+            (_, Some(time), _) => Point::RecordedAt(rfc3339("--as-of-time", time)?),
+            (_, _, Some(date)) => Point::BusinessDate(date.clone()),
+            (None, None, None) => return Ok(None),
+        };
+        Ok(Some(pb::AsOf { point: Some(point) }))
+    }
+
+    fn given(&self) -> bool {
+        self.as_of_seq.is_some() || self.as_of_time.is_some() || self.as_of_date.is_some()
+    }
+}
+
+/// Which events `events` and `subscribe` print.
+#[derive(Args, Debug, Clone)]
+pub struct FilterArgs {
+    /// Only this stream (`partner/porticus`, `fund`), or, ending in `/`, every
+    /// stream that starts with it (`application/`).
+    #[arg(long)]
+    pub stream: Option<String>,
+    /// Only events of this type, e.g. GrantAwarded; repeat for several.
+    #[arg(long = "type", value_name = "TYPE")]
+    pub event_types: Vec<String>,
+    /// Only events recorded at or after this time, RFC 3339.
+    #[arg(long, value_name = "TIME")]
+    pub since: Option<String>,
+    /// Only events recorded before this time, RFC 3339; the output ends there.
+    #[arg(long, value_name = "TIME")]
+    pub until: Option<String>,
+}
+
+impl FilterArgs {
+    fn pb(&self) -> anyhow::Result<Option<pb::EventFilter>> {
+        use pb::event_filter::Streams;
+        if self.stream.is_none() && self.event_types.is_empty() && self.since.is_none() && self.until.is_none() {
+            return Ok(None);
+        }
+        let streams = self.stream.as_ref().map(|stream| {
+            if stream.ends_with('/') {
+                Streams::StreamPrefix(stream.clone())
+            } else {
+                Streams::Stream(stream.clone())
+            }
+        });
+        Ok(Some(pb::EventFilter {
+            streams,
+            event_types: self.event_types.clone(),
+            recorded_since: self.since.as_deref().map(|t| rfc3339("--since", t)).transpose()?,
+            recorded_until: self.until.as_deref().map(|t| rfc3339("--until", t)).transpose()?,
+        }))
+    }
+}
+
+/// An RFC 3339 time as a protobuf timestamp.
+fn rfc3339(flag: &str, text: &str) -> anyhow::Result<prost_types::Timestamp> {
+    let time = time::OffsetDateTime::parse(text, &time::format_description::well_known::Rfc3339)
+        .with_context(|| format!("{flag} {text:?} is not an RFC 3339 time such as 2024-03-01T12:00:00Z"))?;
+    let nanos = time.unix_timestamp_nanos();
+    let seconds = i64::try_from(nanos.div_euclid(1_000_000_000)).context("time out of range")?;
+    let nanos = i32::try_from(nanos.rem_euclid(1_000_000_000)).expect("below one second");
+    Ok(prost_types::Timestamp { seconds, nanos })
 }
 
 fn today() -> String {
@@ -444,24 +538,30 @@ pub enum ClientCommand {
     /// Manage who has access (admins).
     #[command(subcommand)]
     Principal(PrincipalCommand),
-    /// Per-partner balances (all partners, or one).
+    /// Per-partner balances (all partners, or one), live or as of a point.
     Balances {
         #[command(flatten)]
         connection: Connection,
         #[arg(long)]
         partner: Option<String>,
+        #[command(flatten)]
+        as_of: AsOfArgs,
     },
-    /// The fund's totals and head.
+    /// The fund's totals and head, live or as of a point.
     Summary {
         #[command(flatten)]
         connection: Connection,
+        #[command(flatten)]
+        as_of: AsOfArgs,
     },
-    /// Per-round figures (all rounds, or one).
+    /// Per-round figures (all rounds, or one), live or as of a point.
     Rounds {
         #[command(flatten)]
         connection: Connection,
         #[arg(long)]
         round: Option<String>,
+        #[command(flatten)]
+        as_of: AsOfArgs,
     },
     /// One application with its grant and history.
     Application {
@@ -489,14 +589,17 @@ pub enum ClientCommand {
         #[arg(long, default_value = "")]
         page_token: String,
     },
-    /// Print events from a sequence number on.
+    /// Print events from a sequence number on (resume with the last seq + 1).
     Events {
         #[command(flatten)]
         connection: Connection,
         #[arg(long, default_value_t = 1)]
         from: u64,
+        /// The most events to print (after filtering).
         #[arg(long)]
         limit: Option<u64>,
+        #[command(flatten)]
+        filter: FilterArgs,
     },
     /// Print events from a sequence number on, then follow new ones live.
     Subscribe {
@@ -504,6 +607,8 @@ pub enum ClientCommand {
         connection: Connection,
         #[arg(long, default_value_t = 1)]
         from: u64,
+        #[command(flatten)]
+        filter: FilterArgs,
     },
 }
 
@@ -557,21 +662,27 @@ fn role_of(role: &str, partner: Option<String>) -> anyhow::Result<pb::Role> {
 }
 
 async fn connect(connection: &Connection) -> anyhow::Result<Client> {
-    let mut endpoint = Channel::from_shared(connection.server.clone())
-        .with_context(|| format!("{:?} is not a server URL", connection.server))?;
-    if let Some(ca) = &connection.ca_cert {
+    let channel = channel(&connection.server, connection.ca_cert.as_deref()).await?;
+    Ok(auth::client(channel, token(connection.token.as_deref())?)?)
+}
+
+/// A channel to `server`: over TLS trusting `ca_cert` when given, or the
+/// system's roots for an `https://` URL.
+pub async fn channel(server: &str, ca_cert: Option<&std::path::Path>) -> anyhow::Result<Channel> {
+    let mut endpoint =
+        Channel::from_shared(server.to_owned()).with_context(|| format!("{server:?} is not a server URL"))?;
+    if let Some(ca) = ca_cert {
         let pem = std::fs::read(ca).with_context(|| format!("cannot read the CA certificate {}", ca.display()))?;
         endpoint = endpoint.tls_config(ClientTlsConfig::new().ca_certificate(Certificate::from_pem(pem)))?;
-    } else if connection.server.starts_with("https://") {
+    } else if server.starts_with("https://") {
         endpoint = endpoint.tls_config(ClientTlsConfig::new().with_enabled_roots())?;
     }
-    let channel =
-        endpoint.connect().await.with_context(|| format!("cannot reach the ledger at {}", connection.server))?;
-    let token = connection
-        .token
-        .as_deref()
-        .context("no token: pass --token or set FUNDLEDGER_TOKEN (an admin token comes from `fundledger init`)")?;
-    Ok(auth::client(channel, token)?)
+    endpoint.connect().await.with_context(|| format!("cannot reach the ledger at {server}"))
+}
+
+/// The caller's token, or what to do without one.
+pub fn token(token: Option<&str>) -> anyhow::Result<&str> {
+    token.context("no token: pass --token or set FUNDLEDGER_TOKEN (an admin token comes from `fundledger init`)")
 }
 
 /// Prints a message as protobuf JSON.
@@ -612,12 +723,7 @@ fn print_command_response(json: bool, response: &pb::CommandResponse) -> anyhow:
 }
 
 fn print_event_line(e: &pb::RecordedEvent) -> anyhow::Result<()> {
-    let at = e
-        .recorded_at
-        .as_ref()
-        .and_then(|t| time::OffsetDateTime::from_unix_timestamp(t.seconds).ok())
-        .and_then(|t| t.format(&time::format_description::well_known::Rfc3339).ok())
-        .unwrap_or_default();
+    let at = e.recorded_at.as_ref().map(render::timestamp).unwrap_or_default();
     emit(format!(
         "#{:<6} {:<22} {:<28} v{:<3} {} {}",
         e.seq,
@@ -890,28 +996,40 @@ pub async fn run_client(command: ClientCommand) -> anyhow::Result<()> {
             }
             emit(render::principals(&response))
         }
-        C::Balances { connection, partner } => {
+
+        C::Balances { connection, partner, as_of } => {
+            let request = pb::GetPartnerBalancesRequest { partner_id: partner, as_of: as_of.pb()? };
             let mut client = connect(&connection).await?;
-            let response =
-                client.get_partner_balances(pb::GetPartnerBalancesRequest { partner_id: partner }).await?.into_inner();
+            let response = client.get_partner_balances(request).await?.into_inner();
             if connection.json {
                 return print_json(&response, "fundledger.v1.GetPartnerBalancesResponse");
             }
+            if as_of.given() {
+                emit(render::position(&response.position))?;
+            }
             emit(render::partner_balances(&response))
         }
-        C::Summary { connection } => {
+        C::Summary { connection, as_of } => {
+            let request = pb::GetFundSummaryRequest { as_of: as_of.pb()? };
             let mut client = connect(&connection).await?;
-            let response = client.get_fund_summary(pb::GetFundSummaryRequest {}).await?.into_inner();
+            let response = client.get_fund_summary(request).await?.into_inner();
             if connection.json {
                 return print_json(&response, "fundledger.v1.GetFundSummaryResponse");
             }
+            if as_of.given() {
+                emit(render::position(&response.position))?;
+            }
             emit(render::fund_summary(&response))
         }
-        C::Rounds { connection, round } => {
+        C::Rounds { connection, round, as_of } => {
+            let request = pb::GetRoundFiguresRequest { round_id: round, as_of: as_of.pb()? };
             let mut client = connect(&connection).await?;
-            let response = client.get_round_figures(pb::GetRoundFiguresRequest { round_id: round }).await?.into_inner();
+            let response = client.get_round_figures(request).await?.into_inner();
             if connection.json {
                 return print_json(&response, "fundledger.v1.GetRoundFiguresResponse");
+            }
+            if as_of.given() {
+                emit(render::position(&response.position))?;
             }
             emit(render::round_figures(&response))
         }
@@ -943,9 +1061,10 @@ pub async fn run_client(command: ClientCommand) -> anyhow::Result<()> {
             }
             emit(render::applications(&response))
         }
-        C::Events { connection, from, limit } => {
+        C::Events { connection, from, limit, filter } => {
+            let request = pb::ReadEventsRequest { from_seq: from, limit, filter: filter.pb()? };
             let mut client = connect(&connection).await?;
-            let mut stream = client.read_events(pb::ReadEventsRequest { from_seq: from, limit }).await?.into_inner();
+            let mut stream = client.read_events(request).await?.into_inner();
             while let Some(event) = stream.next().await {
                 let event = event?;
                 if connection.json {
@@ -956,9 +1075,10 @@ pub async fn run_client(command: ClientCommand) -> anyhow::Result<()> {
             }
             Ok(())
         }
-        C::Subscribe { connection, from } => {
+        C::Subscribe { connection, from, filter } => {
+            let request = pb::SubscribeRequest { from_seq: from, filter: filter.pb()? };
             let mut client = connect(&connection).await?;
-            let mut stream = client.subscribe(pb::SubscribeRequest { from_seq: from }).await?.into_inner();
+            let mut stream = client.subscribe(request).await?.into_inner();
             while let Some(event) = stream.next().await {
                 let event = event?;
                 if connection.json {

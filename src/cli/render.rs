@@ -72,6 +72,29 @@ fn balance_cells(b: &pb::Balance) -> Vec<String> {
     .collect()
 }
 
+/// Which event an as-of answer reflects, in one line.
+pub fn position(position: &Option<pb::Position>) -> String {
+    let Some(p) = position else { return String::new() };
+    let hash: String = p.hash.chars().take(16).collect();
+    let at = p.recorded_at.as_ref().map(timestamp).unwrap_or_default();
+    match &p.business_date {
+        Some(date) => format!(
+            "As of business date {date}: events 1 to {} counted by their own dates (head {hash}…, recorded {at})",
+            p.seq
+        ),
+        None => format!("As of event {} (hash {hash}…, recorded {at})", p.seq),
+    }
+}
+
+/// A timestamp as RFC 3339 text.
+pub fn timestamp(t: &prost_types::Timestamp) -> String {
+    time::OffsetDateTime::from_unix_timestamp(t.seconds)
+        .ok()
+        .and_then(|at| at.replace_nanosecond(u32::try_from(t.nanos).unwrap_or(0)).ok())
+        .and_then(|at| at.format(&time::format_description::well_known::Rfc3339).ok())
+        .unwrap_or_default()
+}
+
 /// Per-partner balances with a total row.
 pub fn partner_balances(response: &pb::GetPartnerBalancesResponse) -> String {
     let totals: Vec<&pb::Balance> = response.partners.iter().filter_map(|p| p.total.as_ref()).collect();

@@ -13,6 +13,33 @@ use serde::{Deserialize, Serialize};
 /// The schema version of every event type below.
 pub const EVENT_SCHEMA_VERSION: u16 = 1;
 
+/// Every event type as recorded in the envelope ([`Event::type_name`]), in
+/// the order of the variants: what a client may filter the log by.
+pub const EVENT_TYPE_NAMES: [&str; 22] = [
+    "FundOpened",
+    "PartnerAdmitted",
+    "ContributionPledged",
+    "PledgeReduced",
+    "ContributionReceived",
+    "RoundOpened",
+    "RoundClosed",
+    "ApplicationSubmitted",
+    "ApplicationWithdrawn",
+    "ApplicationRejected",
+    "GrantAwarded",
+    "GrantReduced",
+    "GrantWithdrawn",
+    "GrantSettled",
+    "PaymentMade",
+    "RefundReceived",
+    "ApprovalThresholdsSet",
+    "AccessGranted",
+    "AccessRevoked",
+    "AwardProposed",
+    "PaymentProposed",
+    "ConflictDeclared",
+];
+
 /// A partner's money is kept in pots: the unrestricted pot (`earmark:
 /// None`) and one pot per round it earmarked money for.
 #[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]

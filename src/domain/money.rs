@@ -65,6 +65,46 @@ impl std::iter::Sum for Amount {
     }
 }
 
+/// A signed figure in minor units, for views in which a figure may
+/// legitimately fall below zero: the business-date view
+/// ([`super::dated`]) counts every event by its own business date, so money
+/// paid with a value date before the award's decision date shows as
+/// negative open commitments on dates in between. Live figures never need
+/// it: there every figure is an [`Amount`].
+///
+/// It is an `i128` so that no valid log can overflow it: fewer than 2^64
+/// events, each moving less than 2^63 minor units, sum to less than 2^127.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct SignedAmount(i128);
+
+impl SignedAmount {
+    pub const ZERO: SignedAmount = SignedAmount(0);
+
+    pub fn minor(self) -> i128 {
+        self.0
+    }
+
+    pub fn is_negative(self) -> bool {
+        self.0 < 0
+    }
+
+    /// `self + other`; `other` an [`Amount`] or another signed figure.
+    pub fn plus(self, other: impl Into<SignedAmount>) -> SignedAmount {
+        SignedAmount(self.0 + other.into().0)
+    }
+
+    /// `self - other`; `other` an [`Amount`] or another signed figure.
+    pub fn minus(self, other: impl Into<SignedAmount>) -> SignedAmount {
+        SignedAmount(self.0 - other.into().0)
+    }
+}
+
+impl From<Amount> for SignedAmount {
+    fn from(amount: Amount) -> SignedAmount {
+        SignedAmount(i128::from(amount.0))
+    }
+}
+
 /// The fund's currency: an ISO 4217 code and its number of minor units.
 #[derive(Clone, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
 pub struct Currency {
@@ -95,6 +135,22 @@ impl Currency {
     /// The amount as exact decimal text with all minor digits: `12500.00`.
     pub fn plain(&self, amount: Amount) -> String {
         Decimal::new(amount.minor(), u32::from(self.minor_units)).to_string()
+    }
+
+    /// A signed figure as exact decimal text with all minor digits:
+    /// `-12500.00`. Written out digit by digit, because an `i128` can hold
+    /// more digits than a `Decimal`.
+    pub fn plain_signed(&self, amount: SignedAmount) -> String {
+        let digits = amount.0.unsigned_abs().to_string();
+        let minor_units = usize::from(self.minor_units);
+        let digits = format!("{digits:0>width$}", width = minor_units + 1);
+        let (int, frac) = digits.split_at(digits.len() - minor_units);
+        let sign = if amount.0 < 0 { "-" } else { "" };
+        if frac.is_empty() {
+            format!("{sign}{int}")
+        } else {
+            format!("{sign}{int}.{frac}")
+        }
     }
 
     /// The amount for people: `EUR 12,500.00`.

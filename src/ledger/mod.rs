@@ -9,9 +9,18 @@
 //! atomically, for one fsync per batch. The queue is bounded: when it is
 //! full, [`Ledger::submit`] says so instead of waiting.
 //!
+//! The ledger also holds its Ed25519 signing key (`audit::key`), created at
+//! the first [`Ledger::open`] of a data directory, to sign checkpoints of
+//! its durable head.
+//!
 //! This module knows the domain and the log; it knows nothing of gRPC.
 
+mod history;
 mod writer;
+
+use crate::audit::checkpoint::{Checkpoint, SignedCheckpoint};
+use crate::audit::key::KeyError;
+pub use history::{AsOf, AsOfError, Cursor, EventFilter, PointInTime, Position, StreamSelector};
 
 use crate::domain::{Actor, Command, Event, Rejection, StreamId};
 use crate::log::{Envelope, EventLog, LogError, LogReader};
@@ -35,6 +44,9 @@ pub struct LedgerConfig {
     /// Events between two projection checkpoints (one is also written at
     /// shutdown): a restart replays at most this many events.
     pub checkpoint_events_interval: u64,
+    /// Point-in-time queries replaying the log at the same time; further
+    /// ones wait. Each may replay the whole log (see `history`).
+    pub as_of_queries_max: usize,
 }
 
 impl LedgerConfig {
@@ -44,6 +56,7 @@ impl LedgerConfig {
             queue_commands_max: 16_384,
             batch_commands_max: 4096,
             checkpoint_events_interval: 100_000,
+            as_of_queries_max: 2,
         }
     }
 }
@@ -99,6 +112,8 @@ pub enum LedgerError {
     Log(#[from] LogError),
     #[error("cannot start the writer thread: {0}")]
     Thread(std::io::Error),
+    #[error("the ledger's signing key: {0}")]
+    Key(#[from] KeyError),
 }
 
 /// What the writer and the readers share.
@@ -109,6 +124,10 @@ struct Shared {
     reader: LogReader,
     /// Set when a storage failure stopped the writer.
     failure: Mutex<Option<String>>,
+    /// Signs checkpoints of the durable head.
+    signing_key: ed25519_dalek::SigningKey,
+    /// Permits for point-in-time replays (`as_of_queries_max`).
+    as_of_queries: tokio::sync::Semaphore,
 }
 
 /// A handle on an open ledger; cheap to clone.
@@ -129,6 +148,15 @@ impl Ledger {
     /// rebuilds the projections from the log and starts the writer.
     pub fn open(config: LedgerConfig) -> Result<Ledger, LedgerError> {
         let log = EventLog::open(&config.data_dir)?;
+        // After the log: sled's lock on the directory keeps two processes
+        // from creating two keys.
+        let (signing_key, created) = crate::audit::key::load_or_create(&config.data_dir)?;
+        if created {
+            tracing::info!(
+                public_key = %hex::encode(signing_key.verifying_key().as_bytes()),
+                "created the ledger's checkpoint signing key"
+            );
+        }
         let reader = log.reader();
         let started = std::time::Instant::now();
         let (projections, loaded) = Projections::load(&reader, log.head_seq())?;
@@ -142,8 +170,14 @@ impl Ledger {
         );
         let (head, _) = watch::channel(projections.head_seq);
         let state = projections.state.clone();
-        let shared =
-            Arc::new(Shared { projections: RwLock::new(projections), head, reader, failure: Mutex::new(None) });
+        let shared = Arc::new(Shared {
+            projections: RwLock::new(projections),
+            head,
+            reader,
+            failure: Mutex::new(None),
+            signing_key,
+            as_of_queries: tokio::sync::Semaphore::new(config.as_of_queries_max.max(1)),
+        });
         let (tx, rx) = mpsc::channel(config.queue_commands_max);
         let checkpoint_seq = match loaded {
             crate::projections::Loaded::FromCheckpoint { checkpoint_seq } => checkpoint_seq,
@@ -237,6 +271,26 @@ impl Ledger {
             events.push(recorded(envelope, &payload)?);
         }
         Ok(events)
+    }
+
+    /// The public half of the key that signs checkpoints.
+    pub fn public_key(&self) -> ed25519_dalek::VerifyingKey {
+        self.shared.signing_key.verifying_key()
+    }
+
+    /// A signed checkpoint of the durable head: its sequence, hash and
+    /// recording time, taken together from the projections. `None` while
+    /// the log is empty.
+    pub fn signed_checkpoint(&self) -> Option<SignedCheckpoint> {
+        let checkpoint = {
+            let projections = self.projections();
+            Checkpoint {
+                seq: projections.head_seq,
+                head_hash: projections.head_hash,
+                recorded_at_micros: projections.head_recorded_at_micros,
+            }
+        };
+        (checkpoint.seq > 0).then(|| SignedCheckpoint::sign(checkpoint, &self.shared.signing_key))
     }
 
     /// A read-only handle on the log, for verification and replay.

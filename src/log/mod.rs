@@ -11,4 +11,7 @@ pub mod codec;
 mod store;
 
 pub use codec::{Hash, GENESIS_HASH};
-pub use store::{Entry, Envelope, EventLog, LogError, LogReader, NewEvent, RequestRecord, VerifyReport};
+pub use store::{
+    BrokenEvent, ChainBreak, ChainWalk, Entry, Envelope, EventLog, LogError, LogReader, NewEvent, RequestRecord,
+    VerifyReport, WalkError,
+};

@@ -3,8 +3,10 @@ use std::collections::{HashMap, HashSet};
 use std::fs::File;
 use std::path::{Path, PathBuf};
 
-// Key layout of the one sled tree. One tree keeps every append a single
-// atomic `apply_batch`.
+// Key layout of the one sled tree (the default tree of the sled database in
+// the data directory). One tree keeps every append a single atomic
+// `apply_batch`. Integers are big-endian, so keys sort in sequence and
+// version order; stream and request ids never contain a 0 byte.
 const EVENT: u8 = b'e'; // e ‖ seq (u64 BE)               -> record
 const REQUEST: u8 = b'r'; // r ‖ request id                -> fingerprint ‖ first seq ‖ count
 const STREAM_INDEX: u8 = b's'; // s ‖ stream ‖ 0 ‖ version (u64 BE) -> seq (u64 BE)
@@ -71,6 +73,8 @@ pub enum LogError {
     Sync(#[from] std::io::Error),
     #[error("event {seq} is corrupt: {problem}")]
     Corrupt { seq: u64, problem: String },
+    #[error("stored entry {key} is malformed: {problem}")]
+    MalformedEntry { key: String, problem: String },
 }
 
 /// The result of walking the whole chain.
@@ -306,6 +310,48 @@ impl LogReader {
         self.db.scan_prefix(prefix).take(limit).map(|item| Ok(u64_of(&item?.1))).collect()
     }
 
+    /// Up to `limit` entries `(stream version, seq)` of a stream's index,
+    /// from `from_version` on, in stream order. A follower of one stream
+    /// reads on from the version after the last one it saw, so it never
+    /// scans what it has seen, nor other streams' events.
+    pub fn stream_entries(&self, stream: &str, from_version: u64, limit: usize) -> Result<Vec<(u64, u64)>, LogError> {
+        let mut prefix = vec![STREAM_INDEX];
+        prefix.extend_from_slice(stream.as_bytes());
+        prefix.push(0);
+        let start = stream_index_key(stream, from_version.max(1));
+        self.db
+            .range(start..)
+            .take_while(|item| item.as_ref().map_or(true, |(key, _)| key.starts_with(&prefix)))
+            .take(limit)
+            .map(|item| {
+                let (key, value) = item?;
+                Ok((u64_of(&key[prefix.len()..]), u64_of(&value)))
+            })
+            .collect()
+    }
+
+    /// The last event recorded at or before `at_micros`, among events 1 to
+    /// `head_seq`; 0 when the first event was recorded later. Recording
+    /// times never decrease along the sequence ([`EventLog::append`]), so
+    /// this is a binary search: about log2(`head_seq`) reads.
+    pub fn last_seq_recorded_by(&self, at_micros: i64, head_seq: u64) -> Result<u64, LogError> {
+        // Invariant: event `found` (or the start, 0) was recorded by then;
+        // every event after `beyond` - 1 was recorded later.
+        let (mut found, mut beyond) = (0u64, head_seq + 1);
+        while beyond - found > 1 {
+            let middle = found + (beyond - found) / 2;
+            let (envelope, _) = self
+                .get(middle)?
+                .ok_or_else(|| LogError::Corrupt { seq: middle, problem: "missing from the log".into() })?;
+            if envelope.recorded_at_micros <= at_micros {
+                found = middle;
+            } else {
+                beyond = middle;
+            }
+        }
+        Ok(found)
+    }
+
     /// One event by sequence number.
     pub fn get(&self, seq: u64) -> Result<Option<(Envelope, Vec<u8>)>, LogError> {
         match self.db.get(event_key(seq))? {
@@ -320,54 +366,247 @@ impl LogReader {
     }
 
     pub fn request(&self, request_id: &str) -> Result<Option<RequestRecord>, LogError> {
-        Ok(self.db.get(request_key(request_id))?.map(|v| RequestRecord {
-            fingerprint: v[..32].try_into().expect("stored fingerprint"),
-            first_seq: u64_of(&v[32..40]),
-            count: u32::from_be_bytes(v[40..44].try_into().expect("stored count")),
-        }))
+        let key = request_key(request_id);
+        self.db.get(&key)?.map(|value| parse_request_value(&key, &value)).transpose()
     }
 
     /// Walks the whole log: every record decodes, sequence numbers are
     /// gapless from 1, every hash is right and links to the previous one,
     /// stream versions are consecutive. Stops at the first broken event.
     pub fn verify(&self) -> Result<VerifyReport, LogError> {
-        let mut expected_seq = 1;
-        let mut prev_hash = GENESIS_HASH;
-        let mut versions: HashMap<String, u64> = HashMap::new();
-        for item in self.db.scan_prefix([EVENT]) {
-            let (key, record) = item?;
-            let seq = seq_of_key(&key);
-            if seq != expected_seq {
-                return Err(LogError::Corrupt { seq, problem: format!("gap: expected event {expected_seq} next") });
-            }
-            let decoded = codec::decode_record(&record).map_err(|e| corrupt(seq, e))?;
-            if decoded.body.seq != seq {
-                return Err(LogError::Corrupt {
-                    seq,
-                    problem: format!("stored under {seq} but says {}", decoded.body.seq),
-                });
-            }
-            if decoded.prev_hash != prev_hash {
-                return Err(LogError::Corrupt { seq, problem: "does not link to the previous event's hash".into() });
-            }
-            if !decoded.hash_matches() {
-                return Err(LogError::Corrupt { seq, problem: "hash does not match its contents".into() });
-            }
-            let version = versions.entry(decoded.body.stream.clone()).or_insert(0);
-            *version += 1;
-            if decoded.body.stream_version != *version {
-                return Err(LogError::Corrupt {
-                    seq,
-                    problem: format!(
-                        "stream {} at version {}, expected {}",
-                        decoded.body.stream, decoded.body.stream_version, version
-                    ),
-                });
-            }
-            prev_hash = decoded.hash;
-            expected_seq += 1;
+        let mut walk = self.walk(u64::MAX);
+        let mut report = VerifyReport { events: 0, streams: 0, head_hash: GENESIS_HASH };
+        for item in &mut walk {
+            let (envelope, _) = item?;
+            report.events = envelope.seq;
+            report.head_hash = envelope.hash;
         }
-        Ok(VerifyReport { events: expected_seq - 1, streams: versions.len() as u64, head_hash: prev_hash })
+        report.streams = walk.stream_versions().len() as u64;
+        Ok(report)
+    }
+
+    /// Walks the chain from event 1 to `to_seq` (or the last event), in
+    /// order, checking each record as [`LogReader::verify`] does, and yields
+    /// every event that passed. It ends after the first broken event. It
+    /// cannot see events missing after the last stored one: callers compare
+    /// with what else they know (request entries, the stream index,
+    /// checkpoints).
+    pub fn walk(&self, to_seq: u64) -> ChainWalk {
+        ChainWalk {
+            events: self.db.range(event_key(1)..=event_key(to_seq.max(1))),
+            to_seq,
+            expected_seq: 1,
+            prev_hash: GENESIS_HASH,
+            versions: HashMap::new(),
+            done: to_seq == 0,
+        }
+    }
+
+    /// The sequence number of the last stored event (0 for an empty log).
+    pub fn last_seq(&self) -> Result<u64, LogError> {
+        Ok(self.db.scan_prefix([EVENT]).next_back().transpose()?.map_or(0, |(key, _)| seq_of_key(&key)))
+    }
+
+    /// Every idempotency entry, in request id order. A malformed entry is a
+    /// [`LogError::MalformedEntry`].
+    pub fn requests(&self) -> impl Iterator<Item = Result<(String, RequestRecord), LogError>> + '_ {
+        self.db.scan_prefix([REQUEST]).map(|item| {
+            let (key, value) = item?;
+            let record = parse_request_value(&key, &value)?;
+            Ok((String::from_utf8_lossy(&key[1..]).into_owned(), record))
+        })
+    }
+
+    /// Every stream index entry (stream, version, seq), in stream and
+    /// version order.
+    pub fn stream_index(&self) -> impl Iterator<Item = Result<(String, u64, u64), LogError>> + '_ {
+        self.db.scan_prefix([STREAM_INDEX]).map(|item| {
+            let (key, value) = item?;
+            let malformed = |problem: &str| LogError::MalformedEntry { key: key_text(&key), problem: problem.into() };
+            if key.len() < 1 + 1 + 8 || key[key.len() - 9] != 0 {
+                return Err(malformed("not stream ‖ 0 ‖ version"));
+            }
+            if value.len() != 8 {
+                return Err(malformed("the sequence number is not 8 bytes"));
+            }
+            let stream = String::from_utf8_lossy(&key[1..key.len() - 9]).into_owned();
+            Ok((stream, u64_of(&key[key.len() - 8..]), u64_of(&value)))
+        })
+    }
+
+    /// Every stream's head version, in stream order.
+    pub fn stream_heads(&self) -> impl Iterator<Item = Result<(String, u64), LogError>> + '_ {
+        self.db.scan_prefix([STREAM_HEAD]).map(|item| {
+            let (key, value) = item?;
+            if value.len() != 8 {
+                return Err(LogError::MalformedEntry {
+                    key: key_text(&key),
+                    problem: "the version is not 8 bytes".into(),
+                });
+            }
+            Ok((String::from_utf8_lossy(&key[1..]).into_owned(), u64_of(&value)))
+        })
+    }
+}
+
+impl LogReader {
+    /// Opens an existing log for reading, without creating or marking
+    /// anything. sled 0.34 has no read-only mode and writes to its files when
+    /// it opens them, so **only call this on a copy** of a data directory
+    /// that must stay untouched (`audit::verify` does).
+    pub fn open_existing(dir: &Path) -> Result<LogReader, LogError> {
+        let db = sled::Config::new()
+            .path(dir)
+            .flush_every_ms(None)
+            .create_new(false)
+            .open()
+            .map_err(|source| LogError::Open { dir: dir.to_owned(), source })?;
+        match db.get(META_FORMAT)? {
+            Some(found) if found.as_ref() == STORE_FORMAT_V1 => Ok(LogReader { db }),
+            Some(found) => {
+                Err(LogError::ForeignStore { dir: dir.to_owned(), found: String::from_utf8_lossy(&found).into_owned() })
+            }
+            None => Err(LogError::ForeignStore { dir: dir.to_owned(), found: "an unmarked sled database".into() }),
+        }
+    }
+}
+
+/// What is wrong with a stored event, as a chain walk finds it.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+pub enum ChainBreak {
+    #[error("missing: {}", match previous {
+        0 => format!("the log starts at event {next}"),
+        _ => format!("the log goes from event {previous} straight to event {next}"),
+    })]
+    Missing { previous: u64, next: u64 },
+    #[error("the record stored as event {stored_as} says it is event {says}")]
+    Misplaced { stored_as: u64, says: u64 },
+    #[error("the record does not decode: {0}")]
+    Undecodable(String),
+    #[error(
+        "does not link to the previous event: it names {} as the previous hash, but the previous event's hash is {}",
+        hex::encode(found),
+        hex::encode(expected)
+    )]
+    BrokenLink { expected: Hash, found: Hash },
+    #[error("its contents do not match its hash: stored {}, computed {}", hex::encode(stored), hex::encode(computed))]
+    HashMismatch { stored: Hash, computed: Hash },
+    #[error("stream {stream} goes to version {found}, expected version {expected}")]
+    StreamVersion { stream: String, found: u64, expected: u64 },
+}
+
+/// The first broken event of a chain walk.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+#[error("event {seq} is corrupt: {problem}")]
+pub struct BrokenEvent {
+    pub seq: u64,
+    /// The stream the record names, when it decodes.
+    pub stream: Option<String>,
+    pub problem: ChainBreak,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum WalkError {
+    #[error(transparent)]
+    Broken(BrokenEvent),
+    #[error("storage error: {0}")]
+    Storage(#[from] sled::Error),
+}
+
+impl From<WalkError> for LogError {
+    fn from(error: WalkError) -> LogError {
+        match error {
+            WalkError::Broken(broken) => LogError::Corrupt { seq: broken.seq, problem: broken.problem.to_string() },
+            WalkError::Storage(error) => LogError::Storage(error),
+        }
+    }
+}
+
+/// An iterator over the chain; see [`LogReader::walk`].
+pub struct ChainWalk {
+    events: sled::Iter,
+    to_seq: u64,
+    expected_seq: u64,
+    prev_hash: Hash,
+    /// The version each stream has reached so far: one entry per stream.
+    versions: HashMap<String, u64>,
+    done: bool,
+}
+
+impl ChainWalk {
+    /// The last version of every stream seen so far.
+    pub fn stream_versions(&self) -> &HashMap<String, u64> {
+        &self.versions
+    }
+
+    fn check(&mut self, key: &[u8], record: &[u8]) -> Result<(Envelope, Vec<u8>), BrokenEvent> {
+        let seq = seq_of_key(key);
+        let broken = |stream: Option<&str>, problem| BrokenEvent { seq, stream: stream.map(str::to_owned), problem };
+        if seq != self.expected_seq {
+            return Err(BrokenEvent {
+                seq: self.expected_seq,
+                stream: None,
+                problem: ChainBreak::Missing { previous: self.expected_seq - 1, next: seq },
+            });
+        }
+        let decoded = codec::decode_record(record).map_err(|e| broken(None, ChainBreak::Undecodable(e.to_string())))?;
+        let stream = Some(decoded.body.stream.as_str());
+        if decoded.body.seq != seq {
+            return Err(broken(stream, ChainBreak::Misplaced { stored_as: seq, says: decoded.body.seq }));
+        }
+        if decoded.prev_hash != self.prev_hash {
+            return Err(broken(stream, ChainBreak::BrokenLink { expected: self.prev_hash, found: decoded.prev_hash }));
+        }
+        let computed = codec::chain_hash(&decoded.prev_hash, decoded.body_bytes);
+        if computed != decoded.hash {
+            return Err(broken(stream, ChainBreak::HashMismatch { stored: decoded.hash, computed }));
+        }
+        let expected = self.versions.get(&decoded.body.stream).map_or(1, |v| v + 1);
+        if decoded.body.stream_version != expected {
+            let problem = ChainBreak::StreamVersion {
+                stream: decoded.body.stream.clone(),
+                found: decoded.body.stream_version,
+                expected,
+            };
+            return Err(broken(stream, problem));
+        }
+        self.versions.insert(decoded.body.stream.clone(), expected);
+        self.prev_hash = decoded.hash;
+        self.expected_seq += 1;
+        let body = decoded.body;
+        Ok((
+            Envelope {
+                seq,
+                stream: body.stream,
+                stream_version: body.stream_version,
+                event_type: body.event_type,
+                schema_version: body.schema_version,
+                recorded_at_micros: body.recorded_at_micros,
+                actor: body.actor,
+                request_id: body.request_id,
+                prev_hash: decoded.prev_hash,
+                hash: decoded.hash,
+            },
+            body.payload,
+        ))
+    }
+}
+
+impl Iterator for ChainWalk {
+    type Item = Result<(Envelope, Vec<u8>), WalkError>;
+
+    fn next(&mut self) -> Option<Self::Item> {
+        if self.done || self.expected_seq > self.to_seq {
+            return None;
+        }
+        let item = match self.events.next()? {
+            Ok((key, record)) => self.check(&key, &record).map_err(WalkError::Broken),
+            Err(error) => Err(WalkError::Storage(error)),
+        };
+        // A walk ends at the first broken event: what follows it has no
+        // trustworthy predecessor.
+        self.done = item.is_err();
+        Some(item)
     }
 }
 
@@ -417,6 +656,25 @@ fn request_key(request_id: &str) -> Vec<u8> {
     let mut key = vec![REQUEST];
     key.extend_from_slice(request_id.as_bytes());
     key
+}
+
+fn parse_request_value(key: &[u8], value: &[u8]) -> Result<RequestRecord, LogError> {
+    if value.len() != 44 {
+        return Err(LogError::MalformedEntry {
+            key: key_text(key),
+            problem: format!("{} bytes, not fingerprint ‖ first seq ‖ count (44 bytes)", value.len()),
+        });
+    }
+    Ok(RequestRecord {
+        fingerprint: value[..32].try_into().expect("sized above"),
+        first_seq: u64_of(&value[32..40]),
+        count: u32::from_be_bytes(value[40..44].try_into().expect("sized above")),
+    })
+}
+
+/// A key for messages: its prefix letter and the printable rest.
+fn key_text(key: &[u8]) -> String {
+    key.iter().map(|&b| if b.is_ascii_graphic() { char::from(b).to_string() } else { format!("\\x{b:02x}") }).collect()
 }
 
 fn request_value(fingerprint: &Hash, first_seq: u64, count: u32) -> Vec<u8> {
