@@ -23,16 +23,24 @@ pub fn write(
     out: &mut dyn Write,
 ) -> Result<(), ExportError> {
     let mut currency: Option<Currency> = None;
+    // Access may be granted before the fund opens (`fundledger init`); those
+    // events carry no amount, so no currency is needed to write them.
+    let no_currency = Currency { code: "XXX".into(), minor_units: 0 };
     for event in events {
         let event = event?;
         if let Event::FundOpened { currency: c, .. } = &event.event {
             currency = Some(c.clone());
         }
-        let Some(currency) = &currency else {
-            return Err(ExportError::FundNotOpened {
-                seq: event.envelope.seq,
-                event_type: event.envelope.event_type.clone(),
-            });
+        let access = matches!(event.event, Event::AccessGranted { .. } | Event::AccessRevoked { .. });
+        let currency = match &currency {
+            Some(currency) => currency,
+            None if access => &no_currency,
+            None => {
+                return Err(ExportError::FundNotOpened {
+                    seq: event.envelope.seq,
+                    event_type: event.envelope.event_type.clone(),
+                })
+            }
         };
         serde_json::to_writer(&mut *out, &line(currency, &event)?)?;
         out.write_all(b"\n")?;
