@@ -49,6 +49,7 @@ pub struct DemoConfig {
 /// does not verify.
 pub async fn run(config: DemoConfig) -> anyhow::Result<()> {
     let temp;
+    let keep = config.data_dir.is_some();
     let data_dir = match config.data_dir {
         Some(dir) => {
             if dir.join("db").exists() {
@@ -130,6 +131,11 @@ pub async fn run(config: DemoConfig) -> anyhow::Result<()> {
         hex::encode(report.head_hash)
     );
     println!("replay from the first event gives byte-identical projections");
+    if keep {
+        // The ledger stays for `serve`; as with `init`, its admin token is
+        // shown this once (the ledger keeps only its hash).
+        println!("\nadmin token of the kept ledger (alliance-admin), shown only now:\n{admin_token}");
+    }
     Ok(())
 }
 
