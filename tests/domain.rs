@@ -1637,10 +1637,11 @@ fn expected_code_and_kind(rejection: &Rejection) -> (&'static str, RejectionKind
         SelfApproval { .. } => ("self_approval", FailedPrecondition),
         ConflictOfInterest { .. } => ("conflict_of_interest", FailedPrecondition),
         ConflictAlreadyDeclared { .. } => ("conflict_already_declared", FailedPrecondition),
+        LastAdmin { .. } => ("last_admin", FailedPrecondition),
     }
 }
 
-const REJECTION_CODES: [&str; 43] = [
+const REJECTION_CODES: [&str; 44] = [
     "invalid_amount",
     "invalid_text",
     "fund_not_opened",
@@ -1684,6 +1685,7 @@ const REJECTION_CODES: [&str; 43] = [
     "self_approval",
     "conflict_of_interest",
     "conflict_already_declared",
+    "last_admin",
 ];
 
 struct RejectionCase {
@@ -2230,6 +2232,18 @@ fn rejection_cases() -> Vec<RejectionCase> {
             UnknownPartner { partner: "cirrus".into() },
         ),
         case("revoking no one", opened(), revoke_access("nobody"), UnknownPrincipal { principal: "nobody".into() }),
+        case(
+            "revoking the last admin",
+            and(opened(), vec![access_granted(ADMIN, Role::Admin, 1)]),
+            revoke_access(ADMIN),
+            LastAdmin { principal: ADMIN.into() },
+        ),
+        case(
+            "a revoked principal's token given again",
+            and(opened(), vec![access_granted(SECOND_OFFICER, Role::Officer, 2), access_revoked(SECOND_OFFICER)]),
+            grant_access("newcomer", Role::Officer, 2),
+            TokenInUse { principal: SECOND_OFFICER.into() },
+        ),
         case(
             "revoking twice",
             and(opened(), vec![access_granted(SECOND_OFFICER, Role::Officer, 2), access_revoked(SECOND_OFFICER)]),
@@ -3194,8 +3208,16 @@ fn on(date: &str, mut event: Event) -> Event {
         | Event::GrantWithdrawn { decided_on: at, .. }
         | Event::GrantSettled { decided_on: at, .. }
         | Event::PaymentMade { value_date: at, .. }
-        | Event::RefundReceived { value_date: at, .. } => *at = d,
-        Event::FundOpened { .. } | Event::PartnerAdmitted { .. } | Event::RoundOpened { .. } => {
+        | Event::RefundReceived { value_date: at, .. }
+        | Event::AwardProposed { proposed_on: at, .. }
+        | Event::PaymentProposed { value_date: at, .. }
+        | Event::ConflictDeclared { declared_on: at, .. } => *at = d,
+        Event::FundOpened { .. }
+        | Event::PartnerAdmitted { .. }
+        | Event::RoundOpened { .. }
+        | Event::ApprovalThresholdsSet { .. }
+        | Event::AccessGranted { .. }
+        | Event::AccessRevoked { .. } => {
             panic!("{} has no business date", event.type_name())
         }
     }

@@ -696,9 +696,15 @@ fn must_accept(state: &FundState, actor: &Actor, command: &Command) -> bool {
                 Role::Partner(p) => state.partners.contains_key(p),
                 _ => true,
             };
-            return !active(principal) && !state.active_tokens.contains_key(token_sha256) && partner_known;
+            // A token is never given twice, even after a revocation.
+            let token_fresh = state.principals.values().all(|p| p.token_sha256 != *token_sha256);
+            return !active(principal) && token_fresh && partner_known;
         }
-        Command::RevokeAccess { principal, .. } => return active(principal),
+        Command::RevokeAccess { principal, .. } => {
+            let admins = state.principals.values().filter(|p| !p.revoked && p.role == Role::Admin).count();
+            let last_admin = state.principals.get(principal).is_some_and(|p| p.role == Role::Admin) && admins == 1;
+            return active(principal) && !last_admin;
+        }
         _ => {}
     }
     let Some(currency) = state.currency() else { return false };
@@ -1271,11 +1277,13 @@ fn random_command_sequences_keep_every_invariant() {
 const DATED_SEQUENCES: u32 = 200;
 
 /// The accepted events of a sequence, without the per-step checks above.
-fn accepted_events(ops: &[Op]) -> Vec<Event> {
+fn accepted_events(steps: &[Step]) -> Vec<Event> {
     let mut state = FundState::default();
     let mut log = Vec::new();
-    for op in ops {
-        if let Ok(events) = decide(&state, &command(&state, op), &ctx()) {
+    for step in steps {
+        let command = command(&state, &step.op);
+        let ctx = Context { actor: actor(&state, step.who, &command) };
+        if let Ok(events) = decide(&state, &command, &ctx) {
             for event in events {
                 state.evolve(&event);
                 log.push(event);
@@ -1300,8 +1308,16 @@ fn redate(mut event: Event, date: Date) -> Event {
         | Event::GrantWithdrawn { decided_on: at, .. }
         | Event::GrantSettled { decided_on: at, .. }
         | Event::PaymentMade { value_date: at, .. }
-        | Event::RefundReceived { value_date: at, .. } => *at = date,
-        Event::FundOpened { .. } | Event::PartnerAdmitted { .. } | Event::RoundOpened { .. } => {}
+        | Event::RefundReceived { value_date: at, .. }
+        | Event::AwardProposed { proposed_on: at, .. }
+        | Event::PaymentProposed { value_date: at, .. }
+        | Event::ConflictDeclared { declared_on: at, .. } => *at = date,
+        Event::FundOpened { .. }
+        | Event::PartnerAdmitted { .. }
+        | Event::RoundOpened { .. }
+        | Event::ApprovalThresholdsSet { .. }
+        | Event::AccessGranted { .. }
+        | Event::AccessRevoked { .. } => {}
     }
     event
 }

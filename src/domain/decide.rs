@@ -2,7 +2,7 @@
 //! it returns the events to record or the reason for refusing. It is pure:
 //! the acting principal comes in the [`Context`], there is no clock, no I/O.
 
-use super::access::{may_send, Actor};
+use super::access::{may_send, Actor, Role};
 use super::attribution::{self, split};
 use super::command::{Applicant, Command};
 use super::event::{Event, PotKey};
@@ -44,7 +44,9 @@ pub fn decide(state: &FundState, command: &Command, ctx: &Context) -> Result<Vec
                     return Err(Rejection::PrincipalAlreadyActive { principal: principal.to_string() });
                 }
             }
-            if let Some(holder) = state.active_tokens.get(token_sha256) {
+            // A token is never given twice, not even after its holder's
+            // access was revoked: a revoked token may have leaked.
+            if let Some((holder, _)) = state.principals.iter().find(|(_, p)| p.token_sha256 == *token_sha256) {
                 return Err(Rejection::TokenInUse { principal: holder.to_string() });
             }
             if let super::access::Role::Partner(partner) = role {
@@ -66,6 +68,11 @@ pub fn decide(state: &FundState, command: &Command, ctx: &Context) -> Result<Vec
                 .ok_or_else(|| Rejection::UnknownPrincipal { principal: principal.to_string() })?;
             if p.revoked {
                 return Err(Rejection::PrincipalAlreadyRevoked { principal: principal.to_string() });
+            }
+            // Without an admin nobody could grant access again.
+            let active_admins = state.principals.values().filter(|q| !q.revoked && q.role == Role::Admin).count();
+            if p.role == Role::Admin && active_admins == 1 {
+                return Err(Rejection::LastAdmin { principal: principal.to_string() });
             }
             return Ok(vec![Event::AccessRevoked { principal: principal.clone(), reason }]);
         }

@@ -99,8 +99,10 @@ pub enum Rejection {
     PrincipalAlreadyActive { principal: String },
     #[error("the access of principal {principal:?} was already revoked")]
     PrincipalAlreadyRevoked { principal: String },
-    #[error("this token is already in use by principal {principal:?}; generate a new one")]
+    #[error("this token was already given to principal {principal:?}; generate a new one")]
     TokenInUse { principal: String },
+    #[error("{principal:?} is the last admin; grant another admin first, or nobody could grant access again")]
+    LastAdmin { principal: String },
     #[error("{what} of {amount} on application {application:?} is above round {round:?}'s four-eyes threshold of {threshold}: propose it, and have a second officer approve it")]
     FourEyesRequired { what: &'static str, application: String, round: String, amount: String, threshold: String },
     #[error(
@@ -173,6 +175,7 @@ impl Rejection {
             PrincipalAlreadyActive { .. } => "principal_already_active",
             PrincipalAlreadyRevoked { .. } => "principal_already_revoked",
             TokenInUse { .. } => "token_in_use",
+            LastAdmin { .. } => "last_admin",
             FourEyesRequired { .. } => "four_eyes_required",
             ProposalPending { .. } => "proposal_pending",
             NoProposal { .. } => "no_proposal",
