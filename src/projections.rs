@@ -10,9 +10,11 @@ use crate::log::{codec, Envelope, Hash, LogError, LogReader, GENESIS_HASH};
 
 /// How many events a replay reads per step.
 const REPLAY_BATCH_EVENTS_MAX: usize = 4096;
-/// The layout version of a checkpoint; another version is ignored (and the
-/// projections replayed from the first event), never misread.
-const CHECKPOINT_FORMAT_V1: u8 = 1;
+/// The layout version of a checkpoint, of its header and of the encoded
+/// `FundState`: **bump it whenever `FundState` or `evolve` changes**, so that
+/// a checkpoint of another version is ignored (and the projections replayed
+/// from the first event), never misread or trusted with an older fold.
+const CHECKPOINT_FORMAT_V1: u8 = 2;
 const CHECKPOINT_HEADER_BYTES: usize = 1 + 8 + 32 + 8;
 
 #[derive(Clone, Debug, PartialEq, Eq)]

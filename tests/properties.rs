@@ -710,22 +710,24 @@ fn must_accept(state: &FundState, actor: &Actor, command: &Command) -> bool {
     let Some(currency) = state.currency() else { return false };
     let amount = |input: &MoneyInput| currency.to_amount(input, false).ok();
     let grant = |a: &ApplicationId| state.applications.get(a).and_then(|a| a.grant.as_ref());
-    let round_open = |r: &RoundId| state.rounds.get(r).is_some_and(|r| r.closed_on.is_none());
     let round_of = |a: &ApplicationId| &state.rounds[&state.applications[a].round];
     let payable = |g: &Grant, a: Amount| g.status != GrantStatus::Withdrawn && a <= g.open();
     let within = |threshold: Option<Amount>, a: Amount| threshold.is_none_or(|t| a <= t);
     match command {
         Command::MakePayment { application, amount: input, .. } => {
+            // The threshold counts the total paid (net) with this payment.
             matches!((grant(application), amount(input)), (Some(g), Some(a))
-                if payable(g, a) && within(round_of(application).payment_four_eyes_above, a))
+                if payable(g, a) && within(round_of(application).payment_four_eyes_above, g.net_paid().plus(a)))
         }
         Command::ProposePayment { application, amount: input, .. } => {
             matches!((grant(application), amount(input)), (Some(g), Some(a))
                 if payable(g, a) && g.payment_proposal.is_none())
         }
         Command::ApprovePayment { application } => {
+            let proposer_conflicted = |p: &str| state.applications[application].conflicts.contains(p);
             matches!(grant(application).and_then(|g| g.payment_proposal.as_ref().map(|p| (g, p))), Some((g, p))
-                if p.proposed_by != actor.principal.as_str() && payable(g, p.amount))
+                if p.proposed_by != actor.principal.as_str() && !proposer_conflicted(&p.proposed_by)
+                    && payable(g, p.amount))
         }
         Command::RecordRefund { application, amount: input, .. } => {
             matches!((grant(application), amount(input)), (Some(g), Some(a)) if a <= g.net_paid())
@@ -733,7 +735,9 @@ fn must_accept(state: &FundState, actor: &Actor, command: &Command) -> bool {
         Command::RecordReceipt { partner, amount: input, earmark, .. } => {
             let key = PotKey { partner: partner.clone(), earmark: earmark.clone() };
             let outstanding = state.pots.get(&key).map(Pot::outstanding).unwrap_or_default();
-            earmark.as_ref().is_none_or(round_open) && amount(input).is_some_and(|a| a <= outstanding)
+            // Money for a closed round's earmark is still received.
+            earmark.as_ref().is_none_or(|r| state.rounds.contains_key(r))
+                && amount(input).is_some_and(|a| a <= outstanding)
         }
         Command::AwardGrant { application, amount: input, .. } => amount(input).is_some_and(|a| {
             affordable(state, application, a) && within(round_of(application).award_four_eyes_above, a)
@@ -742,12 +746,16 @@ fn must_accept(state: &FundState, actor: &Actor, command: &Command) -> bool {
             affordable(state, application, a) && state.applications[application].award_proposal.is_none()
         }),
         Command::ApproveAward { application, .. } => {
-            let proposal = state.applications.get(application).and_then(|a| a.award_proposal.as_ref());
-            proposal
-                .is_some_and(|p| p.proposed_by != actor.principal.as_str() && affordable(state, application, p.amount))
+            let app = state.applications.get(application);
+            let proposal = app.and_then(|a| a.award_proposal.as_ref());
+            proposal.is_some_and(|p| {
+                p.proposed_by != actor.principal.as_str()
+                    && !app.is_some_and(|a| a.conflicts.contains(&p.proposed_by))
+                    && affordable(state, application, p.amount)
+            })
         }
         Command::SetApprovalThresholds { round, award_above, payment_above } => {
-            round_open(round)
+            state.rounds.contains_key(round)
                 && award_above.as_ref().is_none_or(|a| amount(a).is_some())
                 && payment_above.as_ref().is_none_or(|a| amount(a).is_some())
         }
@@ -958,7 +966,10 @@ impl Play {
                 self.four_eyes_awards += 1;
             }
             Event::PaymentMade { application, amount, .. }
-                if round_of(application).payment_four_eyes_above.is_some_and(|t| *amount > t) =>
+                if round_of(application).payment_four_eyes_above.is_some_and(|t| {
+                    let paid = state.applications[application].grant.as_ref().map_or(Amount::ZERO, |g| g.net_paid());
+                    paid.plus(*amount) > t
+                }) =>
             {
                 let proposal = self.payment_proposals.get(application);
                 assert!(

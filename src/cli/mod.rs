@@ -75,7 +75,7 @@ pub struct ServeArgs {
 }
 
 /// Options every client subcommand takes.
-#[derive(Args, Debug, Clone)]
+#[derive(Args, Clone)]
 pub struct Connection {
     /// The server's URL.
     #[arg(long, global = true, env = "FUNDLEDGER_SERVER", default_value = "http://127.0.0.1:50051")]
@@ -659,6 +659,18 @@ fn role_of(role: &str, partner: Option<String>) -> anyhow::Result<pb::Role> {
         anyhow::bail!("--partner goes with --role partner, and only with it");
     }
     Ok(pb::Role { kind: kind.into(), partner_id: partner })
+}
+
+/// Shows everything but the token, which must never end up in a log.
+impl std::fmt::Debug for Connection {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Connection")
+            .field("server", &self.server)
+            .field("json", &self.json)
+            .field("token", &self.token.as_ref().map(|_| "<redacted>"))
+            .field("ca_cert", &self.ca_cert)
+            .finish()
+    }
 }
 
 async fn connect(connection: &Connection) -> anyhow::Result<Client> {

@@ -148,7 +148,9 @@ pub fn decide(state: &FundState, command: &Command, ctx: &Context) -> Result<Vec
         }
         RecordReceipt { partner, amount, earmark, value_date, bank_reference } => {
             let amount = d.amount("amount", amount)?;
-            let pot = d.pot(partner, earmark)?;
+            // Money the bank already holds must be bookable, even when its
+            // earmarked round has closed.
+            let pot = d.known_pot(partner, earmark)?;
             let outstanding = state.pots.get(&pot).map(|p| p.outstanding()).unwrap_or_default();
             if amount > outstanding {
                 return Err(Rejection::ReceiptExceedsOutstandingPledge {
@@ -293,6 +295,12 @@ pub fn decide(state: &FundState, command: &Command, ctx: &Context) -> Result<Vec
                 .award_proposal
                 .as_ref()
                 .ok_or_else(|| Rejection::NoProposal { what: "award", application: application.to_string() })?;
+            if app.conflicts.contains(&proposal.proposed_by) {
+                return Err(Rejection::ConflictOfInterest {
+                    principal: proposal.proposed_by.clone(),
+                    application: application.to_string(),
+                });
+            }
             if proposal.proposed_by == ctx.actor.principal.as_str() {
                 return Err(Rejection::SelfApproval {
                     what: "award",
@@ -413,11 +421,18 @@ pub fn decide(state: &FundState, command: &Command, ctx: &Context) -> Result<Vec
             }
         }
         ApprovePayment { application } => {
+            let conflicts = &d.application(application)?.conflicts;
             let proposal = d
                 .grant(application)?
                 .payment_proposal
                 .as_ref()
                 .ok_or_else(|| Rejection::NoProposal { what: "payment", application: application.to_string() })?;
+            if conflicts.contains(&proposal.proposed_by) {
+                return Err(Rejection::ConflictOfInterest {
+                    principal: proposal.proposed_by.clone(),
+                    application: application.to_string(),
+                });
+            }
             if proposal.proposed_by == ctx.actor.principal.as_str() {
                 return Err(Rejection::SelfApproval {
                     what: "payment",
@@ -431,7 +446,10 @@ pub fn decide(state: &FundState, command: &Command, ctx: &Context) -> Result<Vec
         SetApprovalThresholds { round, award_above, payment_above } => {
             let award_above = award_above.as_ref().map(|a| d.amount("award_above", a)).transpose()?;
             let payment_above = payment_above.as_ref().map(|a| d.amount("payment_above", a)).transpose()?;
-            d.open_round(round)?;
+            // Also for a closed round: its payments go on after it closes.
+            if !state.rounds.contains_key(round) {
+                return Err(Rejection::UnknownRound { round: round.to_string() });
+            }
             Event::ApprovalThresholdsSet { round: round.clone(), award_above, payment_above }
         }
         DeclareConflict { application, reason, declared_on } => {
@@ -620,15 +638,20 @@ impl Decider<'_> {
     }
 
     /// Refuses a direct payment above the round's four-eyes threshold.
+    ///
+    /// What counts is the total paid (net) on the grant with this payment,
+    /// so that splitting a payment into tranches does not avoid it.
     fn four_eyes_payment(&self, application: &ApplicationId, amount: Amount) -> Result<(), Rejection> {
-        let round_id = &self.application(application)?.round;
+        let app = self.application(application)?;
+        let round_id = &app.round;
         let round = &self.state.rounds[round_id];
+        let paid_after = app.grant.as_ref().map_or(amount, |g| g.net_paid().plus(amount));
         match round.payment_four_eyes_above {
-            Some(threshold) if amount > threshold => Err(Rejection::FourEyesRequired {
-                what: "payment",
+            Some(threshold) if paid_after > threshold => Err(Rejection::FourEyesRequired {
+                what: "total paid with this payment",
                 application: application.to_string(),
                 round: round_id.to_string(),
-                amount: self.money(amount),
+                amount: self.money(paid_after),
                 threshold: self.money(threshold),
             }),
             _ => Ok(()),
@@ -678,6 +701,7 @@ fn decides_on_application(command: &Command) -> bool {
     matches!(
         command,
         RejectApplication { .. }
+            | WithdrawApplication { .. }
             | AwardGrant { .. }
             | ProposeAward { .. }
             | ApproveAward { .. }

@@ -195,7 +195,16 @@ impl Ledger {
         );
         let handle = std::thread::Builder::new()
             .name("fundledger-writer".into())
-            .spawn(move || writer.run(rx))
+            .spawn(move || {
+                // A panic in the writer is a broken invariant (a bug or a
+                // corrupt log): stop the whole process rather than serve
+                // from state that may be ahead of, or beside, the disk.
+                let run = std::panic::AssertUnwindSafe(move || writer.run(rx));
+                if std::panic::catch_unwind(run).is_err() {
+                    eprintln!("fundledger: the writer panicked; stopping the process (the log on disk is intact)");
+                    std::process::abort();
+                }
+            })
             .map_err(LedgerError::Thread)?;
         Ok(Ledger {
             shared,
