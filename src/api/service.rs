@@ -80,18 +80,14 @@ impl LedgerService {
 
     /// Authenticates the caller and checks they may read `what`.
     fn reader<T>(&self, request: &Request<T>, what: Read<'_>) -> Result<Actor, Status> {
-        let actor = authenticate(&self.ledger, request)?;
-        if !may_read(&actor.role, what) {
-            let thing = match what {
-                Read::PartnerBalances(p) => format!("the balances of partner {p}"),
-                Read::AllPartnerBalances => "every partner's balances".to_owned(),
-                Read::SharedFigures => "the fund's figures".to_owned(),
-                Read::Details => "applications, grants and the event log".to_owned(),
-                Read::Principals => "who has access".to_owned(),
-            };
-            return Err(permission_denied(&actor, &format!("read {thing}")));
-        }
-        Ok(actor)
+        let thing = match what {
+            Read::PartnerBalances(p) => format!("the balances of partner {p}"),
+            Read::AllPartnerBalances => "every partner's balances".to_owned(),
+            Read::SharedFigures => "the fund's figures".to_owned(),
+            Read::Details => "applications, grants and the event log".to_owned(),
+            Read::Principals => "who has access".to_owned(),
+        };
+        authorize_read(&self.ledger, request, what, &format!("read {thing}"))
     }
 
     /// The figures as of a point of the history (see `ledger::history`).
@@ -147,6 +143,22 @@ pub(super) fn permission_denied(actor: &Actor, action: &str) -> Status {
         role: actor.role.to_string(),
         action: action.to_owned(),
     })
+}
+
+/// Authenticates the caller and checks they may read `what`: UNAUTHENTICATED
+/// without a valid token, PERMISSION_DENIED naming `action` when their role
+/// may not. Every query of every service starts here.
+pub(super) fn authorize_read<T>(
+    ledger: &Ledger,
+    request: &Request<T>,
+    what: Read<'_>,
+    action: &str,
+) -> Result<Actor, Status> {
+    let actor = authenticate(ledger, request)?;
+    if !may_read(&actor.role, what) {
+        return Err(permission_denied(&actor, action));
+    }
+    Ok(actor)
 }
 
 pub(super) fn rejection_status(rejection: &Rejection) -> Status {
