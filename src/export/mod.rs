@@ -240,7 +240,6 @@ fn copy_dir(from: &Path, to: &Path) -> std::io::Result<()> {
     Ok(())
 }
 
-
 /// A recording time as RFC 3339 in UTC with microseconds,
 /// `2024-05-01T09:30:00.123456Z`.
 pub fn rfc3339_micros(micros: i64) -> Result<String, ExportError> {
