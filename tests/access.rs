@@ -1008,6 +1008,12 @@ async fn a_revoked_token_is_refused_at_once() {
     cast.add("officer-cees", support::role(pb::RoleKind::Officer, None)).await;
     let cees = &mut cast.client("officer-cees");
     cees.submit_application(submit("by-cees", "r1", "1000.00")).await.unwrap();
+    // A subscription opened before the revocation ends with it.
+    let mut following = cees
+        .subscribe(pb::SubscribeRequest { from_seq: server.ledger.head_seq() + 1, filter: None })
+        .await
+        .unwrap()
+        .into_inner();
     let revoked = cast
         .admin()
         .revoke_access(pb::RevokeAccessRequest {
@@ -1029,6 +1035,18 @@ async fn a_revoked_token_is_refused_at_once() {
     check_status(&err, Code::Unauthenticated, "unauthenticated");
     assert!(err.message().contains("revoked"), "{err:?}");
     assert_eq!(server.ledger.head_seq(), head);
+    let ended = tokio::time::timeout(std::time::Duration::from_secs(10), async {
+        loop {
+            match following.message().await {
+                Ok(Some(_)) => continue,
+                Ok(None) => panic!("the subscription ended without saying why"),
+                Err(status) => return status,
+            }
+        }
+    })
+    .await
+    .expect("a revoked principal's subscription must end");
+    check_status(&ended, Code::Unauthenticated, "unauthenticated");
     let listed = cast.auditor().list_principals(pb::ListPrincipalsRequest {}).await.unwrap().into_inner();
     let cees = listed.principals.iter().find(|p| p.principal_id == "officer-cees").expect("still listed");
     assert!(cees.revoked);

@@ -64,6 +64,12 @@ impl LedgerService {
     async fn execute(&self, request: Request<impl IntoCommand>) -> Result<Response<pb::CommandResponse>, Status> {
         let actor = authenticate(&self.ledger, &request)?;
         let parsed = request.into_inner().into_command().map_err(|e| invalid_field(&e))?;
+        // Refuse what the role may never send here, before it takes a place
+        // in the queue or learns anything (a stream's version, a request
+        // id's use). `decide` checks the same rule again, authoritatively.
+        if !crate::domain::access::may_send(&actor.role, &parsed.command) {
+            return Err(permission_denied(&actor, parsed.command.name()));
+        }
         let outcome = self
             .ledger
             .submit(CommandRequest {
@@ -356,6 +362,15 @@ async fn send_matching(
     remaining: &mut Option<u64>,
 ) -> Result<(), StreamEnd> {
     while !cursor.reached(last) && *remaining != Some(0) {
+        // A filter may match nothing for a long stretch of the log: between
+        // pages, let other tasks run and notice a client gone or a stop.
+        tokio::task::yield_now().await;
+        if tx.is_closed() {
+            return Err(StreamEnd::ClientGone);
+        }
+        if *stopping.borrow() {
+            return Err(StreamEnd::Failed(shutting_down()));
+        }
         let page = ledger
             .read_filtered(filter, cursor, last, READ_PAGE_EVENTS_MAX)
             .map_err(|e| StreamEnd::Failed(log_status(e)))?;
@@ -408,10 +423,20 @@ async fn follow(
     mut stopping: watch::Receiver<bool>,
     filter: EventFilter,
     from: u64,
+    actor: Actor,
 ) {
     let mut head = ledger.watch_head();
     let mut cursor = Cursor::new(from);
     let end = loop {
+        // A subscription lives long: it ends as soon as its principal's
+        // access is revoked (or their role changed), like a new call would.
+        if !still_granted(&ledger, &actor) {
+            break StreamEnd::Failed(status(
+                Code::Unauthenticated,
+                "unauthenticated",
+                format!("the access of {} was revoked or changed; the subscription ends", actor.principal),
+            ));
+        }
         let last = *head.borrow_and_update();
         if let Err(end) = send_matching(&ledger, &tx, &mut stopping, &filter, &mut cursor, last, &mut None).await {
             break end;
@@ -432,6 +457,12 @@ async fn follow(
     if let StreamEnd::Failed(status) = end {
         let _ = tx.send(Err(status)).await;
     }
+}
+
+/// Whether `actor` still holds its role: not revoked, not changed.
+fn still_granted(ledger: &Ledger, actor: &Actor) -> bool {
+    let projections = ledger.projections();
+    projections.state.principals.get(&actor.principal).is_some_and(|p| !p.revoked && p.role == actor.role)
 }
 
 // ------------------------------------------------------------------ the service
@@ -747,11 +778,11 @@ impl pb::ledger_server::Ledger for LedgerService {
     type SubscribeStream = EventStream;
 
     async fn subscribe(&self, request: Request<pb::SubscribeRequest>) -> Result<Response<EventStream>, Status> {
-        self.reader(&request, Read::Details)?;
+        let actor = self.reader(&request, Read::Details)?;
         let request = request.into_inner();
         let filter = convert::event_filter(request.filter).map_err(|e| invalid_field(&e))?;
         let (tx, rx) = mpsc::channel(STREAM_BUFFER_EVENTS_MAX);
-        tokio::spawn(follow(self.ledger.clone(), tx, self.stopping.clone(), filter, request.from_seq));
+        tokio::spawn(follow(self.ledger.clone(), tx, self.stopping.clone(), filter, request.from_seq, actor));
         Ok(Response::new(ReceiverStream::new(rx)))
     }
 }
