@@ -5,8 +5,23 @@
 //! flush + fdatasync per group commit, so it depends on the disk.
 
 use criterion::{criterion_group, criterion_main, BatchSize, Criterion, Throughput};
-use fundledger::domain::{decide, Command, Context, Currency, Date, FundState, MoneyInput, PartnerId};
+use fundledger::domain::{
+    decide, Actor, Command, Context, Currency, Date, FundState, MoneyInput, PartnerId, PrincipalId, Role,
+};
 use fundledger::ledger::{CommandRequest, Ledger, LedgerConfig};
+
+/// The admin sets the fund up; the partner's treasurer pledges. In process
+/// nobody authenticates, but the domain still checks each role.
+fn admin() -> Actor {
+    Actor { principal: PrincipalId::new("bench-admin").unwrap(), role: Role::Admin }
+}
+
+fn treasurer() -> Actor {
+    Actor {
+        principal: PrincipalId::new("bench-treasurer").unwrap(),
+        role: Role::Partner(PartnerId::new("bzk").unwrap()),
+    }
+}
 
 fn setup_commands() -> Vec<Command> {
     vec![
@@ -29,10 +44,11 @@ fn pledge(i: u64) -> Command {
 }
 
 fn decide_and_evolve(c: &mut Criterion) {
-    let ctx = Context { actor: "bench".into() };
+    let setup = Context { actor: admin() };
+    let ctx = Context { actor: treasurer() };
     let mut base = FundState::default();
     for command in setup_commands() {
-        for event in decide(&base, &command, &ctx).unwrap() {
+        for event in decide(&base, &command, &setup).unwrap() {
             base.evolve(&event);
         }
     }
@@ -68,7 +84,7 @@ fn durable_commit(c: &mut Criterion) {
                 command,
                 request_id: format!("setup-{next_id}"),
                 expected_version: None,
-                actor: "bench".into(),
+                actor: admin(),
             };
             ledger.submit(request).await.unwrap();
         }
@@ -87,7 +103,7 @@ fn durable_commit(c: &mut Criterion) {
                             command: pledge(i),
                             request_id: format!("bench-{next_id}"),
                             expected_version: None,
-                            actor: "bench".into(),
+                            actor: treasurer(),
                         };
                         let ledger = ledger.clone();
                         tokio::spawn(async move { ledger.submit(request).await.unwrap() })

@@ -18,7 +18,8 @@
 // Cents are written as `15_000_00` so that they read as EUR 15,000.00.
 #![allow(clippy::inconsistent_digit_grouping)]
 
-use crate::api::pb::{self, ledger_client::LedgerClient};
+use crate::api::auth::{self, Client};
+use crate::api::pb;
 use crate::ledger::{Ledger, LedgerConfig};
 use crate::projections::Projections;
 use anyhow::{bail, ensure, Context as _};
@@ -34,6 +35,8 @@ const ROUND_2_AWARDS: usize = 77;
 const ROUND_1_WITHDRAWN: usize = 6;
 const ROUND_2_WITHDRAWN: usize = 5;
 const ROUND_3_APPLICATIONS: usize = 24;
+/// Awards above this (cents) need four eyes from round 2 on.
+const FOUR_EYES_AWARD_ABOVE: i64 = 14_000_00;
 /// The fixed seed of the scenario.
 const SEED: u64 = 0x4c6f_6b65_7444; // "LoketD"
 
@@ -46,6 +49,7 @@ pub struct DemoConfig {
 /// does not verify.
 pub async fn run(config: DemoConfig) -> anyhow::Result<()> {
     let temp;
+    let keep = config.data_dir.is_some();
     let data_dir = match config.data_dir {
         Some(dir) => {
             if dir.join("db").exists() {
@@ -62,6 +66,9 @@ pub async fn run(config: DemoConfig) -> anyhow::Result<()> {
         }
     };
     let ledger = Ledger::open(LedgerConfig::new(&data_dir))?;
+    // The alliance's administrator is created in-process, as `fundledger
+    // init` does; everyone else gets access through the API.
+    let admin_token = auth::init_admin(&ledger, crate::domain::PrincipalId::new("alliance-admin")?).await?;
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
     let address = listener.local_addr()?;
     let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
@@ -72,8 +79,19 @@ pub async fn run(config: DemoConfig) -> anyhow::Result<()> {
     println!("ledger in {}, server on {address}\n", data_dir.display());
 
     let channel = Channel::from_shared(format!("http://{address}"))?.connect().await?;
-    let mut story =
-        Story { client: LedgerClient::new(channel), rng: SplitMix64(SEED), requests: 0, awards: Vec::new() };
+    let admin = auth::client(channel.clone(), &admin_token)?;
+    let mut story = Story {
+        channel,
+        officer: admin.clone(),
+        second_officer: admin.clone(),
+        auditor: admin.clone(),
+        admin,
+        partners: std::collections::BTreeMap::new(),
+        rng: SplitMix64(SEED),
+        requests: 0,
+        awards: Vec::new(),
+        four_eyes_awards: 0,
+    };
     let started = std::time::Instant::now();
     story.tell().await?;
     let elapsed = started.elapsed();
@@ -83,7 +101,8 @@ pub async fn run(config: DemoConfig) -> anyhow::Result<()> {
         elapsed.as_secs_f64()
     );
 
-    let mut client = story.client.clone();
+    // The figures as the alliance's auditor reads them.
+    let mut client = story.auditor.clone();
     let balances = client
         .get_partner_balances(pb::GetPartnerBalancesRequest { partner_id: None, as_of: None })
         .await?
@@ -112,6 +131,11 @@ pub async fn run(config: DemoConfig) -> anyhow::Result<()> {
         hex::encode(report.head_hash)
     );
     println!("replay from the first event gives byte-identical projections");
+    if keep {
+        // The ledger stays for `serve`; as with `init`, its admin token is
+        // shown this once (the ledger keeps only its hash).
+        println!("\nadmin token of the kept ledger (alliance-admin), shown only now:\n{admin_token}");
+    }
     Ok(())
 }
 
@@ -241,11 +265,19 @@ const ACTIVITIES: &[&str] = &[
 const APPLICANT_KINDS: &[&str] = &["Stichting Buurtkracht", "Bewonersgroep", "Vereniging Samen", "Jongerenplatform"];
 
 struct Story {
-    client: LedgerClient<Channel>,
+    channel: Channel,
+    /// One client per principal of the story, each with its own token.
+    admin: Client,
+    officer: Client,
+    second_officer: Client,
+    auditor: Client,
+    partners: std::collections::BTreeMap<String, Client>,
     rng: SplitMix64,
     requests: u64,
     /// Amounts (cents) of every award in rounds 1 and 2, as decided.
     awards: Vec<i64>,
+    /// Awards proposed by one officer and approved by another.
+    four_eyes_awards: u32,
 }
 
 /// A grant as the story remembers it, to pay and settle it later.
@@ -273,9 +305,27 @@ impl Story {
         Some(pb::CommandMeta { request_id: format!("demo-{:05}", self.requests), expected_version: None })
     }
 
-    async fn tell(&mut self) -> anyhow::Result<()> {
+    /// Gives `principal` a role and returns a client calling with its token.
+    async fn grant(&mut self, principal: &str, role: pb::RoleKind, partner: Option<&str>) -> anyhow::Result<Client> {
+        let token = auth::new_token()?;
         let meta = self.meta();
-        self.client
+        self.admin
+            .grant_access(pb::GrantAccessRequest {
+                meta,
+                principal_id: principal.into(),
+                role: Some(pb::Role { kind: role.into(), partner_id: partner.map(Into::into) }),
+                token_sha256: hex::encode(auth::token_sha256(&token)),
+            })
+            .await?;
+        Ok(auth::client(self.channel.clone(), &token)?)
+    }
+
+    async fn tell(&mut self) -> anyhow::Result<()> {
+        self.officer = self.grant("officer-anna", pb::RoleKind::Officer, None).await?;
+        self.second_officer = self.grant("officer-bram", pb::RoleKind::Officer, None).await?;
+        self.auditor = self.grant("auditor-ines", pb::RoleKind::Auditor, None).await?;
+        let meta = self.meta();
+        self.admin
             .open_fund(pb::OpenFundRequest {
                 meta,
                 name: "Alliantie Democratisch Burgerschap — Loket D".into(),
@@ -285,7 +335,7 @@ impl Story {
             .await?;
         for (id, name, org) in PARTNERS {
             let meta = self.meta();
-            self.client
+            self.admin
                 .admit_partner(pb::AdmitPartnerRequest {
                     meta,
                     partner_id: (*id).into(),
@@ -293,7 +343,10 @@ impl Story {
                     organisation_id: (*org).into(),
                 })
                 .await?;
+            let client = self.grant(&format!("{id}-treasurer"), pb::RoleKind::Partner, Some(id)).await?;
+            self.partners.insert((*id).to_owned(), client);
         }
+        println!("principals: an admin, two grant officers, an auditor and a treasurer per partner, each with a token");
         for (partner, euros) in PLEDGES {
             self.pledge(partner, euros * 100, None, date(2022, 6, 15)).await?;
             // The first instalment, 60 %, before round 1.
@@ -312,6 +365,7 @@ impl Story {
                 ROUND_1_WITHDRAWN,
                 date(2022, 9, 1),
                 date(2022, 12, 1),
+                None,
             )
             .await?;
         self.close_round("loket-d-1", date(2022, 12, 15)).await?;
@@ -322,6 +376,16 @@ impl Story {
             self.receive(partner, euros * 40, None, date(2023, 1, 16)).await?;
         }
         self.open_round("loket-d-2", "Loket D, ronde 2", 1_100_000, date(2023, 3, 1), date(2023, 4, 30)).await?;
+        // From round 2 on, awards above EUR 14,000 need a second officer.
+        let meta = self.meta();
+        self.admin
+            .set_approval_thresholds(pb::SetApprovalThresholdsRequest {
+                meta,
+                round_id: "loket-d-2".into(),
+                award_above: money(FOUR_EYES_AWARD_ABOVE),
+                payment_above: None,
+            })
+            .await?;
         let round_2 = self
             .round_of_applications(
                 "loket-d-2",
@@ -331,10 +395,16 @@ impl Story {
                 ROUND_2_WITHDRAWN,
                 date(2023, 3, 1),
                 date(2023, 6, 1),
+                Some(FOUR_EYES_AWARD_ABOVE),
             )
             .await?;
         self.close_round("loket-d-2", date(2023, 6, 30)).await?;
-        println!("round 2: {ROUND_2_APPLICATIONS} applications handled, {} awarded", round_2.len());
+        println!(
+            "round 2: {ROUND_2_APPLICATIONS} applications handled, {} awarded ({} above EUR 14,000 proposed by one \
+             officer and approved by another)",
+            round_2.len(),
+            self.four_eyes_awards
+        );
 
         // Round 1's projects report; most are settled in full, some lower,
         // two were called off and paid their advance back.
@@ -359,7 +429,8 @@ impl Story {
 
     async fn pledge(&mut self, partner: &str, cents: i64, earmark: Option<&str>, on: time::Date) -> anyhow::Result<()> {
         let meta = self.meta();
-        self.client
+        let mut client = self.partners[partner].clone();
+        client
             .pledge_contribution(pb::PledgeContributionRequest {
                 meta,
                 partner_id: partner.into(),
@@ -380,7 +451,7 @@ impl Story {
     ) -> anyhow::Result<()> {
         let meta = self.meta();
         let bank_reference = format!("DEMO-{}-{}", partner.to_uppercase(), on);
-        self.client
+        self.officer
             .record_receipt(pb::RecordReceiptRequest {
                 meta,
                 partner_id: partner.into(),
@@ -402,7 +473,7 @@ impl Story {
         closes: time::Date,
     ) -> anyhow::Result<()> {
         let meta = self.meta();
-        self.client
+        self.admin
             .open_round(pb::OpenRoundRequest {
                 meta,
                 round_id: id.into(),
@@ -418,7 +489,7 @@ impl Story {
 
     async fn close_round(&mut self, id: &str, on: time::Date) -> anyhow::Result<()> {
         let meta = self.meta();
-        self.client.close_round(pb::CloseRoundRequest { meta, round_id: id.into(), closed_on: day(on) }).await?;
+        self.admin.close_round(pb::CloseRoundRequest { meta, round_id: id.into(), closed_on: day(on) }).await?;
         Ok(())
     }
 
@@ -446,7 +517,7 @@ impl Story {
             cents += self.rng.below(100) as i64 * 7 % 100 + 1;
         }
         let meta = self.meta();
-        self.client
+        self.officer
             .submit_application(pb::SubmitApplicationRequest {
                 meta,
                 application_id: application.into(),
@@ -477,6 +548,7 @@ impl Story {
         withdrawn: usize,
         opens: time::Date,
         decided_on: time::Date,
+        four_eyes_above: Option<i64>,
     ) -> anyhow::Result<Vec<Awarded>> {
         let closes = opens + time::Duration::days(59);
         // Which applications are awarded and which withdrawn is drawn from
@@ -507,20 +579,43 @@ impl Story {
                 1 => {
                     // One in seven is awarded 90 % of the request, in whole euros.
                     let cents = if self.rng.below(7) == 0 { requested[i] * 9 / 10 / 100 * 100 } else { requested[i] };
-                    self.client
-                        .award_grant(pb::AwardGrantRequest {
-                            meta,
-                            application_id: application.clone(),
-                            amount: money(cents),
-                            reason: "Past goed bij de oproep: laagdrempelig, lokaal, met bewoners.".into(),
-                            decided_on: day(decided_on),
-                        })
-                        .await?;
+                    let reason = "Past goed bij de oproep: laagdrempelig, lokaal, met bewoners.";
+                    if four_eyes_above.is_some_and(|threshold| cents > threshold) {
+                        // Above the round's threshold: Anna proposes, Bram approves.
+                        self.officer
+                            .propose_award(pb::ProposeAwardRequest {
+                                meta,
+                                application_id: application.clone(),
+                                amount: money(cents),
+                                reason: reason.into(),
+                                proposed_on: day(decided_on),
+                            })
+                            .await?;
+                        let meta = self.meta();
+                        self.second_officer
+                            .approve_award(pb::ApproveAwardRequest {
+                                meta,
+                                application_id: application.clone(),
+                                decided_on: day(decided_on),
+                            })
+                            .await?;
+                        self.four_eyes_awards += 1;
+                    } else {
+                        self.officer
+                            .award_grant(pb::AwardGrantRequest {
+                                meta,
+                                application_id: application.clone(),
+                                amount: money(cents),
+                                reason: reason.into(),
+                                decided_on: day(decided_on),
+                            })
+                            .await?;
+                    }
                     self.awards.push(cents);
                     grants.push(Awarded { application, cents, decided_on });
                 }
                 2 => {
-                    self.client
+                    self.officer
                         .withdraw_application(pb::WithdrawApplicationRequest {
                             meta,
                             application_id: application,
@@ -530,7 +625,7 @@ impl Story {
                         .await?;
                 }
                 _ => {
-                    self.client
+                    self.officer
                         .reject_application(pb::RejectApplicationRequest {
                             meta,
                             application_id: application,
@@ -561,7 +656,7 @@ impl Story {
                 // Called off: the advance comes back, the grant is withdrawn.
                 self.refund(&grant.application, advance, settle_on).await?;
                 let meta = self.meta();
-                self.client
+                self.officer
                     .withdraw_grant(pb::WithdrawGrantRequest {
                         meta,
                         application_id: grant.application.clone(),
@@ -589,7 +684,7 @@ impl Story {
 
     async fn pay(&mut self, application: &str, cents: i64, on: time::Date) -> anyhow::Result<()> {
         let meta = self.meta();
-        self.client
+        self.officer
             .make_payment(pb::MakePaymentRequest {
                 meta,
                 application_id: application.into(),
@@ -603,7 +698,7 @@ impl Story {
 
     async fn refund(&mut self, application: &str, cents: i64, on: time::Date) -> anyhow::Result<()> {
         let meta = self.meta();
-        self.client
+        self.officer
             .record_refund(pb::RecordRefundRequest {
                 meta,
                 application_id: application.into(),
@@ -617,7 +712,7 @@ impl Story {
 
     async fn settle(&mut self, application: &str, cents: i64, on: time::Date) -> anyhow::Result<()> {
         let meta = self.meta();
-        self.client
+        self.officer
             .settle_grant(pb::SettleGrantRequest {
                 meta,
                 application_id: application.into(),

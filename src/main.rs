@@ -20,6 +20,7 @@ fn main() -> ExitCode {
                 fundledger::server_main::init_tracing(false, "warn");
                 fundledger::demo::run(fundledger::demo::DemoConfig { data_dir }).await
             }
+            Command::Init { data_dir, admin } => fundledger::server_main::init(&data_dir, &admin).await,
             Command::Export(command) => fundledger::cli::export::run_export(command).await,
             Command::Statement(args) => fundledger::cli::export::run_statement(args).await,
             Command::Client(command) => fundledger::cli::run_client(*command).await,

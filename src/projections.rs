@@ -10,9 +10,11 @@ use crate::log::{codec, Envelope, Hash, LogError, LogReader, GENESIS_HASH};
 
 /// How many events a replay reads per step.
 const REPLAY_BATCH_EVENTS_MAX: usize = 4096;
-/// The layout version of a checkpoint; another version is ignored (and the
-/// projections replayed from the first event), never misread.
-const CHECKPOINT_FORMAT_V1: u8 = 1;
+/// The layout version of a checkpoint, of its header and of the encoded
+/// `FundState`: **bump it whenever `FundState` or `evolve` changes**, so that
+/// a checkpoint of another version is ignored (and the projections replayed
+/// from the first event), never misread or trusted with an older fold.
+const CHECKPOINT_FORMAT: u8 = 2;
 const CHECKPOINT_HEADER_BYTES: usize = 1 + 8 + 32 + 8;
 
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -95,7 +97,7 @@ impl Projections {
     /// yet checked. `Err(reason)` when it is of an unknown format or does not
     /// decode.
     pub fn decode_checkpoint(bytes: &[u8]) -> Result<Projections, &'static str> {
-        if bytes.len() < CHECKPOINT_HEADER_BYTES || bytes[0] != CHECKPOINT_FORMAT_V1 {
+        if bytes.len() < CHECKPOINT_HEADER_BYTES || bytes[0] != CHECKPOINT_FORMAT {
             return Err("checkpoint of an unknown format");
         }
         let seq = u64::from_be_bytes(bytes[1..9].try_into().expect("sized"));
@@ -110,7 +112,7 @@ impl Projections {
     /// The checkpoint of these projections, for [`Projections::from_checkpoint`].
     pub fn checkpoint_bytes(&self) -> Vec<u8> {
         let mut bytes = Vec::with_capacity(CHECKPOINT_HEADER_BYTES + 4096);
-        bytes.push(CHECKPOINT_FORMAT_V1);
+        bytes.push(CHECKPOINT_FORMAT);
         bytes.extend_from_slice(&self.head_seq.to_be_bytes());
         bytes.extend_from_slice(&self.head_hash);
         bytes.extend_from_slice(&self.head_recorded_at_micros.to_be_bytes());

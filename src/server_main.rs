@@ -49,3 +49,17 @@ async fn shutdown_signal() {
     let _ = ctrl_c.await;
     tracing::info!("shutting down: answering in-flight calls");
 }
+
+/// `fundledger init`: a new ledger and its first admin.
+pub async fn init(data_dir: &std::path::Path, admin: &str) -> anyhow::Result<()> {
+    let admin = crate::domain::PrincipalId::new(admin)?;
+    let ledger = Ledger::open(LedgerConfig::new(data_dir))
+        .with_context(|| format!("cannot open the ledger in {}", data_dir.display()))?;
+    let token = crate::api::auth::init_admin(&ledger, admin.clone()).await;
+    ledger.shutdown().await;
+    let token = token?;
+    println!("Created the ledger in {} with admin {admin}.", data_dir.display());
+    println!("The admin token, shown only now (the ledger keeps only its SHA-256):");
+    println!("{token}");
+    Ok(())
+}

@@ -1,78 +1,36 @@
 //! The Audit service through a real gRPC server on 127.0.0.1:0, and the
 //! auditor's CLI (`checkpoint`, `verify`, `key`) as a user runs it.
 
-use fundledger::api::pb::{self, audit_client::AuditClient, ledger_client::LedgerClient};
+use fundledger::api::pb;
 use fundledger::ledger::{Ledger, LedgerConfig};
-use std::path::Path;
 use std::process::Command;
-use tokio::sync::oneshot;
-use tonic::transport::Channel;
+use support::{AuditApi, Cast, Client, TestServer};
 use tonic::Code;
 
-struct Server {
-    ledger_client: LedgerClient<Channel>,
-    audit: AuditClient<Channel>,
-    channel: Channel,
-    ledger: Ledger,
-    url: String,
-    stop: Option<oneshot::Sender<()>>,
-    task: tokio::task::JoinHandle<Result<(), fundledger::api::server::ServeError>>,
-}
-
-impl Server {
-    async fn start(dir: &Path) -> Server {
-        let ledger = Ledger::open(LedgerConfig::new(dir)).unwrap();
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let url = format!("http://{}", listener.local_addr().unwrap());
-        let (stop, stopped) = oneshot::channel::<()>();
-        let task = tokio::spawn(fundledger::api::server::serve(ledger.clone(), listener, async {
-            let _ = stopped.await;
-        }));
-        let channel = Channel::from_shared(url.clone()).unwrap().connect().await.unwrap();
-        Server {
-            ledger_client: LedgerClient::new(channel.clone()),
-            audit: AuditClient::new(channel.clone()),
-            channel,
-            ledger,
-            url,
-            stop: Some(stop),
-            task,
-        }
-    }
-
-    async fn stop(mut self) {
-        let _ = self.stop.take().unwrap().send(());
-        self.task.await.unwrap().unwrap();
-        self.ledger.shutdown().await;
-    }
-}
-
-static NEXT_ID: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(1);
+mod support;
 
 fn meta() -> Option<pb::CommandMeta> {
-    let n = NEXT_ID.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-    Some(pb::CommandMeta { request_id: format!("audit-req-{n}"), expected_version: None })
+    support::meta("audit-req")
 }
 
-/// A fund with one partner; five events.
-async fn setup(c: &mut LedgerClient<Channel>) {
-    c.open_fund(pb::OpenFundRequest { meta: meta(), name: "Loket D".into(), currency: "EUR".into(), minor_units: 2 })
+/// A fund with one partner and three pledges, on a ledger whose access is
+/// set up (the admin, two officers, an auditor, the partner's treasurer);
+/// returns the cast and the auditor's Audit client.
+async fn setup(server: &TestServer) -> (Cast, AuditApi) {
+    let mut cast = server.cast().await;
+    cast.admin()
+        .open_fund(pb::OpenFundRequest { meta: meta(), name: "Loket D".into(), currency: "EUR".into(), minor_units: 2 })
         .await
         .unwrap();
-    c.admit_partner(pb::AdmitPartnerRequest {
-        meta: meta(),
-        partner_id: "porticus".into(),
-        name: "Porticus".into(),
-        organisation_id: "NL-KVK-1".into(),
-    })
-    .await
-    .unwrap();
+    cast.admit_partner("porticus").await;
     for _ in 0..3 {
-        pledge(c).await;
+        pledge(&mut cast.partner("porticus")).await;
     }
+    let audit = server.audit(cast.token(support::AUDITOR));
+    (cast, audit)
 }
 
-async fn pledge(c: &mut LedgerClient<Channel>) {
+async fn pledge(c: &mut Client) {
     c.pledge_contribution(pb::PledgeContributionRequest {
         meta: meta(),
         partner_id: "porticus".into(),
@@ -92,15 +50,29 @@ fn reason<T: std::fmt::Debug>(result: Result<T, tonic::Status>) -> (Code, String
 
 #[tokio::test]
 async fn get_checkpoint_refuses_an_empty_log_then_signs_the_head() {
+    // An empty log has no principals, so nobody can ask: the call is
+    // refused before the log is looked at.
     let dir = tempfile::tempdir().unwrap();
-    let mut server = Server::start(dir.path()).await;
-    let empty = server.audit.get_checkpoint(pb::GetCheckpointRequest {}).await;
-    assert_eq!(reason(empty), (Code::FailedPrecondition, "log_empty".into()));
+    let ledger = Ledger::open(LedgerConfig::new(dir.path())).unwrap();
+    let mut server = TestServer::serve(ledger, String::new()).await;
+    let stranger = fundledger::api::auth::new_token().unwrap();
+    let empty = server.audit(&stranger).get_checkpoint(pb::GetCheckpointRequest {}).await;
+    assert_eq!(reason(empty), (Code::Unauthenticated, "unauthenticated".into()));
+    assert_eq!(server.ledger.head_seq(), 0);
 
-    setup(&mut server.ledger_client).await;
-    let checkpoint = server.audit.get_checkpoint(pb::GetCheckpointRequest {}).await.unwrap().into_inner();
+    // Once `init` made the first admin, the log holds that event.
+    server.admin_token = fundledger::api::auth::init_admin(
+        &server.ledger,
+        fundledger::domain::PrincipalId::new(support::ADMIN).unwrap(),
+    )
+    .await
+    .unwrap();
+    let (_cast, mut audit) = setup(&server).await;
+    let head = server.ledger.head_seq();
+    assert_eq!(head, 1 + 3 + 6, "init, the cast's three, fund, partner, treasurer and three pledges");
+    let checkpoint = audit.get_checkpoint(pb::GetCheckpointRequest {}).await.unwrap().into_inner();
     let checkpoint = checkpoint.checkpoint.unwrap();
-    assert_eq!(checkpoint.seq, 5);
+    assert_eq!(checkpoint.seq, head);
     assert_eq!(checkpoint.format, "fundledger-checkpoint-v1");
     assert_eq!(checkpoint.head_hash, hex::encode(server.ledger.projections().head_hash));
     assert_eq!(checkpoint.public_key, hex::encode(server.ledger.public_key().as_bytes()));
@@ -112,12 +84,13 @@ async fn get_checkpoint_refuses_an_empty_log_then_signs_the_head() {
 #[tokio::test]
 async fn verify_log_checks_a_running_ledger_while_it_takes_commands() {
     let dir = tempfile::tempdir().unwrap();
-    let mut server = Server::start(dir.path()).await;
-    setup(&mut server.ledger_client).await;
+    let server = TestServer::start(dir.path()).await;
+    let (cast, mut audit) = setup(&server).await;
+    let start = server.ledger.head_seq();
     // Writers keep going while the log is verified.
     let writers: Vec<_> = (0..4)
         .map(|_| {
-            let mut client = server.ledger_client.clone();
+            let mut client = cast.partner("porticus");
             tokio::spawn(async move {
                 for _ in 0..10 {
                     pledge(&mut client).await;
@@ -127,7 +100,7 @@ async fn verify_log_checks_a_running_ledger_while_it_takes_commands() {
         .collect();
     let mut verified_events = Vec::new();
     for _ in 0..3 {
-        let report = server.audit.verify_log(pb::VerifyLogRequest::default()).await.unwrap().into_inner();
+        let report = audit.verify_log(pb::VerifyLogRequest::default()).await.unwrap().into_inner();
         assert!(report.verified, "{:?}", report.first_broken);
         assert!(report.live_projections_checked);
         assert_eq!(report.events, report.head_seq);
@@ -137,54 +110,53 @@ async fn verify_log_checks_a_running_ledger_while_it_takes_commands() {
     for writer in writers {
         writer.await.unwrap();
     }
-    let report = server.audit.verify_log(pb::VerifyLogRequest::default()).await.unwrap().into_inner();
+    let report = audit.verify_log(pb::VerifyLogRequest::default()).await.unwrap().into_inner();
     assert!(report.verified);
-    assert_eq!(report.events, 45);
-    assert!(verified_events.iter().all(|&n| (5..=45).contains(&n)), "{verified_events:?}");
+    assert_eq!(report.events, start + 40);
+    assert!(verified_events.iter().all(|&n| (start..=start + 40).contains(&n)), "{verified_events:?}");
     server.stop().await;
 }
 
 #[tokio::test]
 async fn verify_log_checks_a_checkpoint_against_the_ledgers_key() {
     let dir = tempfile::tempdir().unwrap();
-    let mut server = Server::start(dir.path()).await;
-    setup(&mut server.ledger_client).await;
-    let checkpoint =
-        server.audit.get_checkpoint(pb::GetCheckpointRequest {}).await.unwrap().into_inner().checkpoint.unwrap();
-    pledge(&mut server.ledger_client).await;
+    let server = TestServer::start(dir.path()).await;
+    let (cast, mut audit) = setup(&server).await;
+    let checkpoint = audit.get_checkpoint(pb::GetCheckpointRequest {}).await.unwrap().into_inner().checkpoint.unwrap();
+    pledge(&mut cast.partner("porticus")).await;
 
     let verify = |checkpoint: pb::Checkpoint, trusted_public_key: &str| pb::VerifyLogRequest {
         checkpoint: Some(checkpoint),
         trusted_public_key: trusted_public_key.into(),
     };
     let own_key = checkpoint.public_key.clone();
-    let report = server.audit.verify_log(verify(checkpoint.clone(), &own_key)).await.unwrap().into_inner();
+    let report = audit.verify_log(verify(checkpoint.clone(), &own_key)).await.unwrap().into_inner();
     assert!(report.verified && report.checkpoint_verified, "{:?}", report.first_broken);
-    assert_eq!(report.events, 6, "the log extends the checkpoint of event 5");
+    assert_eq!(report.events, checkpoint.seq + 1, "the log extends the checkpoint of the event before");
 
     // Figures changed after signing.
-    let forged = pb::Checkpoint { seq: 4, ..checkpoint.clone() };
-    let report = server.audit.verify_log(verify(forged, "")).await.unwrap().into_inner();
+    let forged = pb::Checkpoint { seq: checkpoint.seq - 1, ..checkpoint.clone() };
+    let report = audit.verify_log(verify(forged, "")).await.unwrap().into_inner();
     assert!(!report.verified && !report.checkpoint_verified);
     let broken = report.first_broken.unwrap();
     assert_eq!((broken.seq, broken.reason.as_str()), (None, "checkpoint_signature"));
 
     // Another key than the one the auditor trusts.
     let other = hex::encode(ed25519_dalek::SigningKey::from_bytes(&[3; 32]).verifying_key().as_bytes());
-    let report = server.audit.verify_log(verify(checkpoint.clone(), &other)).await.unwrap().into_inner();
+    let report = audit.verify_log(verify(checkpoint.clone(), &other)).await.unwrap().into_inner();
     assert_eq!(report.first_broken.unwrap().reason, "checkpoint_untrusted_key");
 
     // Malformed input is refused before anything is read.
     let malformed = pb::Checkpoint { head_hash: "xyz".into(), ..checkpoint.clone() };
-    let status = server.audit.verify_log(verify(malformed, "")).await.unwrap_err();
+    let status = audit.verify_log(verify(malformed, "")).await.unwrap_err();
     assert_eq!(status.code(), Code::InvalidArgument);
     assert_eq!(status.metadata().get("fundledger-field").unwrap(), "checkpoint");
     assert!(status.message().contains("head_hash"), "{}", status.message());
     let shifted = pb::Checkpoint { recorded_at_micros: checkpoint.recorded_at_micros + 1, ..checkpoint };
-    let status = server.audit.verify_log(verify(shifted, "")).await.unwrap_err();
+    let status = audit.verify_log(verify(shifted, "")).await.unwrap_err();
     assert_eq!(status.metadata().get("fundledger-field").unwrap(), "checkpoint.recorded_at");
     let alone = pb::VerifyLogRequest { checkpoint: None, trusted_public_key: own_key };
-    let status = server.audit.verify_log(alone).await.unwrap_err();
+    let status = audit.verify_log(alone).await.unwrap_err();
     assert_eq!(status.metadata().get("fundledger-field").unwrap(), "trusted_public_key");
     server.stop().await;
 }
@@ -192,7 +164,7 @@ async fn verify_log_checks_a_checkpoint_against_the_ledgers_key() {
 #[tokio::test]
 async fn the_audit_service_has_health_and_reflection() {
     let dir = tempfile::tempdir().unwrap();
-    let server = Server::start(dir.path()).await;
+    let server = TestServer::start(dir.path()).await;
     let mut health = tonic_health::pb::health_client::HealthClient::new(server.channel.clone());
     let answer = health
         .check(tonic_health::pb::HealthCheckRequest { service: "fundledger.v1.Audit".into() })
@@ -242,23 +214,32 @@ async fn the_cli_keeps_a_checkpoint_and_verify_exits_by_verdict() {
     let early = files.path().join("early.json");
     let early = early.to_str().unwrap();
 
-    let mut server = Server::start(dir.path()).await;
-    setup(&mut server.ledger_client).await;
-    let (code, out, err) = fundledger(args(&["checkpoint", "--server", &server.url, "--out", early])).await;
+    let server = TestServer::start(dir.path()).await;
+    let (cast, _) = setup(&server).await;
+    let seq = server.ledger.head_seq();
+    let token = cast.token(support::AUDITOR);
+    let (code, out, err) =
+        fundledger(args(&["checkpoint", "--server", &server.url, "--token", token, "--out", early])).await;
     assert_eq!(code, 0, "{err}");
-    assert!(out.starts_with("checkpoint of event 5 "), "{out}");
-    // An earlier checkpoint is never overwritten.
+    assert!(out.starts_with(&format!("checkpoint of event {seq} ")), "{out}");
+    // Without a token the server refuses, and the CLI says how to get one.
     let (code, _, err) = fundledger(args(&["checkpoint", "--server", &server.url, "--out", early])).await;
+    assert_eq!(code, 1);
+    assert!(err.contains("--token"), "{err}");
+    // An earlier checkpoint is never overwritten.
+    let (code, _, err) =
+        fundledger(args(&["checkpoint", "--server", &server.url, "--token", token, "--out", early])).await;
     assert_eq!(code, 1);
     assert!(err.contains("never overwritten"), "{err}");
     // Online, against the running server.
-    let (code, out, err) = fundledger(args(&["verify", "--server", &server.url, "--checkpoint", early])).await;
+    let (code, out, err) =
+        fundledger(args(&["verify", "--server", &server.url, "--token", token, "--checkpoint", early])).await;
     assert_eq!(code, 0, "{out}{err}");
     // Offline refuses a ledger that is open.
     let (code, _, err) = fundledger(args(&["verify", "--data-dir", data_dir])).await;
     assert_eq!(code, 1);
     assert!(err.contains("is open"), "{err}");
-    pledge(&mut server.ledger_client).await;
+    pledge(&mut cast.partner("porticus")).await;
     let public_key = hex::encode(server.ledger.public_key().as_bytes());
     server.stop().await;
 
@@ -269,10 +250,17 @@ async fn the_cli_keeps_a_checkpoint_and_verify_exits_by_verdict() {
     let (code, out, err) = fundledger(verify(early)).await;
     assert_eq!(code, 0, "{out}{err}");
     assert!(out.starts_with("verified: "), "{out}");
-    assert!(out.contains("6 events") && out.contains("checkpoint: event 5 still has hash"), "{out}");
+    assert!(
+        out.contains(&format!("{} events", seq + 1))
+            && out.contains(&format!("checkpoint: event {seq} still has hash")),
+        "{out}"
+    );
 
     let edited = files.path().join("edited.json");
-    std::fs::write(&edited, std::fs::read_to_string(early).unwrap().replace("\"seq\": 5", "\"seq\": 6")).unwrap();
+    let text = std::fs::read_to_string(early).unwrap();
+    let changed = text.replace(&format!("\"seq\": {seq}"), &format!("\"seq\": {}", seq + 1));
+    assert_ne!(changed, text, "the checkpoint file names its seq");
+    std::fs::write(&edited, changed).unwrap();
     let (code, _, err) = fundledger(verify(edited.to_str().unwrap())).await;
     assert_eq!(code, 3, "a checkpoint that does not verify: {err}");
     assert!(err.contains("signature does not verify"), "{err}");
@@ -280,7 +268,8 @@ async fn the_cli_keeps_a_checkpoint_and_verify_exits_by_verdict() {
     let (code, out, _) = fundledger(args(&["verify", "--data-dir", data_dir, "--json"])).await;
     assert_eq!(code, 0);
     let json: serde_json::Value = serde_json::from_str(&out).unwrap();
-    assert_eq!((json["verified"].as_bool(), json["events"].as_str()), (Some(true), Some("6")));
+    let events = (seq + 1).to_string();
+    assert_eq!((json["verified"].as_bool(), json["events"].as_str()), (Some(true), Some(events.as_str())));
 
     let (code, _, err) = fundledger(args(&["verify", "--data-dir", files.path().to_str().unwrap()])).await;
     assert_eq!(code, 1);

@@ -1,12 +1,33 @@
 //! A hard kill (SIGKILL) of a real `fundledger serve` process in the middle
 //! of concurrent writes loses no acknowledged command, and the log it
 //! leaves verifies and replays.
+//!
+//! The ledger is set up as an operator does: `fundledger init` prints the
+//! admin token (its last line), the admin gives an officer access through
+//! the API, and the officer writes.
 
-use fundledger::api::pb::{self, ledger_client::LedgerClient};
+use fundledger::api::auth::{self, Client};
+use fundledger::api::pb;
 use std::process::{Child, Command, Stdio};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 use tonic::transport::Channel;
+
+/// `fundledger init --data-dir DIR`: a new ledger; returns the admin token,
+/// the last line of its output.
+fn init(dir: &std::path::Path) -> String {
+    let output = Command::new(env!("CARGO_BIN_EXE_fundledger"))
+        .args(["init", "--data-dir"])
+        .arg(dir)
+        .env("RUST_LOG", "warn")
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8(output.stdout).unwrap();
+    assert!(output.status.success(), "fundledger init failed: {stdout}{}", String::from_utf8_lossy(&output.stderr));
+    let token = stdout.lines().last().expect("init prints the token last").trim().to_owned();
+    assert!(token.starts_with(auth::TOKEN_PREFIX), "the last line of init is not a token: {stdout}");
+    token
+}
 
 fn free_port() -> u16 {
     std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
@@ -32,11 +53,12 @@ impl ServerProcess {
         ServerProcess { child, url: format!("http://127.0.0.1:{port}") }
     }
 
-    async fn client(&self) -> LedgerClient<Channel> {
+    /// A client calling with `token`, once the server accepts connections.
+    async fn client(&self, token: &str) -> Client {
         let deadline = Instant::now() + Duration::from_secs(20);
         loop {
             match Channel::from_shared(self.url.clone()).unwrap().connect().await {
-                Ok(channel) => return LedgerClient::new(channel),
+                Ok(channel) => return auth::client(channel, token).unwrap(),
                 Err(_) if Instant::now() < deadline => tokio::time::sleep(Duration::from_millis(50)).await,
                 Err(error) => panic!("server at {} did not come up: {error}", self.url),
             }
@@ -76,9 +98,21 @@ fn submit(id: &str) -> pb::SubmitApplicationRequest {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_hard_kill_during_writes_loses_no_acknowledged_command() {
     let dir = tempfile::tempdir().unwrap();
+    let admin_token = init(dir.path());
     let server = ServerProcess::start(dir.path());
-    let mut client = server.client().await;
-    client
+    let mut admin = server.client(&admin_token).await;
+    let officer_token = auth::new_token().unwrap();
+    admin
+        .grant_access(pb::GrantAccessRequest {
+            meta: meta("grant-officer".into()),
+            principal_id: "officer-anna".into(),
+            role: Some(pb::Role { kind: pb::RoleKind::Officer as i32, partner_id: None }),
+            token_sha256: hex::encode(auth::token_sha256(&officer_token)),
+        })
+        .await
+        .unwrap();
+    let client = server.client(&officer_token).await;
+    admin
         .open_fund(pb::OpenFundRequest {
             meta: meta("open".into()),
             name: "Loket D".into(),
@@ -87,7 +121,7 @@ async fn a_hard_kill_during_writes_loses_no_acknowledged_command() {
         })
         .await
         .unwrap();
-    client
+    admin
         .open_round(pb::OpenRoundRequest {
             meta: meta("round".into()),
             round_id: "r1".into(),
@@ -134,7 +168,7 @@ async fn a_hard_kill_during_writes_loses_no_acknowledged_command() {
 
     // Restart on the same directory: every acknowledged command is there.
     let server = ServerProcess::start(dir.path());
-    let mut client = server.client().await;
+    let mut client = server.client(&officer_token).await;
     for id in &acknowledged {
         let answer = client.get_application(pb::GetApplicationRequest { application_id: id.clone() }).await;
         assert!(answer.is_ok(), "acknowledged application {id} was lost: {answer:?}");
@@ -147,6 +181,7 @@ async fn a_hard_kill_during_writes_loses_no_acknowledged_command() {
     assert!(summary.applications as usize >= acknowledged.len());
     assert!(summary.applications as usize <= acknowledged.len() + 8);
     drop(client);
+    drop(admin);
     drop(server);
 
     // The log left behind verifies and replays to the same projections.

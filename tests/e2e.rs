@@ -1,106 +1,74 @@
 //! End to end through a real gRPC server on 127.0.0.1:0.
 
-use fundledger::api::pb::{self, ledger_client::LedgerClient};
-use fundledger::ledger::{Ledger, LedgerConfig};
-use std::path::Path;
-use tokio::sync::oneshot;
+use fundledger::api::pb;
+use fundledger::ledger::LedgerConfig;
+use support::{Cast, Client, TestServer};
 use tokio_stream::StreamExt;
 use tonic::transport::Channel;
 use tonic::Code;
 
-struct Server {
-    client: LedgerClient<Channel>,
-    ledger: Ledger,
-    stop: Option<oneshot::Sender<()>>,
-    task: tokio::task::JoinHandle<Result<(), fundledger::api::server::ServeError>>,
-    address: std::net::SocketAddr,
-}
-
-impl Server {
-    async fn start(dir: &Path) -> Server {
-        Server::start_with(LedgerConfig::new(dir)).await
-    }
-
-    async fn start_with(config: LedgerConfig) -> Server {
-        let ledger = Ledger::open(config).unwrap();
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let address = listener.local_addr().unwrap();
-        let (stop, stopped) = oneshot::channel::<()>();
-        let task = tokio::spawn(fundledger::api::server::serve(ledger.clone(), listener, async {
-            let _ = stopped.await;
-        }));
-        let channel = Channel::from_shared(format!("http://{address}")).unwrap().connect().await.unwrap();
-        Server { client: LedgerClient::new(channel), ledger, stop: Some(stop), task, address }
-    }
-
-    /// Graceful stop: the server answers in-flight calls, the writer commits.
-    async fn stop(mut self) {
-        let _ = self.stop.take().unwrap().send(());
-        self.task.await.unwrap().unwrap();
-        self.ledger.shutdown().await;
-    }
-
-    async fn head(&mut self) -> u64 {
-        self.client.get_fund_summary(pb::GetFundSummaryRequest { as_of: None }).await.unwrap().into_inner().head_seq
-    }
-}
-
-static NEXT_ID: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(1);
+mod support;
 
 fn meta() -> Option<pb::CommandMeta> {
-    let n = NEXT_ID.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-    Some(pb::CommandMeta { request_id: format!("req-{n}"), expected_version: None })
+    support::meta("req")
 }
 
 fn eur(value: &str) -> Option<pb::Money> {
     Some(pb::Money { value: value.into(), currency: "EUR".into() })
 }
 
-/// A fund with two partners who have paid in, and an open round.
-async fn setup(c: &mut LedgerClient<Channel>) {
-    c.open_fund(pb::OpenFundRequest { meta: meta(), name: "Loket D".into(), currency: "EUR".into(), minor_units: 2 })
+/// The head of the log, as the fund summary shows it to the auditor.
+async fn head(cast: &Cast) -> u64 {
+    cast.auditor().get_fund_summary(pb::GetFundSummaryRequest { as_of: None }).await.unwrap().into_inner().head_seq
+}
+
+/// A fund with two partners who have paid in, and an open round; each
+/// command sent by the role that may: the admin opens the fund, admits the
+/// partners and opens the round, each partner's treasurer pledges, an
+/// officer records the receipts.
+async fn setup(server: &TestServer) -> Cast {
+    let mut cast = server.cast().await;
+    cast.admin()
+        .open_fund(pb::OpenFundRequest { meta: meta(), name: "Loket D".into(), currency: "EUR".into(), minor_units: 2 })
         .await
         .unwrap();
     for (id, pledged) in [("bzk", "60000.00"), ("porticus", "40000.00")] {
-        c.admit_partner(pb::AdmitPartnerRequest {
-            meta: meta(),
-            partner_id: id.into(),
-            name: id.to_uppercase(),
-            organisation_id: format!("NL-KVK-{id}"),
-        })
-        .await
-        .unwrap();
-        c.pledge_contribution(pb::PledgeContributionRequest {
-            meta: meta(),
-            partner_id: id.into(),
-            amount: eur(pledged),
-            earmark_round_id: None,
-            pledged_on: "2024-01-10".into(),
-        })
-        .await
-        .unwrap();
-        c.record_receipt(pb::RecordReceiptRequest {
-            meta: meta(),
-            partner_id: id.into(),
-            amount: eur(pledged),
-            earmark_round_id: None,
-            value_date: "2024-01-20".into(),
-            bank_reference: format!("NL-TRANSFER-{id}"),
-        })
-        .await
-        .unwrap();
+        cast.admit_partner(id).await;
+        cast.partner(id)
+            .pledge_contribution(pb::PledgeContributionRequest {
+                meta: meta(),
+                partner_id: id.into(),
+                amount: eur(pledged),
+                earmark_round_id: None,
+                pledged_on: "2024-01-10".into(),
+            })
+            .await
+            .unwrap();
+        cast.officer()
+            .record_receipt(pb::RecordReceiptRequest {
+                meta: meta(),
+                partner_id: id.into(),
+                amount: eur(pledged),
+                earmark_round_id: None,
+                value_date: "2024-01-20".into(),
+                bank_reference: format!("NL-TRANSFER-{id}"),
+            })
+            .await
+            .unwrap();
     }
-    c.open_round(pb::OpenRoundRequest {
-        meta: meta(),
-        round_id: "r1".into(),
-        name: "Round 1".into(),
-        budget_ceiling: eur("80000"),
-        grant_max: eur("15000"),
-        opens_on: "2024-02-01".into(),
-        closes_on: "2024-03-31".into(),
-    })
-    .await
-    .unwrap();
+    cast.admin()
+        .open_round(pb::OpenRoundRequest {
+            meta: meta(),
+            round_id: "r1".into(),
+            name: "Round 1".into(),
+            budget_ceiling: eur("80000"),
+            grant_max: eur("15000"),
+            opens_on: "2024-02-01".into(),
+            closes_on: "2024-03-31".into(),
+        })
+        .await
+        .unwrap();
+    cast
 }
 
 fn submit(id: &str, amount: &str) -> pb::SubmitApplicationRequest {
@@ -128,9 +96,9 @@ fn money_value(m: &Option<pb::Money>) -> &str {
 #[tokio::test]
 async fn a_full_grant_lifecycle() {
     let dir = tempfile::tempdir().unwrap();
-    let mut server = Server::start(dir.path()).await;
-    let c = &mut server.client;
-    setup(c).await;
+    let server = TestServer::start(dir.path()).await;
+    let cast = setup(&server).await;
+    let c = &mut cast.officer();
     c.submit_application(submit("app-1", "12000.00")).await.unwrap();
     let award = c
         .award_grant(pb::AwardGrantRequest {
@@ -148,6 +116,7 @@ async fn a_full_grant_lifecycle() {
     assert_eq!(recorded.event_type, "GrantAwarded");
     assert_eq!(recorded.stream, "application/app-1");
     assert_eq!(recorded.hash.len(), 64);
+    assert_eq!(recorded.actor, support::OFFICER, "the envelope names the officer who decided");
     let Some(pb::recorded_event::Payload::GrantAwarded(awarded)) = &recorded.payload else {
         panic!("expected a GrantAwarded payload, got {:?}", recorded.payload)
     };
@@ -222,18 +191,21 @@ async fn a_full_grant_lifecycle() {
         .unwrap()
         .into_inner();
     assert_eq!(page.applications.len(), 1);
+    // The auditor reads the same dossier.
+    let audited = cast.auditor().get_grant(pb::GetGrantRequest { application_id: "app-1".into() }).await.unwrap();
+    assert_eq!(audited.into_inner().history, grant.history);
     server.stop().await;
 }
 
 #[tokio::test]
 async fn bad_amounts_are_invalid_arguments_and_record_nothing() {
     let dir = tempfile::tempdir().unwrap();
-    let mut server = Server::start(dir.path()).await;
-    setup(&mut server.client).await;
-    let head = server.head().await;
+    let server = TestServer::start(dir.path()).await;
+    let cast = setup(&server).await;
+    let before = head(&cast).await;
     for bad in ["1.234", "-5", "0", "abc", "1e30", "", "1,000.00", "99999999999999999999999999999"] {
-        let status = server
-            .client
+        let status = cast
+            .partner("bzk")
             .pledge_contribution(pb::PledgeContributionRequest {
                 meta: meta(),
                 partner_id: "bzk".into(),
@@ -247,8 +219,8 @@ async fn bad_amounts_are_invalid_arguments_and_record_nothing() {
         assert!(status.message().contains("amount"), "{bad:?}: message should name the field: {}", status.message());
     }
     // A currency the fund does not keep.
-    let status = server
-        .client
+    let status = cast
+        .partner("bzk")
         .pledge_contribution(pb::PledgeContributionRequest {
             meta: meta(),
             partner_id: "bzk".into(),
@@ -259,16 +231,16 @@ async fn bad_amounts_are_invalid_arguments_and_record_nothing() {
         .await
         .unwrap_err();
     assert_eq!(status.code(), Code::InvalidArgument);
-    assert_eq!(server.head().await, head, "nothing may be recorded on an error");
+    assert_eq!(head(&cast).await, before, "nothing may be recorded on an error");
     server.stop().await;
 }
 
 #[tokio::test]
 async fn errors_carry_the_right_status_and_change_nothing() {
     let dir = tempfile::tempdir().unwrap();
-    let mut server = Server::start(dir.path()).await;
-    setup(&mut server.client).await;
-    let c = &mut server.client;
+    let server = TestServer::start(dir.path()).await;
+    let cast = setup(&server).await;
+    let c = &mut cast.officer();
     // A business rule: FAILED_PRECONDITION with a stable reason code and the figures.
     c.submit_application(submit("app-1", "15000.00")).await.unwrap();
     c.submit_application(submit("app-2", "15000.00")).await.unwrap();
@@ -337,38 +309,34 @@ async fn errors_carry_the_right_status_and_change_nothing() {
 #[tokio::test]
 async fn a_restart_serves_every_acknowledged_event_and_identical_balances() {
     let dir = tempfile::tempdir().unwrap();
-    let mut server = Server::start(dir.path()).await;
-    setup(&mut server.client).await;
+    let server = TestServer::start(dir.path()).await;
+    let cast = setup(&server).await;
     for i in 0..20 {
-        server.client.submit_application(submit(&format!("app-{i}"), "5000.00")).await.unwrap();
+        cast.officer().submit_application(submit(&format!("app-{i}"), "5000.00")).await.unwrap();
     }
-    let head = server.head().await;
-    let balances = server
-        .client
-        .get_partner_balances(pb::GetPartnerBalancesRequest { partner_id: None, as_of: None })
-        .await
-        .unwrap();
-    let rounds =
-        server.client.get_round_figures(pb::GetRoundFiguresRequest { round_id: None, as_of: None }).await.unwrap();
-    let events = read_all(&mut server.client).await;
+    let before = head(&cast).await;
+    let c = &mut cast.auditor();
+    let balances =
+        c.get_partner_balances(pb::GetPartnerBalancesRequest { partner_id: None, as_of: None }).await.unwrap();
+    let rounds = c.get_round_figures(pb::GetRoundFiguresRequest { round_id: None, as_of: None }).await.unwrap();
+    let events = read_all(c).await;
+    let admin_token = server.admin_token.clone();
     server.stop().await;
 
-    let mut server = Server::start(dir.path()).await;
-    assert_eq!(server.head().await, head);
-    let again = server
-        .client
-        .get_partner_balances(pb::GetPartnerBalancesRequest { partner_id: None, as_of: None })
-        .await
-        .unwrap();
+    // The same tokens work after the restart: access is in the log.
+    let server = TestServer::resume(LedgerConfig::new(dir.path()), &admin_token).await;
+    let cast = cast.on(&server);
+    assert_eq!(head(&cast).await, before);
+    let c = &mut cast.auditor();
+    let again = c.get_partner_balances(pb::GetPartnerBalancesRequest { partner_id: None, as_of: None }).await.unwrap();
     assert_eq!(again.into_inner(), balances.into_inner());
-    let again =
-        server.client.get_round_figures(pb::GetRoundFiguresRequest { round_id: None, as_of: None }).await.unwrap();
+    let again = c.get_round_figures(pb::GetRoundFiguresRequest { round_id: None, as_of: None }).await.unwrap();
     assert_eq!(again.into_inner(), rounds.into_inner());
-    assert_eq!(read_all(&mut server.client).await, events);
+    assert_eq!(read_all(c).await, events);
     server.stop().await;
 }
 
-async fn read_all(c: &mut LedgerClient<Channel>) -> Vec<pb::RecordedEvent> {
+async fn read_all(c: &mut Client) -> Vec<pb::RecordedEvent> {
     let mut stream =
         c.read_events(pb::ReadEventsRequest { from_seq: 1, limit: None, filter: None }).await.unwrap().into_inner();
     let mut events = Vec::new();
@@ -381,13 +349,17 @@ async fn read_all(c: &mut LedgerClient<Channel>) -> Vec<pb::RecordedEvent> {
 #[tokio::test]
 async fn a_subscriber_stays_live_across_concurrent_writes_and_misses_nothing() {
     let dir = tempfile::tempdir().unwrap();
-    let mut server = Server::start(dir.path()).await;
-    setup(&mut server.client).await;
+    let server = TestServer::start(dir.path()).await;
+    let cast = setup(&server).await;
     let mut subscription =
-        server.client.subscribe(pb::SubscribeRequest { from_seq: 1, filter: None }).await.unwrap().into_inner();
+        cast.auditor().subscribe(pb::SubscribeRequest { from_seq: 1, filter: None }).await.unwrap().into_inner();
+    // The setup's events: access for four principals and two treasurers,
+    // the fund, 2 × (admit, pledge, receipt) and the round.
+    let setup_events = head(&cast).await;
+    assert_eq!(setup_events, 1 + 3 + 1 + 2 * 4 + 1);
     let writers: Vec<_> = (0..4)
         .map(|w| {
-            let mut c = server.client.clone();
+            let mut c = cast.officer();
             tokio::spawn(async move {
                 for i in 0..40 {
                     c.submit_application(submit(&format!("w{w}-{i}"), "100.00")).await.unwrap();
@@ -395,8 +367,7 @@ async fn a_subscriber_stays_live_across_concurrent_writes_and_misses_nothing() {
             })
         })
         .collect();
-    // The setup records 8 events: fund, 2 × (admit, pledge, receipt), round.
-    let expected_head: u64 = 8 + 4 * 40;
+    let expected_head: u64 = setup_events + 4 * 40;
     let mut seen = Vec::new();
     while seen.len() < expected_head as usize {
         let event = tokio::time::timeout(std::time::Duration::from_secs(20), subscription.next())
@@ -411,7 +382,7 @@ async fn a_subscriber_stays_live_across_concurrent_writes_and_misses_nothing() {
     }
     let expected: Vec<u64> = (1..=expected_head).collect();
     assert_eq!(seen, expected, "every event exactly once, in order");
-    assert_eq!(server.head().await, expected_head);
+    assert_eq!(head(&cast).await, expected_head);
     server.stop().await;
 }
 
@@ -421,12 +392,12 @@ async fn a_full_queue_answers_resource_exhausted_and_records_only_what_it_acknow
     let mut config = LedgerConfig::new(dir.path());
     config.queue_commands_max = 1;
     config.batch_commands_max = 1;
-    let mut server = Server::start_with(config).await;
-    setup(&mut server.client).await;
-    let head = server.head().await;
+    let server = TestServer::start_with(config).await;
+    let cast = setup(&server).await;
+    let before = head(&cast).await;
     let calls: Vec<_> = (0..200)
         .map(|i| {
-            let mut c = server.client.clone();
+            let mut c = cast.officer();
             tokio::spawn(async move { c.submit_application(submit(&format!("q-{i}"), "100.00")).await })
         })
         .collect();
@@ -441,14 +412,15 @@ async fn a_full_queue_answers_resource_exhausted_and_records_only_what_it_acknow
         }
     }
     assert!(exhausted > 0, "200 concurrent calls into a queue of one must overflow");
-    assert_eq!(server.head().await, head + ok);
+    assert_eq!(head(&cast).await, before + ok);
     server.stop().await;
 }
 
 #[tokio::test]
 async fn health_and_reflection_serve_generic_tools() {
     let dir = tempfile::tempdir().unwrap();
-    let server = Server::start(dir.path()).await;
+    let server = TestServer::start(dir.path()).await;
+    // No token: health and reflection are open to generic tools.
     let channel = Channel::from_shared(format!("http://{}", server.address)).unwrap().connect().await.unwrap();
     let mut health = tonic_health::pb::health_client::HealthClient::new(channel.clone());
     let answer = health

@@ -15,6 +15,8 @@ use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::sync::OnceLock;
 
+mod support;
+
 // ------------------------------------------------------------------ fixtures
 
 /// The demo ledger, told once per test binary (about 3 s) and shared. It
@@ -610,7 +612,7 @@ fn a_statement_books_money_by_value_date_at_the_quarter_boundaries() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_export_service_writes_the_same_bytes_as_the_offline_command() {
-    use fundledger::api::pb::{self, export_client::ExportClient};
+    use fundledger::api::pb;
     use tokio_stream::StreamExt;
     let copy = copy_of(demo_ledger());
     let dir = copy.path().to_owned();
@@ -623,13 +625,11 @@ async fn the_export_service_writes_the_same_bytes_as_the_offline_command() {
     let mut online = Vec::new();
     {
         let ledger = fundledger::ledger::Ledger::open(fundledger::ledger::LedgerConfig::new(&dir)).unwrap();
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let address = listener.local_addr().unwrap();
-        let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
-        let server = tokio::spawn(fundledger::api::server::serve(ledger.clone(), listener, async {
-            let _ = stopped.await;
-        }));
-        let mut client = ExportClient::connect(format!("http://{address}")).await.unwrap();
+        // The demo's tokens are gone with it: an auditor is added directly,
+        // before the server starts, so both exports cover that event too.
+        let auditor = support::grant_in_process(&ledger, support::AUDITOR, fundledger::domain::Role::Auditor).await;
+        let server = support::TestServer::serve(ledger, String::new()).await;
+        let mut client = server.export(&auditor);
 
         // A running ledger is refused offline, not copied mid-write.
         let running = OfflineLog::open(&dir).err().unwrap();
@@ -699,9 +699,7 @@ async fn the_export_service_writes_the_same_bytes_as_the_offline_command() {
         );
         assert_eq!(format.code(), tonic::Code::InvalidArgument);
 
-        let _ = stop.send(());
-        server.await.unwrap().unwrap();
-        ledger.shutdown().await;
+        server.stop().await;
     }
     for ((what, name), online) in exports.iter().zip(online) {
         assert_eq!(export_offline(&dir, what), online, "{name}: offline and online differ");
@@ -710,21 +708,16 @@ async fn the_export_service_writes_the_same_bytes_as_the_offline_command() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_export_of_a_ledger_without_a_fund_or_grants_is_refused_with_a_reason() {
-    use fundledger::api::pb::{self, export_client::ExportClient, ledger_client::LedgerClient};
+    use fundledger::api::pb;
     let dir = tempfile::tempdir().unwrap();
-    let ledger = fundledger::ledger::Ledger::open(fundledger::ledger::LedgerConfig::new(dir.path())).unwrap();
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let address = listener.local_addr().unwrap();
-    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
-    let server = tokio::spawn(fundledger::api::server::serve(ledger.clone(), listener, async {
-        let _ = stopped.await;
-    }));
-    let mut client = ExportClient::connect(format!("http://{address}")).await.unwrap();
+    let server = support::TestServer::start(dir.path()).await;
+    let cast = server.cast().await;
+    let mut client = server.export(cast.token(support::AUDITOR));
+    // Access events only: no fund yet.
     let empty = client.export_events(pb::ExportEventsRequest {}).await.err().unwrap();
     assert_eq!(empty.code(), tonic::Code::NotFound, "{empty:?}");
 
-    let mut ledger_client = LedgerClient::connect(format!("http://{address}")).await.unwrap();
-    ledger_client
+    cast.admin()
         .open_fund(pb::OpenFundRequest {
             meta: Some(pb::CommandMeta { request_id: "open".into(), expected_version: None }),
             name: "F".into(),
@@ -736,8 +729,5 @@ async fn an_export_of_a_ledger_without_a_fund_or_grants_is_refused_with_a_reason
     let no_grants = client.export360_giving(pb::Export360GivingRequest::default()).await.err().unwrap();
     assert_eq!(no_grants.code(), tonic::Code::FailedPrecondition);
     assert!(no_grants.message().starts_with("no_grants: "), "{}", no_grants.message());
-
-    let _ = stop.send(());
-    server.await.unwrap().unwrap();
-    ledger.shutdown().await;
+    server.stop().await;
 }

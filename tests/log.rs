@@ -3,7 +3,8 @@
 //! stored format.
 
 use fundledger::domain::{
-    Amount, Applicant, ApplicationId, Command, Currency, Date, Event, MoneyInput, PartnerId, PotKey, RoundId, Share,
+    Amount, Applicant, ApplicationId, Command, Currency, Date, Event, MoneyInput, PartnerId, PotKey, PrincipalId, Role,
+    RoundId, Share,
 };
 use fundledger::ledger::{CommandError, CommandRequest, Ledger, LedgerConfig};
 use fundledger::log::codec::{self, RecordBody, GENESIS_HASH};
@@ -17,9 +18,10 @@ fn date(text: &str) -> Date {
     Date::parse(text).unwrap()
 }
 
-fn request(id: &str, command: Command) -> CommandRequest {
-    CommandRequest { command, request_id: id.into(), expected_version: None, actor: "officer-anna".into() }
-}
+mod support;
+
+/// Each command acts as the role that may send it (see `support::actor_for`).
+use support::request;
 
 /// A fund with one partner who has paid in EUR 50,000 and an open round.
 fn setup() -> Vec<CommandRequest> {
@@ -255,7 +257,13 @@ async fn the_hash_chain_links_every_event() {
     }
     assert_eq!(ledger.projections().head_hash, prev);
     assert!(events.windows(2).all(|w| w[0].envelope.recorded_at_micros <= w[1].envelope.recorded_at_micros));
-    assert!(events.iter().all(|e| e.envelope.actor == "officer-anna"));
+    // The envelope names who acted: the admin opened the fund, admitted the
+    // partner and opened the round, its treasurer pledged, an officer
+    // recorded the receipt.
+    let actors: Vec<&str> = events.iter().map(|e| e.envelope.actor.as_str()).collect();
+    assert_eq!(actors, ["admin", "admin", "treasurer-porticus", "officer-anna", "admin"]);
+    let expected: Vec<String> = setup().iter().map(|r| r.actor.principal.to_string()).collect();
+    assert_eq!(actors, expected, "each event names the principal whose command recorded it");
     let replayed = Projections::replay(&ledger.log_reader(), 5).unwrap();
     assert_eq!(replayed.encoded(), ledger.projections().encoded());
 }
@@ -314,6 +322,24 @@ fn golden_bytes_of_an_event_payload() {
     assert_eq!(hex::encode(&bytes), GOLDEN_EVENT_HEX, "the stored event encoding changed");
     let back: Event = codec::decode(&bytes).unwrap();
     assert_eq!(back, golden_event());
+}
+
+/// Access is granted with the token's SHA-256 only; the role of a partner
+/// carries its partner id.
+fn golden_access_event() -> Event {
+    Event::AccessGranted {
+        principal: PrincipalId::new("treasurer-bzk").unwrap(),
+        role: Role::Partner(PartnerId::new("bzk").unwrap()),
+        token_sha256: [0xab; 32],
+    }
+}
+
+#[test]
+fn golden_bytes_of_an_access_event_payload() {
+    let bytes = codec::encode(&golden_access_event());
+    assert_eq!(hex::encode(&bytes), GOLDEN_ACCESS_EVENT_HEX, "the stored encoding of AccessGranted changed");
+    let back: Event = codec::decode(&bytes).unwrap();
+    assert_eq!(back, golden_access_event());
 }
 
 #[test]
@@ -415,13 +441,31 @@ fn every_event_variant_round_trips_through_the_codec() {
             bank_reference: "b".into(),
         },
         Event::RefundReceived {
-            application: app,
+            application: app.clone(),
             amount: a,
             attribution: share,
             releases: true,
             value_date: d,
             bank_reference: "b".into(),
         },
+        Event::ApprovalThresholdsSet { round: RoundId::new("r").unwrap(), award_above: Some(a), payment_above: None },
+        golden_access_event(),
+        Event::AccessRevoked { principal: PrincipalId::new("o").unwrap(), reason: "left".into() },
+        Event::AwardProposed {
+            application: app.clone(),
+            amount: a,
+            reason: "x".into(),
+            proposed_by: "o".into(),
+            proposed_on: d,
+        },
+        Event::PaymentProposed {
+            application: app.clone(),
+            amount: a,
+            value_date: d,
+            bank_reference: "b".into(),
+            proposed_by: "o".into(),
+        },
+        Event::ConflictDeclared { application: app, officer: "o".into(), reason: "x".into(), declared_on: d },
     ];
     // The names a client may filter the log by are exactly the types recorded.
     let names: Vec<&str> = events.iter().map(Event::type_name).collect();
@@ -439,6 +483,7 @@ const GOLDEN_RECORD_HEX: &str = concat!(
     "7f589c76355022071aeb2804dc5d4a11d4d46f05ae43bd452fb63d5e0840f042",
     "2a0000000000000011000000000000006170706c69636174696f6e2f6170702d3702000000000000000c000000000000004772616e7441776172646564010000401e18240a06000400000000000000616e6e6106000000000000007265712d343270000000000000000a00000005000000000000006170702d37d01213000000000002000000000000000300000000000000627a6b0040420f0000000000060000000000000076666f6e6473010200000000000000723290d003000000000002000000000000006f6b0400000000000000616e6e61164c0000"
 );
+const GOLDEN_ACCESS_EVENT_HEX: &str = "110000000d000000000000007472656173757265722d627a6b020000000300000000000000627a6babababababababababababababababababababababababababababababababab";
 const GOLDEN_HASH_HEX: &str = "7f589c76355022071aeb2804dc5d4a11d4d46f05ae43bd452fb63d5e0840f042";
 
 // ----- projection checkpoints -----

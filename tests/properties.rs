@@ -1,16 +1,23 @@
 //! Property tests of the domain: random sequences of valid and invalid
 //! commands over a small universe (three partners, two rounds, ten
-//! applications) go through `decide`, and every accepted event through
-//! `evolve`. After every step the design's invariants must hold: shares add
-//! up, no pot figure goes negative, earmarks are respected, rounds stay
-//! within their ceiling and maximum, grants pay no more than their amount and
-//! refund no more than was paid, the journal balances and reconciles with
-//! the pots, and replaying the log gives the same state.
+//! applications, seven principals of every role including two officers),
+//! each sent by a random actor, go through `decide`, and every accepted
+//! event through `evolve`. After every step the design's invariants must
+//! hold: shares add up, no pot figure goes negative, earmarks are respected,
+//! rounds stay within their ceiling and maximum, grants pay no more than
+//! their amount and refund no more than was paid, the journal balances and
+//! reconciles with the pots, and replaying the log gives the same state.
+//! And the access rules: a command whose actor's role may not send it is
+//! refused and changes nothing; no award or payment above its round's
+//! four-eyes threshold without a proposal by another officer; no decision,
+//! approval or payment by an officer with a declared conflict of interest;
+//! the active tokens are exactly those of the principals not revoked.
 //!
 //! Amounts are often a fraction of the figure that bounds them (the open
-//! amount of a grant, the outstanding pledge, …) so that a good share of the
-//! commands is accepted; the test also asserts at the end that awards,
-//! payments, refunds and settlements really happened.
+//! amount of a grant, the outstanding pledge, …) and most commands are sent
+//! by someone allowed to, so that a good share of the commands is accepted;
+//! the test also asserts at the end that awards, payments, refunds,
+//! settlements, proposals, approvals and conflicts really happened.
 
 // Amounts in cents are written as on a statement: `60_000_00` is
 // EUR 60,000.00, euros grouped by thousands and then the cents.
@@ -28,9 +35,19 @@ use std::collections::{BTreeMap, BTreeSet};
 const PARTNERS: [&str; 3] = ["p0", "p1", "p2"];
 const ROUNDS: [&str; 2] = ["r0", "r1"];
 const APPLICATIONS_MAX: usize = 10;
+/// Who acts: an admin, two officers (four eyes need two), a treasurer per
+/// partner (in `PARTNERS` order) and an auditor. See `identity`.
+const PRINCIPALS: [&str; 7] =
+    ["admin", "officer-a", "officer-b", "treasurer-p0", "treasurer-p1", "treasurer-p2", "auditor"];
+/// A principal id that the opening gives no access, for grants and
+/// revocations of someone unknown.
+const NEWCOMER: &str = "newcomer";
+/// Token hashes are `[n; 32]` for `n` up to this: the opening hands out
+/// 1 to 7, so a random grant often collides with a token in use.
+const TOKEN_BYTE_MAX: u8 = 10;
 /// Random commands after the opening ones, per sequence.
-const SEQUENCE_COMMANDS_MAX: usize = 150;
-/// Sequences per run: about 10 s in a debug build on a small machine.
+const SEQUENCE_COMMANDS_MAX: usize = 180;
+/// Sequences per run: about 11 s in a debug build on a small machine.
 const SEQUENCES: u32 = 600;
 const ROUND_OPENS_ON: &str = "2024-01-01";
 const ROUND_CLOSES_ON: &str = "2024-12-31";
@@ -68,6 +85,27 @@ enum Pick {
     Any(usize),
 }
 
+/// Who sends an op's command.
+#[derive(Clone, Copy, Debug)]
+enum Who {
+    /// Someone whose role may send it; of the two officers, the one the
+    /// number's parity picks, except that three approvals in four go to the
+    /// officer who did not propose (the rest are self-approvals).
+    Permitted(usize),
+    /// The n-th of `PRINCIPALS`, whatever their role.
+    Anyone(usize),
+}
+
+/// One step of a sequence: an op, and who sends it.
+#[derive(Clone, Debug)]
+struct Step {
+    who: Who,
+    op: Op,
+}
+
+/// What a step does. Thresholds are figures of the round's maximum per
+/// grant; a grant of access names the `principal`-th of `PRINCIPALS` (one
+/// past the end stands for `NEWCOMER`) and gives the role of the `role`-th.
 #[derive(Clone, Debug)]
 enum Op {
     OpenFund,
@@ -86,6 +124,14 @@ enum Op {
     Settle { app: Pick, amount: Figure },
     Pay { app: Pick, amount: Figure },
     Refund { app: Pick, amount: Figure },
+    SetThresholds { round: usize, award_above: Option<Figure>, payment_above: Option<Figure> },
+    GrantAccess { principal: usize, role: usize, token: u8 },
+    RevokeAccess { principal: usize },
+    ProposeAward { app: Pick, amount: Figure },
+    ApproveAward { app: Pick },
+    ProposePayment { app: Pick, amount: Figure },
+    ApprovePayment { app: Pick },
+    DeclareConflict { app: Pick },
 }
 
 fn figure() -> impl Strategy<Value = Figure> {
@@ -178,20 +224,80 @@ fn grants() -> impl Strategy<Value = Op> {
     ]
 }
 
+/// Mostly a threshold somewhere below the maximum per grant; sometimes none.
+fn threshold() -> impl Strategy<Value = Option<Figure>> {
+    prop_oneof![4 => figure().prop_map(Some), 1 => Just(None)]
+}
+
+fn access() -> impl Strategy<Value = Op> {
+    let principal = 0..=PRINCIPALS.len();
+    prop_oneof![
+        2 => (principal.clone(), 0..PRINCIPALS.len(), 1..=TOKEN_BYTE_MAX)
+            .prop_map(|(principal, role, token)| Op::GrantAccess { principal, role, token }),
+        1 => principal.prop_map(|principal| Op::RevokeAccess { principal }),
+        1 => (round_index(), threshold(), threshold())
+            .prop_map(|(round, award_above, payment_above)| Op::SetThresholds { round, award_above, payment_above }),
+    ]
+}
+
+fn four_eyes() -> impl Strategy<Value = Op> {
+    prop_oneof![
+        4 => (pick(), figure()).prop_map(|(app, amount)| Op::ProposeAward { app, amount }),
+        4 => pick().prop_map(|app| Op::ApproveAward { app }),
+        4 => (pick(), figure()).prop_map(|(app, amount)| Op::ProposePayment { app, amount }),
+        4 => pick().prop_map(|app| Op::ApprovePayment { app }),
+        1 => pick().prop_map(|app| Op::DeclareConflict { app }),
+    ]
+}
+
+/// Boxed, arm by arm: the nested strategy types are otherwise large enough
+/// to overflow the test thread's stack in a debug build.
 fn op() -> impl Strategy<Value = Op> {
     prop_oneof![
-        11 => money_in(),
-        2 => set_up(),
-        19 => applications(),
-        18 => grants(),
+        11 => money_in().boxed(),
+        2 => set_up().boxed(),
+        19 => applications().boxed(),
+        18 => grants().boxed(),
+        2 => access().boxed(),
+        6 => four_eyes().boxed(),
     ]
+}
+
+/// Nineteen times in twenty someone allowed to send the command.
+fn who() -> impl Strategy<Value = Who> {
+    prop_oneof![19 => (0..4usize).prop_map(Who::Permitted), 1 => (0..PRINCIPALS.len()).prop_map(Who::Anyone)]
+}
+
+fn step(op: impl Strategy<Value = Op>) -> impl Strategy<Value = Step> {
+    (who(), op).prop_map(|(who, op)| Step { who, op })
+}
+
+/// A proposal right away followed by an approval, most often by the other
+/// officer: without them, approvals would mostly find nothing to approve.
+fn proposal_and_approval() -> impl Strategy<Value = Vec<Step>> {
+    let award =
+        (pick(), figure()).prop_map(|(app, amount)| [Op::ProposeAward { app, amount }, Op::ApproveAward { app }]);
+    let payment =
+        (pick(), figure()).prop_map(|(app, amount)| [Op::ProposePayment { app, amount }, Op::ApprovePayment { app }]);
+    (who(), who(), prop_oneof![award, payment]).prop_map(|(proposer, approver, [propose, approve])| {
+        vec![Step { who: proposer, op: propose }, Step { who: approver, op: approve }]
+    })
+}
+
+/// Mostly one step; now and then a proposal and its approval.
+fn steps() -> impl Strategy<Value = Vec<Step>> {
+    prop_oneof![15 => step(op()).prop_map(|step| vec![step]), 2 => proposal_and_approval()]
 }
 
 /// The opening commands most sequences start with; a few sequences start
 /// without them, so that commands on an unopened fund are tried as well.
-fn opening() -> Vec<Op> {
+/// Everyone gets access (token `[n + 1; 32]` for the n-th), and round 0
+/// needs four eyes on awards above 5,000.00 and payments above 2,500.00;
+/// round 1 starts without (random ops may set thresholds on either).
+fn opening() -> Vec<Step> {
     let mut ops = vec![Op::OpenFund];
     ops.extend((0..PARTNERS.len()).map(|partner| Op::Admit { partner }));
+    ops.extend((0..PRINCIPALS.len()).map(|n| Op::GrantAccess { principal: n, role: n, token: n as u8 + 1 }));
     ops.push(Op::OpenRound {
         round: 0,
         ceiling: Figure::Cents(150_000_00),
@@ -204,31 +310,141 @@ fn opening() -> Vec<Op> {
         grant_max: Figure::Cents(10_000_00),
         inverted_dates: false,
     });
-    ops
+    ops.push(Op::SetThresholds {
+        round: 0,
+        award_above: Some(Figure::Cents(5_000_00)),
+        payment_above: Some(Figure::Cents(2_500_00)),
+    });
+    ops.into_iter().map(|op| Step { who: Who::Permitted(0), op }).collect()
 }
 
 /// Mostly: the opening, some money coming in, some applications, then anything.
-fn sequence() -> impl Strategy<Value = Vec<Op>> {
+fn sequence() -> impl Strategy<Value = Vec<Step>> {
     (
         proptest::bool::weighted(0.95),
-        proptest::collection::vec(contribution(), 0..6),
-        proptest::collection::vec(submission(), 0..10),
-        proptest::collection::vec(op(), 1..SEQUENCE_COMMANDS_MAX),
+        proptest::collection::vec((who(), who(), contribution()), 0..6),
+        proptest::collection::vec(step(submission()), 0..10),
+        proptest::collection::vec(steps(), 1..SEQUENCE_COMMANDS_MAX),
     )
         .prop_map(|(opened, money, submissions, ops)| {
             let start = if opened { opening() } else { Vec::new() };
-            [start, money.concat(), submissions, ops].concat()
+            let money = money.into_iter().flat_map(|(pledger, receiver, ops)| {
+                [pledger, receiver].into_iter().zip(ops).map(|(who, op)| Step { who, op })
+            });
+            [start, money.collect(), submissions, ops.concat()].concat()
         })
 }
 
 // ----- from generated ops to commands -----
 
-fn ctx() -> Context {
-    Context { actor: "property.test".into() }
-}
-
 fn partner(index: usize) -> PartnerId {
     PartnerId::new(PARTNERS[index]).unwrap()
+}
+
+fn principal(index: usize) -> PrincipalId {
+    PrincipalId::new(PRINCIPALS.get(index).copied().unwrap_or(NEWCOMER)).unwrap()
+}
+
+/// The n-th of `PRINCIPALS` with its role.
+fn identity(index: usize) -> Actor {
+    let role = match index {
+        0 => Role::Admin,
+        1 | 2 => Role::Officer,
+        3..=5 => Role::Partner(partner(index - 3)),
+        _ => Role::Auditor,
+    };
+    Actor { principal: principal(index), role }
+}
+
+/// Who may send a command, written down independently of the domain's
+/// `may_send`. No wildcard: a new command does not compile until it is
+/// placed in a class here.
+fn permitted_role(command: &Command) -> Role {
+    use Command::*;
+    match command {
+        OpenFund { .. }
+        | AdmitPartner { .. }
+        | OpenRound { .. }
+        | CloseRound { .. }
+        | SetApprovalThresholds { .. }
+        | GrantAccess { .. }
+        | RevokeAccess { .. } => Role::Admin,
+        PledgeContribution { partner, .. } | ReducePledge { partner, .. } => Role::Partner(partner.clone()),
+        RecordReceipt { .. }
+        | SubmitApplication { .. }
+        | WithdrawApplication { .. }
+        | RejectApplication { .. }
+        | AwardGrant { .. }
+        | ProposeAward { .. }
+        | ApproveAward { .. }
+        | ReduceGrant { .. }
+        | WithdrawGrant { .. }
+        | SettleGrant { .. }
+        | MakePayment { .. }
+        | ProposePayment { .. }
+        | ApprovePayment { .. }
+        | RecordRefund { .. }
+        | DeclareConflict { .. } => Role::Officer,
+    }
+}
+
+/// The application a command decides, approves or pays on: an officer with
+/// a conflict of interest on it may not send it. Submitting, withdrawing and
+/// declaring a conflict are not deciding.
+fn decided_application(command: &Command) -> Option<&ApplicationId> {
+    use Command::*;
+    match command {
+        RejectApplication { application, .. }
+        | AwardGrant { application, .. }
+        | ProposeAward { application, .. }
+        | ApproveAward { application, .. }
+        | ReduceGrant { application, .. }
+        | WithdrawGrant { application, .. }
+        | SettleGrant { application, .. }
+        | MakePayment { application, .. }
+        | ProposePayment { application, .. }
+        | ApprovePayment { application }
+        | RecordRefund { application, .. } => Some(application),
+        _ => None,
+    }
+}
+
+/// Whether `actor` declared a conflict of interest on the application
+/// `command` decides on.
+fn conflicted(state: &FundState, actor: &Actor, command: &Command) -> bool {
+    decided_application(command)
+        .and_then(|a| state.applications.get(a))
+        .is_some_and(|a| a.conflicts.contains(actor.principal.as_str()))
+}
+
+/// The actor who sends `command` in the current state.
+fn actor(state: &FundState, who: Who, command: &Command) -> Actor {
+    let application = |a: &ApplicationId| state.applications.get(a);
+    let proposer = match command {
+        Command::ApproveAward { application: a, .. } => {
+            application(a).and_then(|a| a.award_proposal.as_ref()).map(|p| p.proposed_by.clone())
+        }
+        Command::ApprovePayment { application: a } => application(a)
+            .and_then(|a| a.grant.as_ref())
+            .and_then(|g| g.payment_proposal.as_ref())
+            .map(|p| p.proposed_by.clone()),
+        _ => None,
+    };
+    match who {
+        Who::Anyone(n) => identity(n),
+        Who::Permitted(n) => match permitted_role(command) {
+            Role::Admin => identity(0),
+            Role::Officer => match proposer {
+                Some(proposer) if n % 4 != 0 => {
+                    let other = if proposer == PRINCIPALS[1] { 2 } else { 1 };
+                    identity(other)
+                }
+                _ => identity(1 + n % 2),
+            },
+            Role::Partner(p) => identity(3 + PARTNERS.iter().position(|id| *id == p.as_str()).unwrap()),
+            Role::Auditor => identity(6),
+        },
+    }
 }
 
 fn round(index: usize) -> RoundId {
@@ -368,7 +584,9 @@ fn command(state: &FundState, op: &Op) -> Command {
             decided_on: today,
         },
         Op::Award { app: pick, amount } => {
-            let application = resolve(state, pick, pending);
+            // An application with an award proposal waits for its approval;
+            // `Pick::Any` still tries a direct award on one now and then.
+            let application = resolve(state, pick, |a| pending(a) && a.award_proposal.is_none());
             let requested = state.applications.get(&application).map_or(eur(10_000), |a| a.amount_requested);
             Command::AwardGrant { application, amount: money(&amount, requested), reason: reason(), decided_on: today }
         }
@@ -395,7 +613,8 @@ fn command(state: &FundState, op: &Op) -> Command {
             }
         }
         Op::Pay { app: pick, amount } => {
-            let application = resolve(state, pick, |a| with_grant(a, |g| !g.open().is_zero()));
+            let application =
+                resolve(state, pick, |a| with_grant(a, |g| !g.open().is_zero() && g.payment_proposal.is_none()));
             let open = grant(&application).map_or(eur(1_000), |g| g.open());
             Command::MakePayment {
                 bank_reference: format!("PAY-{application}"),
@@ -414,20 +633,101 @@ fn command(state: &FundState, op: &Op) -> Command {
                 value_date: today,
             }
         }
+        Op::SetThresholds { round: r, award_above, payment_above } => {
+            let grant_max = state.rounds.get(&round(r)).map_or(eur(15_000), |r| r.grant_max);
+            Command::SetApprovalThresholds {
+                round: round(r),
+                award_above: award_above.map(|f| money(&f, grant_max)),
+                payment_above: payment_above.map(|f| money(&f, grant_max)),
+            }
+        }
+        Op::GrantAccess { principal: p, role, token } => {
+            Command::GrantAccess { principal: principal(p), role: identity(role).role, token_sha256: [token; 32] }
+        }
+        Op::RevokeAccess { principal: p } => Command::RevokeAccess { principal: principal(p), reason: reason() },
+        Op::ProposeAward { app: pick, amount } => {
+            let application = resolve(state, pick, |a| pending(a) && a.award_proposal.is_none());
+            let requested = state.applications.get(&application).map_or(eur(10_000), |a| a.amount_requested);
+            Command::ProposeAward {
+                application,
+                amount: money(&amount, requested),
+                reason: reason(),
+                proposed_on: today,
+            }
+        }
+        Op::ApproveAward { app: pick } => Command::ApproveAward {
+            application: resolve(state, pick, |a| a.award_proposal.is_some()),
+            decided_on: today,
+        },
+        Op::ProposePayment { app: pick, amount } => {
+            let application =
+                resolve(state, pick, |a| with_grant(a, |g| !g.open().is_zero() && g.payment_proposal.is_none()));
+            let open = grant(&application).map_or(eur(1_000), |g| g.open());
+            Command::ProposePayment {
+                bank_reference: format!("PAY-{application}"),
+                application,
+                amount: money(&amount, open),
+                value_date: today,
+            }
+        }
+        Op::ApprovePayment { app: pick } => Command::ApprovePayment {
+            application: resolve(state, pick, |a| with_grant(a, |g| g.payment_proposal.is_some())),
+        },
+        Op::DeclareConflict { app: pick } => Command::DeclareConflict {
+            application: resolve(state, pick, |_| true),
+            reason: reason(),
+            declared_on: today,
+        },
     }
 }
 
 /// Commands that the rules must accept: the check that `decide` does not
 /// refuse too much, where the invariants check that it does not accept too
 /// much.
-fn must_accept(state: &FundState, command: &Command) -> bool {
+fn must_accept(state: &FundState, actor: &Actor, command: &Command) -> bool {
+    if actor.role != permitted_role(command) || conflicted(state, actor, command) {
+        return false;
+    }
+    let active = |p: &PrincipalId| state.principals.get(p).is_some_and(|p| !p.revoked);
+    match command {
+        // Access is given before the fund opens: `init` records the first admin.
+        Command::GrantAccess { principal, role, token_sha256 } => {
+            let partner_known = match role {
+                Role::Partner(p) => state.partners.contains_key(p),
+                _ => true,
+            };
+            // A token is never given twice, even after a revocation.
+            let token_fresh = state.principals.values().all(|p| p.token_sha256 != *token_sha256);
+            return !active(principal) && token_fresh && partner_known;
+        }
+        Command::RevokeAccess { principal, .. } => {
+            let admins = state.principals.values().filter(|p| !p.revoked && p.role == Role::Admin).count();
+            let last_admin = state.principals.get(principal).is_some_and(|p| p.role == Role::Admin) && admins == 1;
+            return active(principal) && !last_admin;
+        }
+        _ => {}
+    }
     let Some(currency) = state.currency() else { return false };
     let amount = |input: &MoneyInput| currency.to_amount(input, false).ok();
     let grant = |a: &ApplicationId| state.applications.get(a).and_then(|a| a.grant.as_ref());
-    let round_open = |r: &RoundId| state.rounds.get(r).is_some_and(|r| r.closed_on.is_none());
+    let round_of = |a: &ApplicationId| &state.rounds[&state.applications[a].round];
+    let payable = |g: &Grant, a: Amount| g.status != GrantStatus::Withdrawn && a <= g.open();
+    let within = |threshold: Option<Amount>, a: Amount| threshold.is_none_or(|t| a <= t);
     match command {
         Command::MakePayment { application, amount: input, .. } => {
-            matches!((grant(application), amount(input)), (Some(g), Some(a)) if g.status != GrantStatus::Withdrawn && a <= g.open())
+            // The threshold counts the total paid (net) with this payment.
+            matches!((grant(application), amount(input)), (Some(g), Some(a))
+                if payable(g, a) && within(round_of(application).payment_four_eyes_above, g.net_paid().plus(a)))
+        }
+        Command::ProposePayment { application, amount: input, .. } => {
+            matches!((grant(application), amount(input)), (Some(g), Some(a))
+                if payable(g, a) && g.payment_proposal.is_none())
+        }
+        Command::ApprovePayment { application } => {
+            let proposer_conflicted = |p: &str| state.applications[application].conflicts.contains(p);
+            matches!(grant(application).and_then(|g| g.payment_proposal.as_ref().map(|p| (g, p))), Some((g, p))
+                if p.proposed_by != actor.principal.as_str() && !proposer_conflicted(&p.proposed_by)
+                    && payable(g, p.amount))
         }
         Command::RecordRefund { application, amount: input, .. } => {
             matches!((grant(application), amount(input)), (Some(g), Some(a)) if a <= g.net_paid())
@@ -435,21 +735,49 @@ fn must_accept(state: &FundState, command: &Command) -> bool {
         Command::RecordReceipt { partner, amount: input, earmark, .. } => {
             let key = PotKey { partner: partner.clone(), earmark: earmark.clone() };
             let outstanding = state.pots.get(&key).map(Pot::outstanding).unwrap_or_default();
-            earmark.as_ref().is_none_or(round_open) && amount(input).is_some_and(|a| a <= outstanding)
+            // Money for a closed round's earmark is still received.
+            earmark.as_ref().is_none_or(|r| state.rounds.contains_key(r))
+                && amount(input).is_some_and(|a| a <= outstanding)
         }
-        Command::AwardGrant { application, amount: input, .. } => {
-            let Some((app, a)) = state.applications.get(application).zip(amount(input)) else { return false };
-            let r = &state.rounds[&app.round];
-            let available: Amount = state.eligible_pots(&app.round).iter().map(|(_, a)| *a).sum();
-            app.status == ApplicationStatus::Pending
-                && r.closed_on.is_none()
-                && a <= app.amount_requested
-                && a <= r.grant_max
-                && a <= r.budget_left()
-                && a <= available
+        Command::AwardGrant { application, amount: input, .. } => amount(input).is_some_and(|a| {
+            affordable(state, application, a) && within(round_of(application).award_four_eyes_above, a)
+        }),
+        Command::ProposeAward { application, amount: input, .. } => amount(input).is_some_and(|a| {
+            affordable(state, application, a) && state.applications[application].award_proposal.is_none()
+        }),
+        Command::ApproveAward { application, .. } => {
+            let app = state.applications.get(application);
+            let proposal = app.and_then(|a| a.award_proposal.as_ref());
+            proposal.is_some_and(|p| {
+                p.proposed_by != actor.principal.as_str()
+                    && !app.is_some_and(|a| a.conflicts.contains(&p.proposed_by))
+                    && affordable(state, application, p.amount)
+            })
+        }
+        Command::SetApprovalThresholds { round, award_above, payment_above } => {
+            state.rounds.contains_key(round)
+                && award_above.as_ref().is_none_or(|a| amount(a).is_some())
+                && payment_above.as_ref().is_none_or(|a| amount(a).is_some())
+        }
+        Command::DeclareConflict { application, .. } => {
+            state.applications.get(application).is_some_and(|a| !a.conflicts.contains(actor.principal.as_str()))
         }
         _ => false,
     }
+}
+
+/// Whether an award of `amount` on `application` fits every rule of money,
+/// budget and limits.
+fn affordable(state: &FundState, application: &ApplicationId, amount: Amount) -> bool {
+    let Some(app) = state.applications.get(application) else { return false };
+    let r = &state.rounds[&app.round];
+    let available: Amount = state.eligible_pots(&app.round).iter().map(|(_, a)| *a).sum();
+    app.status == ApplicationStatus::Pending
+        && r.closed_on.is_none()
+        && amount <= app.amount_requested
+        && amount <= r.grant_max
+        && amount <= r.budget_left()
+        && amount <= available
 }
 
 // ----- the invariants -----
@@ -461,29 +789,77 @@ struct Tally {
     rejected: BTreeMap<&'static str, usize>,
     /// Sequences in which at least one award, payment, refund and settlement was accepted.
     full_sequences: usize,
+    /// Sequences in which at least one award approval, payment approval and
+    /// conflict declaration was accepted.
+    four_eyes_sequences: usize,
     last_payments: usize,
     releasing_refunds: usize,
+    /// Awards and payments above their round's threshold, made on approval.
+    four_eyes_awards: usize,
+    four_eyes_payments: usize,
 }
 
-/// One sequence being played: the state, the log, and the journal so far.
+/// A proposal waiting for approval: its amount and who proposed it.
+type Proposal = (Amount, String);
+
+/// One sequence being played: the state, the log, and the journal so far;
+/// and, followed from the log alone, what the access rules need to know.
 #[derive(Default)]
 struct Play {
     state: FundState,
     log: Vec<Event>,
     balances: BTreeMap<Account, i64>,
+    accepted: BTreeSet<&'static str>,
     last_payments: usize,
     releasing_refunds: usize,
+    four_eyes_awards: usize,
+    four_eyes_payments: usize,
+    /// Every principal ever given access: their token and whether revoked.
+    principals: BTreeMap<PrincipalId, ([u8; 32], bool)>,
+    /// Award proposals not yet followed by a decision on the application.
+    award_proposals: BTreeMap<ApplicationId, Proposal>,
+    /// Payment proposals not yet followed by a payment or a withdrawal.
+    payment_proposals: BTreeMap<ApplicationId, Proposal>,
+    /// The officers who declared a conflict of interest, per application.
+    conflicts: BTreeMap<ApplicationId, BTreeSet<String>>,
 }
 
 impl Play {
-    fn step(&mut self, op: &Op, tally: &mut Tally) {
-        let command = command(&self.state, op);
+    fn step(&mut self, step: &Step, tally: &mut Tally) {
+        let command = command(&self.state, &step.op);
+        let actor = actor(&self.state, step.who, &command);
+        let ctx = Context { actor: actor.clone() };
         let before = self.state.clone();
-        let outcome = decide(&self.state, &command, &ctx());
-        assert_eq!(decide(&self.state, &command, &ctx()), outcome, "decide depends on nothing but its arguments");
+        let outcome = decide(&self.state, &command, &ctx);
+        assert_eq!(decide(&self.state, &command, &ctx), outcome, "decide depends on nothing but its arguments");
+
+        // Permission comes first: a role that may not send the command is
+        // refused, whatever the state.
+        let denied = Err(Rejection::PermissionDenied {
+            principal: actor.principal.to_string(),
+            role: actor.role.to_string(),
+            action: command.name().into(),
+        });
+        if actor.role == permitted_role(&command) {
+            assert_ne!(outcome, denied, "{} may send {command:?}", actor.role);
+        } else {
+            assert_eq!(outcome, denied, "{} may not send {command:?}", actor.role);
+        }
+        let decides_on = decided_application(&command);
+        if let Some(application) = decides_on.filter(|_| actor.role == permitted_role(&command)) {
+            if self.conflicts.get(application).is_some_and(|c| c.contains(actor.principal.as_str())) {
+                let conflict = Rejection::ConflictOfInterest {
+                    principal: actor.principal.to_string(),
+                    application: application.to_string(),
+                };
+                assert_eq!(outcome, Err(conflict), "{command:?} by a conflicted officer");
+            }
+        }
+
         match outcome {
             Ok(events) => {
                 *tally.accepted.entry(command.name()).or_default() += 1;
+                self.accepted.insert(command.name());
                 for event in &events {
                     assert_eq!(
                         event.stream(),
@@ -491,8 +867,9 @@ impl Play {
                         "{} recorded in its command's stream",
                         event.type_name()
                     );
-                    self.check_event(event);
+                    self.check_event(event, &actor);
                     self.state.evolve(event);
+                    self.follow(event);
                     self.log.push(event.clone());
                     let postings = journal::postings(event);
                     assert_eq!(postings.iter().map(|p| p.amount).sum::<i64>(), 0, "{} balances", event.type_name());
@@ -502,7 +879,7 @@ impl Play {
                 }
             }
             Err(rejection) => {
-                assert!(!must_accept(&self.state, &command), "{command:?} refused: {rejection}");
+                assert!(!must_accept(&self.state, &actor, &command), "{command:?} by {actor:?} refused: {rejection}");
                 assert_eq!(self.state, before, "a refused command changes nothing");
                 assert!(!rejection.to_string().is_empty());
                 *tally.rejected.entry(rejection.code()).or_default() += 1;
@@ -511,8 +888,112 @@ impl Play {
         self.check_state();
     }
 
-    /// Checks an accepted event against the state it is about to change.
-    fn check_event(&mut self, event: &Event) {
+    /// Follows an accepted event in the access records kept from the log.
+    fn follow(&mut self, event: &Event) {
+        match event {
+            Event::AccessGranted { principal, token_sha256, .. } => {
+                self.principals.insert(principal.clone(), (*token_sha256, false));
+            }
+            Event::AccessRevoked { principal, .. } => {
+                self.principals.get_mut(principal).expect("revoked after granted").1 = true;
+            }
+            Event::AwardProposed { application, amount, proposed_by, .. } => {
+                self.award_proposals.insert(application.clone(), (*amount, proposed_by.clone()));
+            }
+            Event::ApplicationRejected { application, .. }
+            | Event::ApplicationWithdrawn { application, .. }
+            | Event::GrantAwarded { application, .. } => {
+                self.award_proposals.remove(application);
+            }
+            Event::PaymentProposed { application, amount, proposed_by, .. } => {
+                self.payment_proposals.insert(application.clone(), (*amount, proposed_by.clone()));
+            }
+            Event::PaymentMade { application, .. } | Event::GrantWithdrawn { application, .. } => {
+                self.payment_proposals.remove(application);
+            }
+            Event::ConflictDeclared { application, officer, .. } => {
+                self.conflicts.entry(application.clone()).or_default().insert(officer.clone());
+            }
+            _ => {}
+        }
+    }
+
+    /// Checks an accepted event, sent by `actor`, against the state it is
+    /// about to change.
+    fn check_event(&mut self, event: &Event, actor: &Actor) {
+        // The access rules: the recorded decider is the actor; no officer
+        // acts on an application they declared a conflict on.
+        let acting = actor.principal.as_str();
+        let recorded = match event {
+            Event::ApplicationRejected { decided_by, .. }
+            | Event::GrantAwarded { decided_by, .. }
+            | Event::GrantReduced { decided_by, .. }
+            | Event::GrantWithdrawn { decided_by, .. }
+            | Event::GrantSettled { decided_by, .. } => Some(decided_by),
+            Event::AwardProposed { proposed_by, .. } | Event::PaymentProposed { proposed_by, .. } => Some(proposed_by),
+            Event::ConflictDeclared { officer, .. } => Some(officer),
+            _ => None,
+        };
+        if let Some(recorded) = recorded {
+            assert_eq!(recorded, acting, "{} records who acted", event.type_name());
+        }
+        // Submitting, withdrawing and declaring a conflict are not deciding.
+        let deciding = !matches!(
+            event,
+            Event::ApplicationSubmitted { .. } | Event::ApplicationWithdrawn { .. } | Event::ConflictDeclared { .. }
+        );
+        if let (StreamId::Application(application), true) = (event.stream(), deciding) {
+            let conflicts = self.conflicts.get(&application);
+            assert!(
+                conflicts.is_none_or(|c| !c.contains(acting)),
+                "{} on {application} by {acting}, who declared a conflict of interest",
+                event.type_name()
+            );
+        }
+        let state = &self.state;
+        let round_of = |a: &ApplicationId| &state.rounds[&state.applications[a].round];
+        match event {
+            // Four eyes: above the round's threshold, only what another
+            // officer proposed, for exactly the amount proposed.
+            Event::GrantAwarded { application, amount, decided_by, .. }
+                if round_of(application).award_four_eyes_above.is_some_and(|t| *amount > t) =>
+            {
+                let proposal = self.award_proposals.get(application);
+                assert!(
+                    proposal.is_some_and(|(a, by)| a == amount && by != decided_by),
+                    "award of {amount:?} on {application} by {decided_by} above the threshold, proposed {proposal:?}"
+                );
+                self.four_eyes_awards += 1;
+            }
+            Event::PaymentMade { application, amount, .. }
+                if round_of(application).payment_four_eyes_above.is_some_and(|t| {
+                    let paid = state.applications[application].grant.as_ref().map_or(Amount::ZERO, |g| g.net_paid());
+                    paid.plus(*amount) > t
+                }) =>
+            {
+                let proposal = self.payment_proposals.get(application);
+                assert!(
+                    proposal.is_some_and(|(a, by)| a == amount && by != acting),
+                    "payment of {amount:?} on {application} by {acting} above the threshold, proposed {proposal:?}"
+                );
+                self.four_eyes_payments += 1;
+            }
+            Event::AwardProposed { application, amount, .. } => {
+                let app = &state.applications[application];
+                assert_eq!(app.status, ApplicationStatus::Pending, "proposal on a decided application");
+                assert!(*amount <= app.amount_requested);
+                assert!(!self.award_proposals.contains_key(application), "one award proposal at a time");
+            }
+            Event::PaymentProposed { application, amount, .. } => {
+                let grant = state.applications[application].grant.as_ref().expect("a grant");
+                assert!(grant.status != GrantStatus::Withdrawn && *amount <= grant.open());
+                assert!(!self.payment_proposals.contains_key(application), "one payment proposal at a time");
+            }
+            Event::ConflictDeclared { application, officer, .. } => {
+                assert!(!self.conflicts.get(application).is_some_and(|c| c.contains(officer)), "declared once");
+            }
+            _ => {}
+        }
         let state = &self.state;
         let grant = |a: &ApplicationId| state.applications[a].grant.as_ref().expect("a grant");
         let total = |shares: &[Share]| shares.iter().map(|s| s.amount).sum::<Amount>();
@@ -650,6 +1131,42 @@ impl Play {
             assert_eq!(round.amount_committed, awarded, "{id} awarded");
         }
 
+        // Access: the active tokens are exactly the tokens of the principals
+        // not revoked, as the log tells; and no two of them share one.
+        let active: BTreeMap<[u8; 32], PrincipalId> = self
+            .principals
+            .iter()
+            .filter(|(_, (_, revoked))| !revoked)
+            .map(|(id, (token, _))| (*token, id.clone()))
+            .collect();
+        let active_count = self.principals.values().filter(|(_, revoked)| !revoked).count();
+        assert_eq!(active.len(), active_count, "two active principals share a token");
+        assert_eq!(state.active_tokens, active, "active tokens");
+        let principals: BTreeMap<PrincipalId, ([u8; 32], bool)> =
+            state.principals.iter().map(|(id, p)| (id.clone(), (p.token_sha256, p.revoked))).collect();
+        assert_eq!(principals, self.principals, "principals");
+
+        // Proposals wait on undecided applications and payable grants, and
+        // conflicts stay declared, as the log tells.
+        let mut award_proposals = BTreeMap::new();
+        let mut payment_proposals = BTreeMap::new();
+        for (id, application) in &state.applications {
+            if let Some(p) = &application.award_proposal {
+                assert_eq!(application.status, ApplicationStatus::Pending, "{id} proposal on a decided application");
+                award_proposals.insert(id.clone(), (p.amount, p.proposed_by.clone()));
+            }
+            if let Some(grant) = &application.grant {
+                if let Some(p) = &grant.payment_proposal {
+                    assert!(grant.status != GrantStatus::Withdrawn, "{id} payment proposal on a withdrawn grant");
+                    payment_proposals.insert(id.clone(), (p.amount, p.proposed_by.clone()));
+                }
+            }
+            let conflicts = self.conflicts.get(id).cloned().unwrap_or_default();
+            assert_eq!(application.conflicts, conflicts, "{id} conflicts");
+        }
+        assert_eq!(award_proposals, self.award_proposals, "award proposals");
+        assert_eq!(payment_proposals, self.payment_proposals, "payment proposals");
+
         // Replay from nothing gives the same state.
         let mut replayed = FundState::default();
         for event in &self.log {
@@ -659,10 +1176,10 @@ impl Play {
     }
 }
 
-fn play(ops: &[Op], tally: &mut Tally) {
+fn play(steps: &[Step], tally: &mut Tally) {
     let mut play = Play::default();
-    for op in ops {
-        play.step(op, tally);
+    for step in steps {
+        play.step(step, tally);
     }
     let accepted = |event: fn(&Event) -> bool| play.log.iter().any(event);
     if accepted(|e| matches!(e, Event::GrantAwarded { .. }))
@@ -672,8 +1189,13 @@ fn play(ops: &[Op], tally: &mut Tally) {
     {
         tally.full_sequences += 1;
     }
+    if ["ApproveAward", "ApprovePayment", "DeclareConflict"].iter().all(|name| play.accepted.contains(name)) {
+        tally.four_eyes_sequences += 1;
+    }
     tally.last_payments += play.last_payments;
     tally.releasing_refunds += play.releasing_refunds;
+    tally.four_eyes_awards += play.four_eyes_awards;
+    tally.four_eyes_payments += play.four_eyes_payments;
 }
 
 #[test]
@@ -685,13 +1207,13 @@ fn random_command_sequences_keep_every_invariant() {
     };
     let tally = RefCell::new(Tally::default());
     let mut runner = TestRunner::new(config);
-    let result = runner.run(&sequence(), |ops| {
-        play(&ops, &mut tally.borrow_mut());
+    let result = runner.run(&sequence(), |steps| {
+        play(&steps, &mut tally.borrow_mut());
         Ok(())
     });
     match result {
         Ok(()) => {}
-        Err(TestError::Fail(reason, ops)) => panic!("{reason}\nminimal failing sequence: {ops:#?}"),
+        Err(TestError::Fail(reason, steps)) => panic!("{reason}\nminimal failing sequence: {steps:#?}"),
         Err(TestError::Abort(reason)) => panic!("aborted: {reason}"),
     }
 
@@ -702,6 +1224,11 @@ fn random_command_sequences_keep_every_invariant() {
     eprintln!(
         "sequences with award, payment, refund and settlement: {} of {SEQUENCES}; last payments: {}; releasing refunds: {}",
         tally.full_sequences, tally.last_payments, tally.releasing_refunds
+    );
+    eprintln!(
+        "sequences with award approval, payment approval and conflict: {} of {SEQUENCES}; \
+         awards above the threshold: {}; payments above the threshold: {}",
+        tally.four_eyes_sequences, tally.four_eyes_awards, tally.four_eyes_payments
     );
     let sequences = SEQUENCES as usize;
     for name in [
@@ -718,6 +1245,14 @@ fn random_command_sequences_keep_every_invariant() {
         "MakePayment",
         "RecordRefund",
         "CloseRound",
+        "SetApprovalThresholds",
+        "GrantAccess",
+        "RevokeAccess",
+        "ProposeAward",
+        "ApproveAward",
+        "ProposePayment",
+        "ApprovePayment",
+        "DeclareConflict",
     ] {
         let accepted = tally.accepted.get(name).copied().unwrap_or(0);
         assert!(accepted >= sequences / 4, "only {accepted} {name} accepted in {sequences} sequences");
@@ -725,8 +1260,26 @@ fn random_command_sequences_keep_every_invariant() {
     assert!(tally.full_sequences >= sequences / 4, "too few sequences went the whole way");
     assert!(tally.last_payments >= sequences / 8, "too few grants were paid in full");
     assert!(tally.releasing_refunds >= sequences / 8, "too few refunds on settled or withdrawn grants");
-    let codes: BTreeSet<_> = tally.rejected.keys().collect();
-    assert!(codes.len() >= 20, "only {} kinds of rejection seen: {codes:?}", codes.len());
+    assert!(
+        tally.four_eyes_sequences >= sequences / 16,
+        "too few sequences approved awards and payments and declared conflicts"
+    );
+    assert!(tally.four_eyes_awards >= sequences / 8, "too few awards above the threshold went through four eyes");
+    assert!(tally.four_eyes_payments >= sequences / 16, "too few payments above the threshold went through four eyes");
+    let codes: BTreeSet<&str> = tally.rejected.keys().copied().collect();
+    assert!(codes.len() >= 30, "only {} kinds of rejection seen: {codes:?}", codes.len());
+    for code in [
+        "permission_denied",
+        "four_eyes_required",
+        "self_approval",
+        "no_proposal",
+        "conflict_of_interest",
+        "token_in_use",
+        "principal_already_active",
+        "unknown_principal",
+    ] {
+        assert!(codes.contains(code), "no {code} seen: {codes:?}");
+    }
 }
 
 // ----- figures as of a business date -----
@@ -735,11 +1288,13 @@ fn random_command_sequences_keep_every_invariant() {
 const DATED_SEQUENCES: u32 = 200;
 
 /// The accepted events of a sequence, without the per-step checks above.
-fn accepted_events(ops: &[Op]) -> Vec<Event> {
+fn accepted_events(steps: &[Step]) -> Vec<Event> {
     let mut state = FundState::default();
     let mut log = Vec::new();
-    for op in ops {
-        if let Ok(events) = decide(&state, &command(&state, op), &ctx()) {
+    for step in steps {
+        let command = command(&state, &step.op);
+        let ctx = Context { actor: actor(&state, step.who, &command) };
+        if let Ok(events) = decide(&state, &command, &ctx) {
             for event in events {
                 state.evolve(&event);
                 log.push(event);
@@ -764,8 +1319,16 @@ fn redate(mut event: Event, date: Date) -> Event {
         | Event::GrantWithdrawn { decided_on: at, .. }
         | Event::GrantSettled { decided_on: at, .. }
         | Event::PaymentMade { value_date: at, .. }
-        | Event::RefundReceived { value_date: at, .. } => *at = date,
-        Event::FundOpened { .. } | Event::PartnerAdmitted { .. } | Event::RoundOpened { .. } => {}
+        | Event::RefundReceived { value_date: at, .. }
+        | Event::AwardProposed { proposed_on: at, .. }
+        | Event::PaymentProposed { value_date: at, .. }
+        | Event::ConflictDeclared { declared_on: at, .. } => *at = date,
+        Event::FundOpened { .. }
+        | Event::PartnerAdmitted { .. }
+        | Event::RoundOpened { .. }
+        | Event::ApprovalThresholdsSet { .. }
+        | Event::AccessGranted { .. }
+        | Event::AccessRevoked { .. } => {}
     }
     event
 }

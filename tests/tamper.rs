@@ -28,9 +28,10 @@ fn date(text: &str) -> Date {
     Date::parse(text).unwrap()
 }
 
-fn request(id: &str, command: Command) -> CommandRequest {
-    CommandRequest { command, request_id: id.into(), expected_version: None, actor: "officer-anna".into() }
-}
+mod support;
+
+/// Each command acts as the role that may send it (see `support::actor_for`).
+use support::request;
 
 fn receipt(id: &str, partner: &str, amount: &str) -> CommandRequest {
     request(

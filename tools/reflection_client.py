@@ -16,12 +16,23 @@ chain of the log, prints a short summary and exits 0; or it stops at the
 first failed check with a message saying what was expected and what came
 back, and exits 1 (2 if the server cannot be reached).
 
-Usage: reflection_client.py --server 127.0.0.1:PORT
+Access: it starts from the admin token that `fundledger init` printed
+(taken from FUNDLEDGER_TOKEN, so that it never shows in a process list),
+gives an officer, an auditor and each partner's treasurer access through
+GrantAccess (each token made here with `secrets.token_hex`; only its SHA-256
+is sent), and sends every call with the token of the role that may make it
+(`authorization: Bearer ...`). It checks that a call without a token is
+UNAUTHENTICATED, that a partner cannot pledge for or read another partner,
+that the auditor cannot write, and that every event names its actor.
+
+Usage: FUNDLEDGER_TOKEN=<admin token> reflection_client.py --server 127.0.0.1:PORT
 """
 
 from __future__ import annotations
 
 import argparse
+import hashlib
+import os
 import re
 import secrets
 import sys
@@ -34,6 +45,7 @@ from grpc_reflection.v1alpha import reflection_pb2
 from grpc_reflection.v1alpha.proto_reflection_descriptor_database import ProtoReflectionDescriptorDatabase
 
 LEDGER = "fundledger.v1.Ledger"
+AUDIT = "fundledger.v1.Audit"
 HEALTH = "grpc.health.v1.Health"
 CURRENCY = "EUR"
 CENT = Decimal("0.01")
@@ -44,6 +56,18 @@ HEX64 = re.compile(r"^[0-9a-f]{64}$")
 AMOUNT_TEXT = re.compile(r"^-?[0-9]+\.[0-9]{2}$")
 CALL_TIMEOUT_S = 15.0
 REASON_KEY = "fundledger-reason"
+# What every fundledger token starts with, and its random part: 32 bytes.
+TOKEN_PREFIX = "flt_"
+TOKEN_RANDOM_BYTES = 32
+# The caller of a call sent without a token.
+ANONYMOUS = ""
+# The Ledger's RPCs by the role that may call them; every other one is an
+# officer's. Queries are read as the auditor.
+ADMIN_METHODS = {"OpenFund", "AdmitPartner", "OpenRound", "CloseRound", "SetApprovalThresholds", "GrantAccess",
+                 "RevokeAccess"}
+PARTNER_METHODS = {"PledgeContribution", "ReducePledge"}
+QUERY_METHODS = {"ListPrincipals", "GetPartnerBalances", "GetFundSummary", "GetRoundFigures", "GetApplication",
+                 "GetGrant", "ListApplications", "ReadEvents", "Subscribe"}
 
 
 class CheckFailed(Exception):
@@ -154,13 +178,27 @@ class Reflected:
         # ParseDict refuses a field the reflected type does not have.
         return json_format.ParseDict(body, request_class())
 
-    def call(self, service: str, method: str, body: dict):
+    def call(self, service: str, method: str, body: dict, token: str | None = None):
         _, multicallable = self._method(service, method, False)
-        return multicallable(self.request(service, method, body), timeout=CALL_TIMEOUT_S)
+        return multicallable(self.request(service, method, body), timeout=CALL_TIMEOUT_S, metadata=bearer(token))
 
-    def stream(self, service: str, method: str, body: dict) -> list:
+    def stream(self, service: str, method: str, body: dict, token: str | None = None) -> list:
         _, multicallable = self._method(service, method, True)
-        return list(multicallable(self.request(service, method, body, True), timeout=CALL_TIMEOUT_S))
+        request = self.request(service, method, body, True)
+        return list(multicallable(request, timeout=CALL_TIMEOUT_S, metadata=bearer(token)))
+
+
+def bearer(token: str | None) -> list[tuple[str, str]]:
+    """The call metadata that authenticates as the holder of `token`; none
+    without one."""
+    return [("authorization", f"Bearer {token}")] if token else []
+
+
+def new_token() -> tuple[str, str]:
+    """A token as `fundledger principal add` makes one, and the SHA-256 hex
+    that is all the ledger is told."""
+    token = TOKEN_PREFIX + secrets.token_hex(TOKEN_RANDOM_BYTES)
+    return token, hashlib.sha256(token.encode("ascii")).hexdigest()
 
 
 def metadata_of(error: grpc.RpcError) -> dict[str, str]:
@@ -191,13 +229,12 @@ def reflection_v1_services(channel: grpc.Channel) -> list[str]:
 
 
 class Run:
-    def __init__(self, api: Reflected, server: str) -> None:
+    def __init__(self, api: Reflected, server: str, admin: str, admin_token: str) -> None:
         self.api = api
         self.server = server
         self.sfx = secrets.token_hex(3)
         self.request_count = 0
         self.recorded: dict[int, object] = {}  # seq -> RecordedEvent answered by a command
-        self.actor = None
         self.fresh = True
         self.before = None  # the fund summary before this run, on a ledger that had a fund
 
@@ -209,13 +246,48 @@ class Run:
         self.app_rejected = f"app-{s}-2"
         self.app_withdrawn = f"app-{s}-3"
 
+        # Principals and their tokens; the officer, auditor and treasurers
+        # are given access by this run.
+        self.admin = admin
+        self.officer = f"officer-{s}"
+        self.auditor = f"auditor-{s}"
+        self.treasurer = {self.partner_a: f"treasurer-{self.partner_a}", self.partner_b: f"treasurer-{self.partner_b}"}
+        self.tokens: dict[str, str] = {admin: admin_token}
+        self.refusals: list[str] = []
+
     # -------------------------------------------------------------- helpers
 
-    def call(self, method: str, body: dict | None = None):
-        return self.api.call(LEDGER, method, body or {})
+    def caller(self, method: str, body: dict) -> str:
+        """The principal who may make the call: the admin administers, a
+        partner's treasurer pledges for it, the auditor reads (the admin
+        until there is one), an officer does the rest."""
+        if method in ADMIN_METHODS:
+            return self.admin
+        if method in PARTNER_METHODS:
+            return self.treasurer[body["partner_id"]]
+        if method in QUERY_METHODS:
+            return self.auditor if self.auditor in self.tokens else self.admin
+        return self.officer
+
+    def call(self, method: str, body: dict | None = None, caller: str | None = None):
+        """Calls a Ledger method as `caller` (by default the role that may;
+        ANONYMOUS for no token)."""
+        body = body or {}
+        caller = self.caller(method, body) if caller is None else caller
+        return self.api.call(LEDGER, method, body, self.tokens.get(caller))
+
+    def stream(self, method: str, body: dict, caller: str | None = None) -> list:
+        caller = self.caller(method, body) if caller is None else caller
+        return self.api.stream(LEDGER, method, body, self.tokens.get(caller))
+
+    def reader(self) -> str:
+        return self.caller("GetFundSummary", {})
 
     def head(self) -> int:
-        return self.call("GetFundSummary").head_seq
+        """The durable head: the seq of a signed checkpoint, which exists
+        before the fund is opened too (the admin's access is event 1)."""
+        answer = self.api.call(AUDIT, "GetCheckpoint", {}, self.tokens[self.reader()])
+        return answer.checkpoint.seq
 
     def new_request_id(self, method: str) -> str:
         self.request_count += 1
@@ -227,6 +299,7 @@ class Run:
         seq, hash and the request id, chained to each other."""
         request_id = request_id or self.new_request_id(method)
         body = {"meta": {"request_id": request_id}, **body}
+        caller = self.caller(method, body)
         response = self.call(method, body)
         check.equal(response.replayed, False, f"{method}: replayed")
         check.equal([e.event_type for e in response.events], event_types, f"{method}: recorded event types")
@@ -239,13 +312,11 @@ class Run:
             if previous is not None:
                 check.equal(event.seq, previous.seq + 1, f"{method}: seqs of one command")
                 check.equal(event.prev_hash, previous.hash, f"{method}: prev_hash of seq {event.seq}")
-            if self.actor is None:
-                self.actor = event.actor
-            check.equal(event.actor, self.actor, f"{method}: actor")
+            check.equal(event.actor, caller, f"{method}: actor (the principal whose token sent it)")
             self.recorded[event.seq] = event
             previous = event
         first = response.events[0]
-        say(f"ok  {method:<20} seq {first.seq:>4}  {first.event_type:<22} {first.stream}")
+        say(f"ok  {method:<20} seq {first.seq:>4}  {first.event_type:<22} {first.stream}  by {caller}")
         return response, request_id, body
 
     def check_event(self, event, what: str) -> None:
@@ -259,12 +330,14 @@ class Run:
         check(payload is not None, f"{what}: no payload")
         check.equal(camel(payload), event.event_type, f"{what}: event_type vs payload case")
 
-    def expect_error(self, method: str, body: dict, code: grpc.StatusCode, reason: str, what: str) -> grpc.RpcError:
-        """The call fails with `code`, the `fundledger-reason` metadata and a
-        message starting with the reason, and records nothing."""
+    def expect_error(self, method: str, body: dict, code: grpc.StatusCode, reason: str, what: str,
+                     caller: str | None = None) -> grpc.RpcError:
+        """The call (as `caller`, by default the role that may) fails with
+        `code`, the `fundledger-reason` metadata and a message starting with
+        the reason, and records nothing."""
         head_before = self.head()
         try:
-            self.call(method, body)
+            self.call(method, body, caller)
         except grpc.RpcError as error:
             check.equal(error.code(), code, f"{what}: status code (message {error.details()!r})")
             metadata = metadata_of(error)
@@ -275,6 +348,8 @@ class Run:
             )
             check.equal(self.head(), head_before, f"{what}: head of the log after the refused call")
             say(f"ok  {method:<20} refused {code.name} {reason} ({what})")
+            if code in (grpc.StatusCode.UNAUTHENTICATED, grpc.StatusCode.PERMISSION_DENIED):
+                self.refusals.append(f"{what}: {code.name}")
             return error
         raise CheckFailed(f"{what}: {method} succeeded, expected {code.name} {reason}")
 
@@ -330,14 +405,15 @@ class Run:
 
     def discover(self) -> None:
         services = self.api.services()
-        for name in (LEDGER, HEALTH):
+        for name in (LEDGER, AUDIT, HEALTH):
             check(name in services, f"reflection (v1alpha) lists {services}, not {name}")
         v1 = reflection_v1_services(self.api.channel)
-        for name in (LEDGER, HEALTH):
+        for name in (LEDGER, AUDIT, HEALTH):
             check(name in v1, f"reflection (v1) lists {v1}, not {name}")
         ledger = self.api.service(LEDGER)
         methods = [m.name for m in ledger.methods]
-        for name in ("OpenFund", "AwardGrant", "MakePayment", "GetGrant", "ListApplications", "ReadEvents"):
+        for name in ("OpenFund", "AwardGrant", "MakePayment", "GetGrant", "ListApplications", "ReadEvents",
+                     "GrantAccess", "ListPrincipals"):
             check(name in methods, f"{LEDGER} has no method {name}: {methods}")
         say(f"ok  reflection v1alpha and v1 list {', '.join(sorted(services))}")
         say(f"ok  {LEDGER}: {len(methods)} methods, types from {ledger.file.name}")
@@ -346,6 +422,64 @@ class Run:
         status = self.api.enum_name("grpc.health.v1.HealthCheckResponse.ServingStatus", answer.status)
         check.equal(status, "SERVING", f"{HEALTH}/Check for {LEDGER}")
         say(f"ok  {HEALTH}/Check {LEDGER}: {status}")
+
+    def grant(self, principal: str, kind: str, partner: str | None = None) -> None:
+        """Gives `principal` a role, as the admin, with a token made here:
+        only its SHA-256 crosses the wire."""
+        token, digest = new_token()
+        role = {"kind": kind, **({"partner_id": partner} if partner else {})}
+        response, _, _ = self.command(
+            "GrantAccess",
+            {"principal_id": principal, "role": role, "token_sha256": digest},
+            f"principal/{principal}",
+            ["AccessGranted"],
+        )
+        granted = response.events[0].access_granted
+        check.equal((granted.principal_id, granted.token_sha256), (principal, digest), "AccessGranted")
+        check.equal(self.api.enum_name("fundledger.v1.RoleKind", granted.role.kind), kind, "AccessGranted role kind")
+        if partner:
+            check.equal(granted.role.partner_id, partner, "AccessGranted partner")
+        answer = response.SerializeToString()
+        check(token.encode() not in answer and token[len(TOKEN_PREFIX):].encode() not in answer,
+              f"GrantAccess for {principal}: the answer holds the token")
+        self.tokens[principal] = token
+
+    def access(self) -> None:
+        """Nothing without a token; the admin gives an officer and an
+        auditor access."""
+        stranger = f"stranger-{self.sfx}"
+        self.tokens[stranger], _ = new_token()
+        for caller, what in ((ANONYMOUS, "no token"), (stranger, "a token nobody holds")):
+            self.expect_error("GetFundSummary", {}, grpc.StatusCode.UNAUTHENTICATED, "unauthenticated",
+                              f"GetFundSummary with {what}", caller)
+            self.expect_error(
+                "OpenFund",
+                {"meta": {"request_id": self.new_request_id("OpenFund")}, "name": "Intruder fund", "currency": "EUR",
+                 "minor_units": 2},
+                grpc.StatusCode.UNAUTHENTICATED, "unauthenticated", f"OpenFund with {what}", caller,
+            )
+        try:
+            self.stream("ReadEvents", {"from_seq": 1}, ANONYMOUS)
+            raise CheckFailed("ReadEvents without a token sent the log")
+        except grpc.RpcError as error:
+            check.equal(error.code(), grpc.StatusCode.UNAUTHENTICATED, "ReadEvents without a token")
+        try:
+            self.api.call(AUDIT, "VerifyLog", {}, None)
+            raise CheckFailed("VerifyLog without a token answered")
+        except grpc.RpcError as error:
+            check.equal(error.code(), grpc.StatusCode.UNAUTHENTICATED, "Audit/VerifyLog without a token")
+        say("ok  without a token     UNAUTHENTICATED: GetFundSummary, OpenFund, ReadEvents, Audit/VerifyLog")
+
+        listed = {p.principal_id: p for p in self.call("ListPrincipals", {}, self.admin).principals}
+        check(self.admin in listed, f"ListPrincipals does not list the admin {self.admin}: {sorted(listed)}")
+        admin = listed[self.admin]
+        check.equal((self.api.enum_name("fundledger.v1.RoleKind", admin.role.kind), admin.revoked),
+                    ("ROLE_KIND_ADMIN", False), f"ListPrincipals {self.admin}")
+        self.grant(self.officer, "ROLE_KIND_OFFICER")
+        self.grant(self.auditor, "ROLE_KIND_AUDITOR")
+        principals = self.call("ListPrincipals").principals  # as the auditor now
+        check({self.officer, self.auditor} <= {p.principal_id for p in principals},
+              "ListPrincipals (auditor) lists the new officer and auditor")
 
     def open_fund(self) -> None:
         try:
@@ -392,6 +526,7 @@ class Run:
                 f"partner/{partner}",
                 ["PartnerAdmitted"],
             )
+            self.grant(self.treasurer[partner], "ROLE_KIND_PARTNER", partner)
         for partner, amount in self.contributions.items():
             response, request_id, body = self.command(
                 "PledgeContribution",
@@ -411,6 +546,39 @@ class Run:
                 f"partner/{partner}",
                 ["ContributionReceived"],
             )
+
+    def partners_only_for_themselves(self) -> None:
+        """A partner's token neither pledges for nor reads another partner."""
+        a, b = self.partner_a, self.partner_b
+        self.expect_error(
+            "PledgeContribution",
+            {"meta": {"request_id": self.new_request_id("PledgeContribution")}, "partner_id": b,
+             "amount": money("100.00"), "pledged_on": "2024-01-11"},
+            grpc.StatusCode.PERMISSION_DENIED, "permission_denied", f"{a}'s treasurer pledging for {b}",
+            self.treasurer[a],
+        )
+        self.expect_error(
+            "GetPartnerBalances", {"partner_id": b}, grpc.StatusCode.PERMISSION_DENIED, "permission_denied",
+            f"{a}'s treasurer reading {b}'s balances", self.treasurer[a],
+        )
+        own = [p.partner_id for p in self.call("GetPartnerBalances", {}, self.treasurer[a]).partners]
+        check.equal(own, [a], f"GetPartnerBalances for all, as {a}'s treasurer: its own only")
+
+    def auditor_writes_nothing(self) -> None:
+        for method, body in (
+            ("SubmitApplication", {"application_id": f"app-{self.sfx}-auditor", "round_id": self.round_id,
+                                   "applicant": {"name": "X", "place": "Utrecht", "country": "NL"}, "title": "X",
+                                   "amount_requested": money("100.00"), "submitted_on": "2024-02-15"}),
+            ("AwardGrant", {"application_id": self.app_grant, "amount": money("1.00"), "reason": "x",
+                            "decided_on": "2024-04-10"}),
+            ("OpenRound", {"round_id": f"{self.round_id}-auditor", "name": "X", "budget_ceiling": money("1.00"),
+                           "grant_max": money("1.00"), "opens_on": "2024-02-01", "closes_on": "2024-03-31"}),
+        ):
+            body = {"meta": {"request_id": self.new_request_id(method)}, **body}
+            error = self.expect_error(method, body, grpc.StatusCode.PERMISSION_DENIED, "permission_denied",
+                                      f"the auditor sending {method}", self.auditor)
+            check(f"{self.auditor} (auditor) may not {method}" in (error.details() or ""),
+                  f"the refusal says who may not do what: {error.details()!r}")
 
     def open_round(self) -> None:
         # Loket D's figures; on a ledger that already holds more money than
@@ -602,7 +770,7 @@ class Run:
     # -------------------------------------------------------------- queries
 
     def read_log(self) -> None:
-        events = self.api.stream(LEDGER, "ReadEvents", {"from_seq": 1})
+        events = self.stream("ReadEvents", {"from_seq": 1})
         check(len(events) > 0, "ReadEvents from 1 sent no event")
         previous_hash = ZERO_HASH
         for expected_seq, event in enumerate(events, start=1):
@@ -616,6 +784,15 @@ class Run:
                     self.recorded[event.seq].SerializeToString(deterministic=True),
                     f"ReadEvents seq {event.seq} vs the command's answer",
                 )
+        if self.fresh:
+            # A fresh ledger: `init` made the admin (event 1), everything
+            # else was sent by a principal of this run.
+            ours = {self.admin, self.officer, self.auditor, *self.treasurer.values()}
+            actors = [(e.seq, e.actor) for e in events]
+            check.equal(actors[0], (1, "init"), "the actor of event 1 (the admin's access, by init)")
+            strangers = [(seq, actor) for seq, actor in actors[1:] if actor not in ours]
+            check(not strangers, f"events whose actor is none of this run's principals: {strangers}")
+        check(all(e.actor for e in events), "an event names no actor")
         seen = {e.seq for e in events}
         missing = sorted(set(self.recorded) - seen)
         check(not missing, f"ReadEvents lacks events that commands recorded: {missing}")
@@ -623,7 +800,7 @@ class Run:
 
         # A window of the log: from_seq and limit.
         start = min(self.recorded)
-        window = self.api.stream(LEDGER, "ReadEvents", {"from_seq": start, "limit": 3})
+        window = self.stream("ReadEvents", {"from_seq": start, "limit": 3})
         check.equal([e.seq for e in window], [start, start + 1, start + 2], "ReadEvents from_seq/limit window")
         say(f"ok  ReadEvents           {len(events)} events, seq 1..{events[-1].seq} gapless, hash chain intact")
 
@@ -806,11 +983,14 @@ class Run:
         started = time.monotonic()
         say(f"fundledger reflection client: server {self.server}, ids with suffix {self.sfx}")
         self.discover()
+        self.access()
         self.open_fund()
         self.partners_and_money()
+        self.partners_only_for_themselves()
         self.open_round()
         self.award()
         self.idempotency_and_errors()
+        self.auditor_writes_nothing()
         self.other_applications()
         self.payments()
         self.read_log()
@@ -828,6 +1008,10 @@ class Run:
             + " + ".join(f"{fmt(a)} ({p})" for p, _, a in self.attribution))
         say(f"            paid {fmt(self.advance)} + {fmt(self.final_payment)}, refunded {fmt(self.refund)}, "
             f"settled at {fmt(self.final_amount)}, open {fmt(ZERO)}")
+        say(f"  access:   admin {self.admin}; officer, auditor and 2 treasurers given access with tokens made here; "
+            f"{len(self.refusals)} calls refused for who made them:")
+        for refusal in self.refusals:
+            say(f"            {refusal}")
         say("  refused:  reused request id ALREADY_EXISTS; \"1.234\" INVALID_ARGUMENT; over-award FAILED_PRECONDITION")
         say(f"            ({self.over_award_message})")
         say(f"  time:     {time.monotonic() - started:.2f} s")
@@ -837,7 +1021,12 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--server", required=True, help="host:port of a fundledger server, e.g. 127.0.0.1:50051")
     parser.add_argument("--connect-timeout", type=float, default=10.0, help="seconds to wait for the server")
+    parser.add_argument("--admin", default="admin", help="the admin's principal id (`fundledger init --admin`)")
     args = parser.parse_args()
+    admin_token = os.environ.get("FUNDLEDGER_TOKEN", "").strip()
+    if not admin_token:
+        print("FAIL: set FUNDLEDGER_TOKEN to the admin token `fundledger init` printed", file=sys.stderr)
+        return 2
 
     with grpc.insecure_channel(args.server) as channel:
         try:
@@ -845,7 +1034,7 @@ def main() -> int:
         except grpc.FutureTimeoutError:
             print(f"FAIL: cannot connect to {args.server} within {args.connect_timeout:g} s", file=sys.stderr)
             return 2
-        run = Run(Reflected(channel), args.server)
+        run = Run(Reflected(channel), args.server, args.admin, admin_token)
         try:
             run.run()
         except CheckFailed as failure:

@@ -6,9 +6,12 @@
 #
 # It installs the pinned Python packages into a virtualenv under
 # ${TMPDIR:-/tmp} (reused while the pins and the Python are the same),
-# starts `fundledger serve` on a free loopback port with a temporary data
-# dir, waits until it accepts connections, runs the client, stops the server
-# with SIGTERM and checks that it exits 0. The exit code is the client's (or
+# creates a ledger in a temporary data dir with `fundledger init` (the admin
+# token is the last line it prints), starts `fundledger serve` on a free
+# loopback port, waits until it accepts connections, runs the client with
+# the admin token in FUNDLEDGER_TOKEN (the environment, not the command
+# line, so that it never shows in a process list), stops the server with
+# SIGTERM and checks that it exits 0. The exit code is the client's (or
 # non-zero if the server failed). The server and the data dir are removed
 # whatever happens.
 set -euo pipefail
@@ -56,6 +59,14 @@ trap cleanup EXIT
 trap 'exit 130' INT
 trap 'exit 143' TERM
 
+# ---- a new ledger and its admin token, shown once
+"$bin" init --data-dir "$work/data" >"$work/init.out" 2>"$work/init.err" \
+    || { cat "$work/init.err" >&2; die "fundledger init failed"; }
+admin_token=$(tail -n 1 "$work/init.out")
+[[ $admin_token == flt_* ]] || die "the last line of fundledger init is not a token (flt_…)"
+rm -f "$work/init.out"   # the token lives on only in this shell
+say "initialised a ledger in $work/data; admin token taken from init's last line"
+
 free_port() {
     "$venv/bin/python" -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'
 }
@@ -72,20 +83,21 @@ for attempt in 1 2 3; do
         sleep 0.1
     done
     [[ -n $port ]] && break
-    # The port was taken in between, or the server failed: say why, retry.
+    # The port was taken in between, or the server failed: say why, retry
+    # (on the same ledger: it holds the admin).
     kill -TERM "$server_pid" 2>/dev/null || true
     wait "$server_pid" 2>/dev/null || true
     server_pid=
     say "server did not come up on port $candidate (attempt $attempt):"
     tail -n 5 "$work/server.log" >&2 || true
-    rm -rf "$work/data"
 done
 [[ -n $port ]] || die "could not start $bin serve"
 say "server $bin (pid $server_pid) on 127.0.0.1:$port, data in $work/data"
 
 # ---- the client
 client_rc=0
-timeout 300 "$venv/bin/python" tools/reflection_client.py --server "127.0.0.1:$port" || client_rc=$?
+FUNDLEDGER_TOKEN=$admin_token timeout 300 "$venv/bin/python" tools/reflection_client.py --server "127.0.0.1:$port" \
+    || client_rc=$?
 
 # ---- stop the server: SIGTERM, and it must exit 0
 kill -TERM "$server_pid"

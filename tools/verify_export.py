@@ -171,7 +171,19 @@ EVENTS = [
                      ("value_date", DATE), ("bank_reference", S)]),
     ("RefundReceived", [("application", S), ("amount", AMOUNT), ("attribution", SHARES), ("releases", "bool"),
                         ("value_date", DATE), ("bank_reference", S)]),
+    # Access control, four eyes and conflicts of interest (variants 16 to 21).
+    ("ApprovalThresholdsSet", [("round", S), ("award_above", "option_amount"), ("payment_above", "option_amount")]),
+    ("AccessGranted", [("principal", S), ("role", "role"), ("token_sha256", "sha256")]),
+    ("AccessRevoked", [("principal", S), ("reason", S)]),
+    ("AwardProposed", [("application", S), ("amount", AMOUNT), ("reason", S), ("proposed_by", S),
+                       ("proposed_on", DATE)]),
+    ("PaymentProposed", [("application", S), ("amount", AMOUNT), ("value_date", DATE), ("bank_reference", S),
+                         ("proposed_by", S)]),
+    ("ConflictDeclared", [("application", S), ("officer", S), ("reason", S), ("declared_on", DATE)]),
 ]
+
+# A role is an enum: its variant index (u32), then the partner id for a partner.
+ROLES = ["admin", "officer", "partner", "auditor"]
 
 
 def decode_payload(data, currency):
@@ -200,6 +212,19 @@ def decode_payload(data, currency):
             out[field] = p.r.bool(field)
         elif kind == "currency":
             out[field] = {"code": p.s("currency.code"), "minor_units": p.r.u8("currency.minor_units")}
+        elif kind == "option_amount":
+            out[field] = p.r.option(field, p.amount)
+        elif kind == "sha256":
+            out[field] = p.r.take(32, field).hex()  # a fixed array: 32 bytes, no length
+        elif kind == "role":
+            index = p.r.u32("role variant index")
+            if index >= len(ROLES):
+                raise Mismatch(f"role variant {index} does not exist")
+            out[field] = {"kind": ROLES[index]}
+            if ROLES[index] == "partner":
+                out[field]["partner"] = p.s("role.partner")
+        else:
+            raise AssertionError(f"no decoder for {kind}")
     if p.r.at != len(data):
         raise Mismatch(f"{len(data) - p.r.at} bytes left over after the {name} payload")
     return name, out
@@ -212,8 +237,10 @@ def stream_of(name, payload):
         return "partner/" + payload["partner"]
     if name in ("ContributionPledged", "PledgeReduced", "ContributionReceived"):
         return "partner/" + payload["pot"]["partner"]
-    if name in ("RoundOpened", "RoundClosed"):
+    if name in ("RoundOpened", "RoundClosed", "ApprovalThresholdsSet"):
         return "round/" + payload["round"]
+    if name in ("AccessGranted", "AccessRevoked"):
+        return "principal/" + payload["principal"]
     return "application/" + payload["application"]
 
 
@@ -320,8 +347,8 @@ def verify(lines):
             name, decoded = decode_payload(payload, currency)
             if name != line["event_type"]:
                 raise Mismatch(f"event_type says {line['event_type']} but the hashed payload is a {name}")
-            if number == 1 and name != "FundOpened":
-                raise Mismatch("the first event must open the fund")
+            if currency is None and name not in ("FundOpened", "AccessGranted", "AccessRevoked"):
+                raise Mismatch("only access may be granted or revoked before the fund is opened")
             if name == "FundOpened":
                 if currency is not None:
                     raise Mismatch("the fund is opened a second time")

@@ -6,13 +6,18 @@
 //! converts audit reports and checkpoints to and from their messages; they
 //! are not domain types, so `convert` does not need to know them. It never
 //! writes to the ledger.
+//!
+//! Every call authenticates, and only roles that may read the event log
+//! (auditors, officers, admins) may verify it or have its head signed: a
+//! partner sees its own balances, not the whole history.
 
 use super::pb;
-use super::service::{invalid_field, log_status, status};
+use super::service::{authorize_read, invalid_field, log_status, status};
 use crate::api::convert::{timestamp, ConvertError};
 use crate::audit::checkpoint::{Parts, SignedCheckpoint, CHECKPOINT_FORMAT};
 use crate::audit::key::parse_public_hex;
 use crate::audit::verify::{verify_ledger, CheckpointClaim, Report};
+use crate::domain::access::Read;
 use crate::ledger::Ledger;
 use std::sync::Arc;
 use tokio::sync::Semaphore;
@@ -41,6 +46,7 @@ impl pb::audit_server::Audit for AuditService {
         &self,
         request: Request<pb::VerifyLogRequest>,
     ) -> Result<Response<pb::VerifyLogResponse>, Status> {
+        authorize_read(&self.ledger, &request, Read::Details, "verify the log")?;
         let request = request.into_inner();
         let claim = claim_from_pb(request, &self.ledger).map_err(|e| invalid_field(&e))?;
         let permit = self.verifications.clone().try_acquire_owned().map_err(|_| {
@@ -66,8 +72,9 @@ impl pb::audit_server::Audit for AuditService {
 
     async fn get_checkpoint(
         &self,
-        _request: Request<pb::GetCheckpointRequest>,
+        request: Request<pb::GetCheckpointRequest>,
     ) -> Result<Response<pb::GetCheckpointResponse>, Status> {
+        authorize_read(&self.ledger, &request, Read::Details, "take a signed checkpoint of the log")?;
         let checkpoint = self.ledger.signed_checkpoint().ok_or_else(|| {
             status(Code::FailedPrecondition, "log_empty", "the log has no events yet: there is nothing to vouch for")
         })?;

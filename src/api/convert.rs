@@ -16,12 +16,12 @@
 use super::pb;
 use crate::domain::dated::{DatedPot, DatedRound, DatedView};
 use crate::domain::event::{Event, PotKey, Share, EVENT_TYPE_NAMES};
-use crate::domain::ids::{ApplicationId, Date, PartnerId, RoundId};
+use crate::domain::ids::{ApplicationId, Date, PartnerId, PrincipalId, RoundId};
 use crate::domain::money::{Amount, Currency, MoneyInput, SignedAmount};
 use crate::domain::state::{
     Application, ApplicationStatus, Decision, FundState, Grant, GrantStatus, Partner, Pot, Round,
 };
-use crate::domain::{Applicant, Command, StreamId};
+use crate::domain::{Applicant, Command, Role, StreamId};
 use crate::ledger::{AsOf, EventFilter, Position, RecordedEvent, StreamSelector};
 use crate::projections::Projections;
 use std::collections::BTreeSet;
@@ -424,6 +424,142 @@ impl IntoCommand for pb::RecordRefundRequest {
     }
 }
 
+impl IntoCommand for pb::ProposeAwardRequest {
+    fn into_command(self) -> Result<ParsedCommand, ConvertError> {
+        let command = Command::ProposeAward {
+            application: application_id("application_id", &self.application_id)?,
+            amount: money("amount", self.amount)?,
+            reason: self.reason,
+            proposed_on: date("proposed_on", &self.proposed_on)?,
+        };
+        with_meta(self.meta, command)
+    }
+}
+
+impl IntoCommand for pb::ApproveAwardRequest {
+    fn into_command(self) -> Result<ParsedCommand, ConvertError> {
+        let command = Command::ApproveAward {
+            application: application_id("application_id", &self.application_id)?,
+            decided_on: date("decided_on", &self.decided_on)?,
+        };
+        with_meta(self.meta, command)
+    }
+}
+
+impl IntoCommand for pb::ProposePaymentRequest {
+    fn into_command(self) -> Result<ParsedCommand, ConvertError> {
+        let command = Command::ProposePayment {
+            application: application_id("application_id", &self.application_id)?,
+            amount: money("amount", self.amount)?,
+            value_date: date("value_date", &self.value_date)?,
+            bank_reference: self.bank_reference,
+        };
+        with_meta(self.meta, command)
+    }
+}
+
+impl IntoCommand for pb::ApprovePaymentRequest {
+    fn into_command(self) -> Result<ParsedCommand, ConvertError> {
+        let command = Command::ApprovePayment { application: application_id("application_id", &self.application_id)? };
+        with_meta(self.meta, command)
+    }
+}
+
+impl IntoCommand for pb::DeclareConflictRequest {
+    fn into_command(self) -> Result<ParsedCommand, ConvertError> {
+        let command = Command::DeclareConflict {
+            application: application_id("application_id", &self.application_id)?,
+            reason: self.reason,
+            declared_on: date("declared_on", &self.declared_on)?,
+        };
+        with_meta(self.meta, command)
+    }
+}
+
+impl IntoCommand for pb::SetApprovalThresholdsRequest {
+    fn into_command(self) -> Result<ParsedCommand, ConvertError> {
+        let command = Command::SetApprovalThresholds {
+            round: round_id("round_id", &self.round_id)?,
+            award_above: self.award_above.map(|m| money("award_above", Some(m))).transpose()?,
+            payment_above: self.payment_above.map(|m| money("payment_above", Some(m))).transpose()?,
+        };
+        with_meta(self.meta, command)
+    }
+}
+
+pub fn principal_id(field: &'static str, text: &str) -> Result<PrincipalId, ConvertError> {
+    PrincipalId::new(text).map_err(|e| invalid(field, e))
+}
+
+/// A role as the wire carries it.
+pub fn role_in(role: Option<pb::Role>) -> Result<Role, ConvertError> {
+    let role = role.ok_or_else(|| invalid("role", "is required"))?;
+    let kind = pb::RoleKind::try_from(role.kind).map_err(|_| invalid("role.kind", "is not a known role"))?;
+    let partner = |kind_name: &str| match &role.partner_id {
+        Some(_) => Err(invalid("role.partner_id", format!("is only for a partner role, not {kind_name}"))),
+        None => Ok(()),
+    };
+    match kind {
+        pb::RoleKind::Admin => partner("admin").map(|()| Role::Admin),
+        pb::RoleKind::Officer => partner("officer").map(|()| Role::Officer),
+        pb::RoleKind::Auditor => partner("auditor").map(|()| Role::Auditor),
+        pb::RoleKind::Partner => {
+            let id = role.partner_id.ok_or_else(|| invalid("role.partner_id", "is required for a partner role"))?;
+            Ok(Role::Partner(partner_id("role.partner_id", &id)?))
+        }
+        pb::RoleKind::Unspecified => Err(invalid("role.kind", "is required")),
+    }
+}
+
+pub fn role_out(role: &Role) -> pb::Role {
+    match role {
+        Role::Admin => pb::Role { kind: pb::RoleKind::Admin.into(), partner_id: None },
+        Role::Officer => pb::Role { kind: pb::RoleKind::Officer.into(), partner_id: None },
+        Role::Auditor => pb::Role { kind: pb::RoleKind::Auditor.into(), partner_id: None },
+        Role::Partner(p) => pb::Role { kind: pb::RoleKind::Partner.into(), partner_id: Some(p.to_string()) },
+    }
+}
+
+/// A SHA-256 in 64 hex digits.
+fn sha256_in(field: &'static str, text: &str) -> Result<[u8; 32], ConvertError> {
+    let bytes = hex::decode(text).map_err(|_| invalid(field, "is not hexadecimal"))?;
+    bytes.try_into().map_err(|_| invalid(field, "must be 32 bytes (64 hex digits), a SHA-256"))
+}
+
+impl IntoCommand for pb::GrantAccessRequest {
+    fn into_command(self) -> Result<ParsedCommand, ConvertError> {
+        let command = Command::GrantAccess {
+            principal: principal_id("principal_id", &self.principal_id)?,
+            role: role_in(self.role)?,
+            token_sha256: sha256_in("token_sha256", &self.token_sha256)?,
+        };
+        with_meta(self.meta, command)
+    }
+}
+
+impl IntoCommand for pb::RevokeAccessRequest {
+    fn into_command(self) -> Result<ParsedCommand, ConvertError> {
+        let command =
+            Command::RevokeAccess { principal: principal_id("principal_id", &self.principal_id)?, reason: self.reason };
+        with_meta(self.meta, command)
+    }
+}
+
+/// The principals of the fund, in id order.
+pub fn principals(state: &FundState) -> pb::ListPrincipalsResponse {
+    pb::ListPrincipalsResponse {
+        principals: state
+            .principals
+            .iter()
+            .map(|(id, p)| pb::PrincipalInfo {
+                principal_id: id.to_string(),
+                role: Some(role_out(&p.role)),
+                revoked: p.revoked,
+            })
+            .collect(),
+    }
+}
+
 /// The arguments of `ListApplications`, parsed.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct ApplicationQuery {
@@ -647,6 +783,47 @@ pub fn event_payload(currency: &Currency, event: &Event) -> pb::recorded_event::
                 bank_reference: bank_reference.clone(),
             })
         }
+        Event::ApprovalThresholdsSet { round, award_above, payment_above } => {
+            Payload::ApprovalThresholdsSet(pb::ApprovalThresholdsSet {
+                round_id: round.to_string(),
+                award_above: award_above.as_ref().and_then(m),
+                payment_above: payment_above.as_ref().and_then(m),
+            })
+        }
+        Event::AccessGranted { principal, role, token_sha256 } => Payload::AccessGranted(pb::AccessGranted {
+            principal_id: principal.to_string(),
+            role: Some(role_out(role)),
+            token_sha256: hex::encode(token_sha256),
+        }),
+        Event::AccessRevoked { principal, reason } => {
+            Payload::AccessRevoked(pb::AccessRevoked { principal_id: principal.to_string(), reason: reason.clone() })
+        }
+        Event::AwardProposed { application, amount, reason, proposed_by, proposed_on } => {
+            Payload::AwardProposed(pb::AwardProposed {
+                application_id: application.to_string(),
+                amount: m(amount),
+                reason: reason.clone(),
+                proposed_by: proposed_by.clone(),
+                proposed_on: proposed_on.to_string(),
+            })
+        }
+        Event::PaymentProposed { application, amount, value_date, bank_reference, proposed_by } => {
+            Payload::PaymentProposed(pb::PaymentProposed {
+                application_id: application.to_string(),
+                amount: m(amount),
+                value_date: value_date.to_string(),
+                bank_reference: bank_reference.clone(),
+                proposed_by: proposed_by.clone(),
+            })
+        }
+        Event::ConflictDeclared { application, officer, reason, declared_on } => {
+            Payload::ConflictDeclared(pb::ConflictDeclared {
+                application_id: application.to_string(),
+                officer: officer.clone(),
+                reason: reason.clone(),
+                declared_on: declared_on.to_string(),
+            })
+        }
     }
 }
 
@@ -832,6 +1009,9 @@ pub fn dated_round_figures(currency: &Currency, id: &RoundId, round: &DatedRound
         amount_awarded: m(round.amount_awarded),
         amount_committed: signed(round.amount_committed),
         budget_left: signed(round.budget_left()),
+        // Thresholds are configuration, not dated figures.
+        award_four_eyes_above: None,
+        payment_four_eyes_above: None,
     }
 }
 
@@ -879,6 +1059,8 @@ pub fn round_figures(currency: &Currency, id: &RoundId, round: &Round) -> pb::Ro
         amount_awarded: m(round.amount_awarded),
         amount_committed: m(round.amount_committed),
         budget_left: m(round.budget_left()),
+        award_four_eyes_above: round.award_four_eyes_above.and_then(m),
+        payment_four_eyes_above: round.payment_four_eyes_above.and_then(m),
     }
 }
 
@@ -918,6 +1100,14 @@ pub fn application(currency: &Currency, id: &ApplicationId, app: &Application) -
         submitted_on: app.submitted_on.to_string(),
         status: application_status(app.status).into(),
         decision: app.decision.as_ref().map(decision),
+        award_proposal: app.award_proposal.as_ref().map(|p| pb::AwardProposed {
+            application_id: id.to_string(),
+            amount: Some(money_out(currency, p.amount)),
+            reason: p.reason.clone(),
+            proposed_by: p.proposed_by.clone(),
+            proposed_on: p.proposed_on.to_string(),
+        }),
+        conflicts: app.conflicts.iter().cloned().collect(),
     }
 }
 
@@ -947,6 +1137,13 @@ pub fn grant_position(currency: &Currency, grant: &Grant) -> pb::GrantPosition {
                 open: m(s.open()),
             })
             .collect(),
+        payment_proposal: grant.payment_proposal.as_ref().map(|p| pb::PaymentProposed {
+            application_id: String::new(),
+            amount: m(p.amount),
+            value_date: p.value_date.to_string(),
+            bank_reference: p.bank_reference.clone(),
+            proposed_by: p.proposed_by.clone(),
+        }),
     }
 }
 

@@ -6,10 +6,15 @@
 //! up to that head, on a blocking thread, handing the text to the client
 //! through a bounded channel: a slow client holds back only its own export.
 //! It writes nothing and decides nothing.
+//!
+//! Every call authenticates, and only roles that may read the event log
+//! (auditors, officers, admins) may export it: an export is the whole
+//! history, every partner's included.
 
 use super::convert;
 use super::pb;
-use super::service::{invalid_field, log_status, rejection_status, shutting_down, status};
+use super::service::{authorize_read, invalid_field, log_status, rejection_status, shutting_down, status};
+use crate::domain::access::Read;
 use crate::domain::Rejection;
 use crate::export::{self, Export, ExportError, LogEvents};
 use crate::ledger::Ledger;
@@ -22,6 +27,11 @@ use tonic::{Code, Request, Response, Status};
 pub const EXPORT_BUFFER_CHUNKS_MAX: usize = 256;
 /// A chunk of CSV or JSON is cut at the first line break past this size.
 pub const CHUNK_BYTES_TARGET: usize = 32 * 1024;
+/// Exports running at once; each reads the whole log on a blocking thread.
+pub const EXPORTS_MAX: usize = 2;
+/// How long a blocked export waits between looks at a full channel, a
+/// client gone away, or a server stopping.
+const SEND_RETRY_MS: u64 = 20;
 
 pub type ChunkStream = ReceiverStream<Result<pb::ExportChunk, Status>>;
 
@@ -31,11 +41,13 @@ pub struct ExportService {
     /// Turns true when the server starts shutting down: a long export ends
     /// then instead of holding up the graceful shutdown.
     stopping: watch::Receiver<bool>,
+    /// Permits for running exports ([`EXPORTS_MAX`]).
+    running: std::sync::Arc<tokio::sync::Semaphore>,
 }
 
 impl ExportService {
     pub fn new(ledger: Ledger, stopping: watch::Receiver<bool>) -> ExportService {
-        ExportService { ledger, stopping }
+        ExportService { ledger, stopping, running: std::sync::Arc::new(tokio::sync::Semaphore::new(EXPORTS_MAX)) }
     }
 
     /// Streams `export` of the log up to the current durable head.
@@ -58,17 +70,25 @@ impl ExportService {
                 return Err(export_status(ExportError::NoGrants));
             }
         }
+        let permit = self.running.clone().try_acquire_owned().map_err(|_| {
+            status(
+                Code::ResourceExhausted,
+                "exports_busy",
+                format!("{EXPORTS_MAX} exports are running already; retry when one has finished"),
+            )
+        })?;
         let (tx, rx) = mpsc::channel(EXPORT_BUFFER_CHUNKS_MAX);
         let ledger = self.ledger.clone();
         let stopping = self.stopping.clone();
         tokio::task::spawn_blocking(move || {
+            let _permit = permit;
             let reader = ledger.log_reader();
             let mut out = ChunkWriter { tx: &tx, stopping, buffer: Vec::new(), one_line_per_chunk };
             let result = export::write(&export, LogEvents::new(&reader, head), &mut out).and_then(|()| out.finish());
             if let Err(error) = result {
                 // A client that went away is nobody to tell.
                 if !is_broken_pipe(&error) {
-                    let _ = tx.blocking_send(Err(export_status(error)));
+                    let _ = tx.try_send(Err(export_status(error)));
                 }
             }
         });
@@ -87,7 +107,7 @@ struct ChunkWriter<'a> {
 impl ChunkWriter<'_> {
     fn send(&mut self, upto: usize) -> std::io::Result<()> {
         if *self.stopping.borrow() {
-            let _ = self.tx.blocking_send(Err(shutting_down()));
+            let _ = self.tx.try_send(Err(shutting_down()));
             return Err(std::io::Error::new(std::io::ErrorKind::BrokenPipe, "the server is shutting down"));
         }
         let rest = self.buffer.split_off(upto);
@@ -95,9 +115,24 @@ impl ChunkWriter<'_> {
         // Generators write UTF-8 text, and a line break is never inside a
         // multi-byte character.
         let text = String::from_utf8(chunk).map_err(|e| std::io::Error::new(std::io::ErrorKind::InvalidData, e))?;
-        self.tx
-            .blocking_send(Ok(pb::ExportChunk { text }))
-            .map_err(|_| std::io::Error::new(std::io::ErrorKind::BrokenPipe, "the client went away"))
+        // Not `blocking_send`: a client that stops reading must not hold
+        // this thread, nor the server's graceful shutdown, for ever.
+        let mut item = Ok(pb::ExportChunk { text });
+        loop {
+            match self.tx.try_send(item) {
+                Ok(()) => return Ok(()),
+                Err(mpsc::error::TrySendError::Closed(_)) => {
+                    return Err(std::io::Error::new(std::io::ErrorKind::BrokenPipe, "the client went away"))
+                }
+                Err(mpsc::error::TrySendError::Full(back)) => {
+                    if *self.stopping.borrow() {
+                        return Err(std::io::Error::new(std::io::ErrorKind::BrokenPipe, "the server is shutting down"));
+                    }
+                    item = back;
+                    std::thread::sleep(std::time::Duration::from_millis(SEND_RETRY_MS));
+                }
+            }
+        }
     }
 
     fn finish(&mut self) -> Result<(), ExportError> {
@@ -158,11 +193,16 @@ impl pb::export_server::Export for ExportService {
     type Export360GivingStream = ChunkStream;
     type ExportStatementStream = ChunkStream;
 
-    async fn export_events(&self, _: Request<pb::ExportEventsRequest>) -> Result<Response<ChunkStream>, Status> {
+    async fn export_events(&self, request: Request<pb::ExportEventsRequest>) -> Result<Response<ChunkStream>, Status> {
+        authorize_read(&self.ledger, &request, Read::Details, "export the event log")?;
         self.stream(Export::Events, true)
     }
 
-    async fn export_journal(&self, _: Request<pb::ExportJournalRequest>) -> Result<Response<ChunkStream>, Status> {
+    async fn export_journal(
+        &self,
+        request: Request<pb::ExportJournalRequest>,
+    ) -> Result<Response<ChunkStream>, Status> {
+        authorize_read(&self.ledger, &request, Read::Details, "export the journal")?;
         self.stream(Export::Journal, false)
     }
 
@@ -170,6 +210,7 @@ impl pb::export_server::Export for ExportService {
         &self,
         request: Request<pb::Export360GivingRequest>,
     ) -> Result<Response<ChunkStream>, Status> {
+        authorize_read(&self.ledger, &request, Read::Details, "export the grants in the 360Giving standard")?;
         let options = convert::three_sixty_giving_options(request.into_inner()).map_err(|e| invalid_field(&e))?;
         self.stream(Export::ThreeSixtyGiving(options), false)
     }
@@ -178,6 +219,7 @@ impl pb::export_server::Export for ExportService {
         &self,
         request: Request<pb::ExportStatementRequest>,
     ) -> Result<Response<ChunkStream>, Status> {
+        authorize_read(&self.ledger, &request, Read::Details, "export the funding-status statement")?;
         let request = convert::statement_request(request.into_inner()).map_err(|e| invalid_field(&e))?;
         self.stream(Export::Statement(request), false)
     }

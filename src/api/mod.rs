@@ -19,6 +19,7 @@
 //! ledger, and maps outcomes to gRPC statuses.
 
 pub mod audit;
+pub mod auth;
 pub mod convert;
 pub mod export_service;
 pub mod server;

@@ -42,6 +42,28 @@ pub async fn serve(
     listener: TcpListener,
     shutdown: impl Future<Output = ()>,
 ) -> Result<(), ServeError> {
+    serve_with(ledger, listener, shutdown, ServeOptions::default()).await
+}
+
+/// How [`serve_with`] serves.
+#[derive(Clone, Debug, Default)]
+pub struct ServeOptions {
+    /// TLS certificate and key (PEM); plaintext when `None`.
+    pub tls: Option<tonic::transport::Identity>,
+}
+
+/// The longest a unary call may take before it is answered
+/// DEADLINE_EXCEEDED (a client's own `grpc-timeout` may be shorter). A
+/// command waiting for its group commit takes milliseconds.
+pub const CALL_TIMEOUT_SECS: u64 = 30;
+
+/// [`serve`] with options.
+pub async fn serve_with(
+    ledger: Ledger,
+    listener: TcpListener,
+    shutdown: impl Future<Output = ()>,
+    options: ServeOptions,
+) -> Result<(), ServeError> {
     let (health, health_service) = tonic_health::server::health_reporter();
     health.set_serving::<LedgerServer<LedgerService>>().await;
     health.set_serving::<ExportServer<ExportService>>().await;
@@ -75,8 +97,13 @@ pub async fn serve(
         stopping_tx.send_replace(true);
     };
 
-    tracing::info!(address = ?listener.local_addr().ok(), "serving fundledger.v1.Ledger and fundledger.v1.Audit");
-    tonic::transport::Server::builder()
+    tracing::info!(address = ?listener.local_addr().ok(), "serving fundledger.v1.Ledger, Audit and Export");
+    let mut builder = tonic::transport::Server::builder();
+    if let Some(identity) = options.tls {
+        builder = builder.tls_config(tonic::transport::ServerTlsConfig::new().identity(identity))?;
+    }
+    builder
+        .timeout(std::time::Duration::from_secs(CALL_TIMEOUT_SECS))
         .max_concurrent_streams(CONNECTION_STREAMS_MAX)
         .add_service(ledger_service)
         .add_service(export_service)

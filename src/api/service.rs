@@ -12,10 +12,14 @@
 //! This module decides nothing: business rules are the domain's, ordering
 //! and durability the ledger's. It only maps outcomes to gRPC statuses.
 
+use super::auth::authenticate;
 use super::convert::{self, ConvertError, IntoCommand};
 use super::pb;
+use crate::domain::access::{may_read, Read};
 use crate::domain::dated::DatedView;
-use crate::domain::{ApplicationId, Currency, FundState, PartnerId, Rejection, RejectionKind, RoundId, StreamId};
+use crate::domain::{
+    Actor, ApplicationId, Currency, FundState, PartnerId, Rejection, RejectionKind, Role, RoundId, StreamId,
+};
 use crate::ledger::{
     AsOf, AsOfError, CommandError, CommandRequest, Cursor, EventFilter, Ledger, PointInTime, Position, RecordedEvent,
 };
@@ -27,9 +31,6 @@ use tokio::sync::{mpsc, watch};
 use tokio_stream::wrappers::ReceiverStream;
 use tonic::metadata::{MetadataMap, MetadataValue};
 use tonic::{Code, Request, Response, Status};
-
-/// The principal recorded on every event until authentication exists.
-pub const ACTOR_ANONYMOUS: &str = "anonymous";
 
 /// Response metadata key carrying the stable reason code of a failure.
 pub const REASON_METADATA_KEY: &str = "fundledger-reason";
@@ -61,19 +62,38 @@ impl LedgerService {
 
     /// Parses, submits and answers one command.
     async fn execute(&self, request: Request<impl IntoCommand>) -> Result<Response<pb::CommandResponse>, Status> {
+        let actor = authenticate(&self.ledger, &request)?;
         let parsed = request.into_inner().into_command().map_err(|e| invalid_field(&e))?;
+        // Refuse what the role may never send here, before it takes a place
+        // in the queue or learns anything (a stream's version, a request
+        // id's use). `decide` checks the same rule again, authoritatively.
+        if !crate::domain::access::may_send(&actor.role, &parsed.command) {
+            return Err(permission_denied(&actor, parsed.command.name()));
+        }
         let outcome = self
             .ledger
             .submit(CommandRequest {
                 command: parsed.command,
                 request_id: parsed.request_id,
                 expected_version: parsed.expected_version,
-                actor: ACTOR_ANONYMOUS.to_owned(),
+                actor,
             })
             .await
             .map_err(|e| command_status(&e))?;
         let events = events_out(&self.ledger, &outcome.events)?;
         Ok(Response::new(pb::CommandResponse { events, replayed: outcome.replayed }))
+    }
+
+    /// Authenticates the caller and checks they may read `what`.
+    fn reader<T>(&self, request: &Request<T>, what: Read<'_>) -> Result<Actor, Status> {
+        let thing = match what {
+            Read::PartnerBalances(p) => format!("the balances of partner {p}"),
+            Read::AllPartnerBalances => "every partner's balances".to_owned(),
+            Read::SharedFigures => "the fund's figures".to_owned(),
+            Read::Details => "applications, grants and the event log".to_owned(),
+            Read::Principals => "who has access".to_owned(),
+        };
+        authorize_read(&self.ledger, request, what, &format!("read {thing}"))
     }
 
     /// The figures as of a point of the history (see `ledger::history`).
@@ -118,7 +138,33 @@ fn rejection_code(kind: RejectionKind) -> Code {
         RejectionKind::InvalidArgument => Code::InvalidArgument,
         RejectionKind::NotFound => Code::NotFound,
         RejectionKind::FailedPrecondition => Code::FailedPrecondition,
+        RejectionKind::PermissionDenied => Code::PermissionDenied,
     }
+}
+
+/// PERMISSION_DENIED for a query: says who was refused what.
+pub(super) fn permission_denied(actor: &Actor, action: &str) -> Status {
+    rejection_status(&Rejection::PermissionDenied {
+        principal: actor.principal.to_string(),
+        role: actor.role.to_string(),
+        action: action.to_owned(),
+    })
+}
+
+/// Authenticates the caller and checks they may read `what`: UNAUTHENTICATED
+/// without a valid token, PERMISSION_DENIED naming `action` when their role
+/// may not. Every query of every service starts here.
+pub(super) fn authorize_read<T>(
+    ledger: &Ledger,
+    request: &Request<T>,
+    what: Read<'_>,
+    action: &str,
+) -> Result<Actor, Status> {
+    let actor = authenticate(ledger, request)?;
+    if !may_read(&actor.role, what) {
+        return Err(permission_denied(&actor, action));
+    }
+    Ok(actor)
 }
 
 pub(super) fn rejection_status(rejection: &Rejection) -> Status {
@@ -165,11 +211,10 @@ fn events_out(ledger: &Ledger, events: &[RecordedEvent]) -> Result<Vec<pb::Recor
     if events.is_empty() {
         return Ok(Vec::new());
     }
-    // The first event of every log opens the fund, and the projections are
-    // updated before the head moves, so any visible event has a currency.
-    let currency = ledger.projections().state.currency().cloned().ok_or_else(|| {
-        status(Code::Internal, "log_inconsistent", "events are visible but the fund is not open in the projections")
-    })?;
+    // Only access events (no amounts) can come before the fund is opened;
+    // "XXX" is ISO 4217's code for "no currency involved".
+    let currency =
+        ledger.projections().state.currency().cloned().unwrap_or(Currency { code: "XXX".into(), minor_units: 0 });
     Ok(events.iter().map(|e| convert::recorded_event(&currency, e)).collect())
 }
 
@@ -317,6 +362,15 @@ async fn send_matching(
     remaining: &mut Option<u64>,
 ) -> Result<(), StreamEnd> {
     while !cursor.reached(last) && *remaining != Some(0) {
+        // A filter may match nothing for a long stretch of the log: between
+        // pages, let other tasks run and notice a client gone or a stop.
+        tokio::task::yield_now().await;
+        if tx.is_closed() {
+            return Err(StreamEnd::ClientGone);
+        }
+        if *stopping.borrow() {
+            return Err(StreamEnd::Failed(shutting_down()));
+        }
         let page = ledger
             .read_filtered(filter, cursor, last, READ_PAGE_EVENTS_MAX)
             .map_err(|e| StreamEnd::Failed(log_status(e)))?;
@@ -369,10 +423,20 @@ async fn follow(
     mut stopping: watch::Receiver<bool>,
     filter: EventFilter,
     from: u64,
+    actor: Actor,
 ) {
     let mut head = ledger.watch_head();
     let mut cursor = Cursor::new(from);
     let end = loop {
+        // A subscription lives long: it ends as soon as its principal's
+        // access is revoked (or their role changed), like a new call would.
+        if !still_granted(&ledger, &actor) {
+            break StreamEnd::Failed(status(
+                Code::Unauthenticated,
+                "unauthenticated",
+                format!("the access of {} was revoked or changed; the subscription ends", actor.principal),
+            ));
+        }
         let last = *head.borrow_and_update();
         if let Err(end) = send_matching(&ledger, &tx, &mut stopping, &filter, &mut cursor, last, &mut None).await {
             break end;
@@ -393,6 +457,12 @@ async fn follow(
     if let StreamEnd::Failed(status) = end {
         let _ = tx.send(Err(status)).await;
     }
+}
+
+/// Whether `actor` still holds its role: not revoked, not changed.
+fn still_granted(ledger: &Ledger, actor: &Actor) -> bool {
+    let projections = ledger.projections();
+    projections.state.principals.get(&actor.principal).is_some_and(|p| !p.revoked && p.role == actor.role)
 }
 
 // ------------------------------------------------------------------ the service
@@ -490,16 +560,88 @@ impl pb::ledger_server::Ledger for LedgerService {
         self.execute(r).await
     }
 
+    async fn propose_award(
+        &self,
+        r: Request<pb::ProposeAwardRequest>,
+    ) -> Result<Response<pb::CommandResponse>, Status> {
+        self.execute(r).await
+    }
+
+    async fn approve_award(
+        &self,
+        r: Request<pb::ApproveAwardRequest>,
+    ) -> Result<Response<pb::CommandResponse>, Status> {
+        self.execute(r).await
+    }
+
+    async fn propose_payment(
+        &self,
+        r: Request<pb::ProposePaymentRequest>,
+    ) -> Result<Response<pb::CommandResponse>, Status> {
+        self.execute(r).await
+    }
+
+    async fn approve_payment(
+        &self,
+        r: Request<pb::ApprovePaymentRequest>,
+    ) -> Result<Response<pb::CommandResponse>, Status> {
+        self.execute(r).await
+    }
+
+    async fn declare_conflict(
+        &self,
+        r: Request<pb::DeclareConflictRequest>,
+    ) -> Result<Response<pb::CommandResponse>, Status> {
+        self.execute(r).await
+    }
+
+    async fn set_approval_thresholds(
+        &self,
+        r: Request<pb::SetApprovalThresholdsRequest>,
+    ) -> Result<Response<pb::CommandResponse>, Status> {
+        self.execute(r).await
+    }
+
+    async fn grant_access(&self, r: Request<pb::GrantAccessRequest>) -> Result<Response<pb::CommandResponse>, Status> {
+        self.execute(r).await
+    }
+
+    async fn revoke_access(
+        &self,
+        r: Request<pb::RevokeAccessRequest>,
+    ) -> Result<Response<pb::CommandResponse>, Status> {
+        self.execute(r).await
+    }
+
+    async fn list_principals(
+        &self,
+        request: Request<pb::ListPrincipalsRequest>,
+    ) -> Result<Response<pb::ListPrincipalsResponse>, Status> {
+        self.reader(&request, Read::Principals)?;
+        Ok(Response::new(convert::principals(&self.ledger.projections().state)))
+    }
+
     async fn get_partner_balances(
         &self,
         request: Request<pb::GetPartnerBalancesRequest>,
     ) -> Result<Response<pb::GetPartnerBalancesResponse>, Status> {
+        let actor = authenticate(&self.ledger, &request)?;
         let request = request.into_inner();
         let partner = request
             .partner_id
             .map(|id| convert::partner_id("partner_id", &id))
             .transpose()
             .map_err(|e| invalid_field(&e))?;
+        // A partner asking for "all" gets its own: all it may see.
+        let partner = match (&actor.role, partner) {
+            (Role::Partner(own), None) => Some(own.clone()),
+            (_, partner) => partner,
+        };
+        let what = partner.as_ref().map_or(Read::AllPartnerBalances, Read::PartnerBalances);
+        if !may_read(&actor.role, what) {
+            let whose = partner.as_ref().map_or("every partner".to_owned(), |p| format!("partner {p}"));
+            return Err(permission_denied(&actor, &format!("read the balances of {whose}")));
+        }
         let as_of = convert::as_of(request.as_of).map_err(|e| invalid_field(&e))?;
         let answer = match as_of {
             None => partner_balances(Figures::Live(&self.ledger.projections()), partner.as_ref()),
@@ -512,6 +654,7 @@ impl pb::ledger_server::Ledger for LedgerService {
         &self,
         request: Request<pb::GetFundSummaryRequest>,
     ) -> Result<Response<pb::GetFundSummaryResponse>, Status> {
+        self.reader(&request, Read::SharedFigures)?;
         let as_of = convert::as_of(request.into_inner().as_of).map_err(|e| invalid_field(&e))?;
         let answer = match as_of {
             None => fund_summary(Figures::Live(&self.ledger.projections())),
@@ -524,6 +667,7 @@ impl pb::ledger_server::Ledger for LedgerService {
         &self,
         request: Request<pb::GetRoundFiguresRequest>,
     ) -> Result<Response<pb::GetRoundFiguresResponse>, Status> {
+        self.reader(&request, Read::SharedFigures)?;
         let request = request.into_inner();
         let round =
             request.round_id.map(|id| convert::round_id("round_id", &id)).transpose().map_err(|e| invalid_field(&e))?;
@@ -539,6 +683,7 @@ impl pb::ledger_server::Ledger for LedgerService {
         &self,
         request: Request<pb::GetApplicationRequest>,
     ) -> Result<Response<pb::GetApplicationResponse>, Status> {
+        self.reader(&request, Read::Details)?;
         let id = convert::application_id("application_id", &request.into_inner().application_id)
             .map_err(|e| invalid_field(&e))?;
         let (application, grant, head_seq) = {
@@ -557,6 +702,7 @@ impl pb::ledger_server::Ledger for LedgerService {
     }
 
     async fn get_grant(&self, request: Request<pb::GetGrantRequest>) -> Result<Response<pb::GetGrantResponse>, Status> {
+        self.reader(&request, Read::Details)?;
         let id = convert::application_id("application_id", &request.into_inner().application_id)
             .map_err(|e| invalid_field(&e))?;
         let (grant, head_seq) = {
@@ -584,6 +730,7 @@ impl pb::ledger_server::Ledger for LedgerService {
         &self,
         request: Request<pb::ListApplicationsRequest>,
     ) -> Result<Response<pb::ListApplicationsResponse>, Status> {
+        self.reader(&request, Read::Details)?;
         let query = convert::application_query(request.into_inner()).map_err(|e| invalid_field(&e))?;
         let projections = self.ledger.projections();
         let state = &projections.state;
@@ -609,6 +756,7 @@ impl pb::ledger_server::Ledger for LedgerService {
     type ReadEventsStream = EventStream;
 
     async fn read_events(&self, request: Request<pb::ReadEventsRequest>) -> Result<Response<EventStream>, Status> {
+        self.reader(&request, Read::Details)?;
         let request = request.into_inner();
         let filter = convert::event_filter(request.filter).map_err(|e| invalid_field(&e))?;
         // The end is fixed when the call arrives, so that the stream ends
@@ -630,10 +778,11 @@ impl pb::ledger_server::Ledger for LedgerService {
     type SubscribeStream = EventStream;
 
     async fn subscribe(&self, request: Request<pb::SubscribeRequest>) -> Result<Response<EventStream>, Status> {
+        let actor = self.reader(&request, Read::Details)?;
         let request = request.into_inner();
         let filter = convert::event_filter(request.filter).map_err(|e| invalid_field(&e))?;
         let (tx, rx) = mpsc::channel(STREAM_BUFFER_EVENTS_MAX);
-        tokio::spawn(follow(self.ledger.clone(), tx, self.stopping.clone(), filter, request.from_seq));
+        tokio::spawn(follow(self.ledger.clone(), tx, self.stopping.clone(), filter, request.from_seq, actor));
         Ok(Response::new(ReceiverStream::new(rx)))
     }
 }

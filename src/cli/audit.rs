@@ -41,6 +41,12 @@ pub struct VerifyArgs {
     /// Verify a running ledger online instead (the VerifyLog RPC).
     #[arg(long)]
     pub server: Option<String>,
+    /// With --server: the bearer token of an auditor (or officer, admin).
+    #[arg(long, env = "FUNDLEDGER_TOKEN", hide_env_values = true)]
+    pub token: Option<String>,
+    /// With --server over TLS: trust this PEM CA certificate.
+    #[arg(long, env = "FUNDLEDGER_CA_CERT")]
+    pub ca_cert: Option<PathBuf>,
     /// A checkpoint file from `fundledger checkpoint`: the log must still
     /// extend it, signed by the ledger's key.
     #[arg(long)]
@@ -59,6 +65,12 @@ pub struct CheckpointArgs {
     /// The server's URL.
     #[arg(long, env = "FUNDLEDGER_SERVER", default_value = "http://127.0.0.1:50051")]
     pub server: String,
+    /// The bearer token of an auditor (or officer, admin).
+    #[arg(long, env = "FUNDLEDGER_TOKEN", hide_env_values = true)]
+    pub token: Option<String>,
+    /// Over TLS: trust this PEM CA certificate.
+    #[arg(long, env = "FUNDLEDGER_CA_CERT")]
+    pub ca_cert: Option<PathBuf>,
     /// Write the checkpoint to this file (it must not exist yet) instead of
     /// printing it.
     #[arg(long)]
@@ -109,7 +121,7 @@ async fn verify(args: VerifyArgs) -> anyhow::Result<()> {
             (report_to_pb(&report), Some(report))
         }
         (None, Some(server)) => {
-            let mut client = connect(server).await?;
+            let mut client = connect(server, args.token.as_deref(), args.ca_cert.as_deref()).await?;
             let request = pb::VerifyLogRequest {
                 checkpoint: checkpoint.as_ref().map(checkpoint_to_pb),
                 trusted_public_key: args.public_key.clone().unwrap_or_default(),
@@ -189,7 +201,7 @@ fn print_summary(args: &VerifyArgs, response: &pb::VerifyLogResponse, report: Op
 }
 
 async fn checkpoint(args: CheckpointArgs) -> anyhow::Result<()> {
-    let mut client = connect(&args.server).await?;
+    let mut client = connect(&args.server, args.token.as_deref(), args.ca_cert.as_deref()).await?;
     let response = client.get_checkpoint(pb::GetCheckpointRequest {}).await?.into_inner();
     let message = response.checkpoint.context("the server answered without a checkpoint")?;
     let signed = checkpoint_from_pb(&message).map_err(|e| anyhow::anyhow!("the server's checkpoint: {e}"))?;
@@ -245,13 +257,12 @@ fn read_checkpoint(path: &Path) -> anyhow::Result<SignedCheckpoint> {
     SignedCheckpoint::from_json(&text).with_context(|| format!("checkpoint {}", path.display()))
 }
 
-async fn connect(server: &str) -> anyhow::Result<AuditClient<Channel>> {
-    let channel = Channel::from_shared(server.to_owned())
-        .with_context(|| format!("{server:?} is not a server URL"))?
-        .connect()
-        .await
-        .with_context(|| format!("cannot reach the ledger at {server}"))?;
-    Ok(AuditClient::new(channel))
+type Client = AuditClient<tonic::service::interceptor::InterceptedService<Channel, crate::api::auth::Bearer>>;
+
+async fn connect(server: &str, token: Option<&str>, ca_cert: Option<&std::path::Path>) -> anyhow::Result<Client> {
+    let channel = super::channel(server, ca_cert).await?;
+    let bearer = crate::api::auth::Bearer::new(super::token(token)?)?;
+    Ok(AuditClient::with_interceptor(channel, bearer))
 }
 
 /// A progress bar on stderr, drawn only when stderr is a terminal.

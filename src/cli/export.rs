@@ -4,6 +4,7 @@
 //! to) or through the `Export` service of a running server (`--server`).
 //! Both paths run the same generator and write the same bytes.
 
+use crate::api::auth::Bearer;
 use crate::api::pb::{self, export_client::ExportClient};
 use crate::domain::PartnerId;
 use crate::export::{self, statement, three_sixty_giving, Export, LogEvents, OfflineLog};
@@ -12,6 +13,7 @@ use clap::{Args, Subcommand, ValueEnum};
 use std::io::Write;
 use std::path::{Path, PathBuf};
 use tokio_stream::StreamExt;
+use tonic::service::interceptor::InterceptedService;
 
 #[derive(Subcommand, Debug)]
 pub enum ExportCommand {
@@ -45,9 +47,8 @@ pub enum ExportCommand {
     },
 }
 
-/// Where the ledger is: exactly one of the two.
+/// Where the ledger is: exactly one of `--data-dir` and `--server`.
 #[derive(Args, Debug, Clone)]
-#[group(required = true, multiple = false)]
 pub struct Source {
     /// A stopped ledger's directory. It is copied to a private temporary
     /// directory and read there, so it is never modified; a running ledger
@@ -57,6 +58,12 @@ pub struct Source {
     /// A running server's URL, e.g. http://127.0.0.1:50051.
     #[arg(long)]
     pub server: Option<String>,
+    /// With --server: the bearer token of an auditor, officer or admin.
+    #[arg(long, env = "FUNDLEDGER_TOKEN", hide_env_values = true)]
+    pub token: Option<String>,
+    /// With --server over TLS: trust this PEM CA certificate.
+    #[arg(long, env = "FUNDLEDGER_CA_CERT")]
+    pub ca_cert: Option<PathBuf>,
 }
 
 #[derive(Args, Debug, Clone)]
@@ -146,12 +153,13 @@ pub async fn run_statement(args: StatementArgs) -> anyhow::Result<()> {
 /// Runs one export from either source into the output.
 async fn run<F, Fut>(source: &Source, output: &Output, export: Export, call: F) -> anyhow::Result<()>
 where
-    F: FnOnce(ExportClient<tonic::transport::Channel>) -> Fut,
+    F: FnOnce(ExportClient<InterceptedService<tonic::transport::Channel, Bearer>>) -> Fut,
     Fut: std::future::Future<Output = anyhow::Result<tonic::Streaming<pb::ExportChunk>>>,
 {
     let mut sink = Sink::open(output.out.as_deref())?;
     match (&source.data_dir, &source.server) {
-        (Some(dir), _) => {
+        (Some(_), Some(_)) => anyhow::bail!("give either --data-dir DIR or --server URL, not both"),
+        (Some(dir), None) => {
             let log = OfflineLog::open(dir)?;
             let reader = log.reader();
             if log.head_seq() == 0 {
@@ -160,7 +168,9 @@ where
             export::write(&export, LogEvents::new(&reader, log.head_seq()), &mut sink)?;
         }
         (None, Some(server)) => {
-            let client = ExportClient::new(super::channel(server).await?);
+            let channel = super::channel(server, source.ca_cert.as_deref()).await?;
+            let bearer = Bearer::new(super::token(source.token.as_deref())?)?;
+            let client = ExportClient::with_interceptor(channel, bearer);
             let mut chunks = call(client).await?;
             while let Some(chunk) = chunks.next().await {
                 sink.write_all(chunk?.text.as_bytes())?;

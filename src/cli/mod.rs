@@ -10,13 +10,14 @@ pub mod audit;
 pub mod export;
 pub mod render;
 
-use crate::api::pb::{self, ledger_client::LedgerClient};
+use crate::api::auth::{self, Client};
+use crate::api::pb;
 use anyhow::Context as _;
 use clap::{Args, Parser, Subcommand};
 use prost_reflect::{DescriptorPool, DynamicMessage};
 use std::path::PathBuf;
 use tokio_stream::StreamExt;
-use tonic::transport::Channel;
+use tonic::transport::{Certificate, Channel, ClientTlsConfig};
 
 #[derive(Parser, Debug)]
 #[command(name = "fundledger", version, about = "Event-sourced ledger for a pooled grant fund")]
@@ -34,6 +35,14 @@ pub enum Command {
         /// Keep the demo's ledger here (it must be empty or new) for inspection or `serve`.
         #[arg(long, env = "FUNDLEDGER_DATA_DIR")]
         data_dir: Option<PathBuf>,
+    },
+    /// Create a new ledger and print its first admin token (shown only once).
+    Init {
+        #[arg(long, env = "FUNDLEDGER_DATA_DIR", default_value = "./fundledger-data")]
+        data_dir: PathBuf,
+        /// The admin's principal id.
+        #[arg(long, default_value = "admin")]
+        admin: String,
     },
     /// Export the ledger for auditors: events (JSON Lines), journal (CSV), 360giving.
     #[command(subcommand)]
@@ -57,10 +66,16 @@ pub struct ServeArgs {
     /// Log as JSON lines instead of text.
     #[arg(long, env = "FUNDLEDGER_LOG_JSON")]
     pub log_json: bool,
+    /// Serve over TLS with this PEM certificate (chain); needs --tls-key.
+    #[arg(long, env = "FUNDLEDGER_TLS_CERT", requires = "tls_key")]
+    pub tls_cert: Option<PathBuf>,
+    /// The PEM private key of --tls-cert.
+    #[arg(long, env = "FUNDLEDGER_TLS_KEY", requires = "tls_cert")]
+    pub tls_key: Option<PathBuf>,
 }
 
 /// Options every client subcommand takes.
-#[derive(Args, Debug, Clone)]
+#[derive(Args, Clone)]
 pub struct Connection {
     /// The server's URL.
     #[arg(long, global = true, env = "FUNDLEDGER_SERVER", default_value = "http://127.0.0.1:50051")]
@@ -68,6 +83,12 @@ pub struct Connection {
     /// Print the answer as JSON (the protobuf JSON mapping) instead of a table.
     #[arg(long, global = true)]
     pub json: bool,
+    /// Bearer token of the principal calling (from `init` or `principal add`).
+    #[arg(long, global = true, env = "FUNDLEDGER_TOKEN", hide_env_values = true)]
+    pub token: Option<String>,
+    /// Trust this PEM CA certificate for a TLS server (an https:// URL).
+    #[arg(long, global = true, env = "FUNDLEDGER_CA_CERT")]
+    pub ca_cert: Option<PathBuf>,
 }
 
 /// Idempotency and concurrency options of every command.
@@ -436,6 +457,87 @@ pub enum ClientCommand {
         #[arg(long)]
         bank_reference: String,
     },
+    /// Propose an award for a second officer to approve (four eyes).
+    ProposeAward {
+        #[command(flatten)]
+        connection: Connection,
+        #[command(flatten)]
+        meta: Meta,
+        #[arg(long)]
+        application: String,
+        #[arg(long)]
+        amount: String,
+        #[arg(long)]
+        reason: String,
+        #[arg(long, default_value_t = today())]
+        date: String,
+    },
+    /// Approve another officer's award proposal.
+    ApproveAward {
+        #[command(flatten)]
+        connection: Connection,
+        #[command(flatten)]
+        meta: Meta,
+        #[arg(long)]
+        application: String,
+        #[arg(long, default_value_t = today())]
+        date: String,
+    },
+    /// Propose a payment for a second officer to approve (four eyes).
+    ProposePayment {
+        #[command(flatten)]
+        connection: Connection,
+        #[command(flatten)]
+        meta: Meta,
+        #[arg(long)]
+        application: String,
+        #[arg(long)]
+        amount: String,
+        #[arg(long, default_value_t = today())]
+        value_date: String,
+        #[arg(long)]
+        bank_reference: String,
+    },
+    /// Approve another officer's payment proposal.
+    ApprovePayment {
+        #[command(flatten)]
+        connection: Connection,
+        #[command(flatten)]
+        meta: Meta,
+        #[arg(long)]
+        application: String,
+    },
+    /// Declare your conflict of interest on an application.
+    DeclareConflict {
+        #[command(flatten)]
+        connection: Connection,
+        #[command(flatten)]
+        meta: Meta,
+        #[arg(long)]
+        application: String,
+        #[arg(long)]
+        reason: String,
+        #[arg(long, default_value_t = today())]
+        date: String,
+    },
+    /// Set a round's four-eyes thresholds (admins).
+    SetThresholds {
+        #[command(flatten)]
+        connection: Connection,
+        #[command(flatten)]
+        meta: Meta,
+        #[arg(long)]
+        round: String,
+        /// Awards above this need a second officer; omit for none.
+        #[arg(long)]
+        award_above: Option<String>,
+        /// Payments above this need a second officer; omit for none.
+        #[arg(long)]
+        payment_above: Option<String>,
+    },
+    /// Manage who has access (admins).
+    #[command(subcommand)]
+    Principal(PrincipalCommand),
     /// Per-partner balances (all partners, or one), live or as of a point.
     Balances {
         #[command(flatten)]
@@ -510,16 +612,89 @@ pub enum ClientCommand {
     },
 }
 
-async fn connect(connection: &Connection) -> anyhow::Result<LedgerClient<Channel>> {
-    Ok(LedgerClient::new(channel(&connection.server).await?))
+#[derive(Subcommand, Debug)]
+pub enum PrincipalCommand {
+    /// Give someone a role; prints their new token once.
+    Add {
+        #[command(flatten)]
+        connection: Connection,
+        #[command(flatten)]
+        meta: Meta,
+        #[arg(long)]
+        principal: String,
+        /// admin, officer, partner or auditor
+        #[arg(long)]
+        role: String,
+        /// The partner a partner principal acts for.
+        #[arg(long)]
+        partner: Option<String>,
+    },
+    /// Revoke someone's access; their token stops working at once.
+    Revoke {
+        #[command(flatten)]
+        connection: Connection,
+        #[command(flatten)]
+        meta: Meta,
+        #[arg(long)]
+        principal: String,
+        #[arg(long)]
+        reason: String,
+    },
+    /// Everyone who was ever given access.
+    List {
+        #[command(flatten)]
+        connection: Connection,
+    },
 }
 
-async fn channel(server: &str) -> anyhow::Result<Channel> {
-    Channel::from_shared(server.to_owned())
-        .with_context(|| format!("{server:?} is not a server URL"))?
-        .connect()
-        .await
-        .with_context(|| format!("cannot reach the ledger at {server}"))
+fn role_of(role: &str, partner: Option<String>) -> anyhow::Result<pb::Role> {
+    let kind = match role {
+        "admin" => pb::RoleKind::Admin,
+        "officer" => pb::RoleKind::Officer,
+        "partner" => pb::RoleKind::Partner,
+        "auditor" => pb::RoleKind::Auditor,
+        other => anyhow::bail!("unknown role {other:?}; use admin, officer, partner or auditor"),
+    };
+    if (kind == pb::RoleKind::Partner) != partner.is_some() {
+        anyhow::bail!("--partner goes with --role partner, and only with it");
+    }
+    Ok(pb::Role { kind: kind.into(), partner_id: partner })
+}
+
+/// Shows everything but the token, which must never end up in a log.
+impl std::fmt::Debug for Connection {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Connection")
+            .field("server", &self.server)
+            .field("json", &self.json)
+            .field("token", &self.token.as_ref().map(|_| "<redacted>"))
+            .field("ca_cert", &self.ca_cert)
+            .finish()
+    }
+}
+
+async fn connect(connection: &Connection) -> anyhow::Result<Client> {
+    let channel = channel(&connection.server, connection.ca_cert.as_deref()).await?;
+    Ok(auth::client(channel, token(connection.token.as_deref())?)?)
+}
+
+/// A channel to `server`: over TLS trusting `ca_cert` when given, or the
+/// system's roots for an `https://` URL.
+pub async fn channel(server: &str, ca_cert: Option<&std::path::Path>) -> anyhow::Result<Channel> {
+    let mut endpoint =
+        Channel::from_shared(server.to_owned()).with_context(|| format!("{server:?} is not a server URL"))?;
+    if let Some(ca) = ca_cert {
+        let pem = std::fs::read(ca).with_context(|| format!("cannot read the CA certificate {}", ca.display()))?;
+        endpoint = endpoint.tls_config(ClientTlsConfig::new().ca_certificate(Certificate::from_pem(pem)))?;
+    } else if server.starts_with("https://") {
+        endpoint = endpoint.tls_config(ClientTlsConfig::new().with_enabled_roots())?;
+    }
+    endpoint.connect().await.with_context(|| format!("cannot reach the ledger at {server}"))
+}
+
+/// The caller's token, or what to do without one.
+pub fn token(token: Option<&str>) -> anyhow::Result<&str> {
+    token.context("no token: pass --token or set FUNDLEDGER_TOKEN (an admin token comes from `fundledger init`)")
 }
 
 /// Prints a message as protobuf JSON.
@@ -756,6 +931,84 @@ pub async fn run_client(command: ClientCommand) -> anyhow::Result<()> {
                 bank_reference
             }
         ),
+        C::ProposeAward { connection, meta, application, amount, reason, date } => send!(
+            connection,
+            propose_award,
+            pb::ProposeAwardRequest {
+                meta: meta.pb(),
+                application_id: application,
+                amount: meta.money(&amount),
+                reason,
+                proposed_on: date
+            }
+        ),
+        C::ApproveAward { connection, meta, application, date } => send!(
+            connection,
+            approve_award,
+            pb::ApproveAwardRequest { meta: meta.pb(), application_id: application, decided_on: date }
+        ),
+        C::ProposePayment { connection, meta, application, amount, value_date, bank_reference } => send!(
+            connection,
+            propose_payment,
+            pb::ProposePaymentRequest {
+                meta: meta.pb(),
+                application_id: application,
+                amount: meta.money(&amount),
+                value_date,
+                bank_reference
+            }
+        ),
+        C::ApprovePayment { connection, meta, application } => send!(
+            connection,
+            approve_payment,
+            pb::ApprovePaymentRequest { meta: meta.pb(), application_id: application }
+        ),
+        C::DeclareConflict { connection, meta, application, reason, date } => send!(
+            connection,
+            declare_conflict,
+            pb::DeclareConflictRequest { meta: meta.pb(), application_id: application, reason, declared_on: date }
+        ),
+        C::SetThresholds { connection, meta, round, award_above, payment_above } => send!(
+            connection,
+            set_approval_thresholds,
+            pb::SetApprovalThresholdsRequest {
+                meta: meta.pb(),
+                round_id: round,
+                award_above: award_above.as_deref().and_then(|a| meta.money(a)),
+                payment_above: payment_above.as_deref().and_then(|a| meta.money(a))
+            }
+        ),
+        C::Principal(PrincipalCommand::Add { connection, meta, principal, role, partner }) => {
+            let role = role_of(&role, partner)?;
+            let token = auth::new_token()?;
+            let mut client = connect(&connection).await?;
+            let response = client
+                .grant_access(pb::GrantAccessRequest {
+                    meta: meta.pb(),
+                    principal_id: principal.clone(),
+                    role: Some(role),
+                    token_sha256: hex::encode(auth::token_sha256(&token)),
+                })
+                .await?
+                .into_inner();
+            print_command_response(connection.json, &response)?;
+            emit(format!("token for {principal} (shown only now; the ledger keeps only its hash):"))?;
+            emit(token)
+        }
+        C::Principal(PrincipalCommand::Revoke { connection, meta, principal, reason }) => send!(
+            connection,
+            revoke_access,
+            pb::RevokeAccessRequest { meta: meta.pb(), principal_id: principal, reason }
+        ),
+        C::Principal(PrincipalCommand::List { connection }) => {
+            let mut client = connect(&connection).await?;
+            let response = client.list_principals(pb::ListPrincipalsRequest {}).await?.into_inner();
+            if connection.json {
+                return print_json(&response, "fundledger.v1.ListPrincipalsResponse");
+            }
+            emit(render::principals(&response))
+        }
+
         C::Balances { connection, partner, as_of } => {
             let request = pb::GetPartnerBalancesRequest { partner_id: partner, as_of: as_of.pb()? };
             let mut client = connect(&connection).await?;

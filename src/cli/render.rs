@@ -327,6 +327,28 @@ pub fn applications(response: &pb::ListApplicationsResponse) -> String {
     format!("{t}\n{more}")
 }
 
+/// Who has access.
+pub fn principals(response: &pb::ListPrincipalsResponse) -> String {
+    let mut t = table(&["principal", "role", "partner", "access"]);
+    for p in &response.principals {
+        let role = p.role.clone().unwrap_or_default();
+        let kind = match pb::RoleKind::try_from(role.kind) {
+            Ok(pb::RoleKind::Admin) => "admin",
+            Ok(pb::RoleKind::Officer) => "officer",
+            Ok(pb::RoleKind::Partner) => "partner",
+            Ok(pb::RoleKind::Auditor) => "auditor",
+            _ => "unknown",
+        };
+        t.add_row(vec![
+            p.principal_id.clone(),
+            kind.to_string(),
+            role.partner_id.unwrap_or_default(),
+            if p.revoked { "revoked" } else { "active" }.to_string(),
+        ]);
+    }
+    format!("{t}\n")
+}
+
 #[cfg(test)]
 mod tests {
     use super::amount;

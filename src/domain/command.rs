@@ -1,7 +1,8 @@
 //! Commands: what a client asks the fund to do. A command is a request, not a
 //! fact; `decide` turns it into events or a rejection.
 
-use super::ids::{ApplicationId, Date, PartnerId, RoundId};
+use super::access::Role;
+use super::ids::{ApplicationId, Date, PartnerId, PrincipalId, RoundId};
 use super::money::{Currency, MoneyInput};
 use super::stream::StreamId;
 use serde::{Deserialize, Serialize};
@@ -108,6 +109,51 @@ pub enum Command {
         value_date: Date,
         bank_reference: String,
     },
+    /// Awards and payments above these amounts need a second officer
+    /// (four eyes); `None` means no threshold.
+    SetApprovalThresholds {
+        round: RoundId,
+        award_above: Option<MoneyInput>,
+        payment_above: Option<MoneyInput>,
+    },
+    /// Gives a principal a role; only the SHA-256 of its token is recorded.
+    GrantAccess {
+        principal: PrincipalId,
+        role: Role,
+        token_sha256: [u8; 32],
+    },
+    RevokeAccess {
+        principal: PrincipalId,
+        reason: String,
+    },
+    /// The first half of a four-eyes award: a second officer approves it.
+    ProposeAward {
+        application: ApplicationId,
+        amount: MoneyInput,
+        reason: String,
+        proposed_on: Date,
+    },
+    ApproveAward {
+        application: ApplicationId,
+        decided_on: Date,
+    },
+    /// The first half of a four-eyes payment.
+    ProposePayment {
+        application: ApplicationId,
+        amount: MoneyInput,
+        value_date: Date,
+        bank_reference: String,
+    },
+    ApprovePayment {
+        application: ApplicationId,
+    },
+    /// The acting officer declares a conflict of interest on an application:
+    /// from then on they cannot decide, approve or pay on it.
+    DeclareConflict {
+        application: ApplicationId,
+        reason: String,
+        declared_on: Date,
+    },
 }
 
 /// Who applies, and where the initiative takes place.
@@ -133,7 +179,10 @@ impl Command {
             | PledgeContribution { partner, .. }
             | ReducePledge { partner, .. }
             | RecordReceipt { partner, .. } => StreamId::Partner(partner.clone()),
-            OpenRound { round, .. } | CloseRound { round, .. } => StreamId::Round(round.clone()),
+            OpenRound { round, .. } | CloseRound { round, .. } | SetApprovalThresholds { round, .. } => {
+                StreamId::Round(round.clone())
+            }
+            GrantAccess { principal, .. } | RevokeAccess { principal, .. } => StreamId::Principal(principal.clone()),
             SubmitApplication { application, .. }
             | WithdrawApplication { application, .. }
             | RejectApplication { application, .. }
@@ -142,7 +191,12 @@ impl Command {
             | WithdrawGrant { application, .. }
             | SettleGrant { application, .. }
             | MakePayment { application, .. }
-            | RecordRefund { application, .. } => StreamId::Application(application.clone()),
+            | RecordRefund { application, .. }
+            | ProposeAward { application, .. }
+            | ApproveAward { application, .. }
+            | ProposePayment { application, .. }
+            | ApprovePayment { application }
+            | DeclareConflict { application, .. } => StreamId::Application(application.clone()),
         }
     }
 
@@ -166,6 +220,14 @@ impl Command {
             SettleGrant { .. } => "SettleGrant",
             MakePayment { .. } => "MakePayment",
             RecordRefund { .. } => "RecordRefund",
+            SetApprovalThresholds { .. } => "SetApprovalThresholds",
+            GrantAccess { .. } => "GrantAccess",
+            RevokeAccess { .. } => "RevokeAccess",
+            ProposeAward { .. } => "ProposeAward",
+            ApproveAward { .. } => "ApproveAward",
+            ProposePayment { .. } => "ProposePayment",
+            ApprovePayment { .. } => "ApprovePayment",
+            DeclareConflict { .. } => "DeclareConflict",
         }
     }
 }

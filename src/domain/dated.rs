@@ -70,6 +70,10 @@ pub fn business_date(event: &Event) -> Option<Date> {
         | GrantReduced { decided_on, .. }
         | GrantWithdrawn { decided_on, .. }
         | GrantSettled { decided_on, .. } => Some(*decided_on),
+        ApprovalThresholdsSet { .. } | AccessGranted { .. } | AccessRevoked { .. } => None,
+        AwardProposed { proposed_on, .. } => Some(*proposed_on),
+        PaymentProposed { value_date, .. } => Some(*value_date),
+        ConflictDeclared { declared_on, .. } => Some(*declared_on),
     }
 }
 
@@ -344,6 +348,14 @@ impl DatedView {
                     self.release(application, attribution);
                 }
             }
+            // Access control and proposals move no money and decide nothing
+            // the figures count.
+            ApprovalThresholdsSet { .. }
+            | AccessGranted { .. }
+            | AccessRevoked { .. }
+            | AwardProposed { .. }
+            | PaymentProposed { .. }
+            | ConflictDeclared { .. } => {}
         }
     }
 

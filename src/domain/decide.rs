@@ -2,6 +2,7 @@
 //! it returns the events to record or the reason for refusing. It is pure:
 //! the acting principal comes in the [`Context`], there is no clock, no I/O.
 
+use super::access::{may_send, Actor, Role};
 use super::attribution::{self, split};
 use super::command::{Applicant, Command};
 use super::event::{Event, PotKey};
@@ -9,6 +10,7 @@ use super::ids::{ApplicationId, Date, PartnerId, RoundId};
 use super::money::{Amount, Currency, MoneyInput};
 use super::rejection::Rejection;
 use super::state::{Application, ApplicationStatus, FundState, Grant, GrantStatus, Round};
+use super::stream::StreamId;
 
 /// The longest name or title, in bytes.
 pub const NAME_BYTES_MAX: usize = 200;
@@ -20,13 +22,73 @@ pub const REFERENCE_BYTES_MAX: usize = 140;
 /// What a decision needs besides the state and the command.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Context {
-    /// The principal acting, recorded as the decider of awards and rejections.
-    pub actor: String,
+    /// The authenticated principal acting: their role decides what they may
+    /// do, and their id is recorded as the decider of awards and rejections.
+    pub actor: Actor,
 }
 
 /// Decides a command against the state: the events to record, or why not.
 pub fn decide(state: &FundState, command: &Command, ctx: &Context) -> Result<Vec<Event>, Rejection> {
     use Command::*;
+    if !may_send(&ctx.actor.role, command) {
+        return Err(Rejection::PermissionDenied {
+            principal: ctx.actor.principal.to_string(),
+            role: ctx.actor.role.to_string(),
+            action: command.name().to_owned(),
+        });
+    }
+    match command {
+        GrantAccess { principal, role, token_sha256 } => {
+            if let Some(p) = state.principals.get(principal) {
+                if !p.revoked {
+                    return Err(Rejection::PrincipalAlreadyActive { principal: principal.to_string() });
+                }
+            }
+            // A token is never given twice, not even after its holder's
+            // access was revoked: a revoked token may have leaked.
+            if let Some((holder, _)) = state.principals.iter().find(|(_, p)| p.token_sha256 == *token_sha256) {
+                return Err(Rejection::TokenInUse { principal: holder.to_string() });
+            }
+            if let super::access::Role::Partner(partner) = role {
+                if !state.partners.contains_key(partner) {
+                    return Err(Rejection::UnknownPartner { partner: partner.to_string() });
+                }
+            }
+            return Ok(vec![Event::AccessGranted {
+                principal: principal.clone(),
+                role: role.clone(),
+                token_sha256: *token_sha256,
+            }]);
+        }
+        RevokeAccess { principal, reason } => {
+            let reason = text("reason", reason, TEXT_BYTES_MAX, true)?;
+            let p = state
+                .principals
+                .get(principal)
+                .ok_or_else(|| Rejection::UnknownPrincipal { principal: principal.to_string() })?;
+            if p.revoked {
+                return Err(Rejection::PrincipalAlreadyRevoked { principal: principal.to_string() });
+            }
+            // Without an admin nobody could grant access again.
+            let active_admins = state.principals.values().filter(|q| !q.revoked && q.role == Role::Admin).count();
+            if p.role == Role::Admin && active_admins == 1 {
+                return Err(Rejection::LastAdmin { principal: principal.to_string() });
+            }
+            return Ok(vec![Event::AccessRevoked { principal: principal.clone(), reason }]);
+        }
+        _ => {}
+    }
+    if let StreamId::Application(application) = command.stream() {
+        if decides_on_application(command) {
+            let actor = ctx.actor.principal.as_str();
+            if state.applications.get(&application).is_some_and(|app| app.conflicts.contains(actor)) {
+                return Err(Rejection::ConflictOfInterest {
+                    principal: actor.to_owned(),
+                    application: application.to_string(),
+                });
+            }
+        }
+    }
     if let OpenFund { name, currency } = command {
         if let Some(fund) = &state.fund {
             return Err(Rejection::FundAlreadyOpened { name: fund.name.clone() });
@@ -37,9 +99,9 @@ pub fn decide(state: &FundState, command: &Command, ctx: &Context) -> Result<Vec
         return Ok(vec![Event::FundOpened { name, currency }]);
     }
     let fund = state.fund.as_ref().ok_or(Rejection::FundNotOpened)?;
-    let d = Decider { state, currency: &fund.currency, actor: &ctx.actor };
+    let d = Decider { state, currency: &fund.currency };
     let event = match command {
-        OpenFund { .. } => unreachable!("handled above"),
+        OpenFund { .. } | GrantAccess { .. } | RevokeAccess { .. } => unreachable!("handled above"),
         AdmitPartner { partner, name, organisation_id } => {
             if state.partners.contains_key(partner) {
                 return Err(Rejection::PartnerAlreadyAdmitted { partner: partner.to_string() });
@@ -86,7 +148,9 @@ pub fn decide(state: &FundState, command: &Command, ctx: &Context) -> Result<Vec
         }
         RecordReceipt { partner, amount, earmark, value_date, bank_reference } => {
             let amount = d.amount("amount", amount)?;
-            let pot = d.pot(partner, earmark)?;
+            // Money the bank already holds must be bookable, even when its
+            // earmarked round has closed.
+            let pot = d.known_pot(partner, earmark)?;
             let outstanding = state.pots.get(&pot).map(|p| p.outstanding()).unwrap_or_default();
             if amount > outstanding {
                 return Err(Rejection::ReceiptExceedsOutstandingPledge {
@@ -186,11 +250,76 @@ pub fn decide(state: &FundState, command: &Command, ctx: &Context) -> Result<Vec
             Event::ApplicationRejected {
                 application: application.clone(),
                 reason,
-                decided_by: ctx.actor.clone(),
+                decided_by: ctx.actor.principal.to_string(),
                 decided_on: *decided_on,
             }
         }
-        AwardGrant { application, amount, reason, decided_on } => d.award(application, amount, reason, *decided_on)?,
+        AwardGrant { application, amount, reason, decided_on } => {
+            let amount = d.amount("amount", amount)?;
+            let reason = text("reason", reason, TEXT_BYTES_MAX, true)?;
+            let attribution = d.award_attribution(application, amount)?;
+            d.four_eyes_award(application, amount)?;
+            Event::GrantAwarded {
+                application: application.clone(),
+                amount,
+                attribution,
+                reason,
+                decided_by: ctx.actor.principal.to_string(),
+                decided_on: *decided_on,
+            }
+        }
+        ProposeAward { application, amount, reason, proposed_on } => {
+            let amount = d.amount("amount", amount)?;
+            let reason = text("reason", reason, TEXT_BYTES_MAX, true)?;
+            d.award_attribution(application, amount)?;
+            let app = d.application(application)?;
+            if let Some(p) = &app.award_proposal {
+                return Err(Rejection::ProposalPending {
+                    what: "award",
+                    application: application.to_string(),
+                    amount: d.money(p.amount),
+                    proposed_by: p.proposed_by.clone(),
+                });
+            }
+            Event::AwardProposed {
+                application: application.clone(),
+                amount,
+                reason,
+                proposed_by: ctx.actor.principal.to_string(),
+                proposed_on: *proposed_on,
+            }
+        }
+        ApproveAward { application, decided_on } => {
+            let app = d.pending_application(application)?;
+            let proposal = app
+                .award_proposal
+                .as_ref()
+                .ok_or_else(|| Rejection::NoProposal { what: "award", application: application.to_string() })?;
+            if app.conflicts.contains(&proposal.proposed_by) {
+                return Err(Rejection::ConflictOfInterest {
+                    principal: proposal.proposed_by.clone(),
+                    application: application.to_string(),
+                });
+            }
+            if proposal.proposed_by == ctx.actor.principal.as_str() {
+                return Err(Rejection::SelfApproval {
+                    what: "award",
+                    principal: proposal.proposed_by.clone(),
+                    application: application.to_string(),
+                });
+            }
+            // The money, budget and limits are checked again now: they may
+            // have changed since the proposal.
+            let attribution = d.award_attribution(application, proposal.amount)?;
+            Event::GrantAwarded {
+                application: application.clone(),
+                amount: proposal.amount,
+                attribution,
+                reason: proposal.reason.clone(),
+                decided_by: ctx.actor.principal.to_string(),
+                decided_on: *decided_on,
+            }
+        }
         ReduceGrant { application, amount, reason, decided_on } => {
             let amount = d.amount("amount", amount)?;
             let reason = text("reason", reason, TEXT_BYTES_MAX, true)?;
@@ -214,7 +343,7 @@ pub fn decide(state: &FundState, command: &Command, ctx: &Context) -> Result<Vec
                 amount,
                 released: split(amount, &grant.weights(|s| s.open())),
                 reason,
-                decided_by: ctx.actor.clone(),
+                decided_by: ctx.actor.principal.to_string(),
                 decided_on: *decided_on,
             }
         }
@@ -233,7 +362,7 @@ pub fn decide(state: &FundState, command: &Command, ctx: &Context) -> Result<Vec
                 application: application.clone(),
                 released,
                 reason,
-                decided_by: ctx.actor.clone(),
+                decided_by: ctx.actor.principal.to_string(),
                 decided_on: *decided_on,
             }
         }
@@ -260,34 +389,80 @@ pub fn decide(state: &FundState, command: &Command, ctx: &Context) -> Result<Vec
                 final_amount,
                 released: split(grant.amount.minus(final_amount), &grant.weights(|s| s.open())),
                 reason,
-                decided_by: ctx.actor.clone(),
+                decided_by: ctx.actor.principal.to_string(),
                 decided_on: *decided_on,
             }
         }
         MakePayment { application, amount, value_date, bank_reference } => {
             let amount = d.amount("amount", amount)?;
             let bank_reference = text("bank_reference", bank_reference, REFERENCE_BYTES_MAX, true)?;
-            let grant = d.grant(application)?;
-            if grant.status == GrantStatus::Withdrawn {
-                return Err(Rejection::PaymentOnWithdrawnGrant { application: application.to_string() });
-            }
-            if amount > grant.open() {
-                return Err(Rejection::PaymentExceedsOpen {
+            let grant = d.payable_grant(application, amount)?;
+            d.four_eyes_payment(application, amount)?;
+            payment(application, grant, amount, *value_date, bank_reference)
+        }
+        ProposePayment { application, amount, value_date, bank_reference } => {
+            let amount = d.amount("amount", amount)?;
+            let bank_reference = text("bank_reference", bank_reference, REFERENCE_BYTES_MAX, true)?;
+            let grant = d.payable_grant(application, amount)?;
+            if let Some(p) = &grant.payment_proposal {
+                return Err(Rejection::ProposalPending {
+                    what: "payment",
                     application: application.to_string(),
-                    amount: d.money(amount),
-                    open: d.money(grant.open()),
+                    amount: d.money(p.amount),
+                    proposed_by: p.proposed_by.clone(),
                 });
             }
-            // Split along what each share still has open: the last payment
-            // settles each share's exact remainder.
-            Event::PaymentMade {
+            Event::PaymentProposed {
                 application: application.clone(),
-                tranche: grant.tranches + 1,
                 amount,
-                attribution: split(amount, &grant.weights(|s| s.open())),
                 value_date: *value_date,
                 bank_reference,
+                proposed_by: ctx.actor.principal.to_string(),
             }
+        }
+        ApprovePayment { application } => {
+            let conflicts = &d.application(application)?.conflicts;
+            let proposal = d
+                .grant(application)?
+                .payment_proposal
+                .as_ref()
+                .ok_or_else(|| Rejection::NoProposal { what: "payment", application: application.to_string() })?;
+            if conflicts.contains(&proposal.proposed_by) {
+                return Err(Rejection::ConflictOfInterest {
+                    principal: proposal.proposed_by.clone(),
+                    application: application.to_string(),
+                });
+            }
+            if proposal.proposed_by == ctx.actor.principal.as_str() {
+                return Err(Rejection::SelfApproval {
+                    what: "payment",
+                    principal: proposal.proposed_by.clone(),
+                    application: application.to_string(),
+                });
+            }
+            let grant = d.payable_grant(application, proposal.amount)?;
+            payment(application, grant, proposal.amount, proposal.value_date, proposal.bank_reference.clone())
+        }
+        SetApprovalThresholds { round, award_above, payment_above } => {
+            let award_above = award_above.as_ref().map(|a| d.amount("award_above", a)).transpose()?;
+            let payment_above = payment_above.as_ref().map(|a| d.amount("payment_above", a)).transpose()?;
+            // Also for a closed round: its payments go on after it closes.
+            if !state.rounds.contains_key(round) {
+                return Err(Rejection::UnknownRound { round: round.to_string() });
+            }
+            Event::ApprovalThresholdsSet { round: round.clone(), award_above, payment_above }
+        }
+        DeclareConflict { application, reason, declared_on } => {
+            let reason = text("reason", reason, TEXT_BYTES_MAX, true)?;
+            let app = d.application(application)?;
+            let officer = ctx.actor.principal.to_string();
+            if app.conflicts.contains(&officer) {
+                return Err(Rejection::ConflictAlreadyDeclared {
+                    principal: officer,
+                    application: application.to_string(),
+                });
+            }
+            Event::ConflictDeclared { application: application.clone(), officer, reason, declared_on: *declared_on }
         }
         RecordRefund { application, amount, value_date, bank_reference } => {
             let amount = d.amount("amount", amount)?;
@@ -317,7 +492,6 @@ pub fn decide(state: &FundState, command: &Command, ctx: &Context) -> Result<Vec
 struct Decider<'a> {
     state: &'a FundState,
     currency: &'a Currency,
-    actor: &'a str,
 }
 
 impl Decider<'_> {
@@ -401,15 +575,13 @@ impl Decider<'_> {
         Ok(grant)
     }
 
-    fn award(
+    /// Checks every rule of an award of `amount` on a pending application
+    /// and returns its attribution to the partners' pots.
+    fn award_attribution(
         &self,
         application: &ApplicationId,
-        amount: &MoneyInput,
-        reason: &str,
-        decided_on: Date,
-    ) -> Result<Event, Rejection> {
-        let amount = self.amount("amount", amount)?;
-        let reason = text("reason", reason, TEXT_BYTES_MAX, true)?;
+        amount: Amount,
+    ) -> Result<Vec<super::event::Share>, Rejection> {
         let app = self.pending_application(application)?;
         let round_id = &app.round;
         let round = self.open_round(round_id)?;
@@ -446,15 +618,101 @@ impl Decider<'_> {
         }
         let attribution = split(amount, &eligible);
         debug_assert_eq!(attribution::total(&attribution), amount);
-        Ok(Event::GrantAwarded {
-            application: application.clone(),
-            amount,
-            attribution,
-            reason,
-            decided_by: self.actor.to_owned(),
-            decided_on,
-        })
+        Ok(attribution)
     }
+
+    /// Refuses a direct award above the round's four-eyes threshold.
+    fn four_eyes_award(&self, application: &ApplicationId, amount: Amount) -> Result<(), Rejection> {
+        let round_id = &self.application(application)?.round;
+        let round = &self.state.rounds[round_id];
+        match round.award_four_eyes_above {
+            Some(threshold) if amount > threshold => Err(Rejection::FourEyesRequired {
+                what: "award",
+                application: application.to_string(),
+                round: round_id.to_string(),
+                amount: self.money(amount),
+                threshold: self.money(threshold),
+            }),
+            _ => Ok(()),
+        }
+    }
+
+    /// Refuses a direct payment above the round's four-eyes threshold.
+    ///
+    /// What counts is the total paid (net) on the grant with this payment,
+    /// so that splitting a payment into tranches does not avoid it.
+    fn four_eyes_payment(&self, application: &ApplicationId, amount: Amount) -> Result<(), Rejection> {
+        let app = self.application(application)?;
+        let round_id = &app.round;
+        let round = &self.state.rounds[round_id];
+        let paid_after = app.grant.as_ref().map_or(amount, |g| g.net_paid().plus(amount));
+        match round.payment_four_eyes_above {
+            Some(threshold) if paid_after > threshold => Err(Rejection::FourEyesRequired {
+                what: "total paid with this payment",
+                application: application.to_string(),
+                round: round_id.to_string(),
+                amount: self.money(paid_after),
+                threshold: self.money(threshold),
+            }),
+            _ => Ok(()),
+        }
+    }
+
+    /// A grant that can take a payment of `amount`.
+    fn payable_grant(&self, application: &ApplicationId, amount: Amount) -> Result<&Grant, Rejection> {
+        let grant = self.grant(application)?;
+        if grant.status == GrantStatus::Withdrawn {
+            return Err(Rejection::PaymentOnWithdrawnGrant { application: application.to_string() });
+        }
+        if amount > grant.open() {
+            return Err(Rejection::PaymentExceedsOpen {
+                application: application.to_string(),
+                amount: self.money(amount),
+                open: self.money(grant.open()),
+            });
+        }
+        Ok(grant)
+    }
+}
+
+/// A payment on a grant, split along what each share still has open: the
+/// last payment settles each share's exact remainder.
+fn payment(
+    application: &ApplicationId,
+    grant: &Grant,
+    amount: Amount,
+    value_date: Date,
+    bank_reference: String,
+) -> Event {
+    Event::PaymentMade {
+        application: application.clone(),
+        tranche: grant.tranches + 1,
+        amount,
+        attribution: split(amount, &grant.weights(|s| s.open())),
+        value_date,
+        bank_reference,
+    }
+}
+
+/// Commands that decide, approve or pay on an application: an officer with
+/// a declared conflict of interest on it may send none of them.
+fn decides_on_application(command: &Command) -> bool {
+    use Command::*;
+    matches!(
+        command,
+        RejectApplication { .. }
+            | WithdrawApplication { .. }
+            | AwardGrant { .. }
+            | ProposeAward { .. }
+            | ApproveAward { .. }
+            | ReduceGrant { .. }
+            | WithdrawGrant { .. }
+            | SettleGrant { .. }
+            | MakePayment { .. }
+            | ProposePayment { .. }
+            | ApprovePayment { .. }
+            | RecordRefund { .. }
+    )
 }
 
 /// A pot as people read it: `porticus (unrestricted)` or `porticus (earmarked for round 2024)`.

@@ -3,8 +3,9 @@
 //! tests (`tests/log.rs`): adding a variant at the end is compatible, any
 //! other change needs a new schema version and an upcaster.
 
+use super::access::Role;
 use super::command::Applicant;
-use super::ids::{ApplicationId, Date, PartnerId, RoundId};
+use super::ids::{ApplicationId, Date, PartnerId, PrincipalId, RoundId};
 use super::money::{Amount, Currency};
 use super::stream::StreamId;
 use serde::{Deserialize, Serialize};
@@ -14,7 +15,7 @@ pub const EVENT_SCHEMA_VERSION: u16 = 1;
 
 /// Every event type as recorded in the envelope ([`Event::type_name`]), in
 /// the order of the variants: what a client may filter the log by.
-pub const EVENT_TYPE_NAMES: [&str; 16] = [
+pub const EVENT_TYPE_NAMES: [&str; 22] = [
     "FundOpened",
     "PartnerAdmitted",
     "ContributionPledged",
@@ -31,6 +32,12 @@ pub const EVENT_TYPE_NAMES: [&str; 16] = [
     "GrantSettled",
     "PaymentMade",
     "RefundReceived",
+    "ApprovalThresholdsSet",
+    "AccessGranted",
+    "AccessRevoked",
+    "AwardProposed",
+    "PaymentProposed",
+    "ConflictDeclared",
 ];
 
 /// A partner's money is kept in pots: the unrestricted pot (`earmark:
@@ -161,6 +168,43 @@ pub enum Event {
         value_date: Date,
         bank_reference: String,
     },
+    // Variants below were added for access control. New variants go at the
+    // end: the variant index is part of the stored format.
+    ApprovalThresholdsSet {
+        round: RoundId,
+        award_above: Option<Amount>,
+        payment_above: Option<Amount>,
+    },
+    /// Only the SHA-256 of the token is ever stored.
+    AccessGranted {
+        principal: PrincipalId,
+        role: Role,
+        token_sha256: [u8; 32],
+    },
+    AccessRevoked {
+        principal: PrincipalId,
+        reason: String,
+    },
+    AwardProposed {
+        application: ApplicationId,
+        amount: Amount,
+        reason: String,
+        proposed_by: String,
+        proposed_on: Date,
+    },
+    PaymentProposed {
+        application: ApplicationId,
+        amount: Amount,
+        value_date: Date,
+        bank_reference: String,
+        proposed_by: String,
+    },
+    ConflictDeclared {
+        application: ApplicationId,
+        officer: String,
+        reason: String,
+        declared_on: Date,
+    },
 }
 
 impl Event {
@@ -172,7 +216,10 @@ impl Event {
             ContributionPledged { pot, .. } | PledgeReduced { pot, .. } | ContributionReceived { pot, .. } => {
                 StreamId::Partner(pot.partner.clone())
             }
-            RoundOpened { round, .. } | RoundClosed { round, .. } => StreamId::Round(round.clone()),
+            RoundOpened { round, .. } | RoundClosed { round, .. } | ApprovalThresholdsSet { round, .. } => {
+                StreamId::Round(round.clone())
+            }
+            AccessGranted { principal, .. } | AccessRevoked { principal, .. } => StreamId::Principal(principal.clone()),
             ApplicationSubmitted { application, .. }
             | ApplicationWithdrawn { application, .. }
             | ApplicationRejected { application, .. }
@@ -181,7 +228,10 @@ impl Event {
             | GrantWithdrawn { application, .. }
             | GrantSettled { application, .. }
             | PaymentMade { application, .. }
-            | RefundReceived { application, .. } => StreamId::Application(application.clone()),
+            | RefundReceived { application, .. }
+            | AwardProposed { application, .. }
+            | PaymentProposed { application, .. }
+            | ConflictDeclared { application, .. } => StreamId::Application(application.clone()),
         }
     }
 
@@ -205,6 +255,12 @@ impl Event {
             GrantSettled { .. } => "GrantSettled",
             PaymentMade { .. } => "PaymentMade",
             RefundReceived { .. } => "RefundReceived",
+            ApprovalThresholdsSet { .. } => "ApprovalThresholdsSet",
+            AccessGranted { .. } => "AccessGranted",
+            AccessRevoked { .. } => "AccessRevoked",
+            AwardProposed { .. } => "AwardProposed",
+            PaymentProposed { .. } => "PaymentProposed",
+            ConflictDeclared { .. } => "ConflictDeclared",
         }
     }
 }

@@ -46,6 +46,10 @@ id_type!(
     /// An application; the grant awarded on it has the same id.
     ApplicationId, "application id"
 );
+id_type!(
+    /// Someone (or a system) holding a token: `anna`, `porticus-treasurer`.
+    PrincipalId, "principal id"
+);
 
 fn validate_id(id: &str, what: &'static str) -> Result<(), IdError> {
     let problem = if id.is_empty() {

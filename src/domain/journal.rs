@@ -90,7 +90,13 @@ pub fn postings(event: &Event) -> Vec<Posting> {
         | RoundClosed { .. }
         | ApplicationSubmitted { .. }
         | ApplicationWithdrawn { .. }
-        | ApplicationRejected { .. } => {}
+        | ApplicationRejected { .. }
+        | ApprovalThresholdsSet { .. }
+        | AccessGranted { .. }
+        | AccessRevoked { .. }
+        | AwardProposed { .. }
+        | PaymentProposed { .. }
+        | ConflictDeclared { .. } => {}
     }
     lines
 }

@@ -5,6 +5,7 @@
 //! arguments. All business rules live in [`decide`]; [`FundState::evolve`]
 //! only applies facts. Replay is a fold of `evolve` over the log.
 
+pub mod access;
 pub mod attribution;
 pub mod command;
 pub mod dated;
@@ -17,10 +18,11 @@ pub mod rejection;
 pub mod state;
 pub mod stream;
 
+pub use access::{Actor, Role};
 pub use command::{Applicant, Command};
 pub use decide::{decide, Context};
 pub use event::{Event, PotKey, Share, EVENT_SCHEMA_VERSION, EVENT_TYPE_NAMES};
-pub use ids::{ApplicationId, Date, PartnerId, RoundId};
+pub use ids::{ApplicationId, Date, PartnerId, PrincipalId, RoundId};
 pub use money::{Amount, AmountError, Currency, MoneyInput, SignedAmount};
 pub use rejection::{Rejection, RejectionKind};
 pub use state::{ApplicationStatus, FundState, GrantStatus};

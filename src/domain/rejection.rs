@@ -14,6 +14,8 @@ pub enum RejectionKind {
     NotFound,
     /// It is well formed but the fund's rules forbid it in the current state.
     FailedPrecondition,
+    /// The acting principal's role may not do this.
+    PermissionDenied,
 }
 
 #[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
@@ -87,6 +89,34 @@ pub enum Rejection {
     SettlementAboveGrant { application: String, final_amount: String, grant_amount: String },
     #[error("final amount of {final_amount} is below the {net_paid} already paid on application {application:?}; record the refund first")]
     SettlementBelowNetPaid { application: String, final_amount: String, net_paid: String },
+
+    // ----- access control -----
+    #[error("{principal} ({role}) may not {action}")]
+    PermissionDenied { principal: String, role: String, action: String },
+    #[error("principal {principal:?} does not exist")]
+    UnknownPrincipal { principal: String },
+    #[error("principal {principal:?} already has access; revoke it first to give a new role or token")]
+    PrincipalAlreadyActive { principal: String },
+    #[error("the access of principal {principal:?} was already revoked")]
+    PrincipalAlreadyRevoked { principal: String },
+    #[error("this token was already given to principal {principal:?}; generate a new one")]
+    TokenInUse { principal: String },
+    #[error("{principal:?} is the last admin; grant another admin first, or nobody could grant access again")]
+    LastAdmin { principal: String },
+    #[error("{what} of {amount} on application {application:?} is above round {round:?}'s four-eyes threshold of {threshold}: propose it, and have a second officer approve it")]
+    FourEyesRequired { what: &'static str, application: String, round: String, amount: String, threshold: String },
+    #[error(
+        "application {application:?} already has a {what} proposal of {amount} by {proposed_by}, waiting for approval"
+    )]
+    ProposalPending { what: &'static str, application: String, amount: String, proposed_by: String },
+    #[error("application {application:?} has no {what} proposal to approve")]
+    NoProposal { what: &'static str, application: String },
+    #[error("{principal} proposed this {what} on application {application:?} and cannot also approve it; another officer must")]
+    SelfApproval { what: &'static str, principal: String, application: String },
+    #[error("{principal} declared a conflict of interest on application {application:?} and cannot decide, approve or pay on it")]
+    ConflictOfInterest { principal: String, application: String },
+    #[error("{principal} already declared a conflict of interest on application {application:?}")]
+    ConflictAlreadyDeclared { principal: String, application: String },
 }
 
 impl Rejection {
@@ -94,9 +124,12 @@ impl Rejection {
         use Rejection::*;
         match self {
             InvalidAmount { .. } | InvalidText { .. } => RejectionKind::InvalidArgument,
-            FundNotOpened | UnknownPartner { .. } | UnknownRound { .. } | UnknownApplication { .. } => {
-                RejectionKind::NotFound
-            }
+            FundNotOpened
+            | UnknownPartner { .. }
+            | UnknownRound { .. }
+            | UnknownApplication { .. }
+            | UnknownPrincipal { .. } => RejectionKind::NotFound,
+            PermissionDenied { .. } => RejectionKind::PermissionDenied,
             _ => RejectionKind::FailedPrecondition,
         }
     }
@@ -137,6 +170,18 @@ impl Rejection {
             ReductionEmptiesGrant { .. } => "reduction_empties_grant",
             SettlementAboveGrant { .. } => "settlement_above_grant",
             SettlementBelowNetPaid { .. } => "settlement_below_net_paid",
+            PermissionDenied { .. } => "permission_denied",
+            UnknownPrincipal { .. } => "unknown_principal",
+            PrincipalAlreadyActive { .. } => "principal_already_active",
+            PrincipalAlreadyRevoked { .. } => "principal_already_revoked",
+            TokenInUse { .. } => "token_in_use",
+            LastAdmin { .. } => "last_admin",
+            FourEyesRequired { .. } => "four_eyes_required",
+            ProposalPending { .. } => "proposal_pending",
+            NoProposal { .. } => "no_proposal",
+            SelfApproval { .. } => "self_approval",
+            ConflictOfInterest { .. } => "conflict_of_interest",
+            ConflictAlreadyDeclared { .. } => "conflict_already_declared",
         }
     }
 }

@@ -3,12 +3,13 @@
 //! checks nothing but its own consistency: a violated invariant here means a
 //! programming error or a corrupt log, and panics.
 
+use super::access::Role;
 use super::command::Applicant;
 use super::event::{Event, PotKey, Share};
-use super::ids::{ApplicationId, Date, PartnerId, RoundId};
+use super::ids::{ApplicationId, Date, PartnerId, PrincipalId, RoundId};
 use super::money::{Amount, Currency};
 use serde::{Deserialize, Serialize};
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct FundState {
@@ -18,6 +19,17 @@ pub struct FundState {
     pub pots: BTreeMap<PotKey, Pot>,
     pub rounds: BTreeMap<RoundId, Round>,
     pub applications: BTreeMap<ApplicationId, Application>,
+    /// Everyone who was ever given access, revoked or not.
+    pub principals: BTreeMap<PrincipalId, Principal>,
+    /// The token hashes of the principals whose access is not revoked.
+    pub active_tokens: BTreeMap<[u8; 32], PrincipalId>,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Principal {
+    pub role: Role,
+    pub token_sha256: [u8; 32],
+    pub revoked: bool,
 }
 
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -99,6 +111,10 @@ pub struct Round {
     /// settlements below the award and refunds on closed grants: what the
     /// budget ceiling limits.
     pub amount_committed: Amount,
+    /// Awards above this need a proposal and a second officer's approval.
+    pub award_four_eyes_above: Option<Amount>,
+    /// Payments above this need a proposal and a second officer's approval.
+    pub payment_four_eyes_above: Option<Amount>,
 }
 
 impl Round {
@@ -154,6 +170,26 @@ pub struct Application {
     /// The withdrawal, rejection or award, once there is one.
     pub decision: Option<Decision>,
     pub grant: Option<Grant>,
+    /// An award waiting for a second officer's approval.
+    pub award_proposal: Option<AwardProposal>,
+    /// Officers who declared a conflict of interest on this application.
+    pub conflicts: BTreeSet<String>,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AwardProposal {
+    pub amount: Amount,
+    pub reason: String,
+    pub proposed_by: String,
+    pub proposed_on: Date,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PaymentProposal {
+    pub amount: Amount,
+    pub value_date: Date,
+    pub bank_reference: String,
+    pub proposed_by: String,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
@@ -187,6 +223,8 @@ pub struct Grant {
     pub tranches: u32,
     pub awarded_on: Date,
     pub settled_on: Option<Date>,
+    /// A payment waiting for a second officer's approval.
+    pub payment_proposal: Option<PaymentProposal>,
 }
 
 impl Grant {
@@ -315,6 +353,8 @@ impl FundState {
                         amount_requested: Amount::ZERO,
                         amount_awarded: Amount::ZERO,
                         amount_committed: Amount::ZERO,
+                        award_four_eyes_above: None,
+                        payment_four_eyes_above: None,
                     },
                 );
                 assert!(previous.is_none(), "round {round} opened twice");
@@ -348,6 +388,8 @@ impl FundState {
                         status: ApplicationStatus::Pending,
                         decision: None,
                         grant: None,
+                        award_proposal: None,
+                        conflicts: BTreeSet::new(),
                     },
                 );
                 assert!(previous.is_none(), "application {application} submitted twice");
@@ -394,6 +436,7 @@ impl FundState {
                     tranches: 0,
                     awarded_on: *decided_on,
                     settled_on: None,
+                    payment_proposal: None,
                 });
             }
             GrantReduced { application, amount, released, .. } => {
@@ -402,7 +445,9 @@ impl FundState {
             }
             GrantWithdrawn { application, released, .. } => {
                 self.release(application, released);
-                self.grant_mut(application).status = GrantStatus::Withdrawn;
+                let grant = self.grant_mut(application);
+                grant.status = GrantStatus::Withdrawn;
+                grant.payment_proposal = None;
             }
             GrantSettled { application, final_amount, released, decided_on, .. } => {
                 self.release(application, released);
@@ -426,6 +471,7 @@ impl FundState {
                 }
                 grant.paid = grant.paid.plus(*amount);
                 grant.tranches = *tranche;
+                grant.payment_proposal = None;
                 grant.check();
             }
             RefundReceived { application, amount, attribution, releases, .. } => {
@@ -458,6 +504,50 @@ impl FundState {
                     r.amount_committed = r.amount_committed.minus(*amount);
                 }
             }
+            ApprovalThresholdsSet { round, award_above, payment_above } => {
+                let r = self.rounds.get_mut(round).expect("thresholds for an unknown round");
+                r.award_four_eyes_above = *award_above;
+                r.payment_four_eyes_above = *payment_above;
+            }
+            AccessGranted { principal, role, token_sha256 } => {
+                let previous = self.principals.insert(
+                    principal.clone(),
+                    Principal { role: role.clone(), token_sha256: *token_sha256, revoked: false },
+                );
+                assert!(previous.is_none_or(|p| p.revoked), "access granted twice to {principal}");
+                let clash = self.active_tokens.insert(*token_sha256, principal.clone());
+                assert!(clash.is_none(), "token of {principal} already in use");
+            }
+            AccessRevoked { principal, .. } => {
+                let p = self.principals.get_mut(principal).expect("revoking an unknown principal");
+                assert!(!p.revoked, "access of {principal} revoked twice");
+                p.revoked = true;
+                self.active_tokens.remove(&p.token_sha256);
+            }
+            AwardProposed { application, amount, reason, proposed_by, proposed_on } => {
+                let app = self.applications.get_mut(application).expect("proposal on an unknown application");
+                assert_eq!(app.status, ApplicationStatus::Pending, "proposal on a decided application");
+                app.award_proposal = Some(AwardProposal {
+                    amount: *amount,
+                    reason: reason.clone(),
+                    proposed_by: proposed_by.clone(),
+                    proposed_on: *proposed_on,
+                });
+            }
+            PaymentProposed { application, amount, value_date, bank_reference, proposed_by } => {
+                let grant = self.grant_mut(application);
+                assert!(*amount <= grant.open(), "payment proposal above what is open");
+                grant.payment_proposal = Some(PaymentProposal {
+                    amount: *amount,
+                    value_date: *value_date,
+                    bank_reference: bank_reference.clone(),
+                    proposed_by: proposed_by.clone(),
+                });
+            }
+            ConflictDeclared { application, officer, .. } => {
+                let app = self.applications.get_mut(application).expect("conflict on an unknown application");
+                app.conflicts.insert(officer.clone());
+            }
         }
     }
 
@@ -485,6 +575,7 @@ impl FundState {
         assert_eq!(app.status, ApplicationStatus::Pending, "decision on application {application} that is not pending");
         app.status = status;
         app.decision = Some(Decision { reason: reason.into(), decided_by: decided_by.into(), decided_on });
+        app.award_proposal = None;
         app.round.clone()
     }
 

@@ -1,7 +1,8 @@
 //! Streams group the events of one entity: the fund, a partner, a round, or
-//! an application together with the grant awarded on it (its dossier).
+//! an application together with the grant awarded on it (its dossier), or a
+//! principal (their access).
 
-use super::ids::{ApplicationId, PartnerId, RoundId};
+use super::ids::{ApplicationId, PartnerId, PrincipalId, RoundId};
 use std::fmt;
 
 #[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
@@ -10,6 +11,7 @@ pub enum StreamId {
     Partner(PartnerId),
     Round(RoundId),
     Application(ApplicationId),
+    Principal(PrincipalId),
 }
 
 impl StreamId {
@@ -23,6 +25,7 @@ impl StreamId {
             "partner" => PartnerId::new(id).ok().map(StreamId::Partner),
             "round" => RoundId::new(id).ok().map(StreamId::Round),
             "application" => ApplicationId::new(id).ok().map(StreamId::Application),
+            "principal" => PrincipalId::new(id).ok().map(StreamId::Principal),
             _ => None,
         }
     }
@@ -35,6 +38,7 @@ impl fmt::Display for StreamId {
             StreamId::Partner(id) => write!(f, "partner/{id}"),
             StreamId::Round(id) => write!(f, "round/{id}"),
             StreamId::Application(id) => write!(f, "application/{id}"),
+            StreamId::Principal(id) => write!(f, "principal/{id}"),
         }
     }
 }

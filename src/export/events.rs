@@ -23,16 +23,24 @@ pub fn write(
     out: &mut dyn Write,
 ) -> Result<(), ExportError> {
     let mut currency: Option<Currency> = None;
+    // Access may be granted before the fund opens (`fundledger init`); those
+    // events carry no amount, so no currency is needed to write them.
+    let no_currency = Currency { code: "XXX".into(), minor_units: 0 };
     for event in events {
         let event = event?;
         if let Event::FundOpened { currency: c, .. } = &event.event {
             currency = Some(c.clone());
         }
-        let Some(currency) = &currency else {
-            return Err(ExportError::FundNotOpened {
-                seq: event.envelope.seq,
-                event_type: event.envelope.event_type.clone(),
-            });
+        let access = matches!(event.event, Event::AccessGranted { .. } | Event::AccessRevoked { .. });
+        let currency = match &currency {
+            Some(currency) => currency,
+            None if access => &no_currency,
+            None => {
+                return Err(ExportError::FundNotOpened {
+                    seq: event.envelope.seq,
+                    event_type: event.envelope.event_type.clone(),
+                })
+            }
         };
         serde_json::to_writer(&mut *out, &line(currency, &event)?)?;
         out.write_all(b"\n")?;
@@ -209,6 +217,58 @@ enum Payload<'a> {
         value_date: String,
         bank_reference: &'a str,
     },
+    ApprovalThresholdsSet {
+        round: &'a str,
+        award_above: Option<Money<'a>>,
+        payment_above: Option<Money<'a>>,
+    },
+    AccessGranted {
+        principal: &'a str,
+        role: RoleJson<'a>,
+        token_sha256: String,
+    },
+    AccessRevoked {
+        principal: &'a str,
+        reason: &'a str,
+    },
+    AwardProposed {
+        application: &'a str,
+        amount: Money<'a>,
+        reason: &'a str,
+        proposed_by: &'a str,
+        proposed_on: String,
+    },
+    PaymentProposed {
+        application: &'a str,
+        amount: Money<'a>,
+        value_date: String,
+        bank_reference: &'a str,
+        proposed_by: &'a str,
+    },
+    ConflictDeclared {
+        application: &'a str,
+        officer: &'a str,
+        reason: &'a str,
+        declared_on: String,
+    },
+}
+
+/// A role: `{"kind": "partner", "partner": "porticus"}`.
+#[derive(Serialize)]
+struct RoleJson<'a> {
+    kind: &'static str,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    partner: Option<&'a str>,
+}
+
+fn role_json(role: &crate::domain::Role) -> RoleJson<'_> {
+    use crate::domain::Role;
+    match role {
+        Role::Admin => RoleJson { kind: "admin", partner: None },
+        Role::Officer => RoleJson { kind: "officer", partner: None },
+        Role::Auditor => RoleJson { kind: "auditor", partner: None },
+        Role::Partner(p) => RoleJson { kind: "partner", partner: Some(p.as_str()) },
+    }
 }
 
 fn payload<'a>(currency: &'a Currency, event: &'a Event) -> Payload<'a> {
@@ -330,5 +390,38 @@ fn payload<'a>(currency: &'a Currency, event: &'a Event) -> Payload<'a> {
                 bank_reference,
             }
         }
+        E::ApprovalThresholdsSet { round, award_above, payment_above } => Payload::ApprovalThresholdsSet {
+            round: round.as_str(),
+            award_above: award_above.as_ref().map(money),
+            payment_above: payment_above.as_ref().map(money),
+        },
+        E::AccessGranted { principal, role, token_sha256 } => Payload::AccessGranted {
+            principal: principal.as_str(),
+            role: role_json(role),
+            token_sha256: hex::encode(token_sha256),
+        },
+        E::AccessRevoked { principal, reason } => Payload::AccessRevoked { principal: principal.as_str(), reason },
+        E::AwardProposed { application, amount, reason, proposed_by, proposed_on } => Payload::AwardProposed {
+            application: application.as_str(),
+            amount: money(amount),
+            reason,
+            proposed_by,
+            proposed_on: day(proposed_on),
+        },
+        E::PaymentProposed { application, amount, value_date, bank_reference, proposed_by } => {
+            Payload::PaymentProposed {
+                application: application.as_str(),
+                amount: money(amount),
+                value_date: day(value_date),
+                bank_reference,
+                proposed_by,
+            }
+        }
+        E::ConflictDeclared { application, officer, reason, declared_on } => Payload::ConflictDeclared {
+            application: application.as_str(),
+            officer,
+            reason,
+            declared_on: day(declared_on),
+        },
     }
 }

@@ -6,7 +6,8 @@
 //! a credit (exact decimal text, positive); the other column is empty. The
 //! chart of accounts is documented in `docs/AUDIT.md`.
 
-use super::{business_date, rfc3339_micros, ExportError, LoggedEvent};
+use super::{rfc3339_micros, ExportError, LoggedEvent};
+use crate::domain::dated::business_date;
 use crate::domain::journal::postings;
 use crate::domain::{Amount, Currency, Event};
 use std::io::Write;

@@ -19,7 +19,7 @@ pub mod journal;
 pub mod statement;
 pub mod three_sixty_giving;
 
-use crate::domain::{Date, Event};
+use crate::domain::Event;
 use crate::log::{Envelope, EventLog, Hash, LogError, LogReader, GENESIS_HASH};
 use crate::projections::decode_event;
 use std::collections::VecDeque;
@@ -238,30 +238,6 @@ fn copy_dir(from: &Path, to: &Path) -> std::io::Result<()> {
         }
     }
     Ok(())
-}
-
-/// The business date of an event: the value date of money that moved, the
-/// date of a decision or a pledge; `None` for events without one (the fund
-/// opened, a partner admitted).
-pub fn business_date(event: &Event) -> Option<Date> {
-    use Event::*;
-    match event {
-        FundOpened { .. } | PartnerAdmitted { .. } => None,
-        ContributionPledged { pledged_on, .. } => Some(*pledged_on),
-        PledgeReduced { reduced_on, .. } => Some(*reduced_on),
-        ContributionReceived { value_date, .. }
-        | PaymentMade { value_date, .. }
-        | RefundReceived { value_date, .. } => Some(*value_date),
-        RoundOpened { opens_on, .. } => Some(*opens_on),
-        RoundClosed { closed_on, .. } => Some(*closed_on),
-        ApplicationSubmitted { submitted_on, .. } => Some(*submitted_on),
-        ApplicationWithdrawn { withdrawn_on, .. } => Some(*withdrawn_on),
-        ApplicationRejected { decided_on, .. }
-        | GrantAwarded { decided_on, .. }
-        | GrantReduced { decided_on, .. }
-        | GrantWithdrawn { decided_on, .. }
-        | GrantSettled { decided_on, .. } => Some(*decided_on),
-    }
 }
 
 /// A recording time as RFC 3339 in UTC with microseconds,

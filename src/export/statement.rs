@@ -232,7 +232,13 @@ impl Statement {
                 | E::RoundClosed { .. }
                 | E::ApplicationSubmitted { .. }
                 | E::ApplicationWithdrawn { .. }
-                | E::ApplicationRejected { .. } => {}
+                | E::ApplicationRejected { .. }
+                | E::ApprovalThresholdsSet { .. }
+                | E::AccessGranted { .. }
+                | E::AccessRevoked { .. }
+                | E::AwardProposed { .. }
+                | E::PaymentProposed { .. }
+                | E::ConflictDeclared { .. } => {}
             }
         }
         let currency = currency.ok_or(super::ExportError::EmptyLedger)?;

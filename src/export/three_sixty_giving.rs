@@ -192,7 +192,10 @@ pub fn package(
     let mut head = None;
     for event in events {
         let LoggedEvent { envelope, event, .. } = event?;
-        if state.fund.is_none() && !matches!(event, Event::FundOpened { .. }) {
+        // Only access (granted by `fundledger init`) may come before the fund.
+        let opens_or_access =
+            matches!(event, Event::FundOpened { .. } | Event::AccessGranted { .. } | Event::AccessRevoked { .. });
+        if state.fund.is_none() && !opens_or_access {
             return Err(ExportError::FundNotOpened { seq: envelope.seq, event_type: envelope.event_type });
         }
         let released = |shares: &[Share]| -> i64 { -crate::domain::attribution::total(shares).minor() };

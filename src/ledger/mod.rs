@@ -22,7 +22,7 @@ use crate::audit::checkpoint::{Checkpoint, SignedCheckpoint};
 use crate::audit::key::KeyError;
 pub use history::{AsOf, AsOfError, Cursor, EventFilter, PointInTime, Position, StreamSelector};
 
-use crate::domain::{Command, Event, Rejection, StreamId};
+use crate::domain::{Actor, Command, Event, Rejection, StreamId};
 use crate::log::{Envelope, EventLog, LogError, LogReader};
 use crate::projections::{decode_event, Projections};
 use std::path::PathBuf;
@@ -70,8 +70,8 @@ pub struct CommandRequest {
     pub request_id: String,
     /// If set, the version the command's stream must be at.
     pub expected_version: Option<u64>,
-    /// The acting principal.
-    pub actor: String,
+    /// The authenticated principal acting; their id goes in the envelope.
+    pub actor: Actor,
 }
 
 /// A durable event with its envelope.
@@ -195,7 +195,16 @@ impl Ledger {
         );
         let handle = std::thread::Builder::new()
             .name("fundledger-writer".into())
-            .spawn(move || writer.run(rx))
+            .spawn(move || {
+                // A panic in the writer is a broken invariant (a bug or a
+                // corrupt log): stop the whole process rather than serve
+                // from state that may be ahead of, or beside, the disk.
+                let run = std::panic::AssertUnwindSafe(move || writer.run(rx));
+                if std::panic::catch_unwind(run).is_err() {
+                    eprintln!("fundledger: the writer panicked; stopping the process (the log on disk is intact)");
+                    std::process::abort();
+                }
+            })
             .map_err(LedgerError::Thread)?;
         Ok(Ledger {
             shared,

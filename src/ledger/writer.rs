@@ -1,7 +1,7 @@
 //! The single writer: group commit of decided commands.
 
 use super::{CommandError, CommandOutcome, CommandRequest, RecordedEvent, Shared};
-use crate::domain::{decide, Context, Event, FundState, EVENT_SCHEMA_VERSION};
+use crate::domain::{decide, Actor, Context, Event, FundState, Rejection, EVENT_SCHEMA_VERSION};
 use crate::log::{codec, Entry, EventLog, Hash, NewEvent};
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -124,6 +124,12 @@ impl Writer {
                     continue;
                 }
             }
+            // Authentication happened when the command arrived; a
+            // revocation committed since (even earlier in this batch) wins.
+            if let Some(refusal) = stale_actor(&self.state, &request.actor, &request.command) {
+                pending.push(Pending::Done(Err(CommandError::Rejected(refusal))));
+                continue;
+            }
             let ctx = Context { actor: request.actor.clone() };
             match decide(&self.state, &request.command, &ctx) {
                 Err(rejection) => pending.push(Pending::Done(Err(CommandError::Rejected(rejection)))),
@@ -147,7 +153,7 @@ impl Writer {
                     entries.push(Entry {
                         request_id: request.request_id.clone(),
                         fingerprint,
-                        actor: request.actor.clone(),
+                        actor: request.actor.principal.to_string(),
                         events: new_events,
                     });
                 }
@@ -211,6 +217,23 @@ impl Writer {
             .map_err(|e| e.to_string())?;
         Ok(Ok(CommandOutcome { events, replayed: true }))
     }
+}
+
+/// Once anyone has access, only an active principal in its recorded role
+/// may act. (Before that, `init` records the first admin.)
+fn stale_actor(state: &FundState, actor: &Actor, command: &crate::domain::Command) -> Option<Rejection> {
+    if state.principals.is_empty() {
+        return None;
+    }
+    let current = state.principals.get(&actor.principal);
+    if current.is_some_and(|p| !p.revoked && p.role == actor.role) {
+        return None;
+    }
+    Some(Rejection::PermissionDenied {
+        principal: actor.principal.to_string(),
+        role: actor.role.to_string(),
+        action: format!("{}: their access was revoked or changed", command.name()),
+    })
 }
 
 fn conflict(request: &CommandRequest) -> CommandError {

@@ -160,8 +160,12 @@ impl EventLog {
         }
         log.sync()?;
         if fresh {
-            // The directory entry of sled's new files must survive a crash too.
+            // The directory entries of sled's new files, and of the data
+            // directory itself, must survive a crash too.
             File::open(dir)?.sync_all()?;
+            if let Some(parent) = dir.parent().filter(|p| !p.as_os_str().is_empty()) {
+                File::open(parent)?.sync_all()?;
+            }
         }
         Ok(log)
     }
