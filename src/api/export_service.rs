@@ -29,6 +29,9 @@ pub const EXPORT_BUFFER_CHUNKS_MAX: usize = 256;
 pub const CHUNK_BYTES_TARGET: usize = 32 * 1024;
 /// Exports running at once; each reads the whole log on a blocking thread.
 pub const EXPORTS_MAX: usize = 2;
+/// How long a new export waits for a running one to end before it is
+/// refused with RESOURCE_EXHAUSTED.
+const EXPORT_WAIT_SECS: u64 = 5;
 /// How long a blocked export waits between looks at a full channel, a
 /// client gone away, or a server stopping.
 const SEND_RETRY_MS: u64 = 20;
@@ -52,7 +55,7 @@ impl ExportService {
 
     /// Streams `export` of the log up to the current durable head.
     /// `one_line_per_chunk` for JSON Lines, whose chunks are single events.
-    fn stream(&self, export: Export, one_line_per_chunk: bool) -> Result<Response<ChunkStream>, Status> {
+    async fn stream(&self, export: Export, one_line_per_chunk: bool) -> Result<Response<ChunkStream>, Status> {
         let head = self.ledger.head_seq();
         {
             let projections = self.ledger.projections();
@@ -70,13 +73,22 @@ impl ExportService {
                 return Err(export_status(ExportError::NoGrants));
             }
         }
-        let permit = self.running.clone().try_acquire_owned().map_err(|_| {
-            status(
-                Code::ResourceExhausted,
-                "exports_busy",
-                format!("{EXPORTS_MAX} exports are running already; retry when one has finished"),
-            )
-        })?;
+        // Wait a little for a running export to end (one whose client just
+        // went away ends within milliseconds), then say the server is busy.
+        let waited = std::time::Duration::from_secs(EXPORT_WAIT_SECS);
+        let permit = tokio::time::timeout(waited, self.running.clone().acquire_owned())
+            .await
+            .ok()
+            .and_then(Result::ok)
+            .ok_or_else(|| {
+                status(
+                    Code::ResourceExhausted,
+                    "exports_busy",
+                    format!(
+                        "{EXPORTS_MAX} exports have been running for {EXPORT_WAIT_SECS} s; retry when one has finished"
+                    ),
+                )
+            })?;
         let (tx, rx) = mpsc::channel(EXPORT_BUFFER_CHUNKS_MAX);
         let ledger = self.ledger.clone();
         let stopping = self.stopping.clone();
@@ -195,7 +207,7 @@ impl pb::export_server::Export for ExportService {
 
     async fn export_events(&self, request: Request<pb::ExportEventsRequest>) -> Result<Response<ChunkStream>, Status> {
         authorize_read(&self.ledger, &request, Read::Details, "export the event log")?;
-        self.stream(Export::Events, true)
+        self.stream(Export::Events, true).await
     }
 
     async fn export_journal(
@@ -203,7 +215,7 @@ impl pb::export_server::Export for ExportService {
         request: Request<pb::ExportJournalRequest>,
     ) -> Result<Response<ChunkStream>, Status> {
         authorize_read(&self.ledger, &request, Read::Details, "export the journal")?;
-        self.stream(Export::Journal, false)
+        self.stream(Export::Journal, false).await
     }
 
     async fn export360_giving(
@@ -212,7 +224,7 @@ impl pb::export_server::Export for ExportService {
     ) -> Result<Response<ChunkStream>, Status> {
         authorize_read(&self.ledger, &request, Read::Details, "export the grants in the 360Giving standard")?;
         let options = convert::three_sixty_giving_options(request.into_inner()).map_err(|e| invalid_field(&e))?;
-        self.stream(Export::ThreeSixtyGiving(options), false)
+        self.stream(Export::ThreeSixtyGiving(options), false).await
     }
 
     async fn export_statement(
@@ -221,6 +233,6 @@ impl pb::export_server::Export for ExportService {
     ) -> Result<Response<ChunkStream>, Status> {
         authorize_read(&self.ledger, &request, Read::Details, "export the funding-status statement")?;
         let request = convert::statement_request(request.into_inner()).map_err(|e| invalid_field(&e))?;
-        self.stream(Export::Statement(request), false)
+        self.stream(Export::Statement(request), false).await
     }
 }
