@@ -68,6 +68,19 @@ pub async fn serve_with(
     health.set_serving::<LedgerServer<LedgerService>>().await;
     health.set_serving::<ExportServer<ExportService>>().await;
     health.set_serving::<AuditServer<AuditService>>().await;
+    // A storage failure stops the writer: say so to health checkers, so
+    // that a load balancer or operator notices instead of sending writes.
+    {
+        let mut failed = ledger.watch_failure();
+        let health = health.clone();
+        tokio::spawn(async move {
+            if failed.wait_for(|failed| *failed).await.is_ok() {
+                tracing::error!("the ledger's writer has stopped; reporting NOT_SERVING");
+                health.set_not_serving::<LedgerServer<LedgerService>>().await;
+                health.set_service_status("", tonic_health::ServingStatus::NotServing).await;
+            }
+        });
+    }
 
     // Clients such as grpcurl discover the API from the server itself; the
     // health service's descriptors are registered too so that it can be

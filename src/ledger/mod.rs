@@ -124,6 +124,9 @@ struct Shared {
     reader: LogReader,
     /// Set when a storage failure stopped the writer.
     failure: Mutex<Option<String>>,
+    /// Turns true when the writer stopped on a storage failure, so that the
+    /// server can report NOT_SERVING.
+    failed: watch::Sender<bool>,
     /// Signs checkpoints of the durable head.
     signing_key: ed25519_dalek::SigningKey,
     /// Permits for point-in-time replays (`as_of_queries_max`).
@@ -175,6 +178,7 @@ impl Ledger {
             head,
             reader,
             failure: Mutex::new(None),
+            failed: watch::channel(false).0,
             signing_key,
             as_of_queries: tokio::sync::Semaphore::new(config.as_of_queries_max.max(1)),
         });
@@ -236,6 +240,11 @@ impl Ledger {
             })?;
         }
         answer.await.map_err(|_| CommandError::Unavailable(self.failure_message()))?
+    }
+
+    /// Turns true once a storage failure has stopped the writer.
+    pub fn watch_failure(&self) -> watch::Receiver<bool> {
+        self.shared.failed.subscribe()
     }
 
     fn failure_message(&self) -> String {

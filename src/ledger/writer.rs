@@ -75,8 +75,13 @@ impl Writer {
                 tracing::error!(%failure, "storage failure; the writer stops and the ledger refuses commands");
                 *self.shared.failure.lock().expect("failure lock") =
                     Some(format!("a storage failure stopped the writer ({failure}); restart to recover from the log"));
+                self.shared.failed.send_replace(true);
                 for submission in batch.drain(..).chain(std::iter::from_fn(|| queue.try_recv().ok())) {
-                    let _ = submission.reply.send(Err(CommandError::Unavailable(failure.clone())));
+                    // Their events may or may not have reached the disk.
+                    let _ = submission.reply.send(Err(CommandError::Unavailable(format!(
+                        "a storage failure stopped the writer ({failure}); the outcome of this command is unknown: \
+                         after a restart, retry it with the same request id"
+                    ))));
                 }
                 queue.close();
                 return;
