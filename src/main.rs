@@ -40,11 +40,30 @@ fn main() -> ExitCode {
         Err(error) => {
             match error.downcast_ref::<tonic::Status>() {
                 Some(status) => eprintln!("error: {:?}: {}", status.code(), status.message()),
-                None => eprintln!("error: {error:#}"),
+                None => eprintln!("error: {}", one_line(&error)),
             }
             ExitCode::FAILURE
         }
     }
+}
+
+/// The error and its causes on one line, as `{:#}` writes them, but without
+/// a cause that the message before it already ends with: many of our errors
+/// say `…: {source}` and also expose the source, which `{:#}` would repeat.
+fn one_line(error: &anyhow::Error) -> String {
+    let mut line = String::new();
+    for cause in error.chain() {
+        let text = cause.to_string();
+        if line.ends_with(&text) {
+            continue;
+        }
+        if !line.is_empty() {
+            line.push_str(": ");
+        }
+        line.push_str(&text);
+    }
+    // A message that spans lines (sled's, the OS's) stays on one.
+    line.replace('\n', " ")
 }
 
 fn is_broken_pipe(error: &anyhow::Error) -> bool {

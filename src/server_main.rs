@@ -2,8 +2,10 @@
 //! then answer in-flight calls, commit what is queued and stop.
 
 use crate::cli::ServeArgs;
-use crate::ledger::{Ledger, LedgerConfig};
+use crate::ledger::{Ledger, LedgerConfig, LedgerError};
+use crate::log::EventLog;
 use anyhow::Context as _;
+use std::path::Path;
 
 /// Structured logs to stderr; `RUST_LOG` overrides the default level.
 pub fn init_tracing(json: bool, default_level: &str) {
@@ -16,8 +18,19 @@ pub fn init_tracing(json: bool, default_level: &str) {
 
 pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
     init_tracing(args.log_json, "info");
+    // `init` makes a ledger; `serve` only serves one. Opening would create
+    // an empty ledger that nobody can use, in a directory that may be a typo.
+    EventLog::check_present(&args.data_dir)?;
     let ledger = Ledger::open(LedgerConfig::new(&args.data_dir))
         .with_context(|| format!("cannot open the ledger in {}", args.data_dir.display()))?;
+    if ledger.projections().state.principals.is_empty() {
+        ledger.shutdown().await;
+        anyhow::bail!(
+            "the ledger in {dir} has no admin: its `fundledger init` did not finish; \
+             run `fundledger init --data-dir {dir}` again",
+            dir = args.data_dir.display()
+        );
+    }
     let listener = tokio::net::TcpListener::bind(args.listen)
         .await
         .with_context(|| format!("cannot listen on {}", args.listen))?;
@@ -51,15 +64,66 @@ async fn shutdown_signal() {
 }
 
 /// `fundledger init`: a new ledger and its first admin.
-pub async fn init(data_dir: &std::path::Path, admin: &str) -> anyhow::Result<()> {
+///
+/// A new directory is made whole or not at all: the ledger is built in a
+/// temporary directory beside it and renamed into place once its admin is
+/// durable, so a failure (a full disk, a killed process) leaves nothing
+/// that `serve` could mistake for a ledger. An existing directory (empty,
+/// or a ledger whose `init` did not finish) is set up in place; `serve`
+/// refuses it until it has an admin.
+pub async fn init(data_dir: &Path, admin: &str) -> anyhow::Result<()> {
     let admin = crate::domain::PrincipalId::new(admin)?;
-    let ledger = Ledger::open(LedgerConfig::new(data_dir))
-        .with_context(|| format!("cannot open the ledger in {}", data_dir.display()))?;
-    let token = crate::api::auth::init_admin(&ledger, admin.clone()).await;
-    ledger.shutdown().await;
-    let token = token?;
+    let token = match std::fs::symlink_metadata(data_dir) {
+        Err(error) if error.kind() == std::io::ErrorKind::NotFound => init_new(data_dir, admin.clone()).await?,
+        Err(error) => anyhow::bail!("cannot look at {}: {error}", data_dir.display()),
+        Ok(meta) if !meta.is_dir() => {
+            anyhow::bail!("{} is not a directory: give a new or empty directory for the ledger", data_dir.display())
+        }
+        Ok(_) => init_in(data_dir, data_dir, admin.clone()).await?,
+    };
     println!("Created the ledger in {} with admin {admin}.", data_dir.display());
     println!("The admin token, shown only now (the ledger keeps only its SHA-256):");
     println!("{token}");
     Ok(())
+}
+
+async fn init_new(data_dir: &Path, admin: crate::domain::PrincipalId) -> anyhow::Result<String> {
+    let parent = match data_dir.parent() {
+        Some(parent) if !parent.as_os_str().is_empty() => parent,
+        _ => Path::new("."),
+    };
+    std::fs::create_dir_all(parent).with_context(|| format!("cannot create {}", parent.display()))?;
+    let mut builder = tempfile::Builder::new();
+    builder.prefix(".fundledger-init-");
+    // What `mkdir` gives under the usual umask: tempfile's own 0700 would
+    // keep an auditor's account from reading `signing-key.pub` (the secret
+    // key file is 0600 whatever the directory's mode).
+    #[cfg(unix)]
+    builder.permissions(std::os::unix::fs::PermissionsExt::from_mode(0o755));
+    let building =
+        builder.tempdir_in(parent).with_context(|| format!("cannot create the ledger in {}", data_dir.display()))?;
+    let token = init_in(building.path(), data_dir, admin).await?;
+    std::fs::rename(building.path(), data_dir)
+        .with_context(|| format!("cannot move the new ledger into place at {}", data_dir.display()))?;
+    // The rename must survive a crash; the temporary directory is gone.
+    std::fs::File::open(parent)
+        .and_then(|dir| dir.sync_all())
+        .with_context(|| format!("cannot sync {}", parent.display()))?;
+    // Renamed away: nothing is left for the guard to remove.
+    let _ = building.keep();
+    Ok(token)
+}
+
+/// Sets up a ledger in `open_at`; errors name `named`, the directory the
+/// user gave (`open_at` may be the temporary directory it is built in).
+async fn init_in(open_at: &Path, named: &Path, admin: crate::domain::PrincipalId) -> anyhow::Result<String> {
+    let ledger = Ledger::open(LedgerConfig::new(open_at))
+        .map_err(|error| match error {
+            LedgerError::Log(error) => LedgerError::Log(error.naming(named)),
+            other => other,
+        })
+        .with_context(|| format!("cannot create the ledger in {}", named.display()))?;
+    let token = crate::api::auth::init_admin(&ledger, admin).await;
+    ledger.shutdown().await;
+    token.with_context(|| format!("cannot create the ledger in {}", named.display()))
 }

@@ -607,7 +607,7 @@ fn verify_refuses_a_directory_without_a_ledger() {
 
     let missing = empty.path().join("nowhere");
     let error = verify_data_dir(&missing, None, &NoProgress).unwrap_err();
-    assert!(error.to_string().contains("not a directory"), "{error}");
+    assert!(error.to_string().contains("does not exist"), "{error}");
     assert!(!missing.exists());
 
     // A sled database that is not a ledger.

@@ -35,7 +35,7 @@
 use super::checkpoint::{format_micros, SignedCheckpoint};
 use super::key::{self, KeyError};
 use crate::ledger::Ledger;
-use crate::log::{ChainBreak, Envelope, Hash, LogError, LogReader, WalkError, GENESIS_HASH};
+use crate::log::{ChainBreak, Envelope, EventLog, Hash, LogError, LogReader, WalkError, GENESIS_HASH};
 use crate::projections::{decode_event, Projections};
 use ed25519_dalek::VerifyingKey;
 use std::collections::HashMap;
@@ -309,13 +309,11 @@ pub fn verify_data_dir(
     progress: &dyn Progress,
 ) -> Result<Report, VerifyError> {
     let not_a_ledger = |reason: &str| VerifyError::NotALedger { dir: dir.to_owned(), reason: reason.to_owned() };
-    if !dir.is_dir() {
-        return Err(not_a_ledger("it is not a directory"));
-    }
+    EventLog::check_present(dir).map_err(|error| match error {
+        LogError::NoLedger { reason, .. } => not_a_ledger(&format!("it {reason}")),
+        other => VerifyError::Log(other),
+    })?;
     let db = dir.join("db");
-    if !db.is_file() {
-        return Err(not_a_ledger("it has no sled `db` file"));
-    }
     // sled holds an exclusive lock on `db` while a ledger is open; a shared
     // lock, held while copying, refuses a running server and keeps one from
     // starting half-way through the copy. Locking writes nothing.
@@ -331,7 +329,8 @@ pub fn verify_data_dir(
 
     let reader = LogReader::open_existing(copy.path()).map_err(|error| match error {
         LogError::ForeignStore { found, .. } => not_a_ledger(&format!("it holds {found}")),
-        other => VerifyError::Log(other),
+        // The copy was opened; the user gave `dir`.
+        other => VerifyError::Log(other.naming(dir)),
     })?;
     let target = Target::stopped(&reader)?;
     let claim = claim.map(|claim| CheckpointClaim { ledger_key: claim.ledger_key.or(ledger_key), ..claim });

@@ -213,7 +213,8 @@ impl OfflineLog {
             .map_err(|source| ExportError::Copy { from: dir.to_owned(), source })?;
         copy_dir(dir, copy.path()).map_err(|source| ExportError::Copy { from: dir.to_owned(), source })?;
         drop(lock);
-        let log = EventLog::open(copy.path())?;
+        // The copy was opened; the user gave `dir`.
+        let log = EventLog::open(copy.path()).map_err(|error| error.naming(dir))?;
         Ok(OfflineLog { log, _copy: copy })
     }
 

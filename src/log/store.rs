@@ -63,10 +63,32 @@ pub struct RequestRecord {
 
 #[derive(Debug, thiserror::Error)]
 pub enum LogError {
-    #[error("cannot open the log in {dir}: {source}")]
-    Open { dir: PathBuf, source: sled::Error },
-    #[error("{dir} holds {found:?}, not a fundledger log")]
+    #[error("no ledger here: {} {reason}; create one with `fundledger init --data-dir {}`", dir.display(), dir.display())]
+    NoLedger { dir: PathBuf, reason: &'static str },
+    #[error("cannot open the log in {}: {problem}", dir.display())]
+    Open { dir: PathBuf, problem: String },
+    #[error(
+        "the ledger in {} is in use by another process (it holds the lock on {}): stop that process first, \
+         or work through its --server",
+        dir.display(),
+        dir.join("db").display()
+    )]
+    InUse { dir: PathBuf },
+    #[error("{} holds {found:?}, not a fundledger log", dir.display())]
     ForeignStore { dir: PathBuf, found: String },
+    #[error(
+        "{} holds a log in stored format {found:?}, which this fundledger cannot read (it reads {:?}): \
+         a newer fundledger wrote it; run that version",
+        dir.display(),
+        String::from_utf8_lossy(STORE_FORMAT_V1)
+    )]
+    UnknownStoreFormat { dir: PathBuf, found: String },
+    #[error(
+        "event {seq} is stored in record format version {found}, which this fundledger cannot read (it reads \
+         version {}): a newer fundledger wrote it, or the record is corrupt (run `fundledger verify`)",
+        codec::RECORD_FORMAT_V1
+    )]
+    UnknownRecordFormat { seq: u64, found: u8 },
     #[error("storage error: {0}")]
     Storage(#[from] sled::Error),
     #[error("cannot make the log durable: {0}")]
@@ -75,6 +97,23 @@ pub enum LogError {
     Corrupt { seq: u64, problem: String },
     #[error("stored entry {key} is malformed: {problem}")]
     MalformedEntry { key: String, problem: String },
+}
+
+impl LogError {
+    /// The same error, naming `dir` as the data directory: for a log opened
+    /// on a private copy (verification, exports), so that the message names
+    /// the directory the user gave, not the temporary one.
+    pub fn naming(self, dir: &Path) -> LogError {
+        let dir = dir.to_owned();
+        match self {
+            LogError::NoLedger { reason, .. } => LogError::NoLedger { dir, reason },
+            LogError::Open { problem, .. } => LogError::Open { dir, problem },
+            LogError::InUse { .. } => LogError::InUse { dir },
+            LogError::ForeignStore { found, .. } => LogError::ForeignStore { dir, found },
+            LogError::UnknownStoreFormat { found, .. } => LogError::UnknownStoreFormat { dir, found },
+            other => other,
+        }
+    }
 }
 
 /// The result of walking the whole chain.
@@ -108,35 +147,54 @@ pub struct LogReader {
 }
 
 impl EventLog {
-    /// Opens (or creates) the log in `dir`.
+    /// Whether `dir` holds a log, looked at without opening it: sled writes
+    /// to a directory as it opens it, and would make an empty one.
+    pub fn check_present(dir: &Path) -> Result<(), LogError> {
+        let absent = |reason| Err(LogError::NoLedger { dir: dir.to_owned(), reason });
+        match std::fs::metadata(dir) {
+            Err(error) if error.kind() == std::io::ErrorKind::NotFound => absent("does not exist"),
+            Err(error) => Err(LogError::Open { dir: dir.to_owned(), problem: io_problem(&error) }),
+            Ok(meta) if !meta.is_dir() => absent("is not a directory"),
+            Ok(_) if !dir.join("db").is_file() => absent("has no sled `db` file"),
+            Ok(_) => Ok(()),
+        }
+    }
+
+    /// Opens (or creates) the log in `dir`. Nothing is written before the
+    /// stored format marker was read and found to be this version's (sled
+    /// itself may bring its own snapshot file up to date as it opens).
     pub fn open(dir: &Path) -> Result<EventLog, LogError> {
         let fresh = !dir.join("db").exists();
-        std::fs::create_dir_all(dir).map_err(LogError::Sync)?;
-        let db = sled::Config::new()
-            .path(dir)
-            // We flush and fsync ourselves after every group commit.
-            .flush_every_ms(None)
-            .cache_capacity(256 * 1024 * 1024)
-            .open()
-            .map_err(|source| LogError::Open { dir: dir.to_owned(), source })?;
-        match db.get(META_FORMAT)? {
-            Some(found) if found.as_ref() != STORE_FORMAT_V1 => {
-                return Err(LogError::ForeignStore {
-                    dir: dir.to_owned(),
-                    found: String::from_utf8_lossy(&found).into_owned(),
-                })
-            }
-            Some(_) => {}
-            None => {
-                if db.first()?.is_some() {
-                    return Err(LogError::ForeignStore {
-                        dir: dir.to_owned(),
-                        found: "an unmarked sled database".into(),
-                    });
-                }
-                db.insert(META_FORMAT, STORE_FORMAT_V1)?;
+        // sled's own refusal of a directory in use is an `Other` I/O error
+        // with text only; take its lock for a moment first, so that a
+        // ledger in use is told apart from a broken one.
+        if !fresh {
+            let db = File::open(dir.join("db"))
+                .map_err(|e| LogError::Open { dir: dir.to_owned(), problem: io_problem(&e) })?;
+            if fs2::FileExt::try_lock_exclusive(&db).is_err() {
+                return Err(LogError::InUse { dir: dir.to_owned() });
             }
         }
+        let opened = (|| {
+            std::fs::create_dir_all(dir)?;
+            let db = sled::Config::new()
+                .path(dir)
+                // We flush and fsync ourselves after every group commit.
+                .flush_every_ms(None)
+                .cache_capacity(256 * 1024 * 1024)
+                .open()?;
+            check_format(dir, &db)?;
+            EventLog::start(dir, db, fresh)
+        })();
+        // Failures to open, mark or sync say which directory and why.
+        opened.map_err(|error| match error {
+            LogError::Storage(error) => LogError::Open { dir: dir.to_owned(), problem: sled_problem(&error) },
+            LogError::Sync(error) => LogError::Open { dir: dir.to_owned(), problem: io_problem(&error) },
+            other => other,
+        })
+    }
+
+    fn start(dir: &Path, db: sled::Db, fresh: bool) -> Result<EventLog, LogError> {
         let mut log = EventLog {
             reader: LogReader { db },
             dir: dir.to_owned(),
@@ -147,11 +205,13 @@ impl EventLog {
             synced_blobs: HashSet::new(),
         };
         if let Some((key, record)) = log.reader.db.scan_prefix([EVENT]).next_back().transpose()? {
+            // The head is what the next event links to: check it right
+            // after reading it back, hash included.
             let seq = seq_of_key(&key);
-            let decoded = codec::decode_record(&record).map_err(|e| corrupt(seq, e))?;
+            let (envelope, _) = decode_checked(seq, &record)?;
             log.head_seq = seq;
-            log.head_hash = decoded.hash;
-            log.head_recorded_at_micros = decoded.body.recorded_at_micros;
+            log.head_hash = envelope.hash;
+            log.head_recorded_at_micros = envelope.recorded_at_micros;
         }
         for item in log.reader.db.scan_prefix([STREAM_HEAD]) {
             let (key, value) = item?;
@@ -464,15 +524,65 @@ impl LogReader {
             .flush_every_ms(None)
             .create_new(false)
             .open()
-            .map_err(|source| LogError::Open { dir: dir.to_owned(), source })?;
+            .map_err(|error| LogError::Open { dir: dir.to_owned(), problem: sled_problem(&error) })?;
         match db.get(META_FORMAT)? {
             Some(found) if found.as_ref() == STORE_FORMAT_V1 => Ok(LogReader { db }),
-            Some(found) => {
-                Err(LogError::ForeignStore { dir: dir.to_owned(), found: String::from_utf8_lossy(&found).into_owned() })
-            }
+            Some(found) => Err(format_error(dir, &found)),
             None => Err(LogError::ForeignStore { dir: dir.to_owned(), found: "an unmarked sled database".into() }),
         }
     }
+}
+
+/// Reads the stored format marker; marks a new, empty database as this
+/// version's. Anything else is refused before it is written to.
+fn check_format(dir: &Path, db: &sled::Db) -> Result<(), LogError> {
+    match db.get(META_FORMAT)? {
+        Some(found) if found.as_ref() == STORE_FORMAT_V1 => Ok(()),
+        Some(found) => Err(format_error(dir, &found)),
+        None if db.first()?.is_some() => {
+            Err(LogError::ForeignStore { dir: dir.to_owned(), found: "an unmarked sled database".into() })
+        }
+        None => {
+            db.insert(META_FORMAT, STORE_FORMAT_V1)?;
+            Ok(())
+        }
+    }
+}
+
+/// A marker other than ours: a later fundledger's format, or another program's.
+fn format_error(dir: &Path, found: &[u8]) -> LogError {
+    let found = String::from_utf8_lossy(found).into_owned();
+    if found.starts_with("fundledger-log-") {
+        LogError::UnknownStoreFormat { dir: dir.to_owned(), found }
+    } else {
+        LogError::ForeignStore { dir: dir.to_owned(), found }
+    }
+}
+
+/// What went wrong opening sled, and what to do about it.
+fn sled_problem(error: &sled::Error) -> String {
+    match error {
+        sled::Error::Io(error) => io_problem(error),
+        sled::Error::Corruption { at, .. } => format!(
+            "sled finds its database file corrupt{}; it cannot be read: restore the directory from a backup",
+            at.map(|at| format!(" (at {at:?})")).unwrap_or_default()
+        ),
+        other => other.to_string(),
+    }
+}
+
+fn io_problem(error: &std::io::Error) -> String {
+    use std::io::ErrorKind;
+    let hint = match error.kind() {
+        ErrorKind::PermissionDenied | ErrorKind::ReadOnlyFilesystem => {
+            "; the user running fundledger must be able to read and write the directory and its files"
+        }
+        ErrorKind::StorageFull | ErrorKind::FileTooLarge | ErrorKind::QuotaExceeded => {
+            "; the disk is full or a file size limit was reached: make room and try again"
+        }
+        _ => "",
+    };
+    format!("{error}{hint}")
 }
 
 /// What is wrong with a stored event, as a chain walk finds it.
@@ -615,7 +725,10 @@ impl Iterator for ChainWalk {
 }
 
 fn decode_checked(seq: u64, record: &[u8]) -> Result<(Envelope, Vec<u8>), LogError> {
-    let decoded = codec::decode_record(record).map_err(|e| corrupt(seq, e))?;
+    let decoded = codec::decode_record(record).map_err(|e| match e {
+        CodecError::UnknownFormat(found) => LogError::UnknownRecordFormat { seq, found },
+        e => corrupt(seq, e),
+    })?;
     // Check data right after reading it back.
     if decoded.body.seq != seq || !decoded.hash_matches() {
         return Err(LogError::Corrupt { seq, problem: "record does not match its key or hash".into() });
