@@ -197,7 +197,7 @@ fn print_summary(args: &VerifyArgs, response: &pb::VerifyLogResponse, report: Op
     } else if response.checkpoint_verified {
         emit("  checkpoint: the log extends it, and the ledger's key signed it")?;
     }
-    emit(format!("  elapsed: {:.3} s", response.elapsed_ms as f64 / 1000.0))
+    emit(format!("  elapsed: {}.{:03} s", response.elapsed_ms / 1000, response.elapsed_ms % 1000))
 }
 
 async fn checkpoint(args: CheckpointArgs) -> anyhow::Result<()> {
