@@ -1675,10 +1675,11 @@ fn expected_code_and_kind(rejection: &Rejection) -> (&'static str, RejectionKind
         ConflictOfInterest { .. } => ("conflict_of_interest", FailedPrecondition),
         ConflictAlreadyDeclared { .. } => ("conflict_already_declared", FailedPrecondition),
         LastAdmin { .. } => ("last_admin", FailedPrecondition),
+        RoundRequestsLimit { .. } => ("round_requests_limit", FailedPrecondition),
     }
 }
 
-const REJECTION_CODES: [&str; 44] = [
+const REJECTION_CODES: [&str; 45] = [
     "invalid_amount",
     "invalid_text",
     "fund_not_opened",
@@ -1723,6 +1724,7 @@ const REJECTION_CODES: [&str; 44] = [
     "conflict_of_interest",
     "conflict_already_declared",
     "last_admin",
+    "round_requests_limit",
 ];
 
 struct RejectionCase {
@@ -1891,6 +1893,19 @@ fn rejection_cases() -> Vec<RejectionCase> {
             and(opened(), vec![round_closed("r2")]),
             pledge("vfonds", Some("r2"), eur("1")),
             closed("r2"),
+        ),
+        case(
+            "application beyond a round's total of requests",
+            and(
+                opened(),
+                vec![round_opened("r9", 1_000_000_00, 15_000_00), submitted("huge", "r9", 100_000_000_000_000)],
+            ),
+            submit("a9", "r9", eur("0.01")),
+            RoundRequestsLimit {
+                round: "r9".into(),
+                requested: "EUR 1,000,000,000,000.00".into(),
+                max: "EUR 1,000,000,000,000.00".into(),
+            },
         ),
         case(
             "application to a closed round",

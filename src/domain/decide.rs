@@ -228,6 +228,15 @@ pub fn decide(state: &FundState, command: &Command, ctx: &Context) -> Result<Vec
                     grant_max: d.money(r.grant_max),
                 });
             }
+            // Keeps the round's running total far inside i64 minor units.
+            let requests_max = d.currency.fund_pledged_max();
+            if r.amount_requested.plus(amount_requested) > requests_max {
+                return Err(Rejection::RoundRequestsLimit {
+                    round: round.to_string(),
+                    requested: d.money(r.amount_requested),
+                    max: d.money(requests_max),
+                });
+            }
             Event::ApplicationSubmitted {
                 application: application.clone(),
                 round: round.clone(),

@@ -103,6 +103,8 @@ pub enum Rejection {
     TokenInUse { principal: String },
     #[error("{principal:?} is the last admin; grant another admin first, or nobody could grant access again")]
     LastAdmin { principal: String },
+    #[error("round {round:?} already has {requested} requested, at the limit of {max}; open another round")]
+    RoundRequestsLimit { round: String, requested: String, max: String },
     #[error("{what} of {amount} on application {application:?} is above round {round:?}'s four-eyes threshold of {threshold}: propose it, and have a second officer approve it")]
     FourEyesRequired { what: &'static str, application: String, round: String, amount: String, threshold: String },
     #[error(
@@ -176,6 +178,7 @@ impl Rejection {
             PrincipalAlreadyRevoked { .. } => "principal_already_revoked",
             TokenInUse { .. } => "token_in_use",
             LastAdmin { .. } => "last_admin",
+            RoundRequestsLimit { .. } => "round_requests_limit",
             FourEyesRequired { .. } => "four_eyes_required",
             ProposalPending { .. } => "proposal_pending",
             NoProposal { .. } => "no_proposal",
