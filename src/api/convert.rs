@@ -15,7 +15,7 @@
 
 use super::pb;
 use crate::domain::dated::{DatedPot, DatedRound, DatedView};
-use crate::domain::event::{Event, PotKey, Share, EVENT_TYPE_NAMES};
+use crate::domain::event::{partner_pots, Event, PotKey, Share, EVENT_TYPE_NAMES};
 use crate::domain::ids::{ApplicationId, Date, PartnerId, PrincipalId, RoundId};
 use crate::domain::money::{Amount, Currency, MoneyInput, SignedAmount};
 use crate::domain::state::{
@@ -24,6 +24,7 @@ use crate::domain::state::{
 use crate::domain::{Applicant, Command, Role, StreamId};
 use crate::ledger::{AsOf, EventFilter, Position, RecordedEvent, StreamSelector};
 use crate::projections::Projections;
+use std::collections::BTreeMap;
 use std::collections::BTreeSet;
 use std::fmt;
 
@@ -875,21 +876,28 @@ pub fn partner_balance(
     id: &PartnerId,
     partner: &Partner,
 ) -> pb::PartnerBalance {
-    let first = PotKey { partner: id.clone(), earmark: None };
-    let pots = state
-        .pots
-        .range(first..)
-        .take_while(|(key, _)| &key.partner == id)
+    partner_message(id, partner, &state.pots, &state.partner_totals(id), |pot| balance(currency, pot))
+}
+
+/// A partner's message from its pots and totals, live or dated alike.
+fn partner_message<P>(
+    id: &PartnerId,
+    partner: &Partner,
+    pots: &BTreeMap<PotKey, P>,
+    total: &P,
+    balance: impl Fn(&P) -> pb::Balance,
+) -> pb::PartnerBalance {
+    let pots = partner_pots(pots, id)
         .map(|(key, pot)| pb::PotBalance {
             earmark_round_id: key.earmark.as_ref().map(RoundId::to_string),
-            balance: Some(balance(currency, pot)),
+            balance: Some(balance(pot)),
         })
         .collect();
     pb::PartnerBalance {
         partner_id: id.to_string(),
         name: partner.name.clone(),
         organisation_id: partner.organisation_id.clone(),
-        total: Some(balance(currency, &state.partner_totals(id))),
+        total: Some(balance(total)),
         pots,
     }
 }
@@ -968,23 +976,7 @@ pub fn dated_partner_balance(
     id: &PartnerId,
     partner: &Partner,
 ) -> pb::PartnerBalance {
-    let first = PotKey { partner: id.clone(), earmark: None };
-    let pots = view
-        .pots
-        .range(first..)
-        .take_while(|(key, _)| &key.partner == id)
-        .map(|(key, pot)| pb::PotBalance {
-            earmark_round_id: key.earmark.as_ref().map(RoundId::to_string),
-            balance: Some(dated_balance(currency, pot)),
-        })
-        .collect();
-    pb::PartnerBalance {
-        partner_id: id.to_string(),
-        name: partner.name.clone(),
-        organisation_id: partner.organisation_id.clone(),
-        total: Some(dated_balance(currency, &view.partner_totals(id))),
-        pots,
-    }
+    partner_message(id, partner, &view.pots, &view.partner_totals(id), |pot| dated_balance(currency, pot))
 }
 
 /// The figures of one round as of a business date.

@@ -219,8 +219,7 @@ impl DatedView {
     /// The partner's pots added together.
     pub fn partner_totals(&self, partner: &PartnerId) -> DatedPot {
         let mut total = DatedPot::default();
-        let first = PotKey { partner: partner.clone(), earmark: None };
-        for (_, pot) in self.pots.range(first..).take_while(|(key, _)| &key.partner == partner) {
+        for (_, pot) in super::event::partner_pots(&self.pots, partner) {
             total.add(pot);
         }
         total

@@ -48,6 +48,16 @@ pub struct PotKey {
     pub earmark: Option<RoundId>,
 }
 
+/// The pots of one partner in a map keyed by pot, in pot order: its
+/// unrestricted pot first, then one per earmarked round.
+pub fn partner_pots<'a, P>(
+    pots: &'a std::collections::BTreeMap<PotKey, P>,
+    partner: &'a PartnerId,
+) -> impl Iterator<Item = (&'a PotKey, &'a P)> + 'a {
+    let first = PotKey { partner: partner.clone(), earmark: None };
+    pots.range(first..).take_while(move |(key, _)| &key.partner == partner)
+}
+
 /// One partner pot's part of an amount that concerns a grant. The parts of
 /// an attribution always add up exactly to the amount they split.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]

@@ -275,8 +275,7 @@ impl FundState {
     /// The partner's pots added together.
     pub fn partner_totals(&self, partner: &PartnerId) -> Pot {
         let mut total = Pot::default();
-        let first = PotKey { partner: partner.clone(), earmark: None };
-        for (_, pot) in self.pots.range(first..).take_while(|(key, _)| &key.partner == partner) {
+        for (_, pot) in super::event::partner_pots(&self.pots, partner) {
             total.add(pot);
         }
         total
