@@ -11,6 +11,10 @@
 // EUR 60,000.00, euros grouped by thousands and then the cents.
 #![allow(clippy::inconsistent_digit_grouping)]
 
+mod support;
+
+use support::permitted_role;
+
 use fundledger::domain::attribution::{self, split};
 use fundledger::domain::journal::{self, Account, Posting};
 use fundledger::domain::*;
@@ -53,38 +57,6 @@ fn treasurer(partner_id: &str) -> Actor {
 
 fn auditor() -> Actor {
     Actor { principal: principal(AUDITOR), role: Role::Auditor }
-}
-
-/// Who may send a command, written down independently of the domain's
-/// `may_send` so that the one checks the other. The match has no wildcard:
-/// a new command does not compile until it is placed in a class here.
-fn permitted_role(command: &Command) -> Role {
-    use Command::*;
-    match command {
-        OpenFund { .. }
-        | AdmitPartner { .. }
-        | OpenRound { .. }
-        | CloseRound { .. }
-        | SetApprovalThresholds { .. }
-        | GrantAccess { .. }
-        | RevokeAccess { .. } => Role::Admin,
-        PledgeContribution { partner, .. } | ReducePledge { partner, .. } => Role::Partner(partner.clone()),
-        RecordReceipt { .. }
-        | SubmitApplication { .. }
-        | WithdrawApplication { .. }
-        | RejectApplication { .. }
-        | AwardGrant { .. }
-        | ProposeAward { .. }
-        | ApproveAward { .. }
-        | ReduceGrant { .. }
-        | WithdrawGrant { .. }
-        | SettleGrant { .. }
-        | MakePayment { .. }
-        | ProposePayment { .. }
-        | ApprovePayment { .. }
-        | RecordRefund { .. }
-        | DeclareConflict { .. } => Role::Officer,
-    }
 }
 
 /// An actor whose role may send `command`: the admin, the partner's own

@@ -23,6 +23,10 @@
 // EUR 60,000.00, euros grouped by thousands and then the cents.
 #![allow(clippy::inconsistent_digit_grouping)]
 
+mod support;
+
+use support::permitted_role;
+
 use fundledger::domain::dated;
 use fundledger::domain::journal::{self, Account};
 use fundledger::domain::state::{Application, Grant, Pot};
@@ -354,38 +358,6 @@ fn identity(index: usize) -> Actor {
         _ => Role::Auditor,
     };
     Actor { principal: principal(index), role }
-}
-
-/// Who may send a command, written down independently of the domain's
-/// `may_send`. No wildcard: a new command does not compile until it is
-/// placed in a class here.
-fn permitted_role(command: &Command) -> Role {
-    use Command::*;
-    match command {
-        OpenFund { .. }
-        | AdmitPartner { .. }
-        | OpenRound { .. }
-        | CloseRound { .. }
-        | SetApprovalThresholds { .. }
-        | GrantAccess { .. }
-        | RevokeAccess { .. } => Role::Admin,
-        PledgeContribution { partner, .. } | ReducePledge { partner, .. } => Role::Partner(partner.clone()),
-        RecordReceipt { .. }
-        | SubmitApplication { .. }
-        | WithdrawApplication { .. }
-        | RejectApplication { .. }
-        | AwardGrant { .. }
-        | ProposeAward { .. }
-        | ApproveAward { .. }
-        | ReduceGrant { .. }
-        | WithdrawGrant { .. }
-        | SettleGrant { .. }
-        | MakePayment { .. }
-        | ProposePayment { .. }
-        | ApprovePayment { .. }
-        | RecordRefund { .. }
-        | DeclareConflict { .. } => Role::Officer,
-    }
 }
 
 /// The application a command decides, approves or pays on: an officer with
