@@ -211,10 +211,8 @@ fn events_out(ledger: &Ledger, events: &[RecordedEvent]) -> Result<Vec<pb::Recor
     if events.is_empty() {
         return Ok(Vec::new());
     }
-    // Only access events (no amounts) can come before the fund is opened;
-    // "XXX" is ISO 4217's code for "no currency involved".
-    let currency =
-        ledger.projections().state.currency().cloned().unwrap_or(Currency { code: "XXX".into(), minor_units: 0 });
+    // Only access events (no amounts) can come before the fund is opened.
+    let currency = ledger.projections().state.currency().cloned().unwrap_or_else(Currency::none);
     Ok(events.iter().map(|e| convert::recorded_event(&currency, e)).collect())
 }
 

@@ -117,6 +117,13 @@ impl Currency {
         Currency { code: "EUR".into(), minor_units: 2 }
     }
 
+    /// ISO 4217's "XXX", no currency involved: what events before the fund
+    /// is opened (access granted by `init`) are written with. They carry no
+    /// amount, so nothing is ever formatted in it.
+    pub fn none() -> Currency {
+        Currency { code: "XXX".into(), minor_units: 0 }
+    }
+
     /// Validates a currency as a fund would be opened with it.
     pub fn new(code: &str, minor_units: u8) -> Result<Currency, String> {
         if code.len() != 3 || !code.bytes().all(|b| b.is_ascii_uppercase()) {

@@ -25,7 +25,7 @@ pub fn write(
     let mut currency: Option<Currency> = None;
     // Access may be granted before the fund opens (`fundledger init`); those
     // events carry no amount, so no currency is needed to write them.
-    let no_currency = Currency { code: "XXX".into(), minor_units: 0 };
+    let no_currency = Currency::none();
     for event in events {
         let event = event?;
         if let Event::FundOpened { currency: c, .. } = &event.event {
