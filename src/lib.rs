@@ -16,3 +16,4 @@ pub mod ledger;
 pub mod log;
 pub mod projections;
 pub mod server_main;
+pub mod workload;

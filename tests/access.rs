@@ -364,6 +364,10 @@ const MATRIX: &[(&str, &[Who])] = &[
     ("Ledger/ProposePayment", OFFICER_ONLY),
     ("Ledger/ApprovePayment", OFFICER_ONLY),
     ("Ledger/DeclareConflict", OFFICER_ONLY),
+    // A batch of one receipt: the role is checked per command, as if each
+    // had come through its own RPC (`call_as` turns its refusal into the
+    // call's status).
+    ("Ledger/SubmitCommands", OFFICER_ONLY),
     // Ledger: queries.
     ("Ledger/ListPrincipals", PRINCIPAL_READERS),
     ("Ledger/GetPartnerBalances", NOT_OTHER_PARTNERS),
@@ -399,6 +403,15 @@ const LEDGER_QUERIES: &[&str] = &[
 /// Whether the RPC records events when it goes through.
 fn is_command(rpc: &str) -> bool {
     rpc.strip_prefix("Ledger/").is_some_and(|method| !LEDGER_QUERIES.contains(&method))
+}
+
+/// The command a refusal of `rpc` names: the RPC's own, or for a batch,
+/// the command in it.
+fn command_named(rpc: &str) -> &str {
+    match rpc {
+        "Ledger/SubmitCommands" => "RecordReceipt",
+        _ => rpc.split('/').nth(1).unwrap(),
+    }
 }
 
 /// Calls `rpc` as `who` with a well-formed request (a partner-scoped one
@@ -497,6 +510,26 @@ async fn call_as(server: &TestServer, cast: &Cast, rpc: &str, who: Who) -> Resul
             })
             .await
             .map(drop),
+        "Ledger/SubmitCommands" => {
+            let receipt = pb::RecordReceiptRequest {
+                meta: meta(),
+                partner_id: porticus(),
+                amount: eur("1.00"),
+                earmark_round_id: None,
+                value_date: "2024-02-03".into(),
+                bank_reference: format!("IN-{n}"),
+            };
+            let command = pb::BatchCommand { command: Some(pb::batch_command::Command::RecordReceipt(receipt)) };
+            let answer = l.submit_commands(pb::SubmitCommandsRequest { commands: vec![command] }).await?;
+            match answer.into_inner().outcomes.remove(0).outcome.expect("an outcome") {
+                pb::command_outcome::Outcome::Accepted(_) => Ok(()),
+                pb::command_outcome::Outcome::Refused(refusal) => {
+                    let mut status = Status::new(Code::from(refusal.code), refusal.message);
+                    status.metadata_mut().insert("fundledger-reason", refusal.reason.parse().unwrap());
+                    Err(status)
+                }
+            }
+        }
         "Ledger/SubmitApplication" => l.submit_application(submit(&format!("m-{n}"), "r1", "1000.00")).await.map(drop),
         "Ledger/WithdrawApplication" => l
             .withdraw_application(pb::WithdrawApplicationRequest {
@@ -667,7 +700,7 @@ async fn every_role_may_call_exactly_what_its_role_allows() {
                         Some(format!("not PERMISSION_DENIED: {status:?}"))
                     } else if !status.message().starts_with(&refusal) {
                         Some(format!("the message does not start with {refusal:?}: {:?}", status.message()))
-                    } else if is_command(rpc) && !status.message().ends_with(rpc.split('/').nth(1).unwrap()) {
+                    } else if is_command(rpc) && !status.message().ends_with(command_named(rpc)) {
                         Some(format!("the message does not name the command: {:?}", status.message()))
                     } else if server.ledger.head_seq() != head {
                         Some(format!("recorded {} events", server.ledger.head_seq() - head))

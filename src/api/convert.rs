@@ -546,6 +546,241 @@ impl IntoCommand for pb::RevokeAccessRequest {
     }
 }
 
+/// One command of a batch call: parsed exactly as its own RPC's request.
+impl IntoCommand for pb::BatchCommand {
+    fn into_command(self) -> Result<ParsedCommand, ConvertError> {
+        use pb::batch_command::Command as C;
+        match self.command.ok_or_else(|| invalid("command", "is required: one of the command requests"))? {
+            C::OpenFund(r) => r.into_command(),
+            C::AdmitPartner(r) => r.into_command(),
+            C::PledgeContribution(r) => r.into_command(),
+            C::ReducePledge(r) => r.into_command(),
+            C::RecordReceipt(r) => r.into_command(),
+            C::OpenRound(r) => r.into_command(),
+            C::CloseRound(r) => r.into_command(),
+            C::SubmitApplication(r) => r.into_command(),
+            C::WithdrawApplication(r) => r.into_command(),
+            C::RejectApplication(r) => r.into_command(),
+            C::AwardGrant(r) => r.into_command(),
+            C::ReduceGrant(r) => r.into_command(),
+            C::WithdrawGrant(r) => r.into_command(),
+            C::SettleGrant(r) => r.into_command(),
+            C::MakePayment(r) => r.into_command(),
+            C::RecordRefund(r) => r.into_command(),
+            C::ProposeAward(r) => r.into_command(),
+            C::ApproveAward(r) => r.into_command(),
+            C::ProposePayment(r) => r.into_command(),
+            C::ApprovePayment(r) => r.into_command(),
+            C::DeclareConflict(r) => r.into_command(),
+            C::SetApprovalThresholds(r) => r.into_command(),
+            C::GrantAccess(r) => r.into_command(),
+            C::RevokeAccess(r) => r.into_command(),
+        }
+    }
+}
+
+/// A domain command as the request message a client sends, inside a
+/// [`pb::BatchCommand`]: for clients written in Rust (the load generator,
+/// imports). Parsing it back with [`IntoCommand`] gives the same command.
+pub fn batch_command(command: &Command, meta: pb::CommandMeta) -> pb::BatchCommand {
+    use pb::batch_command::Command as C;
+    let meta = Some(meta);
+    let money = |m: &MoneyInput| Some(pb::Money { value: m.value.to_string(), currency: m.currency.clone() });
+    let id = |i: &ApplicationId| i.to_string();
+    let command = match command.clone() {
+        Command::OpenFund { name, currency } => C::OpenFund(pb::OpenFundRequest {
+            meta,
+            name,
+            currency: currency.code,
+            minor_units: currency.minor_units.into(),
+        }),
+        Command::AdmitPartner { partner, name, organisation_id } => {
+            C::AdmitPartner(pb::AdmitPartnerRequest { meta, partner_id: partner.to_string(), name, organisation_id })
+        }
+        Command::PledgeContribution { partner, amount, earmark, pledged_on } => {
+            C::PledgeContribution(pb::PledgeContributionRequest {
+                meta,
+                partner_id: partner.to_string(),
+                amount: money(&amount),
+                earmark_round_id: earmark.map(|r| r.to_string()),
+                pledged_on: pledged_on.to_string(),
+            })
+        }
+        Command::ReducePledge { partner, amount, earmark, reason, reduced_on } => {
+            C::ReducePledge(pb::ReducePledgeRequest {
+                meta,
+                partner_id: partner.to_string(),
+                amount: money(&amount),
+                earmark_round_id: earmark.map(|r| r.to_string()),
+                reason,
+                reduced_on: reduced_on.to_string(),
+            })
+        }
+        Command::RecordReceipt { partner, amount, earmark, value_date, bank_reference } => {
+            C::RecordReceipt(pb::RecordReceiptRequest {
+                meta,
+                partner_id: partner.to_string(),
+                amount: money(&amount),
+                earmark_round_id: earmark.map(|r| r.to_string()),
+                value_date: value_date.to_string(),
+                bank_reference,
+            })
+        }
+        Command::OpenRound { round, name, budget_ceiling, grant_max, opens_on, closes_on } => {
+            C::OpenRound(pb::OpenRoundRequest {
+                meta,
+                round_id: round.to_string(),
+                name,
+                budget_ceiling: money(&budget_ceiling),
+                grant_max: money(&grant_max),
+                opens_on: opens_on.to_string(),
+                closes_on: closes_on.to_string(),
+            })
+        }
+        Command::CloseRound { round, closed_on } => {
+            C::CloseRound(pb::CloseRoundRequest { meta, round_id: round.to_string(), closed_on: closed_on.to_string() })
+        }
+        Command::SubmitApplication {
+            application,
+            round,
+            applicant,
+            title,
+            description,
+            amount_requested,
+            submitted_on,
+        } => C::SubmitApplication(pb::SubmitApplicationRequest {
+            meta,
+            application_id: id(&application),
+            round_id: round.to_string(),
+            applicant: Some(pb::Applicant {
+                name: applicant.name,
+                organisation_id: applicant.organisation_id,
+                place: applicant.place,
+                country: applicant.country,
+            }),
+            title,
+            description,
+            amount_requested: money(&amount_requested),
+            submitted_on: submitted_on.to_string(),
+        }),
+        Command::WithdrawApplication { application, reason, withdrawn_on } => {
+            C::WithdrawApplication(pb::WithdrawApplicationRequest {
+                meta,
+                application_id: id(&application),
+                reason,
+                withdrawn_on: withdrawn_on.to_string(),
+            })
+        }
+        Command::RejectApplication { application, reason, decided_on } => {
+            C::RejectApplication(pb::RejectApplicationRequest {
+                meta,
+                application_id: id(&application),
+                reason,
+                decided_on: decided_on.to_string(),
+            })
+        }
+        Command::AwardGrant { application, amount, reason, decided_on } => C::AwardGrant(pb::AwardGrantRequest {
+            meta,
+            application_id: id(&application),
+            amount: money(&amount),
+            reason,
+            decided_on: decided_on.to_string(),
+        }),
+        Command::ReduceGrant { application, amount, reason, decided_on } => C::ReduceGrant(pb::ReduceGrantRequest {
+            meta,
+            application_id: id(&application),
+            amount: money(&amount),
+            reason,
+            decided_on: decided_on.to_string(),
+        }),
+        Command::WithdrawGrant { application, reason, decided_on } => C::WithdrawGrant(pb::WithdrawGrantRequest {
+            meta,
+            application_id: id(&application),
+            reason,
+            decided_on: decided_on.to_string(),
+        }),
+        Command::SettleGrant { application, final_amount, reason, decided_on } => {
+            C::SettleGrant(pb::SettleGrantRequest {
+                meta,
+                application_id: id(&application),
+                final_amount: money(&final_amount),
+                reason,
+                decided_on: decided_on.to_string(),
+            })
+        }
+        Command::MakePayment { application, amount, value_date, bank_reference } => {
+            C::MakePayment(pb::MakePaymentRequest {
+                meta,
+                application_id: id(&application),
+                amount: money(&amount),
+                value_date: value_date.to_string(),
+                bank_reference,
+            })
+        }
+        Command::RecordRefund { application, amount, value_date, bank_reference } => {
+            C::RecordRefund(pb::RecordRefundRequest {
+                meta,
+                application_id: id(&application),
+                amount: money(&amount),
+                value_date: value_date.to_string(),
+                bank_reference,
+            })
+        }
+        Command::SetApprovalThresholds { round, award_above, payment_above } => {
+            C::SetApprovalThresholds(pb::SetApprovalThresholdsRequest {
+                meta,
+                round_id: round.to_string(),
+                award_above: award_above.as_ref().and_then(money),
+                payment_above: payment_above.as_ref().and_then(money),
+            })
+        }
+        Command::GrantAccess { principal, role, token_sha256 } => C::GrantAccess(pb::GrantAccessRequest {
+            meta,
+            principal_id: principal.to_string(),
+            role: Some(role_out(&role)),
+            token_sha256: hex::encode(token_sha256),
+        }),
+        Command::RevokeAccess { principal, reason } => {
+            C::RevokeAccess(pb::RevokeAccessRequest { meta, principal_id: principal.to_string(), reason })
+        }
+        Command::ProposeAward { application, amount, reason, proposed_on } => {
+            C::ProposeAward(pb::ProposeAwardRequest {
+                meta,
+                application_id: id(&application),
+                amount: money(&amount),
+                reason,
+                proposed_on: proposed_on.to_string(),
+            })
+        }
+        Command::ApproveAward { application, decided_on } => C::ApproveAward(pb::ApproveAwardRequest {
+            meta,
+            application_id: id(&application),
+            decided_on: decided_on.to_string(),
+        }),
+        Command::ProposePayment { application, amount, value_date, bank_reference } => {
+            C::ProposePayment(pb::ProposePaymentRequest {
+                meta,
+                application_id: id(&application),
+                amount: money(&amount),
+                value_date: value_date.to_string(),
+                bank_reference,
+            })
+        }
+        Command::ApprovePayment { application } => {
+            C::ApprovePayment(pb::ApprovePaymentRequest { meta, application_id: id(&application) })
+        }
+        Command::DeclareConflict { application, reason, declared_on } => {
+            C::DeclareConflict(pb::DeclareConflictRequest {
+                meta,
+                application_id: id(&application),
+                reason,
+                declared_on: declared_on.to_string(),
+            })
+        }
+    };
+    pb::BatchCommand { command: Some(command) }
+}
+
 /// The principals of the fund, in id order.
 pub fn principals(state: &FundState) -> pb::ListPrincipalsResponse {
     pb::ListPrincipalsResponse {

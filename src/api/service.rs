@@ -22,6 +22,7 @@ use crate::domain::{
 };
 use crate::ledger::{
     AsOf, AsOfError, CommandError, CommandRequest, Cursor, EventFilter, Ledger, PointInTime, Position, RecordedEvent,
+    BATCH_COMMANDS_MAX,
 };
 use crate::log::LogError;
 use crate::projections::Projections;
@@ -84,6 +85,58 @@ impl LedgerService {
         Ok(Response::new(pb::CommandResponse { events, replayed: outcome.replayed }))
     }
 
+    /// Parses, submits and answers a batch of commands, each with its own
+    /// outcome: a command that does not parse, or that the caller's role
+    /// may never send, is refused on its own and the others go ahead.
+    async fn execute_batch(
+        &self,
+        request: Request<pb::SubmitCommandsRequest>,
+    ) -> Result<Response<pb::SubmitCommandsResponse>, Status> {
+        let actor = authenticate(&self.ledger, &request)?;
+        let commands = request.into_inner().commands;
+        if commands.is_empty() {
+            return Err(status(Code::InvalidArgument, "empty_batch", "a batch needs at least one command"));
+        }
+        if commands.len() > BATCH_COMMANDS_MAX {
+            return Err(command_status(&CommandError::BatchTooLarge { commands: commands.len() }));
+        }
+        let mut refused: Vec<Option<Status>> = Vec::with_capacity(commands.len());
+        let mut requests = Vec::with_capacity(commands.len());
+        for command in commands {
+            match command.into_command() {
+                Err(error) => refused.push(Some(invalid_field(&error))),
+                Ok(parsed) if !crate::domain::access::may_send(&actor.role, &parsed.command) => {
+                    refused.push(Some(permission_denied(&actor, parsed.command.name())));
+                }
+                Ok(parsed) => {
+                    refused.push(None);
+                    requests.push(CommandRequest {
+                        command: parsed.command,
+                        request_id: parsed.request_id,
+                        expected_version: parsed.expected_version,
+                        actor: actor.clone(),
+                    });
+                }
+            }
+        }
+        let mut answers = self.ledger.submit_many(requests).await.map_err(|e| command_status(&e))?.into_iter();
+        let mut outcomes = Vec::with_capacity(refused.len());
+        for refusal in refused {
+            let outcome = match refusal.map(Err).unwrap_or_else(|| {
+                let answer = answers.next().expect("one answer per submitted command");
+                answer.map_err(|e| command_status(&e))
+            }) {
+                Ok(outcome) => pb::command_outcome::Outcome::Accepted(pb::CommandResponse {
+                    events: events_out(&self.ledger, &outcome.events)?,
+                    replayed: outcome.replayed,
+                }),
+                Err(status) => pb::command_outcome::Outcome::Refused(refusal_of(&status)),
+            };
+            outcomes.push(pb::CommandOutcome { outcome: Some(outcome) });
+        }
+        Ok(Response::new(pb::SubmitCommandsResponse { outcomes }))
+    }
+
     /// Authenticates the caller and checks they may read `what`.
     fn reader<T>(&self, request: &Request<T>, what: Read<'_>) -> Result<Actor, Status> {
         let thing = match what {
@@ -133,6 +186,17 @@ pub(super) fn invalid_field(error: &ConvertError) -> Status {
     status
 }
 
+/// A status as one command's refusal inside a batch answer.
+fn refusal_of(status: &Status) -> pb::CommandRefusal {
+    let text = |key: &str| status.metadata().get(key).and_then(|v| v.to_str().ok()).unwrap_or_default().to_owned();
+    pb::CommandRefusal {
+        code: status.code() as i32,
+        reason: text(REASON_METADATA_KEY),
+        message: status.message().to_owned(),
+        field: text(FIELD_METADATA_KEY),
+    }
+}
+
 fn rejection_code(kind: RejectionKind) -> Code {
     match kind {
         RejectionKind::InvalidArgument => Code::InvalidArgument,
@@ -177,6 +241,7 @@ fn command_status(error: &CommandError) -> Status {
         CommandError::InvalidRequestId { .. } => status(Code::InvalidArgument, "invalid_request_id", error),
         CommandError::RequestIdConflict { .. } => status(Code::AlreadyExists, "request_id_conflict", error),
         CommandError::WrongExpectedVersion { .. } => status(Code::Aborted, "wrong_expected_version", error),
+        CommandError::BatchTooLarge { .. } => status(Code::InvalidArgument, "batch_too_large", error),
         CommandError::QueueFull { .. } => status(Code::ResourceExhausted, "queue_full", error),
         CommandError::Unavailable(_) => status(Code::Unavailable, "unavailable", error),
     }
@@ -609,6 +674,13 @@ impl pb::ledger_server::Ledger for LedgerService {
         r: Request<pb::RevokeAccessRequest>,
     ) -> Result<Response<pb::CommandResponse>, Status> {
         self.execute(r).await
+    }
+
+    async fn submit_commands(
+        &self,
+        request: Request<pb::SubmitCommandsRequest>,
+    ) -> Result<Response<pb::SubmitCommandsResponse>, Status> {
+        self.execute_batch(request).await
     }
 
     async fn list_principals(

@@ -26,11 +26,14 @@ use crate::domain::{Actor, Command, Event, Rejection, StreamId};
 use crate::log::{Envelope, EventLog, LogError, LogReader};
 use crate::projections::{decode_event, Projections};
 use std::path::PathBuf;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, RwLock, RwLockReadGuard};
 use tokio::sync::{mpsc, oneshot, watch};
 
 /// The longest request id, in bytes.
 pub const REQUEST_ID_BYTES_MAX: usize = 128;
+/// The most commands one [`Ledger::submit_many`] (one batch call) takes.
+pub const BATCH_COMMANDS_MAX: usize = 4096;
 /// The most events a stream's history query returns.
 pub const STREAM_HISTORY_EVENTS_MAX: usize = 10_000;
 
@@ -100,6 +103,8 @@ pub enum CommandError {
     RequestIdConflict { request_id: String },
     #[error("stream {stream} is at version {actual}, not the expected {expected}; read it again and decide anew")]
     WrongExpectedVersion { stream: String, expected: u64, actual: u64 },
+    #[error("a batch takes at most {BATCH_COMMANDS_MAX} commands, not {commands}; split it")]
+    BatchTooLarge { commands: usize },
     #[error("the ledger's queue is full ({capacity} commands waiting); retry shortly")]
     QueueFull { capacity: usize },
     #[error("the ledger is not accepting commands: {0}")]
@@ -131,6 +136,47 @@ struct Shared {
     signing_key: ed25519_dalek::SigningKey,
     /// Permits for point-in-time replays (`as_of_queries_max`).
     as_of_queries: tokio::sync::Semaphore,
+    /// What the writer has done, for benchmarks and operators.
+    stats: WriterStats,
+}
+
+/// Counters of the writer's work since the ledger was opened.
+#[derive(Debug, Default)]
+struct WriterStats {
+    batches: AtomicU64,
+    commands: AtomicU64,
+    events: AtomicU64,
+}
+
+impl WriterStats {
+    fn record_commit(&self, commands: u64, events: u64) {
+        self.batches.fetch_add(1, Ordering::Relaxed);
+        self.commands.fetch_add(commands, Ordering::Relaxed);
+        self.events.fetch_add(events, Ordering::Relaxed);
+    }
+}
+
+/// A reading of the writer's counters since the ledger was opened.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct WriterCounters {
+    /// Group commits: batches of queued commands decided together (and,
+    /// when any was accepted, made durable with one fsync).
+    pub batches: u64,
+    /// Commands answered, accepted or refused.
+    pub commands: u64,
+    /// Events recorded.
+    pub events: u64,
+}
+
+impl WriterCounters {
+    /// The counts between `earlier` and this reading.
+    pub fn since(self, earlier: WriterCounters) -> WriterCounters {
+        WriterCounters {
+            batches: self.batches - earlier.batches,
+            commands: self.commands - earlier.commands,
+            events: self.events - earlier.events,
+        }
+    }
 }
 
 /// A handle on an open ledger; cheap to clone.
@@ -142,6 +188,9 @@ pub struct Ledger {
 
 struct Control {
     queue: Mutex<Option<mpsc::Sender<writer::Submission>>>,
+    /// One permit per command waiting for (or in) the writer: the queue's
+    /// bound counts commands, whether they come alone or in a batch call.
+    queue_places: Arc<tokio::sync::Semaphore>,
     writer: Mutex<Option<std::thread::JoinHandle<()>>>,
     queue_commands_max: usize,
 }
@@ -181,6 +230,7 @@ impl Ledger {
             failed: watch::channel(false).0,
             signing_key,
             as_of_queries: tokio::sync::Semaphore::new(config.as_of_queries_max.max(1)),
+            stats: WriterStats::default(),
         });
         let (tx, rx) = mpsc::channel(config.queue_commands_max);
         let checkpoint_seq = match loaded {
@@ -214,6 +264,7 @@ impl Ledger {
             shared,
             control: Arc::new(Control {
                 queue: Mutex::new(Some(tx)),
+                queue_places: Arc::new(tokio::sync::Semaphore::new(config.queue_commands_max)),
                 writer: Mutex::new(Some(handle)),
                 queue_commands_max: config.queue_commands_max,
             }),
@@ -222,9 +273,38 @@ impl Ledger {
 
     /// Queues a command and waits until it is durable (or refused).
     pub async fn submit(&self, request: CommandRequest) -> Result<CommandOutcome, CommandError> {
-        let id = &request.request_id;
-        if id.is_empty() || id.len() > REQUEST_ID_BYTES_MAX || !id.bytes().all(|b| b.is_ascii_graphic()) {
-            return Err(CommandError::InvalidRequestId { request_id: id.chars().take(REQUEST_ID_BYTES_MAX).collect() });
+        let mut answers = self.submit_many(vec![request]).await?;
+        answers.pop().expect("one answer per command")
+    }
+
+    /// Queues several commands at once (at most [`BATCH_COMMANDS_MAX`]) and
+    /// waits until they are durable (or refused). They are decided in
+    /// order, later ones seeing the effects of earlier ones, and committed
+    /// in the same group commit; each is accepted or refused on its own
+    /// (this is not a transaction). The outer error refuses them all: the
+    /// queue has no room for every one of them, or the ledger is stopping.
+    pub async fn submit_many(
+        &self,
+        requests: Vec<CommandRequest>,
+    ) -> Result<Vec<Result<CommandOutcome, CommandError>>, CommandError> {
+        if requests.len() > BATCH_COMMANDS_MAX {
+            return Err(CommandError::BatchTooLarge { commands: requests.len() });
+        }
+        // An invalid request id is refused on its own, before the queue.
+        let mut answers: Vec<Option<Result<CommandOutcome, CommandError>>> = Vec::with_capacity(requests.len());
+        let mut valid = Vec::with_capacity(requests.len());
+        for request in requests {
+            let id = &request.request_id;
+            if id.is_empty() || id.len() > REQUEST_ID_BYTES_MAX || !id.bytes().all(|b| b.is_ascii_graphic()) {
+                let request_id = id.chars().take(REQUEST_ID_BYTES_MAX).collect();
+                answers.push(Some(Err(CommandError::InvalidRequestId { request_id })));
+            } else {
+                answers.push(None);
+                valid.push(request);
+            }
+        }
+        if valid.is_empty() {
+            return Ok(answers.into_iter().flatten().collect());
         }
         let (reply, answer) = oneshot::channel();
         {
@@ -232,14 +312,35 @@ impl Ledger {
             let Some(queue) = queue.as_ref() else {
                 return Err(CommandError::Unavailable("the ledger is shutting down".into()));
             };
-            queue.try_send(writer::Submission { request, reply }).map_err(|e| match e {
+            let places = u32::try_from(valid.len()).expect("bounded by BATCH_COMMANDS_MAX");
+            let permit = self
+                .control
+                .queue_places
+                .clone()
+                .try_acquire_many_owned(places)
+                .map_err(|_| CommandError::QueueFull { capacity: self.control.queue_commands_max })?;
+            queue.try_send(writer::Submission { requests: valid, reply, _places: permit }).map_err(|e| match e {
                 mpsc::error::TrySendError::Full(_) => {
                     CommandError::QueueFull { capacity: self.control.queue_commands_max }
                 }
                 mpsc::error::TrySendError::Closed(_) => CommandError::Unavailable(self.failure_message()),
             })?;
         }
-        answer.await.map_err(|_| CommandError::Unavailable(self.failure_message()))?
+        let mut decided = answer.await.map_err(|_| CommandError::Unavailable(self.failure_message()))?.into_iter();
+        Ok(answers
+            .into_iter()
+            .map(|answer| answer.unwrap_or_else(|| decided.next().expect("one answer per queued command")))
+            .collect())
+    }
+
+    /// The writer's counters since the ledger was opened.
+    pub fn writer_counters(&self) -> WriterCounters {
+        let stats = &self.shared.stats;
+        WriterCounters {
+            batches: stats.batches.load(Ordering::Relaxed),
+            commands: stats.commands.load(Ordering::Relaxed),
+            events: stats.events.load(Ordering::Relaxed),
+        }
     }
 
     /// Turns true once a storage failure has stopped the writer.

@@ -8,9 +8,14 @@ use std::sync::Arc;
 use std::time::{SystemTime, UNIX_EPOCH};
 use tokio::sync::{mpsc, oneshot};
 
+/// Commands from one caller, decided in order and committed in the same
+/// group commit; answered together once durable. Holds its places in the
+/// queue (`permit`, one per command) until it is answered.
 pub(super) struct Submission {
-    pub request: CommandRequest,
-    pub reply: oneshot::Sender<Result<CommandOutcome, CommandError>>,
+    pub requests: Vec<CommandRequest>,
+    pub reply: oneshot::Sender<Vec<Result<CommandOutcome, CommandError>>>,
+    /// Never read: dropped with the submission, once it is answered.
+    pub _places: tokio::sync::OwnedSemaphorePermit,
 }
 
 pub(super) struct Writer {
@@ -61,10 +66,16 @@ impl Writer {
         // `blocking_recv` returns None once every sender is gone and the
         // queue is drained: that is the graceful end.
         while let Some(first) = queue.blocking_recv() {
+            let mut commands = first.requests.len();
             batch.push(first);
-            while batch.len() < self.limits.batch_commands_max {
+            // A submission is never split: a batch call of up to the
+            // maximum may make one group commit on its own.
+            while commands < self.limits.batch_commands_max {
                 match queue.try_recv() {
-                    Ok(next) => batch.push(next),
+                    Ok(next) => {
+                        commands += next.requests.len();
+                        batch.push(next);
+                    }
                     Err(_) => break,
                 }
             }
@@ -78,10 +89,11 @@ impl Writer {
                 self.shared.failed.send_replace(true);
                 for submission in batch.drain(..).chain(std::iter::from_fn(|| queue.try_recv().ok())) {
                     // Their events may or may not have reached the disk.
-                    let _ = submission.reply.send(Err(CommandError::Unavailable(format!(
+                    let unknown = CommandError::Unavailable(format!(
                         "a storage failure stopped the writer ({failure}); the outcome of this command is unknown: \
                          after a restart, retry it with the same request id"
-                    ))));
+                    ));
+                    let _ = submission.reply.send(vec![Err(unknown); submission.requests.len()]);
                 }
                 queue.close();
                 return;
@@ -99,8 +111,7 @@ impl Writer {
         let mut entries: Vec<Entry> = Vec::new();
         let mut batch_requests: HashMap<&str, (Hash, usize)> = HashMap::new();
         let mut batch_versions: HashMap<String, u64> = HashMap::new();
-        for submission in batch.iter() {
-            let request = &submission.request;
+        for request in batch.iter().flat_map(|submission| &submission.requests) {
             let fingerprint = fingerprint(request);
             if let Some(&(earlier, entry)) = batch_requests.get(request.request_id.as_str()) {
                 pending.push(if earlier == fingerprint {
@@ -194,15 +205,22 @@ impl Writer {
             self.shared.head.send_replace(self.log.head_seq());
         }
 
-        for (submission, p) in batch.drain(..).zip(pending) {
-            let answer = match p {
-                Pending::Done(answer) => answer,
-                Pending::Appended(n, _) => Ok(CommandOutcome { events: outcomes[n].clone(), replayed: false }),
-                Pending::SameAs(n) => Ok(CommandOutcome { events: outcomes[n].clone(), replayed: true }),
-            };
-            // The client may have gone away; the command stands regardless.
-            let _ = submission.reply.send(answer);
+        let commands = pending.len() as u64;
+        let mut pending = pending.into_iter();
+        for submission in batch.drain(..) {
+            let answers = pending
+                .by_ref()
+                .take(submission.requests.len())
+                .map(|p| match p {
+                    Pending::Done(answer) => answer,
+                    Pending::Appended(n, _) => Ok(CommandOutcome { events: outcomes[n].clone(), replayed: false }),
+                    Pending::SameAs(n) => Ok(CommandOutcome { events: outcomes[n].clone(), replayed: true }),
+                })
+                .collect();
+            // The client may have gone away; the commands stand regardless.
+            let _ = submission.reply.send(answers);
         }
+        self.shared.stats.record_commit(commands, outcomes.iter().map(|o| o.len() as u64).sum());
         Ok(())
     }
 

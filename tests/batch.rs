@@ -1,0 +1,180 @@
+//! The batch command call (`SubmitCommands`) through a real gRPC server:
+//! commands decided in order, each with its own outcome, committed through
+//! the group commit, idempotent per command, and bounded.
+
+use fundledger::api::convert::batch_command;
+use fundledger::api::pb;
+use fundledger::ledger::LedgerConfig;
+use fundledger::workload::{self, Step, WorkloadClient};
+use support::{Client, TestServer};
+use tonic::Code;
+
+mod support;
+
+fn batch(steps: &[Step], prefix: &str) -> pb::SubmitCommandsRequest {
+    let commands = steps
+        .iter()
+        .enumerate()
+        .map(|(n, step)| {
+            batch_command(
+                &step.command,
+                pb::CommandMeta { request_id: format!("{prefix}-{n}"), expected_version: None },
+            )
+        })
+        .collect();
+    pb::SubmitCommandsRequest { commands }
+}
+
+fn accepted(outcome: &pb::CommandOutcome) -> &pb::CommandResponse {
+    match &outcome.outcome {
+        Some(pb::command_outcome::Outcome::Accepted(response)) => response,
+        other => panic!("expected an accepted command, got {other:?}"),
+    }
+}
+
+fn refused(outcome: &pb::CommandOutcome) -> &pb::CommandRefusal {
+    match &outcome.outcome {
+        Some(pb::command_outcome::Outcome::Refused(refusal)) => refusal,
+        other => panic!("expected a refused command, got {other:?}"),
+    }
+}
+
+async fn head(admin: &mut Client) -> u64 {
+    admin.get_fund_summary(pb::GetFundSummaryRequest { as_of: None }).await.unwrap().into_inner().head_seq
+}
+
+/// The workload's fund, set up through batch calls by the roles that may:
+/// the admin's commands in one call, each treasurer's pledge in another.
+/// Answers the officer's client.
+async fn workload_fund(server: &TestServer) -> Client {
+    let setup = workload::setup();
+    let (admin_steps, pledges): (Vec<Step>, Vec<Step>) =
+        setup.into_iter().partition(|step| step.actor == workload::admin());
+    let answer = server.admin().submit_commands(batch(&admin_steps, "setup")).await.unwrap().into_inner();
+    assert_eq!(answer.outcomes.len(), admin_steps.len());
+    answer.outcomes.iter().for_each(|o| assert!(!accepted(o).replayed));
+    for (p, pledge) in pledges.iter().enumerate() {
+        let token = server
+            .grant(pledge.actor.principal.as_str(), support::role(pb::RoleKind::Partner, Some(&format!("p{p:02}"))))
+            .await;
+        let answer = server
+            .client(&token)
+            .submit_commands(batch(std::slice::from_ref(pledge), &format!("pledge{p}")))
+            .await
+            .unwrap();
+        accepted(&answer.into_inner().outcomes[0]);
+    }
+    let token = server.grant("wl-officer", support::role(pb::RoleKind::Officer, None)).await;
+    server.client(&token)
+}
+
+#[tokio::test]
+async fn a_batch_is_decided_in_order_and_each_command_has_its_own_outcome() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = TestServer::start(dir.path()).await;
+    let mut officer = workload_fund(&server).await;
+    let mut admin = server.admin();
+
+    // Three cycles of receipt, application, award and payment: each award
+    // and payment needs the application submitted earlier in this batch.
+    let mut client = WorkloadClient::of_kind("t", 0, workload::ClientKind::Officer);
+    let steps: Vec<Step> = (0..12).map(|_| client.next()).collect();
+    let mut request = batch(&steps, "cycle");
+    // Command 5 (the second application) does not parse: its refusal names
+    // the field, and its award and payment (6, 7) are refused in turn.
+    if let Some(pb::batch_command::Command::SubmitApplication(r)) = &mut request.commands[5].command {
+        r.application_id = "not an id".into();
+    } else {
+        panic!("command 5 is the second cycle's application");
+    }
+    // An officer may not pledge for a partner: refused on its own.
+    request.commands.insert(
+        8,
+        batch_command(
+            &workload::setup().last().unwrap().command,
+            pb::CommandMeta { request_id: "cycle-pledge".into(), expected_version: None },
+        ),
+    );
+    // An award above the amount requested: a business rule.
+    if let Some(pb::batch_command::Command::AwardGrant(r)) = &mut request.commands[11].command {
+        r.amount = Some(pb::Money { value: "5000.00".into(), currency: "EUR".into() });
+    } else {
+        panic!("command 11 is the third cycle's award");
+    }
+    let head_before = head(&mut admin).await;
+    let answer = officer.submit_commands(request.clone()).await.unwrap().into_inner();
+    assert_eq!(answer.outcomes.len(), 13);
+
+    let invalid = refused(&answer.outcomes[5]);
+    assert_eq!(
+        (invalid.code, invalid.reason.as_str(), invalid.field.as_str()),
+        (Code::InvalidArgument as i32, "invalid_field", "application_id")
+    );
+    for n in [6, 7] {
+        assert_eq!(refused(&answer.outcomes[n]).reason, "unknown_application", "command {n}");
+    }
+    let denied = refused(&answer.outcomes[8]);
+    assert_eq!((denied.code, denied.reason.as_str()), (Code::PermissionDenied as i32, "permission_denied"));
+    let above = refused(&answer.outcomes[11]);
+    assert_eq!((above.code, above.reason.as_str()), (Code::FailedPrecondition as i32, "award_above_requested"));
+    assert!(above.message.contains("EUR 5,000.00"), "{}", above.message);
+    // The payment after the refused award finds no grant to pay.
+    assert_eq!(refused(&answer.outcomes[12]).code, Code::FailedPrecondition as i32);
+
+    // The accepted ones were recorded in the order given, without gaps.
+    let accepted_at = [0, 1, 2, 3, 4, 9, 10];
+    let seqs: Vec<u64> =
+        accepted_at.iter().flat_map(|&n| accepted(&answer.outcomes[n]).events.iter().map(|e| e.seq)).collect();
+    assert_eq!(seqs, ((head_before + 1)..=(head_before + seqs.len() as u64)).collect::<Vec<_>>());
+    assert_eq!(head(&mut admin).await, head_before + seqs.len() as u64);
+
+    // The same batch again: the accepted ones answer their original events,
+    // recording nothing; the refused ones are refused again.
+    let again = officer.submit_commands(request).await.unwrap().into_inner();
+    for (n, (first, second)) in answer.outcomes.iter().zip(&again.outcomes).enumerate() {
+        if accepted_at.contains(&n) {
+            assert!(accepted(second).replayed, "command {n}");
+            assert_eq!(accepted(first).events, accepted(second).events, "command {n}");
+        } else {
+            assert_eq!(refused(first).code, refused(second).code, "command {n}");
+        }
+    }
+    assert_eq!(head(&mut admin).await, head_before + seqs.len() as u64);
+    server.stop().await;
+}
+
+#[tokio::test]
+async fn a_batch_call_is_refused_whole_when_empty_too_large_full_or_unauthenticated() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut config = LedgerConfig::new(dir.path());
+    config.queue_commands_max = 40;
+    let server = TestServer::start_with(config).await;
+    let mut officer = workload_fund(&server).await;
+    let mut admin = server.admin();
+    let head_before = head(&mut admin).await;
+
+    let empty = officer.submit_commands(pb::SubmitCommandsRequest { commands: vec![] }).await.unwrap_err();
+    assert_eq!(empty.code(), Code::InvalidArgument);
+    assert!(empty.message().starts_with("empty_batch"), "{}", empty.message());
+
+    let mut client = WorkloadClient::of_kind("big", 0, workload::ClientKind::Officer);
+    let steps: Vec<Step> = (0..fundledger::ledger::BATCH_COMMANDS_MAX + 1).map(|_| client.next()).collect();
+    let too_large = officer.submit_commands(batch(&steps, "big")).await.unwrap_err();
+    assert_eq!(too_large.code(), Code::InvalidArgument);
+    assert!(too_large.message().starts_with("batch_too_large"), "{}", too_large.message());
+
+    // More commands than the queue has places: none is queued.
+    let full = officer.submit_commands(batch(&steps[..41], "full")).await.unwrap_err();
+    assert_eq!(full.code(), Code::ResourceExhausted);
+    assert!(full.message().starts_with("queue_full"), "{}", full.message());
+
+    let mut anonymous = pb::ledger_client::LedgerClient::new(server.channel.clone());
+    let refused = anonymous.submit_commands(batch(&steps[..1], "anon")).await.unwrap_err();
+    assert_eq!(refused.code(), Code::Unauthenticated);
+
+    assert_eq!(head(&mut admin).await, head_before, "nothing was recorded");
+    // Forty fit.
+    let answer = officer.submit_commands(batch(&steps[..40], "fits")).await.unwrap().into_inner();
+    answer.outcomes.iter().for_each(|o| assert!(!accepted(o).replayed));
+    server.stop().await;
+}
