@@ -1,0 +1,1063 @@
+//! The load generator and benchmark of issue 5: every figure and its
+//! baseline, measured in one run on the same machine, printed as the
+//! Markdown tables of `docs/BENCHMARKS.md`.
+//!
+//! ```text
+//! cargo run --release --example loadgen                 # the full run (about 5 minutes)
+//! cargo run --release --example loadgen -- --smoke      # seconds; what CI runs
+//! cargo run --release --example loadgen -- --restart-events 10000000 --data-dir /var/tmp/fl10m
+//! cargo run --release --example loadgen -- --server http://host:50051 --token ADMIN_TOKEN --only grpc
+//! ```
+//!
+//! Sections (all by default; `--only` picks some):
+//! - `writer`: durable commands/s through the ledger's single writer in
+//!   process (decide, encode, hash, append, fsync), 256 commands in flight.
+//! - `storage`: the storage limit, raw sled 0.34.7 writing records of the
+//!   ledger's own average size in batches, flush + fdatasync per batch.
+//! - `replay`: rebuilding the projections from the log, against the scan
+//!   limit (raw sled iteration plus decoding of every record and payload),
+//!   restart time of that ledger, and disk bytes per event.
+//! - `grpc`: a real gRPC server over loopback: the RPC limit (health Check,
+//!   a trivial unary call) and one command per call at each number in
+//!   flight, with p50/p99/p999 latency; then the batch call.
+//! - `postgres`: the usual alternative: the same commands as rows of an
+//!   event table (global sequence, per-stream version, unique request id),
+//!   one committed transaction per command, `synchronous_commit = on`, on a
+//!   throw-away PostgreSQL 15 cluster this program starts and removes.
+//!
+//! The workload is `fundledger::workload`: receipts, applications, awards
+//! (each attributed over 16 partner pots) and payments by officers, and
+//! partners' pledges.
+
+use clap::Parser;
+use fundledger::api::convert::batch_command;
+use fundledger::api::pb;
+use fundledger::domain::{Event, PrincipalId};
+use fundledger::ledger::{CommandRequest, Ledger, LedgerConfig};
+use fundledger::log::{codec, EventLog};
+use fundledger::projections::Projections;
+use fundledger::workload::{self, ClientKind, Step, WorkloadClient};
+use std::collections::BTreeMap;
+use std::fmt::Write as _;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+#[derive(Parser, Debug, Clone)]
+#[command(about = "fundledger's load generator and benchmark (issue 5)")]
+struct Args {
+    /// A short run of every section (seconds, small counts): CI's smoke
+    /// test, so that this program cannot rot. Its figures mean little.
+    #[arg(long)]
+    smoke: bool,
+    /// Only these sections (comma separated): writer, storage, replay,
+    /// grpc, postgres.
+    #[arg(long, value_delimiter = ',')]
+    only: Vec<String>,
+    /// Commands the in-process writer run records (the log the replay and
+    /// storage sections then measure).
+    #[arg(long, default_value_t = 400_000)]
+    commands: u64,
+    /// Seconds each gRPC or PostgreSQL point runs.
+    #[arg(long, default_value_t = 5.0)]
+    seconds: f64,
+    /// Commands in flight for the gRPC curve.
+    #[arg(long, value_delimiter = ',', default_value = "1,4,16,64,256")]
+    in_flight: Vec<usize>,
+    /// Commands per batch call.
+    #[arg(long, default_value_t = 1000)]
+    batch: usize,
+    /// Batch calls in flight.
+    #[arg(long, default_value_t = 4)]
+    batch_in_flight: usize,
+    /// Aim the gRPC section at this server instead of starting one. It must
+    /// hold a new ledger (`fundledger init`, nothing else): the workload
+    /// opens the fund.
+    #[arg(long, requires = "token")]
+    server: Option<String>,
+    /// The admin's token for `--server`.
+    #[arg(long, env = "FUNDLEDGER_TOKEN", hide_env_values = true)]
+    token: Option<String>,
+    /// Build a ledger of this many events in `--data-dir` (or reuse the one
+    /// there) and measure restart to serving and resident memory.
+    #[arg(long, requires = "data_dir")]
+    restart_events: Option<u64>,
+    #[arg(long)]
+    data_dir: Option<PathBuf>,
+    /// Also write the report here.
+    #[arg(long)]
+    out: Option<PathBuf>,
+    /// Internal: open the ledger in this directory, serve it, and report.
+    #[arg(long, hide = true)]
+    probe: Option<PathBuf>,
+}
+
+impl Args {
+    fn wants(&self, section: &str) -> bool {
+        self.only.is_empty() || self.only.iter().any(|s| s == section)
+    }
+}
+
+/// The report, printed as it grows.
+#[derive(Default)]
+struct Report {
+    text: String,
+    figures: BTreeMap<&'static str, f64>,
+}
+
+impl Report {
+    fn line(&mut self, line: impl AsRef<str>) {
+        println!("{}", line.as_ref());
+        self.text.push_str(line.as_ref());
+        self.text.push('\n');
+    }
+
+    fn figure(&mut self, name: &'static str, value: f64) {
+        self.figures.insert(name, value);
+    }
+
+    fn get(&self, name: &str) -> Option<f64> {
+        self.figures.get(name).copied()
+    }
+}
+
+fn main() -> anyhow::Result<()> {
+    let mut args = Args::parse();
+    if let Some(dir) = args.probe.clone() {
+        return probe(&dir);
+    }
+    if args.smoke {
+        args.commands = args.commands.min(20_000);
+        args.seconds = args.seconds.min(0.5);
+        args.in_flight = vec![1, 16, 64];
+        args.batch = args.batch.min(200);
+    }
+    let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
+    let mut report = Report::default();
+    report.line(format!(
+        "# fundledger benchmark run\n\nmachine: {} cores, {}; fundledger {}; {}",
+        std::thread::available_parallelism().map_or(0, |n| n.get()),
+        cpu_model(),
+        env!("CARGO_PKG_VERSION"),
+        if cfg!(debug_assertions) { "DEBUG build: figures are meaningless" } else { "release build" },
+    ));
+    if let Some(events) = args.restart_events {
+        let dir = args.data_dir.clone().expect("clap requires it");
+        runtime.block_on(restart_section(&mut report, &dir, events))?;
+    } else {
+        let work = tempfile::tempdir()?;
+        let ledger_dir = work.path().join("ledger");
+        if args.wants("writer") || args.wants("storage") || args.wants("replay") {
+            runtime.block_on(writer_section(&mut report, &ledger_dir, args.commands))?;
+        }
+        if args.wants("replay") {
+            replay_section(&mut report, &ledger_dir)?;
+        }
+        if args.wants("storage") {
+            storage_section(&mut report, work.path(), args.commands.max(50_000))?;
+        }
+        if args.wants("grpc") {
+            runtime.block_on(grpc_section(&mut report, &args))?;
+        }
+        if args.wants("postgres") {
+            runtime.block_on(postgres_section(&mut report, &args))?;
+        }
+        summary(&mut report);
+    }
+    if let Some(out) = &args.out {
+        std::fs::write(out, &report.text)?;
+    }
+    Ok(())
+}
+
+fn cpu_model() -> String {
+    std::fs::read_to_string("/proc/cpuinfo")
+        .ok()
+        .and_then(|info| {
+            info.lines()
+                .find(|l| l.starts_with("model name"))
+                .map(|l| l.split(':').nth(1).unwrap_or("").trim().to_owned())
+        })
+        .unwrap_or_else(|| "unknown CPU".into())
+}
+
+// ------------------------------------------------------------------ helpers
+
+fn request(step: Step, request_id: String) -> CommandRequest {
+    CommandRequest { command: step.command, request_id, expected_version: None, actor: step.actor }
+}
+
+/// Sets the workload's fund up in process.
+async fn setup_in_process(ledger: &Ledger) -> anyhow::Result<()> {
+    let requests: Vec<CommandRequest> =
+        workload::setup().into_iter().enumerate().map(|(n, step)| request(step, format!("setup-{n}"))).collect();
+    for answer in ledger.submit_many(requests).await? {
+        answer?;
+    }
+    Ok(())
+}
+
+/// Latencies in microseconds, and percentiles of them.
+#[derive(Default)]
+struct Latencies(Vec<u32>);
+
+impl Latencies {
+    fn add(&mut self, elapsed: Duration) {
+        self.0.push(elapsed.as_micros().min(u32::MAX as u128) as u32);
+    }
+
+    fn merge(&mut self, other: Latencies) {
+        self.0.extend(other.0);
+    }
+
+    /// The `p`-th percentile in milliseconds.
+    fn ms(&mut self, p: f64) -> f64 {
+        if self.0.is_empty() {
+            return f64::NAN;
+        }
+        self.0.sort_unstable();
+        let index = ((self.0.len() as f64 * p / 100.0).ceil() as usize).clamp(1, self.0.len()) - 1;
+        self.0[index] as f64 / 1000.0
+    }
+}
+
+fn per_second(count: u64, elapsed: Duration) -> f64 {
+    count as f64 / elapsed.as_secs_f64()
+}
+
+fn thousands(value: f64) -> String {
+    let whole = value.round() as u64;
+    let text = whole.to_string();
+    let mut out = String::new();
+    for (i, c) in text.chars().enumerate() {
+        if i > 0 && (text.len() - i) % 3 == 0 {
+            out.push(',');
+        }
+        out.push(c);
+    }
+    out
+}
+
+/// Bytes the files under `dir` take on disk (allocated blocks).
+fn disk_bytes(dir: &Path) -> u64 {
+    use std::os::unix::fs::MetadataExt;
+    let mut total = 0;
+    for entry in std::fs::read_dir(dir).into_iter().flatten().flatten() {
+        let Ok(meta) = entry.metadata() else { continue };
+        total += if meta.is_dir() { disk_bytes(&entry.path()) } else { meta.blocks() * 512 };
+    }
+    total
+}
+
+// ------------------------------------------------------------------ writer
+
+/// Durable commands/s through the single writer, in process.
+async fn writer_section(report: &mut Report, dir: &Path, commands: u64) -> anyhow::Result<()> {
+    const IN_FLIGHT: u64 = 256;
+    let ledger = Ledger::open(LedgerConfig::new(dir))?;
+    setup_in_process(&ledger).await?;
+    let remaining = Arc::new(AtomicU64::new(commands));
+    let before = ledger.writer_counters();
+    let started = Instant::now();
+    let mut tasks = Vec::new();
+    for c in 0..IN_FLIGHT {
+        let ledger = ledger.clone();
+        let remaining = remaining.clone();
+        tasks.push(tokio::spawn(async move {
+            let mut client = WorkloadClient::new("w", c);
+            let mut latencies = Latencies::default();
+            while remaining.fetch_update(Ordering::Relaxed, Ordering::Relaxed, |n| n.checked_sub(1)).is_ok() {
+                let id = client.request_id();
+                let step = client.next();
+                let sent = Instant::now();
+                ledger.submit(request(step, id)).await.map_err(|e| anyhow::anyhow!("refused: {e}"))?;
+                latencies.add(sent.elapsed());
+            }
+            anyhow::Ok(latencies)
+        }));
+    }
+    let mut latencies = Latencies::default();
+    for task in tasks {
+        latencies.merge(task.await??);
+    }
+    let elapsed = started.elapsed();
+    let counters = ledger.writer_counters().since(before);
+    ledger.shutdown().await;
+    drop(ledger);
+    let rate = per_second(counters.commands, elapsed);
+    let batch = counters.commands as f64 / counters.batches.max(1) as f64;
+    report.figure("writer_commands_per_s", rate);
+    report.figure("writer_batch", batch);
+    report.figure("writer_events_per_command", counters.events as f64 / counters.commands.max(1) as f64);
+    report.line(format!(
+        "\n## In-process writer\n\n{} commands ({} events), {IN_FLIGHT} in flight, in {:.2} s: **{} durable commands/s**; \
+         group commit of {:.0} commands on average ({} fsyncs); latency p50 {:.2} ms, p99 {:.2} ms.",
+        thousands(counters.commands as f64),
+        thousands(counters.events as f64),
+        elapsed.as_secs_f64(),
+        thousands(rate),
+        batch,
+        counters.batches,
+        latencies.ms(50.0),
+        latencies.ms(99.0),
+    ));
+    Ok(())
+}
+
+// ------------------------------------------------------------------ storage
+
+/// The storage limit: raw sled, records of the ledger's average size, one
+/// key each, `apply_batch` + flush + fdatasync per batch, exactly as the
+/// log syncs.
+fn storage_section(report: &mut Report, work: &Path, records: u64) -> anyhow::Result<()> {
+    let size = report.get("record_bytes").unwrap_or(400.0).round() as usize;
+    let achieved = report.get("writer_batch").map(|b| b.round() as u64).unwrap_or(0);
+    report.line(format!(
+        "\n## Storage limit: raw sled\n\n{} records of {size} bytes (the ledger's average record) per run.\n\n\
+         | batch | records/s | fsyncs |\n|---:|---:|---:|",
+        thousands(records as f64)
+    ));
+    let mut sizes = vec![100, 1000];
+    if achieved > 1 && !sizes.contains(&achieved) {
+        sizes.push(achieved);
+    }
+    for batch_size in sizes {
+        let dir = work.join(format!("raw-sled-{batch_size}"));
+        let db = sled::Config::new().path(&dir).flush_every_ms(None).cache_capacity(256 * 1024 * 1024).open()?;
+        let db_file = std::fs::File::open(dir.join("db"))?;
+        let value = vec![0xA5u8; size];
+        let started = Instant::now();
+        let mut seq = 0u64;
+        let mut fsyncs = 0;
+        while seq < records {
+            let mut batch = sled::Batch::default();
+            for _ in 0..batch_size.min(records - seq) {
+                seq += 1;
+                let mut key = [b'e'; 9];
+                key[1..].copy_from_slice(&seq.to_be_bytes());
+                batch.insert(&key[..], &value[..]);
+            }
+            db.apply_batch(batch)?;
+            db.flush()?;
+            db_file.sync_data()?;
+            fsyncs += 1;
+        }
+        let rate = per_second(records, started.elapsed());
+        if batch_size == 1000 {
+            report.figure("storage_per_s_1000", rate);
+        }
+        if batch_size == achieved {
+            report.figure("storage_per_s_achieved", rate);
+        }
+        if batch_size == 100 {
+            report.figure("storage_per_s_100", rate);
+        }
+        let label =
+            if batch_size == achieved { format!("{batch_size} (the writer's)") } else { batch_size.to_string() };
+        report.line(format!("| {label} | {} | {fsyncs} |", thousands(rate)));
+        drop(db);
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+    Ok(())
+}
+
+// ------------------------------------------------------------------ replay
+
+/// Scan limit, replay, restart and disk use of the writer section's log.
+fn replay_section(report: &mut Report, dir: &Path) -> anyhow::Result<()> {
+    // Scan limit: sled's own iteration plus decoding every record and
+    // payload, nothing else (no hash check, no fold).
+    let (events, record_bytes, scan) = {
+        let db = sled::Config::new().path(dir).open()?;
+        let started = Instant::now();
+        let (mut events, mut bytes) = (0u64, 0u64);
+        for item in db.scan_prefix(b"e") {
+            let (_, record) = item?;
+            let decoded = codec::decode_record(&record)?;
+            let _event: Event = codec::decode(&decoded.body.payload)?;
+            events += 1;
+            bytes += record.len() as u64;
+        }
+        (events, bytes, started.elapsed())
+    };
+    let average = record_bytes as f64 / events.max(1) as f64;
+    report.figure("record_bytes", average);
+    // Replay: what a restart without a checkpoint does (read, check each
+    // hash and its link, decode, fold into the projections).
+    let (replay, checkpoint_bytes) = {
+        let log = EventLog::open(dir)?;
+        let started = Instant::now();
+        let projections = Projections::replay(&log.reader(), log.head_seq())?;
+        let elapsed = started.elapsed();
+        (elapsed, projections.checkpoint_bytes().len())
+    };
+    // Restart: open, check the stored checkpoint against the log, load it.
+    let started = Instant::now();
+    let ledger = Ledger::open(LedgerConfig::new(dir))?;
+    let restart = started.elapsed();
+    drop(ledger);
+    let scan_rate = per_second(events, scan);
+    let replay_rate = per_second(events, replay);
+    let disk = disk_bytes(dir);
+    report.figure("scan_per_s", scan_rate);
+    report.figure("replay_per_s", replay_rate);
+    report.figure("disk_per_event", disk as f64 / events.max(1) as f64);
+    report.line(format!(
+        "\n## Replay, restart, disk\n\n| figure | value |\n|---|---:|\n\
+         | events in the log | {} |\n| average stored record | {average:.0} bytes |\n\
+         | scan limit (sled iteration + decoding) | {} events/s |\n\
+         | replay (read, check hashes, decode, fold) | {} events/s |\n\
+         | restart from the stored checkpoint ({} bytes) | {:.0} ms |\n\
+         | disk | {} bytes, {:.0} bytes per event ({:.1}x the record) |",
+        thousands(events as f64),
+        thousands(scan_rate),
+        thousands(replay_rate),
+        thousands(checkpoint_bytes as f64),
+        restart.as_secs_f64() * 1000.0,
+        thousands(disk as f64),
+        disk as f64 / events.max(1) as f64,
+        disk as f64 / events.max(1) as f64 / average,
+    ));
+    Ok(())
+}
+
+// ------------------------------------------------------------------ gRPC
+
+/// Where the gRPC section sends its calls, and the tokens of the
+/// workload's principals there.
+struct Target {
+    channels: Vec<tonic::transport::Channel>,
+    officer: String,
+    treasurers: Vec<String>,
+    /// The ledger, when this program serves it: for its writer counters.
+    ledger: Option<Ledger>,
+    _server: Option<(tokio::sync::oneshot::Sender<()>, tempfile::TempDir)>,
+}
+
+impl Target {
+    fn client(&self, n: usize, token: &str) -> fundledger::api::auth::Client {
+        // 16 calls share a connection, as a pool of clients would.
+        fundledger::api::auth::client(self.channels[(n / 16) % self.channels.len()].clone(), token).expect("token")
+    }
+
+    fn token_of(&self, kind: ClientKind) -> &str {
+        match kind {
+            ClientKind::Officer => &self.officer,
+            ClientKind::Treasurer { partner } => &self.treasurers[partner],
+        }
+    }
+}
+
+async fn connect(url: &str, connections: usize) -> anyhow::Result<Vec<tonic::transport::Channel>> {
+    let mut channels = Vec::new();
+    for _ in 0..connections {
+        channels.push(tonic::transport::Endpoint::from_shared(url.to_owned())?.tcp_nodelay(true).connect().await?);
+    }
+    Ok(channels)
+}
+
+async fn grpc_target(args: &Args) -> anyhow::Result<Target> {
+    let connections = args.in_flight.iter().max().copied().unwrap_or(1).div_ceil(16).max(1);
+    let (url, admin_token, ledger, server) = match &args.server {
+        Some(url) => (url.clone(), args.token.clone().expect("clap requires it"), None, None),
+        None => {
+            let dir = tempfile::tempdir()?;
+            let ledger = Ledger::open(LedgerConfig::new(dir.path().join("ledger")))?;
+            let admin = fundledger::api::auth::init_admin(&ledger, PrincipalId::new("admin")?).await?;
+            let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
+            let url = format!("http://{}", listener.local_addr()?);
+            let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+            let served = ledger.clone();
+            tokio::spawn(async move {
+                let _ = fundledger::api::server::serve(served, listener, async {
+                    let _ = stopped.await;
+                })
+                .await;
+            });
+            (url, admin, Some(ledger), Some((stop, dir)))
+        }
+    };
+    let channels = connect(&url, connections).await?;
+    let mut admin = fundledger::api::auth::client(channels[0].clone(), &admin_token)?;
+    let grant = |principal: String, role: pb::Role| {
+        let token = fundledger::api::auth::new_token().expect("randomness");
+        let command = pb::GrantAccessRequest {
+            meta: Some(pb::CommandMeta { request_id: format!("grant-{principal}"), expected_version: None }),
+            principal_id: principal,
+            role: Some(role),
+            token_sha256: hex::encode(fundledger::api::auth::token_sha256(&token)),
+        };
+        (command, token)
+    };
+    // The admin's part of the setup in one batch call, then each partner's
+    // pledge by its treasurer.
+    let (admin_steps, pledges): (Vec<Step>, Vec<Step>) =
+        workload::setup().into_iter().partition(|s| s.actor == workload::admin());
+    submit_all(&mut admin, &admin_steps, "setup").await?;
+    let (command, officer) = grant(workload::officer().principal.to_string(), role(pb::RoleKind::Officer, None));
+    admin.grant_access(command).await?;
+    let mut treasurers = Vec::new();
+    for (p, pledge) in pledges.iter().enumerate() {
+        let (command, token) = grant(
+            pledge.actor.principal.to_string(),
+            role(pb::RoleKind::Partner, Some(workload::partner_id(p).to_string())),
+        );
+        admin.grant_access(command).await?;
+        let mut treasurer = fundledger::api::auth::client(channels[0].clone(), &token)?;
+        submit_all(&mut treasurer, std::slice::from_ref(pledge), &format!("pledge-{p}")).await?;
+        treasurers.push(token);
+    }
+    Ok(Target { channels, officer, treasurers, ledger, _server: server })
+}
+
+fn role(kind: pb::RoleKind, partner: Option<String>) -> pb::Role {
+    pb::Role { kind: kind as i32, partner_id: partner }
+}
+
+/// Sends `steps` as one batch call; every command must be accepted.
+async fn submit_all(client: &mut fundledger::api::auth::Client, steps: &[Step], prefix: &str) -> anyhow::Result<()> {
+    let commands = steps
+        .iter()
+        .enumerate()
+        .map(|(n, s)| {
+            batch_command(&s.command, pb::CommandMeta { request_id: format!("{prefix}-{n}"), expected_version: None })
+        })
+        .collect();
+    let answer = client.submit_commands(pb::SubmitCommandsRequest { commands }).await?.into_inner();
+    for outcome in answer.outcomes {
+        if let Some(pb::command_outcome::Outcome::Refused(refusal)) = outcome.outcome {
+            anyhow::bail!("the setup was refused: {}", refusal.message);
+        }
+    }
+    Ok(())
+}
+
+/// One point of a curve: `in_flight` loops calling `call` for `seconds`.
+struct Point {
+    calls: u64,
+    elapsed: Duration,
+    latencies: Latencies,
+}
+
+async fn run_point<F, Fut>(in_flight: usize, seconds: f64, make: F) -> anyhow::Result<Point>
+where
+    F: Fn(usize) -> Box<dyn FnMut() -> Fut + Send>,
+    Fut: std::future::Future<Output = anyhow::Result<u64>> + Send + 'static,
+{
+    let stop = Arc::new(AtomicBool::new(false));
+    let started = Instant::now();
+    let mut tasks = Vec::new();
+    for n in 0..in_flight {
+        let mut call = make(n);
+        let stop = stop.clone();
+        tasks.push(tokio::spawn(async move {
+            let mut latencies = Latencies::default();
+            let mut calls = 0u64;
+            while !stop.load(Ordering::Relaxed) {
+                let sent = Instant::now();
+                calls += call().await?;
+                latencies.add(sent.elapsed());
+            }
+            anyhow::Ok((calls, latencies))
+        }));
+    }
+    tokio::time::sleep(Duration::from_secs_f64(seconds)).await;
+    stop.store(true, Ordering::Relaxed);
+    let mut point = Point { calls: 0, elapsed: Duration::ZERO, latencies: Latencies::default() };
+    for task in tasks {
+        let (calls, latencies) = task.await??;
+        point.calls += calls;
+        point.latencies.merge(latencies);
+    }
+    point.elapsed = started.elapsed();
+    Ok(point)
+}
+
+async fn grpc_section(report: &mut Report, args: &Args) -> anyhow::Result<()> {
+    let target = Arc::new(grpc_target(args).await?);
+    report.line(format!(
+        "\n## gRPC over loopback\n\n{}, {} s per point, 16 calls per HTTP/2 connection.\n\n\
+         | in flight | RPC limit (health Check) calls/s | commands/s, one per call | p50 ms | p99 ms | p999 ms | ratio to RPC limit | group commit |\n\
+         |---:|---:|---:|---:|---:|---:|---:|---:|",
+        if args.server.is_some() { "against the given server" } else { "a server in this process (its own tokio workers)" },
+        args.seconds
+    ));
+    for &in_flight in &args.in_flight {
+        let health_target = target.clone();
+        let health = run_point(in_flight, args.seconds, move |n| {
+            let client = tonic_health::pb::health_client::HealthClient::new(
+                health_target.channels[(n / 16) % health_target.channels.len()].clone(),
+            );
+            Box::new(move || {
+                let mut client = client.clone();
+                async move {
+                    client.check(tonic_health::pb::HealthCheckRequest { service: String::new() }).await?;
+                    Ok(1)
+                }
+            })
+        })
+        .await?;
+        let before = target.ledger.as_ref().map(|l| l.writer_counters());
+        let command_target = target.clone();
+        let mut commands = run_point(in_flight, args.seconds, move |n| {
+            let mut workload = WorkloadClient::new(&format!("g{in_flight}-"), n as u64);
+            let client = command_target.client(n, command_target.token_of(workload.kind()));
+            Box::new(move || {
+                let mut client = client.clone();
+                let id = workload.request_id();
+                let command =
+                    batch_command(&workload.next().command, pb::CommandMeta { request_id: id, expected_version: None });
+                async move {
+                    send_one(&mut client, command).await?;
+                    Ok(1)
+                }
+            })
+        })
+        .await?;
+        let batch = target.ledger.as_ref().map(|l| {
+            let c = l.writer_counters().since(before.expect("same ledger"));
+            format!("{:.1}", c.commands as f64 / c.batches.max(1) as f64)
+        });
+        let rpc_rate = per_second(health.calls, health.elapsed);
+        let rate = per_second(commands.calls, commands.elapsed);
+        report.figure(leak(format!("rpc_limit_{in_flight}")), rpc_rate);
+        report.figure(leak(format!("grpc_commands_{in_flight}")), rate);
+        report.figure(leak(format!("grpc_p99_{in_flight}")), commands.latencies.ms(99.0));
+        report.line(format!(
+            "| {in_flight} | {} | {} | {:.2} | {:.2} | {:.2} | {:.0}% | {} |",
+            thousands(rpc_rate),
+            thousands(rate),
+            commands.latencies.ms(50.0),
+            commands.latencies.ms(99.0),
+            commands.latencies.ms(99.9),
+            100.0 * rate / rpc_rate,
+            batch.unwrap_or_else(|| "n/a".into()),
+        ));
+    }
+    // The batch call: officers sending `batch` commands per call.
+    let batch_size = args.batch;
+    let batch_target = target.clone();
+    let before = target.ledger.as_ref().map(|l| l.writer_counters());
+    let mut point = run_point(args.batch_in_flight, args.seconds, move |n| {
+        let mut workload = WorkloadClient::of_kind("b-", n as u64, ClientKind::Officer);
+        let client = batch_target.client(n, &batch_target.officer);
+        Box::new(move || {
+            let mut client = client.clone();
+            let commands: Vec<pb::BatchCommand> = (0..batch_size)
+                .map(|_| {
+                    let id = workload.request_id();
+                    batch_command(&workload.next().command, pb::CommandMeta { request_id: id, expected_version: None })
+                })
+                .collect();
+            async move {
+                let answer = client.submit_commands(pb::SubmitCommandsRequest { commands }).await?.into_inner();
+                for outcome in &answer.outcomes {
+                    if let Some(pb::command_outcome::Outcome::Refused(refusal)) = &outcome.outcome {
+                        anyhow::bail!("a batched command was refused: {}", refusal.message);
+                    }
+                }
+                Ok(answer.outcomes.len() as u64)
+            }
+        })
+    })
+    .await?;
+    let rate = per_second(point.calls, point.elapsed);
+    report.figure("grpc_batch_commands", rate);
+    let group = target.ledger.as_ref().map(|l| {
+        let c = l.writer_counters().since(before.expect("same ledger"));
+        format!("; group commit of {:.0} commands on average", c.commands as f64 / c.batches.max(1) as f64)
+    });
+    report.line(format!(
+        "\nBatch call: {} calls of {batch_size} commands in flight: **{} durable commands/s**; \
+         call latency p50 {:.1} ms, p99 {:.1} ms{}.",
+        args.batch_in_flight,
+        thousands(rate),
+        point.latencies.ms(50.0),
+        point.latencies.ms(99.0),
+        group.unwrap_or_default(),
+    ));
+    if let Some(ledger) = &target.ledger {
+        // Every acknowledged command is in the log: a quick self-check.
+        let head = ledger.head_seq();
+        anyhow::ensure!(head > 0, "nothing was recorded");
+    }
+    Ok(())
+}
+
+async fn send_one(client: &mut fundledger::api::auth::Client, command: pb::BatchCommand) -> anyhow::Result<()> {
+    use pb::batch_command::Command as C;
+    let answer = match command.command.expect("a command") {
+        C::PledgeContribution(r) => client.pledge_contribution(r).await,
+        C::RecordReceipt(r) => client.record_receipt(r).await,
+        C::SubmitApplication(r) => client.submit_application(r).await,
+        C::AwardGrant(r) => client.award_grant(r).await,
+        C::MakePayment(r) => client.make_payment(r).await,
+        other => anyhow::bail!("the workload does not send {other:?} one at a time"),
+    };
+    answer?;
+    Ok(())
+}
+
+fn leak(name: String) -> &'static str {
+    Box::leak(name.into_boxed_str())
+}
+
+// ------------------------------------------------------------------ PostgreSQL
+
+/// A throw-away PostgreSQL cluster in a temporary directory, stopped and
+/// removed on drop.
+struct Postgres {
+    bin: PathBuf,
+    dir: tempfile::TempDir,
+    as_postgres: bool,
+}
+
+impl Postgres {
+    fn start() -> anyhow::Result<Postgres> {
+        let bin = postgres_bin()?;
+        let dir = tempfile::Builder::new().prefix("fundledger-pg-").tempdir()?;
+        // initdb refuses to run as root: run the cluster as `postgres`.
+        let as_postgres = unsafe { libc::geteuid() } == 0;
+        if as_postgres {
+            run(std::process::Command::new("chown").arg("postgres:postgres").arg(dir.path()))?;
+        }
+        let pg = Postgres { bin, dir, as_postgres };
+        let data = pg.dir.path().join("data");
+        run(pg.command("initdb").arg("-D").arg(&data).args([
+            "-U",
+            "postgres",
+            "-A",
+            "trust",
+            "-E",
+            "UTF8",
+            "--no-sync",
+        ]))?;
+        let options = format!(
+            "-c listen_addresses='' -k {} -c fsync=on -c synchronous_commit=on -c full_page_writes=on \
+             -c shared_buffers=256MB -c max_connections=400 -c wal_buffers=16MB",
+            pg.dir.path().display()
+        );
+        run(pg
+            .command("pg_ctl")
+            .arg("-D")
+            .arg(&data)
+            .args(["-o", &options, "-l"])
+            .arg(pg.dir.path().join("log"))
+            .args(["-w", "start"]))?;
+        Ok(pg)
+    }
+
+    fn command(&self, program: &str) -> std::process::Command {
+        let path = self.bin.join(program);
+        if self.as_postgres {
+            let mut c = std::process::Command::new("runuser");
+            c.args(["-u", "postgres", "--"]).arg(path);
+            c
+        } else {
+            std::process::Command::new(path)
+        }
+    }
+
+    fn config(&self) -> String {
+        format!("host={} user=postgres dbname=postgres", self.dir.path().display())
+    }
+
+    async fn connect(&self) -> anyhow::Result<tokio_postgres::Client> {
+        let (client, connection) = tokio_postgres::connect(&self.config(), tokio_postgres::NoTls).await?;
+        tokio::spawn(async move {
+            let _ = connection.await;
+        });
+        Ok(client)
+    }
+}
+
+impl Drop for Postgres {
+    fn drop(&mut self) {
+        let data = self.dir.path().join("data");
+        let _ = self.command("pg_ctl").arg("-D").arg(&data).args(["-m", "immediate", "-w", "stop"]).output();
+    }
+}
+
+fn postgres_bin() -> anyhow::Result<PathBuf> {
+    if let Ok(dir) = std::env::var("FUNDLEDGER_PG_BIN") {
+        return Ok(dir.into());
+    }
+    let mut found: Vec<PathBuf> = std::fs::read_dir("/usr/lib/postgresql")
+        .map_err(|e| anyhow::anyhow!("PostgreSQL is not installed (/usr/lib/postgresql: {e}); set FUNDLEDGER_PG_BIN"))?
+        .flatten()
+        .map(|e| e.path().join("bin"))
+        .filter(|p| p.join("initdb").exists())
+        .collect();
+    found.sort();
+    found.pop().ok_or_else(|| anyhow::anyhow!("no PostgreSQL server under /usr/lib/postgresql; set FUNDLEDGER_PG_BIN"))
+}
+
+fn run(command: &mut std::process::Command) -> anyhow::Result<()> {
+    let output = command.output()?;
+    anyhow::ensure!(
+        output.status.success(),
+        "{command:?} failed: {}{}",
+        String::from_utf8_lossy(&output.stdout),
+        String::from_utf8_lossy(&output.stderr)
+    );
+    Ok(())
+}
+
+/// The event table as event-sourced services usually keep it.
+const EVENT_TABLE: &str = "
+    CREATE TABLE events (
+        seq            bigserial   PRIMARY KEY,
+        stream         text        NOT NULL,
+        stream_version bigint      NOT NULL,
+        event_type     text        NOT NULL,
+        payload        bytea       NOT NULL,
+        request_id     text        NOT NULL UNIQUE,
+        recorded_at    timestamptz NOT NULL DEFAULT now(),
+        UNIQUE (stream, stream_version)
+    )";
+
+/// One command = one committed transaction inserting its event at the
+/// stream's next version; a concurrent writer to the same stream makes it
+/// retry (optimistic concurrency, as fundledger's expected versions).
+const INSERT_EVENT: &str = "
+    INSERT INTO events (stream, stream_version, event_type, payload, request_id)
+    VALUES ($1, (SELECT coalesce(max(stream_version), 0) + 1 FROM events WHERE stream = $1), $2, $3, $4)";
+
+async fn postgres_section(report: &mut Report, args: &Args) -> anyhow::Result<()> {
+    let pg = Arc::new(Postgres::start()?);
+    pg.connect().await?.batch_execute(EVENT_TABLE).await?;
+    let levels: Vec<usize> = args.in_flight.iter().copied().filter(|&n| n <= 256).collect();
+    report.line(format!(
+        "\n## PostgreSQL 15 event table\n\nA throw-away cluster (fsync on, synchronous_commit on, shared_buffers 256MB), \
+         unix socket, one connection per client; each command of the same workload is one row (its encoded command \
+         as the payload: no business rules at all), one committed transaction per command, {} s per point.\n\n\
+         | clients | commands/s | p50 ms | p99 ms | stream conflicts retried |\n|---:|---:|---:|---:|---:|",
+        args.seconds
+    ));
+    for in_flight in levels {
+        let mut clients = Vec::new();
+        for _ in 0..in_flight {
+            clients.push(Arc::new(pg.connect().await?));
+        }
+        let retries = Arc::new(AtomicU64::new(0));
+        let counted = retries.clone();
+        let mut point = run_point(in_flight, args.seconds, move |n| {
+            let client = clients[n].clone();
+            let retries = counted.clone();
+            let mut workload = WorkloadClient::new(&format!("pg{in_flight}-"), n as u64);
+            Box::new(move || {
+                let client = client.clone();
+                let retries = retries.clone();
+                let id = workload.request_id();
+                let Step { command, actor: _ }: Step = workload.next();
+                async move {
+                    let stream = command.stream().to_string();
+                    let payload = codec::encode(&command);
+                    loop {
+                        match client.execute(INSERT_EVENT, &[&stream, &command.name(), &payload, &id]).await {
+                            Ok(_) => return Ok(1),
+                            Err(e) if e.code() == Some(&tokio_postgres::error::SqlState::UNIQUE_VIOLATION) => {
+                                retries.fetch_add(1, Ordering::Relaxed);
+                            }
+                            Err(e) => return Err(e.into()),
+                        }
+                    }
+                }
+            })
+        })
+        .await?;
+        let rate = per_second(point.calls, point.elapsed);
+        report.figure(leak(format!("postgres_{in_flight}")), rate);
+        report.line(format!(
+            "| {in_flight} | {} | {:.2} | {:.2} | {} |",
+            thousands(rate),
+            point.latencies.ms(50.0),
+            point.latencies.ms(99.0),
+            thousands(retries.load(Ordering::Relaxed) as f64)
+        ));
+    }
+    Ok(())
+}
+
+// ------------------------------------------------------------------ summary
+
+fn summary(report: &mut Report) {
+    let mut rows = Vec::new();
+    let ratio = |a: Option<f64>, b: Option<f64>| a.zip(b).map(|(a, b)| a / b);
+    let mut row = |figure: &str, value: Option<f64>, target: f64, what: &str| {
+        if let Some(value) = value {
+            let verdict = if value >= target { "met" } else { "**missed**" };
+            rows.push(format!("| {figure} | {value:.2} | ≥ {target} {what} | {verdict} |"));
+        }
+    };
+    let r = |name: &str| report.get(name);
+    let storage = r("storage_per_s_achieved").or(r("storage_per_s_1000"));
+    row("in-process writer / storage limit (same batch size)", ratio(r("writer_commands_per_s"), storage), 0.8, "");
+    row("gRPC one per call, 64 in flight / RPC limit at 64", ratio(r("grpc_commands_64"), r("rpc_limit_64")), 0.6, "");
+    row("gRPC one per call, 64 in flight / PostgreSQL at 64", ratio(r("grpc_commands_64"), r("postgres_64")), 2.0, "");
+    row(
+        "gRPC batch call / storage limit (batch 1000)",
+        ratio(r("grpc_batch_commands"), r("storage_per_s_1000")),
+        0.6,
+        "",
+    );
+    row("gRPC batch call / PostgreSQL at 64", ratio(r("grpc_batch_commands"), r("postgres_64")), 4.0, "");
+    row("replay / scan limit", ratio(r("replay_per_s"), r("scan_per_s")), 0.5, "");
+    row("replay, million events/s", r("replay_per_s").map(|v| v / 1e6), 1.0, "");
+    if let Some(p99) = r("grpc_p99_16") {
+        let verdict = if p99 <= 5.0 { "met" } else { "**missed**" };
+        rows.push(format!("| p99 latency at 16 in flight, ms | {p99:.2} | ≤ 5 | {verdict} |"));
+    }
+    if let Some(disk) = ratio(r("disk_per_event"), r("record_bytes")) {
+        let verdict = if disk <= 3.0 { "met" } else { "**missed**" };
+        rows.push(format!("| disk bytes per event / encoded record | {disk:.2} | ≤ 3 | {verdict} |"));
+    }
+    if rows.is_empty() {
+        return;
+    }
+    let mut text =
+        String::from("\n## Ratios against the targets\n\n| figure | measured | target | |\n|---|---:|---|---|\n");
+    for row in rows {
+        let _ = writeln!(text, "{row}");
+    }
+    report.line(text.trim_end());
+}
+
+// ------------------------------------------------------------------ restart
+
+/// Builds (or reuses) a ledger of `events` events in `dir`, then measures a
+/// restart to serving in a child process, with and without the checkpoint.
+async fn restart_section(report: &mut Report, dir: &Path, events: u64) -> anyhow::Result<()> {
+    let existing = if dir.join("db").exists() {
+        let log = EventLog::open(dir)?;
+        log.head_seq()
+    } else {
+        0
+    };
+    if existing < events {
+        let started = Instant::now();
+        let ledger = Ledger::open(LedgerConfig::new(dir))?;
+        if existing == 0 {
+            setup_in_process(&ledger).await?;
+        }
+        // Batches of commands from several clients keep the writer's group
+        // commits full; each client's application ids are its own.
+        let run = format!("r{existing}-");
+        let mut tasks = Vec::new();
+        for c in 0..8u64 {
+            let ledger = ledger.clone();
+            let run = run.clone();
+            tasks.push(tokio::spawn(async move {
+                let mut client = WorkloadClient::new(&run, c);
+                loop {
+                    if ledger.head_seq() >= events {
+                        return anyhow::Ok(());
+                    }
+                    let requests: Vec<CommandRequest> = (0..1000)
+                        .map(|_| {
+                            let id = client.request_id();
+                            request(client.next(), id)
+                        })
+                        .collect();
+                    for answer in ledger.submit_many(requests).await? {
+                        answer.map_err(|e| anyhow::anyhow!("refused: {e}"))?;
+                    }
+                }
+            }));
+        }
+        for task in tasks {
+            task.await??;
+        }
+        ledger.shutdown().await;
+        let head = ledger.head_seq();
+        drop(ledger);
+        eprintln!("built {head} events in {:.0} s", started.elapsed().as_secs_f64());
+    }
+    let head = EventLog::open(dir)?.head_seq();
+    report.line(format!(
+        "\n## Restart with {} events\n\n{}; disk {} bytes ({:.0} per event).\n\n\
+         | start | to serving (health SERVING), s | ledger open, s | resident memory after start | peak resident memory |\n|---|---:|---:|---:|---:|",
+        thousands(head as f64),
+        dir.display(),
+        thousands(disk_bytes(dir) as f64),
+        disk_bytes(dir) as f64 / head as f64,
+    ));
+    for (label, drop_checkpoint) in [("from the stored checkpoint", false), ("full replay (checkpoint removed)", true)]
+    {
+        if drop_checkpoint {
+            // What a missing or unverifiable checkpoint costs. The next
+            // clean shutdown of a server writes one again.
+            let db = sled::Config::new().path(dir).open()?;
+            db.remove(b"m/checkpoint")?;
+            db.flush()?;
+        }
+        let (ready, open, rss, peak) = restart_once(dir).await?;
+        report.line(format!(
+            "| {label} | {ready:.2} | {open:.2} | {} MiB | {} MiB |",
+            thousands(rss as f64 / 1024.0),
+            thousands(peak as f64 / 1024.0)
+        ));
+    }
+    Ok(())
+}
+
+/// Starts this program as `--probe DIR` and waits until its server says
+/// SERVING. Answers (seconds to serving, seconds to open, RSS and peak RSS
+/// in KiB).
+async fn restart_once(dir: &Path) -> anyhow::Result<(f64, f64, u64, u64)> {
+    use tokio::io::AsyncBufReadExt;
+    let started = Instant::now();
+    let mut child = tokio::process::Command::new(std::env::current_exe()?)
+        .arg("--probe")
+        .arg(dir)
+        .stdout(std::process::Stdio::piped())
+        .kill_on_drop(true)
+        .spawn()?;
+    let mut lines = tokio::io::BufReader::new(child.stdout.take().expect("piped")).lines();
+    let first = lines.next_line().await?.ok_or_else(|| anyhow::anyhow!("the probe said nothing"))?;
+    // "URL OPEN_SECONDS"
+    let mut parts = first.split_whitespace();
+    let url = parts.next().unwrap_or_default().to_owned();
+    let open: f64 = parts.next().unwrap_or("nan").parse()?;
+    let channel = tonic::transport::Endpoint::from_shared(url)?.connect().await?;
+    let mut health = tonic_health::pb::health_client::HealthClient::new(channel);
+    loop {
+        let answer = health.check(tonic_health::pb::HealthCheckRequest { service: String::new() }).await;
+        if answer.is_ok_and(|a| {
+            a.into_inner().status == tonic_health::pb::health_check_response::ServingStatus::Serving as i32
+        }) {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    let ready = started.elapsed().as_secs_f64();
+    let status = std::fs::read_to_string(format!("/proc/{}/status", child.id().unwrap_or(0))).unwrap_or_default();
+    let kib = |key: &str| {
+        status
+            .lines()
+            .find(|l| l.starts_with(key))
+            .and_then(|l| l.split_whitespace().nth(1))
+            .and_then(|v| v.parse::<u64>().ok())
+            .unwrap_or(0)
+    };
+    let (rss, peak) = (kib("VmRSS:"), kib("VmHWM:"));
+    child.kill().await?;
+    Ok((ready, open, rss, peak))
+}
+
+/// The child of [`restart_once`]: opens the ledger, serves it on
+/// 127.0.0.1:0, prints its URL and how long the open took, serves until
+/// killed.
+fn probe(dir: &Path) -> anyhow::Result<()> {
+    let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
+    runtime.block_on(async {
+        let started = Instant::now();
+        let ledger = Ledger::open(LedgerConfig::new(dir))?;
+        let open = started.elapsed().as_secs_f64();
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
+        println!("http://{} {open:.3}", listener.local_addr()?);
+        fundledger::api::server::serve(ledger, listener, std::future::pending()).await?;
+        anyhow::Ok(())
+    })
+}
