@@ -255,7 +255,11 @@ fn disk_bytes(dir: &Path) -> u64 {
 /// Durable commands/s through the single writer, in process.
 async fn writer_section(report: &mut Report, dir: &Path, commands: u64) -> anyhow::Result<()> {
     const IN_FLIGHT: u64 = 256;
-    let ledger = Ledger::open(LedgerConfig::new(dir))?;
+    let mut config = LedgerConfig::new(dir);
+    if let Ok(interval) = std::env::var("LOADGEN_CHECKPOINT_INTERVAL") {
+        config.checkpoint_events_interval = interval.parse()?;
+    }
+    let ledger = Ledger::open(config)?;
     setup_in_process(&ledger).await?;
     let remaining = Arc::new(AtomicU64::new(commands));
     let before = ledger.writer_counters();
@@ -324,7 +328,7 @@ fn storage_section(report: &mut Report, work: &Path, records: u64) -> anyhow::Re
     }
     for batch_size in sizes {
         let dir = work.join(format!("raw-sled-{batch_size}"));
-        let db = sled::Config::new().path(&dir).flush_every_ms(None).cache_capacity(256 * 1024 * 1024).open()?;
+        let db = fundledger::log::sled_config(&dir).open()?;
         let db_file = std::fs::File::open(dir.join("db"))?;
         let value = vec![0xA5u8; size];
         let started = Instant::now();
@@ -988,9 +992,7 @@ async fn restart_section(report: &mut Report, dir: &Path, events: u64) -> anyhow
         if drop_checkpoint {
             // What a missing or unverifiable checkpoint costs. The next
             // clean shutdown of a server writes one again.
-            let db = sled::Config::new().path(dir).open()?;
-            db.remove(b"m/checkpoint")?;
-            db.flush()?;
+            std::fs::remove_file(dir.join(fundledger::log::CHECKPOINT_FILE))?;
         }
         let (ready, open, rss, peak) = restart_once(dir).await?;
         report.line(format!(

@@ -534,4 +534,18 @@ async fn a_restart_loads_the_checkpoint_and_equals_a_full_replay() {
     let (loaded, how) = Projections::load(&reader, 6).unwrap();
     assert_eq!(how, Loaded::Replayed { reason: "checkpoint state does not decode" });
     assert_eq!(loaded.encoded(), live.encoded());
+
+    // The checkpoint is a file of its own beside sled's; one cut short by a
+    // crash while it was written (`.new`) is never read.
+    log.put_checkpoint(&older.checkpoint_bytes()).unwrap();
+    let file = dir.path().join(fundledger::log::CHECKPOINT_FILE);
+    assert_eq!(std::fs::read(&file).unwrap(), older.checkpoint_bytes());
+    std::fs::write(dir.path().join(format!("{}.new", fundledger::log::CHECKPOINT_FILE)), &garbage).unwrap();
+    let (_, how) = Projections::load(&reader, 6).unwrap();
+    assert_eq!(how, Loaded::FromCheckpoint { checkpoint_seq: 4 });
+    // Without it, the ledger replays everything.
+    std::fs::remove_file(&file).unwrap();
+    let (loaded, how) = Projections::load(&reader, 6).unwrap();
+    assert_eq!(how, Loaded::Replayed { reason: "no checkpoint" });
+    assert_eq!(loaded.encoded(), live.encoded());
 }

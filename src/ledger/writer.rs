@@ -27,7 +27,17 @@ pub(super) struct Writer {
     limits: Limits,
     /// The head of the last stored projection checkpoint.
     checkpoint_seq: u64,
+    /// The size of the last checkpoint this writer stored.
+    checkpoint_bytes: usize,
 }
+
+/// Checkpoint bytes written per event recorded, at most, on average. A
+/// checkpoint holds the whole state, which grows with the fund; writing one
+/// every `checkpoint_events_interval` events would, in a large fund, cost
+/// more than the events themselves. So the interval grows with the state:
+/// a 1 GB checkpoint is written at most every 4 million events (a restart
+/// after a crash replays at most that many; a clean stop writes one).
+const CHECKPOINT_BYTES_PER_EVENT: usize = 256;
 
 pub(super) struct Limits {
     pub batch_commands_max: usize,
@@ -45,7 +55,7 @@ enum Pending {
 
 impl Writer {
     pub fn new(log: EventLog, state: FundState, shared: Arc<Shared>, limits: Limits, checkpoint_seq: u64) -> Writer {
-        Writer { log, state, shared, limits, checkpoint_seq }
+        Writer { log, state, shared, limits, checkpoint_seq, checkpoint_bytes: 0 }
     }
 
     /// Stores the projections as a checkpoint when `due`, so that a restart
@@ -57,6 +67,7 @@ impl Writer {
         let bytes = self.shared.projections.read().expect("projection lock").checkpoint_bytes();
         self.log.put_checkpoint(&bytes).map_err(|e| e.to_string())?;
         self.checkpoint_seq = self.log.head_seq();
+        self.checkpoint_bytes = bytes.len();
         tracing::debug!(seq = self.checkpoint_seq, bytes = bytes.len(), "projection checkpoint stored");
         Ok(())
     }
@@ -79,7 +90,11 @@ impl Writer {
                     Err(_) => break,
                 }
             }
-            let due = |w: &Writer| w.log.head_seq() - w.checkpoint_seq >= w.limits.checkpoint_events_interval;
+            let due = |w: &Writer| {
+                let interval =
+                    w.limits.checkpoint_events_interval.max((w.checkpoint_bytes / CHECKPOINT_BYTES_PER_EVENT) as u64);
+                w.log.head_seq() - w.checkpoint_seq >= interval
+            };
             if let Err(failure) = self.commit(&mut batch).and_then(|()| self.checkpoint(due(&self))) {
                 // The in-memory state may now be ahead of the disk: stop
                 // rather than decide on facts that were never recorded.
@@ -133,7 +148,10 @@ impl Writer {
                 None => {}
             }
             let stream = request.command.stream().to_string();
-            let actual = batch_versions.get(&stream).copied().unwrap_or_else(|| self.log.stream_version(&stream));
+            let actual = match batch_versions.get(&stream) {
+                Some(&version) => version,
+                None => self.log.stream_version(&stream).map_err(|e| e.to_string())?,
+            };
             if let Some(expected) = request.expected_version {
                 if expected != actual {
                     pending.push(Pending::Done(Err(CommandError::WrongExpectedVersion { stream, expected, actual })));
@@ -154,8 +172,10 @@ impl Writer {
                     for event in &events {
                         self.state.evolve(event);
                         let stream = event.stream().to_string();
-                        let version =
-                            batch_versions.get(&stream).copied().unwrap_or_else(|| self.log.stream_version(&stream));
+                        let version = match batch_versions.get(&stream) {
+                            Some(&version) => version,
+                            None => self.log.stream_version(&stream).map_err(|e| e.to_string())?,
+                        };
                         batch_versions.insert(stream.clone(), version + 1);
                         new_events.push(NewEvent {
                             stream,
@@ -206,6 +226,11 @@ impl Writer {
         }
 
         let commands = pending.len() as u64;
+        let events = outcomes.iter().map(|o| o.len() as u64).sum();
+        // Each entry's events go to the one command that recorded them;
+        // only a retry within the batch (rare) needs a copy.
+        let retried: std::collections::HashSet<usize> =
+            pending.iter().filter_map(|p| if let Pending::SameAs(n) = p { Some(*n) } else { None }).collect();
         let mut pending = pending.into_iter();
         for submission in batch.drain(..) {
             let answers = pending
@@ -213,14 +238,19 @@ impl Writer {
                 .take(submission.requests.len())
                 .map(|p| match p {
                     Pending::Done(answer) => answer,
-                    Pending::Appended(n, _) => Ok(CommandOutcome { events: outcomes[n].clone(), replayed: false }),
+                    Pending::Appended(n, _) if retried.contains(&n) => {
+                        Ok(CommandOutcome { events: outcomes[n].clone(), replayed: false })
+                    }
+                    Pending::Appended(n, _) => {
+                        Ok(CommandOutcome { events: std::mem::take(&mut outcomes[n]), replayed: false })
+                    }
                     Pending::SameAs(n) => Ok(CommandOutcome { events: outcomes[n].clone(), replayed: true }),
                 })
                 .collect();
             // The client may have gone away; the commands stand regardless.
             let _ = submission.reply.send(answers);
         }
-        self.shared.stats.record_commit(commands, outcomes.iter().map(|o| o.len() as u64).sum());
+        self.shared.stats.record_commit(commands, events);
         Ok(())
     }
 

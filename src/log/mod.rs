@@ -12,6 +12,6 @@ mod store;
 
 pub use codec::{Hash, GENESIS_HASH};
 pub use store::{
-    BrokenEvent, ChainBreak, ChainWalk, Entry, Envelope, EventLog, LogError, LogReader, NewEvent, RequestRecord,
-    VerifyReport, WalkError,
+    sled_config, BrokenEvent, ChainBreak, ChainWalk, Entry, Envelope, EventLog, LogError, LogReader, NewEvent,
+    RequestRecord, VerifyReport, WalkError, CHECKPOINT_FILE,
 };
