@@ -273,7 +273,7 @@ async fn writer_section(report: &mut Report, dir: &Path, commands: u64) -> anyho
             let mut latencies = Latencies::default();
             while remaining.fetch_update(Ordering::Relaxed, Ordering::Relaxed, |n| n.checked_sub(1)).is_ok() {
                 let id = client.request_id();
-                let step = client.next();
+                let step = client.next_step();
                 let sent = Instant::now();
                 ledger.submit(request(step, id)).await.map_err(|e| anyhow::anyhow!("refused: {e}"))?;
                 latencies.add(sent.elapsed());
@@ -611,7 +611,7 @@ async fn grpc_section(report: &mut Report, args: &Args) -> anyhow::Result<()> {
                 let mut client = client.clone();
                 let id = workload.request_id();
                 let command =
-                    batch_command(&workload.next().command, pb::CommandMeta { request_id: id, expected_version: None });
+                    batch_command(&workload.next_step().command, pb::CommandMeta { request_id: id, expected_version: None });
                 async move {
                     send_one(&mut client, command).await?;
                     Ok(1)
@@ -651,7 +651,7 @@ async fn grpc_section(report: &mut Report, args: &Args) -> anyhow::Result<()> {
             let commands: Vec<pb::BatchCommand> = (0..batch_size)
                 .map(|_| {
                     let id = workload.request_id();
-                    batch_command(&workload.next().command, pb::CommandMeta { request_id: id, expected_version: None })
+                    batch_command(&workload.next_step().command, pb::CommandMeta { request_id: id, expected_version: None })
                 })
                 .collect();
             async move {
@@ -854,7 +854,7 @@ async fn postgres_section(report: &mut Report, args: &Args) -> anyhow::Result<()
                 let client = client.clone();
                 let retries = retries.clone();
                 let id = workload.request_id();
-                let Step { command, actor: _ }: Step = workload.next();
+                let Step { command, actor: _ }: Step = workload.next_step();
                 async move {
                     let stream = command.stream().to_string();
                     let payload = codec::encode(&command);
@@ -961,7 +961,7 @@ async fn restart_section(report: &mut Report, dir: &Path, events: u64) -> anyhow
                     let requests: Vec<CommandRequest> = (0..1000)
                         .map(|_| {
                             let id = client.request_id();
-                            request(client.next(), id)
+                            request(client.next_step(), id)
                         })
                         .collect();
                     for answer in ledger.submit_many(requests).await? {

@@ -158,7 +158,7 @@ impl WorkloadClient {
     }
 
     /// The next command.
-    pub fn next(&mut self) -> Step {
+    pub fn next_step(&mut self) -> Step {
         let n = self.n;
         self.n += 1;
         match self.kind {
@@ -242,7 +242,7 @@ mod tests {
         assert_eq!(clients[7].kind(), ClientKind::Treasurer { partner: 0 });
         for _ in 0..200 {
             for client in &mut clients {
-                let step = client.next();
+                let step = client.next_step();
                 apply(&mut state, &step);
             }
         }
@@ -255,7 +255,7 @@ mod tests {
         let mut b = WorkloadClient::new("run1", 3);
         for _ in 0..9 {
             assert_eq!(a.request_id(), b.request_id());
-            assert_eq!(a.next().command, b.next().command);
+            assert_eq!(a.next_step().command, b.next_step().command);
         }
     }
 }

@@ -78,7 +78,7 @@ async fn a_batch_is_decided_in_order_and_each_command_has_its_own_outcome() {
     // Three cycles of receipt, application, award and payment: each award
     // and payment needs the application submitted earlier in this batch.
     let mut client = WorkloadClient::of_kind("t", 0, workload::ClientKind::Officer);
-    let steps: Vec<Step> = (0..12).map(|_| client.next()).collect();
+    let steps: Vec<Step> = (0..12).map(|_| client.next_step()).collect();
     let mut request = batch(&steps, "cycle");
     // Command 5 (the second application) does not parse: its refusal names
     // the field, and its award and payment (6, 7) are refused in turn.
@@ -158,7 +158,7 @@ async fn a_batch_call_is_refused_whole_when_empty_too_large_full_or_unauthentica
     assert!(empty.message().starts_with("empty_batch"), "{}", empty.message());
 
     let mut client = WorkloadClient::of_kind("big", 0, workload::ClientKind::Officer);
-    let steps: Vec<Step> = (0..fundledger::ledger::BATCH_COMMANDS_MAX + 1).map(|_| client.next()).collect();
+    let steps: Vec<Step> = (0..fundledger::ledger::BATCH_COMMANDS_MAX + 1).map(|_| client.next_step()).collect();
     let too_large = officer.submit_commands(batch(&steps, "big")).await.unwrap_err();
     assert_eq!(too_large.code(), Code::InvalidArgument);
     assert!(too_large.message().starts_with("batch_too_large"), "{}", too_large.message());
