@@ -16,6 +16,11 @@
 //! Each test binary uses part of this module.
 #![allow(dead_code)]
 
+/// The real binary as a child process (`init`, `serve`, SIGTERM, SIGKILL, `verify`).
+pub mod process;
+/// A write load through the API, and what its answers mean.
+pub mod workload;
+
 use fundledger::api::auth::{self, Bearer};
 use fundledger::api::pb::{self, audit_client::AuditClient, export_client::ExportClient};
 use fundledger::api::server::ServeError;
