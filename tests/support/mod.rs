@@ -16,6 +16,8 @@
 //! Each test binary uses part of this module.
 #![allow(dead_code)]
 
+/// SIGKILL at random moments under that load, and the checks after each restart.
+pub mod crash_harness;
 /// The real binary as a child process (`init`, `serve`, SIGTERM, SIGKILL, `verify`).
 pub mod process;
 /// A write load through the API, and what its answers mean.
