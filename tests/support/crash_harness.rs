@@ -264,6 +264,10 @@ pub async fn run(config: &CrashConfig) -> CrashReport {
         for state in &mut clients {
             state.resend_due = state.last_acknowledged.is_some();
         }
+        if (kill + 1) % 25 == 0 {
+            let acknowledged: usize = clients.iter().map(|c| c.acknowledged.len()).sum();
+            eprintln!("crash harness: {} kills, {acknowledged} acknowledged, {:.0?}", kill + 1, started.elapsed());
+        }
     }
     assert!(clients.iter().all(|c| c.pending.is_none()), "seed {}: a command is still pending", config.seed);
     check(&server, &fund, &auditor, &clients, checkpoint.as_ref(), config.seed).await;
