@@ -54,6 +54,9 @@ pub struct ServerProcess {
     /// Everything the server wrote to stderr so far (its log, at `warn`
     /// plus the server's start and stop lines).
     log: Arc<Mutex<String>>,
+    /// The thread reading stderr; it ends at the pipe's end, once the
+    /// process is gone.
+    reader: Option<std::thread::JoinHandle<()>>,
 }
 
 impl ServerProcess {
@@ -73,7 +76,7 @@ impl ServerProcess {
         let stderr = child.stderr.take().unwrap();
         let log = Arc::new(Mutex::new(String::new()));
         let (address_tx, address_rx) = mpsc::channel();
-        {
+        let reader = {
             let log = log.clone();
             // Read to the end, so that the server never blocks on a full pipe.
             std::thread::spawn(move || {
@@ -86,8 +89,8 @@ impl ServerProcess {
                     log.push_str(&line);
                     log.push('\n');
                 }
-            });
-        }
+            })
+        };
         let address = match address_rx.recv_timeout(Duration::from_secs(60)) {
             Ok(address) => address,
             Err(_) => {
@@ -96,10 +99,11 @@ impl ServerProcess {
                 panic!("fundledger serve did not say where it listens ({status}): {}", log.lock().unwrap());
             }
         };
-        ServerProcess { child, url: format!("http://{address}"), log }
+        ServerProcess { child, url: format!("http://{address}"), log, reader: Some(reader) }
     }
 
-    /// What the server logged so far.
+    /// What the server logged so far (all of it, once [`Self::wait_exit`]
+    /// or [`Self::kill`] has seen the process end).
     pub fn log(&self) -> String {
         self.log.lock().unwrap().clone()
     }
@@ -129,7 +133,9 @@ impl ServerProcess {
     /// the process (the kernel still writes out what the process wrote).
     pub fn kill(&mut self) -> ExitStatus {
         signal(&self.child, libc::SIGKILL);
-        self.child.wait().unwrap()
+        let status = self.child.wait().unwrap();
+        self.read_to_end();
+        status
     }
 
     /// Waits for the process to end by itself, up to `timeout`.
@@ -137,12 +143,22 @@ impl ServerProcess {
         let deadline = Instant::now() + timeout;
         loop {
             if let Some(status) = self.child.try_wait().unwrap() {
+                self.read_to_end();
                 return Some(status);
             }
             if Instant::now() >= deadline {
                 return None;
             }
             std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+}
+
+impl ServerProcess {
+    /// Waits until the log of the ended process has been read whole.
+    fn read_to_end(&mut self) {
+        if let Some(reader) = self.reader.take() {
+            let _ = reader.join();
         }
     }
 }
