@@ -23,6 +23,7 @@ use crate::audit::key::KeyError;
 pub use history::{AsOf, AsOfError, Cursor, EventFilter, PointInTime, Position, StreamSelector};
 
 use crate::domain::{Actor, Command, Event, Rejection, StreamId};
+use crate::log::faults::FaultPlan;
 use crate::log::{Envelope, EventLog, LogError, LogReader};
 use crate::projections::{decode_event, Projections};
 use std::path::PathBuf;
@@ -50,6 +51,11 @@ pub struct LedgerConfig {
     /// Point-in-time queries replaying the log at the same time; further
     /// ones wait. Each may replay the whole log (see `history`).
     pub as_of_queries_max: usize,
+    /// **Tests only**: storage failures to inject into the log's writes,
+    /// flushes and fsyncs once it is open (see `log::faults`). `None`, the
+    /// default, injects nothing.
+    #[doc(hidden)]
+    pub storage_faults: Option<Arc<FaultPlan>>,
 }
 
 impl LedgerConfig {
@@ -60,6 +66,7 @@ impl LedgerConfig {
             batch_commands_max: 4096,
             checkpoint_events_interval: 100_000,
             as_of_queries_max: 2,
+            storage_faults: None,
         }
     }
 }
@@ -199,7 +206,10 @@ impl Ledger {
     /// Opens the ledger in `config.data_dir` (creating it if needed),
     /// rebuilds the projections from the log and starts the writer.
     pub fn open(config: LedgerConfig) -> Result<Ledger, LedgerError> {
-        let log = EventLog::open(&config.data_dir)?;
+        let mut log = EventLog::open(&config.data_dir)?;
+        if let Some(plan) = &config.storage_faults {
+            log.inject_faults(plan.clone());
+        }
         // After the log: sled's lock on the directory keeps two processes
         // from creating two keys.
         let (signing_key, created) = crate::audit::key::load_or_create(&config.data_dir)?;

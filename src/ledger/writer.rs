@@ -98,11 +98,20 @@ impl Writer {
             if let Err(failure) = self.commit(&mut batch).and_then(|()| self.checkpoint(due(&self))) {
                 // The in-memory state may now be ahead of the disk: stop
                 // rather than decide on facts that were never recorded.
+                // It never retries: after a failed fsync the kernel may have
+                // dropped the unwritten pages and marked them clean, so a
+                // second fsync could "succeed" over lost data (fsyncgate).
                 tracing::error!(%failure, "storage failure; the writer stops and the ledger refuses commands");
-                *self.shared.failure.lock().expect("failure lock") =
-                    Some(format!("a storage failure stopped the writer ({failure}); restart to recover from the log"));
+                let refusal = format!(
+                    "a storage failure stopped the writer ({failure}); it does not retry, since what reached the \
+                     disk is unknown: restart to recover from the log"
+                );
+                *self.shared.failure.lock().expect("failure lock") = Some(refusal.clone());
+                // Closed before the failure is announced: whoever learns of
+                // it and submits is refused by `submit`, not queued.
+                queue.close();
                 self.shared.failed.send_replace(true);
-                for submission in batch.drain(..).chain(std::iter::from_fn(|| queue.try_recv().ok())) {
+                for submission in batch.drain(..) {
                     // Their events may or may not have reached the disk.
                     let unknown = CommandError::Unavailable(format!(
                         "a storage failure stopped the writer ({failure}); the outcome of this command is unknown: \
@@ -110,7 +119,11 @@ impl Writer {
                     ));
                     let _ = submission.reply.send(vec![Err(unknown); submission.requests.len()]);
                 }
-                queue.close();
+                // Queued behind the failed batch, never written: refused.
+                while let Ok(submission) = queue.try_recv() {
+                    let refused = CommandError::Unavailable(refusal.clone());
+                    let _ = submission.reply.send(vec![Err(refused); submission.requests.len()]);
+                }
                 return;
             }
         }

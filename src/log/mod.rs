@@ -8,6 +8,8 @@
 //! sled's files. It never rewrites or deletes an event.
 
 pub mod codec;
+#[doc(hidden)]
+pub mod faults;
 mod store;
 
 pub use codec::{Hash, GENESIS_HASH};

@@ -1,7 +1,9 @@
 use super::codec::{self, CodecError, Hash, RecordBody, GENESIS_HASH};
+use super::faults::{FaultPlan, StorageOp};
 use std::collections::{HashMap, HashSet};
 use std::fs::File;
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 
 // Key layout of the one sled tree (the default tree of the sled database in
 // the data directory). One tree keeps every append a single atomic
@@ -145,6 +147,8 @@ pub struct EventLog {
     stream_versions: HashMap<String, u64>,
     /// sled blob files already fsynced (large values live outside `db`).
     synced_blobs: HashSet<std::ffi::OsString>,
+    /// Injected storage failures; `None` outside tests (see `log::faults`).
+    faults: Option<Arc<FaultPlan>>,
 }
 
 /// A read-only handle for concurrent readers. Reads are not bounded by
@@ -218,6 +222,7 @@ impl EventLog {
             head_recorded_at_micros: 0,
             stream_versions: HashMap::new(),
             synced_blobs: HashSet::new(),
+            faults: None,
         };
         if let Some((key, record)) = log.reader.db.scan_prefix([EVENT]).next_back().transpose()? {
             // The head is what the next event links to: check it right
@@ -238,6 +243,21 @@ impl EventLog {
             }
         }
         Ok(log)
+    }
+
+    /// **Tests only**: from now on, consults `plan` before every write,
+    /// flush and fsync, and fails the ones it says (see `log::faults`).
+    #[doc(hidden)]
+    pub fn inject_faults(&mut self, plan: Arc<FaultPlan>) {
+        self.faults = Some(plan);
+    }
+
+    /// Whether the fault plan, if any, fails this call of `op`.
+    fn injected(&self, op: StorageOp) -> std::io::Result<()> {
+        match &self.faults {
+            None => Ok(()),
+            Some(plan) => plan.check(op),
+        }
     }
 
     pub fn reader(&self) -> LogReader {
@@ -289,8 +309,10 @@ impl EventLog {
         let path = self.dir.join(CHECKPOINT_FILE);
         let new = self.dir.join(format!("{CHECKPOINT_FILE}.new"));
         {
+            self.injected(StorageOp::Write)?;
             let mut file = File::create(&new)?;
             std::io::Write::write_all(&mut file, bytes)?;
+            self.injected(StorageOp::Fsync)?;
             file.sync_all()?;
         }
         std::fs::rename(&new, &path)?;
@@ -357,6 +379,7 @@ impl EventLog {
         for (stream, version) in &versions {
             batch.insert(stream_head_key(stream), &version.to_be_bytes()[..]);
         }
+        self.injected(StorageOp::Write).map_err(sled::Error::Io)?;
         self.reader.db.apply_batch(batch)?;
         self.sync()?;
         // Only now, with the batch durable, does the in-memory head move.
@@ -373,7 +396,9 @@ impl EventLog {
     /// `sync_file_range`, which neither persists file metadata nor orders
     /// writes against a power failure.
     fn sync(&mut self) -> Result<(), LogError> {
+        self.injected(StorageOp::Flush).map_err(sled::Error::Io)?;
         self.reader.db.flush()?;
+        self.injected(StorageOp::Fsync)?;
         File::open(self.dir.join("db"))?.sync_data()?;
         let blobs = self.dir.join("blobs");
         if blobs.exists() {

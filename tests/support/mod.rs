@@ -16,6 +16,13 @@
 //! Each test binary uses part of this module.
 #![allow(dead_code)]
 
+/// SIGKILL at random moments under that load, and the checks after each restart.
+pub mod crash_harness;
+/// The real binary as a child process (`init`, `serve`, SIGTERM, SIGKILL, `verify`).
+pub mod process;
+/// A write load through the API, and what its answers mean.
+pub mod workload;
+
 use fundledger::api::auth::{self, Bearer};
 use fundledger::api::pb::{self, audit_client::AuditClient, export_client::ExportClient};
 use fundledger::api::server::ServeError;
@@ -317,4 +324,42 @@ pub fn permitted_role(command: &Command) -> Role {
         | RecordRefund { .. }
         | DeclareConflict { .. } => Role::Officer,
     }
+}
+
+// ------------------------------------------------------------------ randomness
+
+/// A small seeded generator (SplitMix64) for tests that pick random moments
+/// or call numbers: the same seed gives the same run. Not for anything but
+/// tests.
+pub struct SeededRng(u64);
+
+impl SeededRng {
+    pub fn new(seed: u64) -> SeededRng {
+        SeededRng(seed)
+    }
+
+    pub fn next_u64(&mut self) -> u64 {
+        self.0 = self.0.wrapping_add(0x9E37_79B9_7F4A_7C15);
+        let mut z = self.0;
+        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+        z ^ (z >> 31)
+    }
+
+    /// A number in `low..=high`.
+    pub fn between(&mut self, low: u64, high: u64) -> u64 {
+        low + self.next_u64() % (high - low + 1)
+    }
+}
+
+/// The seed from the environment variable `var` (to reproduce a run), or a
+/// new one from the clock; printed either way, so that a failure can be
+/// replayed with `var=SEED`.
+pub fn seed_from_env(var: &str) -> u64 {
+    let seed = match std::env::var(var) {
+        Ok(text) => text.trim().parse().unwrap_or_else(|_| panic!("{var}={text:?} is not a number")),
+        Err(_) => std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_nanos() as u64,
+    };
+    eprintln!("{var}={seed} (set it to reproduce this run)");
+    seed
 }
