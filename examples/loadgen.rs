@@ -610,8 +610,10 @@ async fn grpc_section(report: &mut Report, args: &Args) -> anyhow::Result<()> {
             Box::new(move || {
                 let mut client = client.clone();
                 let id = workload.request_id();
-                let command =
-                    batch_command(&workload.next_step().command, pb::CommandMeta { request_id: id, expected_version: None });
+                let command = batch_command(
+                    &workload.next_step().command,
+                    pb::CommandMeta { request_id: id, expected_version: None },
+                );
                 async move {
                     send_one(&mut client, command).await?;
                     Ok(1)
@@ -651,7 +653,10 @@ async fn grpc_section(report: &mut Report, args: &Args) -> anyhow::Result<()> {
             let commands: Vec<pb::BatchCommand> = (0..batch_size)
                 .map(|_| {
                     let id = workload.request_id();
-                    batch_command(&workload.next_step().command, pb::CommandMeta { request_id: id, expected_version: None })
+                    batch_command(
+                        &workload.next_step().command,
+                        pb::CommandMeta { request_id: id, expected_version: None },
+                    )
                 })
                 .collect();
             async move {
@@ -940,43 +945,7 @@ async fn restart_section(report: &mut Report, dir: &Path, events: u64) -> anyhow
         0
     };
     if existing < events {
-        let started = Instant::now();
-        let ledger = Ledger::open(LedgerConfig::new(dir))?;
-        if existing == 0 {
-            setup_in_process(&ledger).await?;
-        }
-        // Batches of commands from several clients keep the writer's group
-        // commits full; each client's application ids are its own.
-        let run = format!("r{existing}-");
-        let mut tasks = Vec::new();
-        for c in 0..8u64 {
-            let ledger = ledger.clone();
-            let run = run.clone();
-            tasks.push(tokio::spawn(async move {
-                let mut client = WorkloadClient::new(&run, c);
-                loop {
-                    if ledger.head_seq() >= events {
-                        return anyhow::Ok(());
-                    }
-                    let requests: Vec<CommandRequest> = (0..1000)
-                        .map(|_| {
-                            let id = client.request_id();
-                            request(client.next_step(), id)
-                        })
-                        .collect();
-                    for answer in ledger.submit_many(requests).await? {
-                        answer.map_err(|e| anyhow::anyhow!("refused: {e}"))?;
-                    }
-                }
-            }));
-        }
-        for task in tasks {
-            task.await??;
-        }
-        ledger.shutdown().await;
-        let head = ledger.head_seq();
-        drop(ledger);
-        eprintln!("built {head} events in {:.0} s", started.elapsed().as_secs_f64());
+        build_log(dir, events)?;
     }
     let head = EventLog::open(dir)?.head_seq();
     report.line(format!(
@@ -1001,6 +970,69 @@ async fn restart_section(report: &mut Report, dir: &Path, events: u64) -> anyhow
             thousands(peak as f64 / 1024.0)
         ));
     }
+    Ok(())
+}
+
+/// Writes the workload's commands into the log in `dir` until it holds
+/// `events` events: decided with the domain's `decide` and appended with
+/// `EventLog::append` in batches of 4,096 commands, exactly as the writer
+/// does, without the writer's queue and second copy of the state (this is
+/// about the ledger it leaves, not about how fast it was written), and a
+/// projection checkpoint at the end, as a clean shutdown leaves one.
+fn build_log(dir: &Path, events: u64) -> anyhow::Result<()> {
+    use fundledger::domain::{Context, EVENT_SCHEMA_VERSION};
+    use fundledger::log::{Entry, NewEvent};
+    let started = Instant::now();
+    let mut log = EventLog::open(dir)?;
+    let (mut projections, _) = Projections::load(&log.reader(), log.head_seq())?;
+    let mut steps: Vec<(Step, String)> = Vec::new();
+    if log.head_seq() == 0 {
+        steps.extend(workload::setup().into_iter().enumerate().map(|(n, s)| (s, format!("setup-{n}"))));
+    }
+    // Eight clients, their commands interleaved; a new run's ids are its own.
+    let run = format!("r{}-", log.head_seq());
+    let mut clients: Vec<WorkloadClient> = (0..8).map(|c| WorkloadClient::new(&run, c)).collect();
+    let mut next_report = 0;
+    while log.head_seq() < events {
+        while steps.len() < 4096 {
+            let client = &mut clients[steps.len() % 8];
+            let id = client.request_id();
+            steps.push((client.next_step(), id));
+        }
+        let mut entries = Vec::with_capacity(steps.len());
+        for (step, request_id) in steps.drain(..) {
+            let decided =
+                fundledger::domain::decide(&projections.state, &step.command, &Context { actor: step.actor.clone() })
+                    .map_err(|r| anyhow::anyhow!("the workload was refused: {r}"))?;
+            let mut new_events = Vec::with_capacity(decided.len());
+            for event in &decided {
+                projections.state.evolve(event);
+                new_events.push(NewEvent {
+                    stream: event.stream().to_string(),
+                    event_type: event.type_name().to_owned(),
+                    schema_version: EVENT_SCHEMA_VERSION,
+                    payload: codec::encode(event),
+                });
+            }
+            entries.push(Entry {
+                fingerprint: codec::digest(request_id.as_bytes()),
+                request_id,
+                actor: step.actor.principal.to_string(),
+                events: new_events,
+            });
+        }
+        let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH)?.as_micros() as i64;
+        let envelopes = log.append(now, &entries)?;
+        let last = envelopes.iter().flatten().last().expect("events were appended");
+        (projections.head_seq, projections.head_hash, projections.head_recorded_at_micros) =
+            (last.seq, last.hash, last.recorded_at_micros);
+        if log.head_seq() >= next_report {
+            eprintln!("{} events, {:.0} s", log.head_seq(), started.elapsed().as_secs_f64());
+            next_report += 500_000;
+        }
+    }
+    log.put_checkpoint(&projections.checkpoint_bytes())?;
+    eprintln!("built {} events in {:.0} s", log.head_seq(), started.elapsed().as_secs_f64());
     Ok(())
 }
 

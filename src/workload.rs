@@ -19,8 +19,8 @@ use crate::domain::{
     Actor, Applicant, ApplicationId, Command, Currency, Date, MoneyInput, PartnerId, PrincipalId, Role, RoundId,
 };
 
-/// Partners of the synthetic fund.
-pub const PARTNERS: usize = 16;
+/// Partners of the synthetic fund: as many as in the model case, Loket D.
+pub const PARTNERS: usize = 6;
 /// Rounds open at once.
 pub const ROUNDS: usize = 16;
 /// Commands in one officer cycle.
