@@ -91,6 +91,9 @@ struct Args {
     /// Internal: open the ledger in this directory, serve it, and report.
     #[arg(long, hide = true)]
     probe: Option<PathBuf>,
+    /// Internal: grow the log in `--data-dir` to this many events, then exit.
+    #[arg(long, hide = true, requires = "data_dir")]
+    build_until: Option<u64>,
 }
 
 impl Args {
@@ -126,6 +129,9 @@ fn main() -> anyhow::Result<()> {
     let mut args = Args::parse();
     if let Some(dir) = args.probe.clone() {
         return probe(&dir);
+    }
+    if let Some(until) = args.build_until {
+        return build_log(args.data_dir.as_deref().expect("clap requires it"), until);
     }
     if args.smoke {
         args.commands = args.commands.min(20_000);
@@ -944,8 +950,25 @@ async fn restart_section(report: &mut Report, dir: &Path, events: u64) -> anyhow
     } else {
         0
     };
-    if existing < events {
-        build_log(dir, events)?;
+    // In steps of a million events, each in a process of its own: sled
+    // 0.34 keeps much of what a long run of large batches wrote in memory
+    // (about 7 KiB per event here), which a restart gives back.
+    let mut head = existing;
+    while head < events {
+        let until = (head + 1_000_000).min(events);
+        let status = std::process::Command::new(std::env::current_exe()?)
+            .arg("--build-until")
+            .arg(until.to_string())
+            .arg("--data-dir")
+            .arg(dir)
+            .status()?;
+        anyhow::ensure!(status.success(), "building the log stopped: {status}");
+        head = EventLog::open(dir)?.head_seq();
+    }
+    if !dir.join(fundledger::log::CHECKPOINT_FILE).exists() {
+        // A run stopped halfway: a clean stop of the ledger stores one.
+        let ledger = Ledger::open(LedgerConfig::new(dir))?;
+        ledger.shutdown().await;
     }
     let head = EventLog::open(dir)?.head_seq();
     report.line(format!(
@@ -958,12 +981,18 @@ async fn restart_section(report: &mut Report, dir: &Path, events: u64) -> anyhow
     ));
     for (label, drop_checkpoint) in [("from the stored checkpoint", false), ("full replay (checkpoint removed)", true)]
     {
+        let checkpoint = dir.join(fundledger::log::CHECKPOINT_FILE);
+        let aside = dir.with_extension("checkpoint-aside");
         if drop_checkpoint {
-            // What a missing or unverifiable checkpoint costs. The next
-            // clean shutdown of a server writes one again.
-            std::fs::remove_file(dir.join(fundledger::log::CHECKPOINT_FILE))?;
+            // What a missing or unverifiable checkpoint costs; put back
+            // afterwards (the probe is killed, so it stores none).
+            std::fs::rename(&checkpoint, &aside)?;
         }
-        let (ready, open, rss, peak) = restart_once(dir).await?;
+        let measured = restart_once(dir).await;
+        if drop_checkpoint {
+            std::fs::rename(&aside, &checkpoint)?;
+        }
+        let (ready, open, rss, peak) = measured?;
         report.line(format!(
             "| {label} | {ready:.2} | {open:.2} | {} MiB | {} MiB |",
             thousands(rss as f64 / 1024.0),
@@ -1027,13 +1056,32 @@ fn build_log(dir: &Path, events: u64) -> anyhow::Result<()> {
         (projections.head_seq, projections.head_hash, projections.head_recorded_at_micros) =
             (last.seq, last.hash, last.recorded_at_micros);
         if log.head_seq() >= next_report {
-            eprintln!("{} events, {:.0} s", log.head_seq(), started.elapsed().as_secs_f64());
-            next_report += 500_000;
+            eprintln!(
+                "{} events, {:.0} s, resident {} MiB",
+                log.head_seq(),
+                started.elapsed().as_secs_f64(),
+                resident_kib().0 / 1024
+            );
+            next_report += 250_000;
         }
     }
     log.put_checkpoint(&projections.checkpoint_bytes())?;
     eprintln!("built {} events in {:.0} s", log.head_seq(), started.elapsed().as_secs_f64());
     Ok(())
+}
+
+/// This process's resident memory now and at its peak, in KiB.
+fn resident_kib() -> (u64, u64) {
+    let status = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
+    let kib = |key: &str| {
+        status
+            .lines()
+            .find(|l| l.starts_with(key))
+            .and_then(|l| l.split_whitespace().nth(1))
+            .and_then(|v| v.parse::<u64>().ok())
+            .unwrap_or(0)
+    };
+    (kib("VmRSS:"), kib("VmHWM:"))
 }
 
 /// Starts this program as `--probe DIR` and waits until its server says
