@@ -297,12 +297,14 @@ async fn writer_section(report: &mut Report, dir: &Path, commands: u64) -> anyho
     drop(ledger);
     let rate = per_second(counters.commands, elapsed);
     let batch = counters.commands as f64 / counters.batches.max(1) as f64;
+    let (resident, _) = resident_kib();
     report.figure("writer_commands_per_s", rate);
     report.figure("writer_batch", batch);
     report.figure("writer_events_per_command", counters.events as f64 / counters.commands.max(1) as f64);
     report.line(format!(
         "\n## In-process writer\n\n{} commands ({} events), {IN_FLIGHT} in flight, in {:.2} s: **{} durable commands/s**; \
-         group commit of {:.0} commands on average ({} fsyncs); latency p50 {:.2} ms, p99 {:.2} ms.",
+         group commit of {:.0} commands on average ({} fsyncs); latency p50 {:.2} ms, p99 {:.2} ms; \
+         this process's resident memory afterwards {} MiB.",
         thousands(counters.commands as f64),
         thousands(counters.events as f64),
         elapsed.as_secs_f64(),
@@ -311,6 +313,7 @@ async fn writer_section(report: &mut Report, dir: &Path, commands: u64) -> anyho
         counters.batches,
         latencies.ms(50.0),
         latencies.ms(99.0),
+        thousands(resident as f64 / 1024.0),
     ));
     Ok(())
 }
