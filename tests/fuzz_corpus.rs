@@ -92,3 +92,32 @@ fn a_backup_holding_such_a_record_is_refused() {
     let error = backup::check(&file[..]).unwrap_err();
     assert!(error.to_string().starts_with("the backup is damaged or altered: event 1 is corrupt"), "{error}");
 }
+
+/// Found by `backup_decode`: a request entry whose first sequence number is
+/// near 2^64 overflowed the range check (a panic in a debug build, a wrong
+/// answer in a release build). Now it is refused as damage.
+#[test]
+fn a_backup_request_entry_beyond_any_sequence_is_refused() {
+    use fundledger::log::backup;
+    use sha2::Digest as _;
+    let mut file = Vec::new();
+    file.extend_from_slice(backup::MAGIC);
+    file.extend_from_slice(&backup::FORMAT_V1.to_be_bytes());
+    file.extend_from_slice(&0u64.to_be_bytes());
+    file.extend_from_slice(&codec::GENESIS_HASH);
+    let request_id = b"demo-00002";
+    file.extend_from_slice(&(request_id.len() as u32 + 44).to_be_bytes());
+    file.extend_from_slice(request_id);
+    file.extend_from_slice(&[7; 32]);
+    file.extend_from_slice(&u64::MAX.to_be_bytes());
+    file.extend_from_slice(&2u32.to_be_bytes());
+    file.extend_from_slice(&0u32.to_be_bytes());
+    file.extend_from_slice(&1u64.to_be_bytes());
+    let digest = sha2::Sha256::digest(&file);
+    file.extend_from_slice(&digest);
+    let error = backup::check(&file[..]).unwrap_err();
+    assert!(
+        error.to_string().starts_with("the backup is damaged or altered: request entry 1 (counting from 1) (\"demo-00002\") claims 2 events from event 18446744073709551615 on, but the backup holds events 1 to 0"),
+        "{error}"
+    );
+}

@@ -185,7 +185,7 @@ pub fn write_backup(
         // this backup runs) are not part of the log at that head.
         let within = match record.count {
             0 => record.first_seq <= head_seq,
-            count => record.first_seq + u64::from(count) - 1 <= head_seq,
+            count => record.first_seq.saturating_add(u64::from(count) - 1) <= head_seq,
         };
         if !within {
             continue;
@@ -332,11 +332,13 @@ fn read(
             first_seq: u64::from_be_bytes(value[HASH_BYTES..HASH_BYTES + 8].try_into().expect("sized")),
             count: u32::from_be_bytes(value[HASH_BYTES + 8..].try_into().expect("sized")),
         };
-        let last_seq = (record.first_seq + u64::from(record.count)).saturating_sub(1);
-        if record.first_seq == 0 || last_seq > head_seq {
+        // Checked: a damaged first seq near 2^64 must be refused, not
+        // overflow (found by the `backup_decode` fuzz target).
+        let end = record.first_seq.checked_add(u64::from(record.count));
+        if record.first_seq == 0 || end.is_none_or(|end| end.saturating_sub(1) > head_seq) {
             return Err(malformed(format!(
-                "({request_id:?}) claims events {} to {last_seq}, but the backup holds events 1 to {head_seq}",
-                record.first_seq
+                "({request_id:?}) claims {} events from event {} on, but the backup holds events 1 to {head_seq}",
+                record.count, record.first_seq
             )));
         }
         on_request(request_id, &record)?;
