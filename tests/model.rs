@@ -19,6 +19,10 @@
 //! temporary directory, compared with its projections after every
 //! acknowledged or refused command and with a replay at the end.
 
+// Amounts in cents are written as on a statement: `15_000_00` is
+// EUR 15,000.00, euros grouped by thousands and then the cents.
+#![allow(clippy::inconsistent_digit_grouping)]
+
 use fundledger::domain::state::{ApplicationStatus, FundState, GrantStatus};
 use fundledger::domain::*;
 use fundledger::ledger::{CommandError, CommandRequest, Ledger, LedgerConfig};
@@ -545,8 +549,11 @@ struct View {
     rounds: BTreeMap<String, (i128, i128, bool, i128, [u32; 5])>,
     /// Per application: status, amount requested, and its grant: amount,
     /// paid, refunded, state.
-    apps: BTreeMap<String, (AppStatus, i128, Option<(i128, i128, i128, GrantState)>)>,
+    apps: BTreeMap<String, (AppStatus, i128, Option<GrantFigures>)>,
 }
+
+/// A grant's amount, paid, refunded, and state.
+type GrantFigures = (i128, i128, i128, GrantState);
 
 fn view_of_model(m: &Model) -> View {
     let pledged: i128 = m.partners.values().map(|p| p.pledged).sum();

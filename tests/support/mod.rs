@@ -290,4 +290,5 @@ pub fn request(id: &str, command: Command) -> CommandRequest {
 /// fuzz targets share.
 #[path = "../invariants/mod.rs"]
 pub mod invariants;
+#[allow(unused_imports)] // Each test binary uses part of this module.
 pub use invariants::permitted_role;
