@@ -23,6 +23,8 @@ fn main() -> ExitCode {
             Command::Init { data_dir, admin } => fundledger::server_main::init(&data_dir, &admin).await,
             Command::Export(command) => fundledger::cli::export::run_export(command).await,
             Command::Statement(args) => fundledger::cli::export::run_statement(args).await,
+            Command::Backup(args) => fundledger::cli::backup::run_backup(args).await,
+            Command::Restore(args) => fundledger::cli::backup::run_restore(args).await,
             Command::Client(command) => fundledger::cli::run_client(*command).await,
             Command::Audit(command) => fundledger::cli::audit::run(command).await,
         }

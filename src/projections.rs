@@ -103,7 +103,7 @@ impl Projections {
         let seq = u64::from_be_bytes(bytes[1..9].try_into().expect("sized"));
         let hash: Hash = bytes[9..41].try_into().expect("sized");
         let recorded_at = i64::from_be_bytes(bytes[41..49].try_into().expect("sized"));
-        let Ok(state) = codec::decode(&bytes[CHECKPOINT_HEADER_BYTES..]) else {
+        let Ok(state) = codec::decode_checkpoint(&bytes[CHECKPOINT_HEADER_BYTES..]) else {
             return Err("checkpoint state does not decode");
         };
         Ok(Projections { state, head_seq: seq, head_hash: hash, head_recorded_at_micros: recorded_at })

@@ -1026,12 +1026,13 @@ fn each_role_reads_what_it_may() {
         Read::SharedFigures,
         Read::Details,
         Read::Principals,
+        Read::Backup,
     ];
     let table = [
-        (Role::Admin, [true, true, true, true, true, true]),
-        (Role::Auditor, [true, true, true, true, true, true]),
-        (Role::Officer, [true, true, true, true, true, false]),
-        (Role::Partner(porticus.clone()), [true, false, false, true, false, false]),
+        (Role::Admin, [true, true, true, true, true, true, true]),
+        (Role::Auditor, [true, true, true, true, true, true, true]),
+        (Role::Officer, [true, true, true, true, true, false, false]),
+        (Role::Partner(porticus.clone()), [true, false, false, true, false, false, false]),
     ];
     for (role, expected) in table {
         for (read, may) in reads.iter().zip(expected) {

@@ -10,6 +10,11 @@
 //! Every call authenticates, and only roles that may read the event log
 //! (auditors, officers, admins) may verify it or have its head signed: a
 //! partner sees its own balances, not the whole history.
+//!
+//! `Backup` streams a backup file (`log::backup`) of the log up to the
+//! durable head fixed when the call arrives, written on a blocking thread
+//! while the writer goes on. Only admins and auditors may take one
+//! (`Read::Backup`): it holds who has access, which officers may not read.
 
 use super::pb;
 use super::service::{authorize_read, invalid_field, log_status, status};
@@ -19,24 +24,49 @@ use crate::audit::key::parse_public_hex;
 use crate::audit::verify::{verify_ledger, CheckpointClaim, Report};
 use crate::domain::access::Read;
 use crate::ledger::Ledger;
+use crate::log::backup::{self, BackupError};
+use std::io::Write;
 use std::sync::Arc;
-use tokio::sync::Semaphore;
+use tokio::sync::{mpsc, watch, Semaphore};
+use tokio_stream::wrappers::ReceiverStream;
 use tonic::{Code, Request, Response, Status};
 
 /// Verifications running at once: each reads the whole log and keeps a
 /// core busy; more would only slow the ledger down.
 pub const VERIFICATIONS_MAX: usize = 1;
+/// Backups running at once, for the same reason.
+pub const BACKUPS_MAX: usize = 1;
+/// The size of a backup chunk (the last one may be smaller).
+pub const BACKUP_CHUNK_BYTES: usize = 64 * 1024;
+/// Chunks written and waiting for a slow client: bounds the memory a backup
+/// holds (4 MiB), whatever the size of the ledger.
+const BACKUP_BUFFER_CHUNKS_MAX: usize = 64;
+/// How long a blocked backup waits between looks at a full channel, a
+/// client gone away, or a server stopping.
+const SEND_RETRY_MS: u64 = 20;
+
+pub type BackupStream = ReceiverStream<Result<pb::BackupChunk, Status>>;
 
 #[derive(Clone)]
 pub struct AuditService {
     ledger: Ledger,
     /// Permits for [`VERIFICATIONS_MAX`] verifications.
     verifications: Arc<Semaphore>,
+    /// Permits for [`BACKUPS_MAX`] backups.
+    backups: Arc<Semaphore>,
+    /// Turns true when the server starts shutting down: a long backup ends
+    /// then (as a failed call) instead of holding up the shutdown.
+    stopping: watch::Receiver<bool>,
 }
 
 impl AuditService {
-    pub fn new(ledger: Ledger) -> AuditService {
-        AuditService { ledger, verifications: Arc::new(Semaphore::new(VERIFICATIONS_MAX)) }
+    pub fn new(ledger: Ledger, stopping: watch::Receiver<bool>) -> AuditService {
+        AuditService {
+            ledger,
+            verifications: Arc::new(Semaphore::new(VERIFICATIONS_MAX)),
+            backups: Arc::new(Semaphore::new(BACKUPS_MAX)),
+            stopping,
+        }
     }
 }
 
@@ -79,6 +109,114 @@ impl pb::audit_server::Audit for AuditService {
             status(Code::FailedPrecondition, "log_empty", "the log has no events yet: there is nothing to vouch for")
         })?;
         Ok(Response::new(pb::GetCheckpointResponse { checkpoint: Some(checkpoint_to_pb(&checkpoint)) }))
+    }
+
+    type BackupStream = BackupStream;
+
+    async fn backup(&self, request: Request<pb::BackupRequest>) -> Result<Response<BackupStream>, Status> {
+        authorize_read(&self.ledger, &request, Read::Backup, "take a backup of the ledger")?;
+        let permit = self.backups.clone().try_acquire_owned().map_err(|_| {
+            status(
+                Code::ResourceExhausted,
+                "backup_running",
+                "another backup of this ledger is running; retry when it has finished",
+            )
+        })?;
+        // The head and its hash, read together: the backup is the log as it
+        // was when this event had just become durable.
+        let (head_seq, head_hash) = {
+            let projections = self.ledger.projections();
+            (projections.head_seq, projections.head_hash)
+        };
+        let (tx, rx) = mpsc::channel(BACKUP_BUFFER_CHUNKS_MAX);
+        let reader = self.ledger.log_reader();
+        let stopping = self.stopping.clone();
+        tokio::task::spawn_blocking(move || {
+            let _permit = permit;
+            let started = std::time::Instant::now();
+            let mut out = ChunkSender { tx: &tx, stopping, buffer: Vec::with_capacity(BACKUP_CHUNK_BYTES) };
+            match backup::write_backup(&reader, head_seq, head_hash, &mut out) {
+                Ok(summary) => tracing::info!(
+                    head_seq,
+                    head_hash = %hex::encode(head_hash),
+                    requests = summary.requests,
+                    bytes = summary.bytes,
+                    elapsed_ms = started.elapsed().as_millis() as u64,
+                    "backup sent"
+                ),
+                // A client that went away (or a server stopping, which has
+                // told the client) is nobody to tell.
+                Err(BackupError::Write(error)) => tracing::warn!(%error, head_seq, "backup abandoned"),
+                Err(error) => {
+                    tracing::error!(%error, "backup failed");
+                    let _ = out.send(Err(backup_status(error)));
+                }
+            }
+        });
+        Ok(Response::new(ReceiverStream::new(rx)))
+    }
+}
+
+/// Hands a backup to the client in chunks of [`BACKUP_CHUNK_BYTES`].
+struct ChunkSender<'a> {
+    tx: &'a mpsc::Sender<Result<pb::BackupChunk, Status>>,
+    stopping: watch::Receiver<bool>,
+    buffer: Vec<u8>,
+}
+
+impl ChunkSender<'_> {
+    /// Sends one item. Not `blocking_send`: a client that stops reading must
+    /// not hold this thread, nor the server's graceful shutdown, for ever.
+    fn send(&mut self, mut item: Result<pb::BackupChunk, Status>) -> std::io::Result<()> {
+        let gone = |why| std::io::Error::new(std::io::ErrorKind::BrokenPipe, why);
+        loop {
+            if *self.stopping.borrow() {
+                let _ = self.tx.try_send(Err(super::service::shutting_down()));
+                return Err(gone("the server is shutting down"));
+            }
+            match self.tx.try_send(item) {
+                Ok(()) => return Ok(()),
+                Err(mpsc::error::TrySendError::Closed(_)) => return Err(gone("the client went away")),
+                Err(mpsc::error::TrySendError::Full(back)) => {
+                    item = back;
+                    std::thread::sleep(std::time::Duration::from_millis(SEND_RETRY_MS));
+                }
+            }
+        }
+    }
+
+    fn send_buffer(&mut self) -> std::io::Result<()> {
+        let data = std::mem::replace(&mut self.buffer, Vec::with_capacity(BACKUP_CHUNK_BYTES));
+        self.send(Ok(pb::BackupChunk { data }))
+    }
+}
+
+impl Write for ChunkSender<'_> {
+    fn write(&mut self, bytes: &[u8]) -> std::io::Result<usize> {
+        let room = BACKUP_CHUNK_BYTES - self.buffer.len();
+        let taken = bytes.len().min(room);
+        self.buffer.extend_from_slice(&bytes[..taken]);
+        if self.buffer.len() == BACKUP_CHUNK_BYTES {
+            self.send_buffer()?;
+        }
+        Ok(taken)
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        if self.buffer.is_empty() {
+            return Ok(());
+        }
+        self.send_buffer()
+    }
+}
+
+/// A backup that could not be taken: a broken log is data loss, as for any
+/// read of it; anything else is the server's fault.
+fn backup_status(error: BackupError) -> Status {
+    match error {
+        BackupError::Log(error) => log_status(error),
+        BackupError::LogBroken(_) | BackupError::NotTheHead { .. } => status(Code::DataLoss, "log_corrupt", error),
+        _ => status(Code::Internal, "backup_failed", error),
     }
 }
 

@@ -97,9 +97,10 @@ pub async fn serve_with(
     let (stopping_tx, stopping) = watch::channel(false);
     let export_service = ExportServer::new(ExportService::new(ledger.clone(), stopping.clone()))
         .max_decoding_message_size(REQUEST_BYTES_MAX);
-    let ledger_service =
-        LedgerServer::new(LedgerService::new(ledger.clone(), stopping)).max_decoding_message_size(REQUEST_BYTES_MAX);
-    let audit_service = AuditServer::new(AuditService::new(ledger)).max_decoding_message_size(REQUEST_BYTES_MAX);
+    let ledger_service = LedgerServer::new(LedgerService::new(ledger.clone(), stopping.clone()))
+        .max_decoding_message_size(REQUEST_BYTES_MAX);
+    let audit_service =
+        AuditServer::new(AuditService::new(ledger, stopping)).max_decoding_message_size(REQUEST_BYTES_MAX);
 
     let signal = async move {
         shutdown.await;

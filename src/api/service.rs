@@ -145,6 +145,7 @@ impl LedgerService {
             Read::SharedFigures => "the fund's figures".to_owned(),
             Read::Details => "applications, grants and the event log".to_owned(),
             Read::Principals => "who has access".to_owned(),
+            Read::Backup => "the whole ledger".to_owned(),
         };
         authorize_read(&self.ledger, request, what, &format!("read {thing}"))
     }

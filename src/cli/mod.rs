@@ -7,6 +7,7 @@
 //! write to it.
 
 pub mod audit;
+pub mod backup;
 pub mod export;
 pub mod render;
 
@@ -49,6 +50,10 @@ pub enum Command {
     Export(export::ExportCommand),
     /// The funding-status statement per partner and for the fund, per period.
     Statement(export::StatementArgs),
+    /// Take a consistent backup of a running ledger into a file (admin or auditor token).
+    Backup(backup::BackupArgs),
+    /// Create a new ledger from a backup file, and verify it.
+    Restore(backup::RestoreArgs),
     #[command(flatten)]
     Client(Box<ClientCommand>),
     #[command(flatten)]

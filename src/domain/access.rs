@@ -53,6 +53,11 @@ pub enum Read<'a> {
     Details,
     /// Who has access (admins and auditors).
     Principals,
+    /// The whole ledger at once, for a backup: every event, who has access
+    /// (token hashes) included. Admins (the operator backs up) and auditors
+    /// (who read everything anyway); not officers, who may not read who has
+    /// access.
+    Backup,
 }
 
 /// Whether `role` may send `command`. A partner may only act for itself.
@@ -91,11 +96,11 @@ pub fn may_send(role: &Role, command: &Command) -> bool {
 pub fn may_read(role: &Role, what: Read<'_>) -> bool {
     match role {
         Role::Admin | Role::Auditor => true,
-        Role::Officer => what != Read::Principals,
+        Role::Officer => !matches!(what, Read::Principals | Read::Backup),
         Role::Partner(own) => match what {
             Read::PartnerBalances(partner) => partner == own,
             Read::SharedFigures => true,
-            Read::AllPartnerBalances | Read::Details | Read::Principals => false,
+            Read::AllPartnerBalances | Read::Details | Read::Principals | Read::Backup => false,
         },
     }
 }

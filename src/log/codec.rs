@@ -57,6 +57,20 @@ pub enum CodecError {
     TrailingBytes(usize),
 }
 
+/// The most bytes one decode of a stored value may claim for its strings
+/// and byte vectors. bincode 2.0.1 allocates a string's or a vector's
+/// claimed length before it reads the bytes; without a limit, one corrupt
+/// length (a flipped bit on disk, a hostile backup file) made it try to
+/// allocate up to 2^64 bytes and abort the whole process, instead of the
+/// record being refused as corrupt (found by the `record_decode` fuzz
+/// target). A stored record is far smaller: texts are at most 4000 bytes.
+pub const DECODE_BYTES_MAX: usize = 16 * 1024 * 1024;
+/// The same for the projections' checkpoint, the one large stored value (the
+/// whole fund state: about 1.2 GB at 10 million events of the benchmark
+/// workload). One beyond it is not trusted, and the projections are
+/// replayed from the log instead.
+pub const CHECKPOINT_DECODE_BYTES_MAX: usize = 16 * 1024 * 1024 * 1024;
+
 fn config(
 ) -> bincode::config::Configuration<bincode::config::LittleEndian, bincode::config::Fixint, bincode::config::NoLimit> {
     bincode::config::legacy()
@@ -67,10 +81,21 @@ pub fn encode<T: Serialize>(value: &T) -> Vec<u8> {
     bincode::serde::encode_to_vec(value, config()).expect("encoding into a Vec cannot fail")
 }
 
-/// Decodes a value in the stored format; all bytes must be used.
+/// Decodes a value in the stored format; all bytes must be used, and it may
+/// claim at most [`DECODE_BYTES_MAX`] bytes.
 pub fn decode<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, CodecError> {
+    decode_with(bytes, config().with_limit::<DECODE_BYTES_MAX>())
+}
+
+/// [`decode`] for the projections' checkpoint: up to
+/// [`CHECKPOINT_DECODE_BYTES_MAX`].
+pub fn decode_checkpoint<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, CodecError> {
+    decode_with(bytes, config().with_limit::<CHECKPOINT_DECODE_BYTES_MAX>())
+}
+
+fn decode_with<T: DeserializeOwned>(bytes: &[u8], config: impl bincode::config::Config) -> Result<T, CodecError> {
     let (value, used) =
-        bincode::serde::decode_from_slice(bytes, config()).map_err(|e| CodecError::Decode(e.to_string()))?;
+        bincode::serde::decode_from_slice(bytes, config).map_err(|e| CodecError::Decode(e.to_string()))?;
     if used != bytes.len() {
         return Err(CodecError::TrailingBytes(bytes.len() - used));
     }

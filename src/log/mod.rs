@@ -7,6 +7,7 @@
 //! not make the data durable, so [`EventLog::append`] also `fdatasync`s
 //! sled's files. It never rewrites or deletes an event.
 
+pub mod backup;
 pub mod codec;
 #[doc(hidden)]
 pub mod faults;

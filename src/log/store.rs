@@ -533,9 +533,7 @@ impl LogReader {
         ChainWalk {
             events: self.db.range(event_key(1)..=event_key(to_seq.max(1))),
             to_seq,
-            expected_seq: 1,
-            prev_hash: GENESIS_HASH,
-            versions: HashMap::new(),
+            chain: ChainCheck::default(),
             done: to_seq == 0,
         }
     }
@@ -604,6 +602,96 @@ impl LogReader {
             Some(found) => Err(format_error(dir, &found)),
             None => Err(LogError::ForeignStore { dir: dir.to_owned(), found: "an unmarked sled database".into() }),
         }
+    }
+}
+
+impl LogReader {
+    /// The stored bytes of events `from_seq` to `to_seq`, in order, exactly
+    /// as they are on disk (for backups, which copy them unchanged).
+    pub(super) fn raw_events(
+        &self,
+        from_seq: u64,
+        to_seq: u64,
+    ) -> impl Iterator<Item = Result<(u64, sled::IVec), LogError>> + 'static {
+        let range = (from_seq <= to_seq).then(|| self.db.range(event_key(from_seq.max(1))..=event_key(to_seq)));
+        range.into_iter().flatten().map(|item| {
+            let (key, record) = item?;
+            Ok((seq_of_key(&key), record))
+        })
+    }
+
+    /// Every idempotency entry as request id bytes and record, in request id
+    /// order (for backups).
+    pub(super) fn raw_requests(&self) -> impl Iterator<Item = Result<(Vec<u8>, RequestRecord), LogError>> + 'static {
+        self.db.scan_prefix([REQUEST]).map(|item| {
+            let (key, value) = item?;
+            Ok((key[1..].to_vec(), parse_request_value(&key, &value)?))
+        })
+    }
+}
+
+/// Fills a new log from a backup's records and request entries
+/// (`log::backup`), rebuilding the stream index and stream heads from the
+/// records. Writes in large unsynced batches and makes everything durable
+/// once, in [`Restorer::finish`]: a restore that fails half-way is thrown
+/// away with its directory, never used.
+pub(super) struct Restorer {
+    log: EventLog,
+    batch: sled::Batch,
+    pending: usize,
+    head_recorded_at_micros: i64,
+}
+
+/// Records per sled batch while restoring.
+const RESTORE_BATCH_EVENTS: usize = 4096;
+
+impl Restorer {
+    /// A new, empty log in `dir` (which must not hold one yet).
+    pub(super) fn create(dir: &Path) -> Result<Restorer, LogError> {
+        let log = EventLog::open(dir)?;
+        if log.head_seq != 0 || log.reader.db.scan_prefix([REQUEST]).next().is_some() {
+            return Err(LogError::Open { dir: dir.to_owned(), problem: "a restore needs an empty directory".into() });
+        }
+        Ok(Restorer { log, batch: sled::Batch::default(), pending: 0, head_recorded_at_micros: 0 })
+    }
+
+    /// Stores one record, already checked against the chain (it is
+    /// `envelope`), and its stream index entry.
+    pub(super) fn event(&mut self, envelope: &Envelope, record: &[u8]) -> Result<(), LogError> {
+        self.batch.insert(&event_key(envelope.seq)[..], record);
+        self.batch.insert(stream_index_key(&envelope.stream, envelope.stream_version), &envelope.seq.to_be_bytes()[..]);
+        self.head_recorded_at_micros = envelope.recorded_at_micros;
+        self.count_one()
+    }
+
+    /// Stores one idempotency entry.
+    pub(super) fn request(&mut self, request_id: &str, record: &RequestRecord) -> Result<(), LogError> {
+        self.batch.insert(request_key(request_id), request_value(&record.fingerprint, record.first_seq, record.count));
+        self.count_one()
+    }
+
+    fn count_one(&mut self) -> Result<(), LogError> {
+        self.pending += 1;
+        if self.pending >= RESTORE_BATCH_EVENTS {
+            self.log.reader.db.apply_batch(std::mem::take(&mut self.batch))?;
+            self.pending = 0;
+        }
+        Ok(())
+    }
+
+    /// Writes the stream heads the chain reached, makes the whole log
+    /// durable (flush + fdatasync) and hands it over as an open log.
+    pub(super) fn finish(mut self, chain: &ChainCheck) -> Result<EventLog, LogError> {
+        for (stream, version) in chain.stream_versions() {
+            self.batch.insert(stream_head_key(stream), &version.to_be_bytes()[..]);
+        }
+        self.log.reader.db.apply_batch(std::mem::take(&mut self.batch))?;
+        self.log.sync()?;
+        self.log.head_seq = chain.expected_seq() - 1;
+        self.log.head_hash = chain.head_hash();
+        self.log.head_recorded_at_micros = self.head_recorded_at_micros;
+        self.log.stream_versions = chain.stream_versions().clone();
+        Ok(self.log)
     }
 }
 
@@ -714,21 +802,50 @@ impl From<WalkError> for LogError {
 pub struct ChainWalk {
     events: sled::Iter,
     to_seq: u64,
-    expected_seq: u64,
-    prev_hash: Hash,
-    /// The version each stream has reached so far: one entry per stream.
-    versions: HashMap<String, u64>,
+    chain: ChainCheck,
     done: bool,
 }
 
 impl ChainWalk {
     /// The last version of every stream seen so far.
     pub fn stream_versions(&self) -> &HashMap<String, u64> {
+        &self.chain.versions
+    }
+}
+
+/// The checks of a chain walk, one record after the other from event 1:
+/// shared by [`ChainWalk`] and by backups (`log::backup`), which walk records
+/// that are not in a sled tree.
+pub(super) struct ChainCheck {
+    expected_seq: u64,
+    prev_hash: Hash,
+    /// The version each stream has reached so far: one entry per stream.
+    versions: HashMap<String, u64>,
+}
+
+impl Default for ChainCheck {
+    fn default() -> Self {
+        ChainCheck { expected_seq: 1, prev_hash: GENESIS_HASH, versions: HashMap::new() }
+    }
+}
+
+impl ChainCheck {
+    /// The sequence number the next record must have.
+    pub(super) fn expected_seq(&self) -> u64 {
+        self.expected_seq
+    }
+
+    /// The hash of the last record that passed (the genesis hash before).
+    pub(super) fn head_hash(&self) -> Hash {
+        self.prev_hash
+    }
+
+    pub(super) fn stream_versions(&self) -> &HashMap<String, u64> {
         &self.versions
     }
 
-    fn check(&mut self, key: &[u8], record: &[u8]) -> Result<(Envelope, Vec<u8>), BrokenEvent> {
-        let seq = seq_of_key(key);
+    /// Checks the record stored as event `seq` and takes it as the new head.
+    pub(super) fn check(&mut self, seq: u64, record: &[u8]) -> Result<(Envelope, Vec<u8>), BrokenEvent> {
         let broken = |stream: Option<&str>, problem| BrokenEvent { seq, stream: stream.map(str::to_owned), problem };
         if seq != self.expected_seq {
             return Err(BrokenEvent {
@@ -784,11 +901,11 @@ impl Iterator for ChainWalk {
     type Item = Result<(Envelope, Vec<u8>), WalkError>;
 
     fn next(&mut self) -> Option<Self::Item> {
-        if self.done || self.expected_seq > self.to_seq {
+        if self.done || self.chain.expected_seq > self.to_seq {
             return None;
         }
         let item = match self.events.next()? {
-            Ok((key, record)) => self.check(&key, &record).map_err(WalkError::Broken),
+            Ok((key, record)) => self.chain.check(seq_of_key(&key), &record).map_err(WalkError::Broken),
             Err(error) => Err(WalkError::Storage(error)),
         };
         // A walk ends at the first broken event: what follows it has no

@@ -293,38 +293,12 @@ pub fn request(id: &str, command: Command) -> CommandRequest {
     CommandRequest { command, request_id: id.into(), expected_version: None, actor }
 }
 
-/// Who may send a command, written down independently of the domain's
-/// `may_send` so that the one checks the other. The match has no wildcard:
-/// a new command does not compile until it is placed in a class here.
-/// Shared by the domain tests and the property tests.
-pub fn permitted_role(command: &Command) -> Role {
-    use Command::*;
-    match command {
-        OpenFund { .. }
-        | AdmitPartner { .. }
-        | OpenRound { .. }
-        | CloseRound { .. }
-        | SetApprovalThresholds { .. }
-        | GrantAccess { .. }
-        | RevokeAccess { .. } => Role::Admin,
-        PledgeContribution { partner, .. } | ReducePledge { partner, .. } => Role::Partner(partner.clone()),
-        RecordReceipt { .. }
-        | SubmitApplication { .. }
-        | WithdrawApplication { .. }
-        | RejectApplication { .. }
-        | AwardGrant { .. }
-        | ProposeAward { .. }
-        | ApproveAward { .. }
-        | ReduceGrant { .. }
-        | WithdrawGrant { .. }
-        | SettleGrant { .. }
-        | MakePayment { .. }
-        | ProposePayment { .. }
-        | ApprovePayment { .. }
-        | RecordRefund { .. }
-        | DeclareConflict { .. } => Role::Officer,
-    }
-}
+/// Who may send a command: written down in `tests/invariants/`, which the
+/// fuzz targets share.
+#[path = "../invariants/mod.rs"]
+pub mod invariants;
+#[allow(unused_imports)] // Each test binary uses part of this module.
+pub use invariants::permitted_role;
 
 // ------------------------------------------------------------------ randomness
 
