@@ -939,7 +939,9 @@ fn summary(report: &mut Report) {
     row("replay / scan limit", ratio(r("replay_per_s"), r("scan_per_s")), 0.5, "");
     row("replay, million events/s", r("replay_per_s").map(|v| v / 1e6), 1.0, "");
     if let Some(v) = ratio(r("writer_commands_per_s"), r("storage_per_s_four_keys")) {
-        rows.push(format!("| in-process writer / raw sled with the log's four keys per event | {v:.2} | (context) | |"));
+        rows.push(format!(
+            "| in-process writer / raw sled with the log's four keys per event | {v:.2} | (context) | |"
+        ));
     }
     if let Some(p99) = r("grpc_p99_16") {
         let verdict = if p99 <= 5.0 { "met" } else { "**missed**" };
