@@ -10,12 +10,23 @@ use tokio::sync::{mpsc, oneshot};
 
 /// Commands from one caller, decided in order and committed in the same
 /// group commit; answered together once durable. Holds its places in the
-/// queue (`permit`, one per command) until it is answered.
+/// queue (one per command) until it is answered.
 pub(super) struct Submission {
     pub requests: Vec<CommandRequest>,
     pub reply: oneshot::Sender<Vec<Result<CommandOutcome, CommandError>>>,
-    /// Never read: dropped with the submission, once it is answered.
+    /// Never read: released by [`Submission::answer`].
     pub _places: tokio::sync::OwnedSemaphorePermit,
+}
+
+impl Submission {
+    /// Frees its places in the queue, then answers: a caller that sends its
+    /// next command as soon as it has the answer must find them free.
+    fn answer(self, answers: Vec<Result<CommandOutcome, CommandError>>) {
+        let Submission { reply, _places, .. } = self;
+        drop(_places);
+        // The client may have gone away; the commands stand regardless.
+        let _ = reply.send(answers);
+    }
 }
 
 pub(super) struct Writer {
@@ -117,12 +128,14 @@ impl Writer {
                         "a storage failure stopped the writer ({failure}); the outcome of this command is unknown: \
                          after a restart, retry it with the same request id"
                     ));
-                    let _ = submission.reply.send(vec![Err(unknown); submission.requests.len()]);
+                    let commands = submission.requests.len();
+                    submission.answer(vec![Err(unknown); commands]);
                 }
                 // Queued behind the failed batch, never written: refused.
                 while let Ok(submission) = queue.try_recv() {
                     let refused = CommandError::Unavailable(refusal.clone());
-                    let _ = submission.reply.send(vec![Err(refused); submission.requests.len()]);
+                    let commands = submission.requests.len();
+                    submission.answer(vec![Err(refused); commands]);
                 }
                 return;
             }
@@ -260,8 +273,7 @@ impl Writer {
                     Pending::SameAs(n) => Ok(CommandOutcome { events: outcomes[n].clone(), replayed: true }),
                 })
                 .collect();
-            // The client may have gone away; the commands stand regardless.
-            let _ = submission.reply.send(answers);
+            submission.answer(answers);
         }
         self.shared.stats.record_commit(commands, events);
         Ok(())
