@@ -1095,7 +1095,13 @@ fn build_log(dir: &Path, events: u64) -> anyhow::Result<()> {
 
 /// This process's resident memory now and at its peak, in KiB.
 fn resident_kib() -> (u64, u64) {
-    let status = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
+    resident_kib_of("self")
+}
+
+/// A process's resident memory (`VmRSS`) and its peak (`VmHWM`), in KiB,
+/// from `/proc/{pid}/status`; zeros where it cannot be read.
+fn resident_kib_of(pid: &str) -> (u64, u64) {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
     let kib = |key: &str| {
         status
             .lines()
@@ -1137,16 +1143,7 @@ async fn restart_once(dir: &Path) -> anyhow::Result<(f64, f64, u64, u64)> {
         tokio::time::sleep(Duration::from_millis(5)).await;
     }
     let ready = started.elapsed().as_secs_f64();
-    let status = std::fs::read_to_string(format!("/proc/{}/status", child.id().unwrap_or(0))).unwrap_or_default();
-    let kib = |key: &str| {
-        status
-            .lines()
-            .find(|l| l.starts_with(key))
-            .and_then(|l| l.split_whitespace().nth(1))
-            .and_then(|v| v.parse::<u64>().ok())
-            .unwrap_or(0)
-    };
-    let (rss, peak) = (kib("VmRSS:"), kib("VmHWM:"));
+    let (rss, peak) = resident_kib_of(&child.id().unwrap_or(0).to_string());
     child.kill().await?;
     Ok((ready, open, rss, peak))
 }
