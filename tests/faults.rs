@@ -182,7 +182,7 @@ async fn a_failed_write_is_not_acknowledged_and_not_in_the_log() {
     close(ledger).await;
 
     // The write never ran: the command is not there, and a retry records it once.
-    let ledger = Ledger::open(LedgerConfig::new(dir.path())).unwrap();
+    let ledger = support::reopen(LedgerConfig::new(dir.path()));
     assert_eq!(ledger.head_seq(), head);
     let logged = check_log(&ledger);
     assert!(!retry_unknown(&ledger, &logged, pledge("p2", "porticus", "2000.00")).await);
@@ -227,7 +227,7 @@ async fn after_a_failed_fsync_every_command_is_refused_even_when_the_disk_recove
     // The batch had been written and flushed to the OS before its fsync
     // failed, and nothing lost power: here it is in the log, unacknowledged,
     // and its retry replays it instead of recording it again.
-    let ledger = Ledger::open(LedgerConfig::new(dir.path())).unwrap();
+    let ledger = support::reopen(LedgerConfig::new(dir.path()));
     let logged = check_log(&ledger);
     assert_eq!(logged["p1"], seqs(&acknowledged));
     assert!(retry_unknown(&ledger, &logged, pledge("p2", "porticus", "2000.00")).await);
@@ -250,7 +250,7 @@ async fn a_failing_flush_is_never_acknowledged() {
 
     // The batch was applied in sled's memory; whether sled wrote it out as
     // it closed is sled's business. Either way the retry is right.
-    let ledger = Ledger::open(LedgerConfig::new(dir.path())).unwrap();
+    let ledger = support::reopen(LedgerConfig::new(dir.path()));
     let logged = check_log(&ledger);
     retry_unknown(&ledger, &logged, pledge("p1", "porticus", "1000.00")).await;
     check_log(&ledger);
@@ -277,7 +277,7 @@ async fn a_failed_checkpoint_fsync_stops_the_writer_after_its_batch_was_answered
     assert_refused(ledger.submit(pledge("p3", "porticus", "3.00")).await);
     close(ledger).await;
 
-    let ledger = Ledger::open(LedgerConfig::new(dir.path())).unwrap();
+    let ledger = support::reopen(LedgerConfig::new(dir.path()));
     let logged = check_log(&ledger);
     assert_eq!(logged["p2"], [4]);
     assert!(!logged.contains_key("p3"));
@@ -360,7 +360,7 @@ async fn concurrent_run(seed: u64) {
     }
     close(ledger).await;
 
-    let ledger = Ledger::open(LedgerConfig::new(dir.path())).unwrap();
+    let ledger = support::reopen(LedgerConfig::new(dir.path()));
     let logged = check_log(&ledger);
     for (command, outcome) in &acknowledged {
         assert_eq!(logged.get(&command.request_id), Some(&seqs(outcome)), "{context}: {}", command.request_id);

@@ -89,8 +89,9 @@ fn submit_application(id: &str, app: &str) -> CommandRequest {
     )
 }
 
+/// Opens the ledger in `dir`, new or just closed by this test.
 async fn open(dir: &std::path::Path) -> Ledger {
-    Ledger::open(LedgerConfig::new(dir)).unwrap()
+    support::reopen(LedgerConfig::new(dir))
 }
 
 #[tokio::test]

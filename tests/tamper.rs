@@ -499,7 +499,7 @@ fn an_early_checkpoint_still_verifies_after_more_writes() {
     // Reopen and write more: the log extends the checkpoint.
     let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
     runtime.block_on(async {
-        let ledger = Ledger::open(LedgerConfig::new(dir.path())).unwrap();
+        let ledger = support::reopen(LedgerConfig::new(dir.path()));
         ledger.submit(application("submit-4", "app-4")).await.unwrap();
         ledger.shutdown().await;
     });
@@ -628,7 +628,7 @@ fn verify_refuses_a_ledger_that_is_open() {
     build(dir.path(), &[]);
     let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
     runtime.block_on(async {
-        let ledger = Ledger::open(LedgerConfig::new(dir.path())).unwrap();
+        let ledger = support::reopen(LedgerConfig::new(dir.path()));
         let error = verify_data_dir(dir.path(), None, &NoProgress).unwrap_err();
         assert!(matches!(error, VerifyError::InUse { .. }), "{error}");
         ledger.shutdown().await;

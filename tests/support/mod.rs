@@ -96,7 +96,7 @@ impl TestServer {
     /// Serves a ledger that already has principals again (after a restart),
     /// recording nothing.
     pub async fn resume(config: LedgerConfig, admin_token: &str) -> TestServer {
-        let ledger = Ledger::open(config).expect("the ledger opens again");
+        let ledger = reopen(config);
         TestServer::serve(ledger, admin_token.to_owned()).await
     }
 
@@ -299,6 +299,24 @@ pub fn request(id: &str, command: Command) -> CommandRequest {
 pub mod invariants;
 #[allow(unused_imports)] // Each test binary uses part of this module.
 pub use invariants::permitted_role;
+
+/// Opens a ledger that this process has just closed. sled lets go of its
+/// lock on the data directory only when its last I/O thread drops the file,
+/// a moment after the last handle: `InUse` is retried for up to 10 s.
+pub fn reopen(config: LedgerConfig) -> Ledger {
+    let started = std::time::Instant::now();
+    loop {
+        match Ledger::open(config.clone()) {
+            Ok(ledger) => return ledger,
+            Err(fundledger::ledger::LedgerError::Log(fundledger::log::LogError::InUse { .. }))
+                if started.elapsed() < std::time::Duration::from_secs(10) =>
+            {
+                std::thread::sleep(std::time::Duration::from_millis(20))
+            }
+            Err(error) => panic!("the ledger does not open again: {error}"),
+        }
+    }
+}
 
 // ------------------------------------------------------------------ randomness
 
