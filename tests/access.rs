@@ -426,6 +426,14 @@ async fn call_as(server: &TestServer, cast: &Cast, rpc: &str, who: Who) -> Resul
     let mut export = server.export(&token);
     let n = support::request_id("n");
     let porticus = || "porticus".to_owned();
+    let receipt = || pb::RecordReceiptRequest {
+        meta: meta(),
+        partner_id: porticus(),
+        amount: eur("1.00"),
+        earmark_round_id: None,
+        value_date: "2024-02-03".into(),
+        bank_reference: format!("IN-{n}"),
+    };
     match rpc {
         "Ledger/OpenFund" => l
             .open_fund(pb::OpenFundRequest {
@@ -501,27 +509,9 @@ async fn call_as(server: &TestServer, cast: &Cast, rpc: &str, who: Who) -> Resul
             })
             .await
             .map(drop),
-        "Ledger/RecordReceipt" => l
-            .record_receipt(pb::RecordReceiptRequest {
-                meta: meta(),
-                partner_id: porticus(),
-                amount: eur("1.00"),
-                earmark_round_id: None,
-                value_date: "2024-02-03".into(),
-                bank_reference: format!("IN-{n}"),
-            })
-            .await
-            .map(drop),
+        "Ledger/RecordReceipt" => l.record_receipt(receipt()).await.map(drop),
         "Ledger/SubmitCommands" => {
-            let receipt = pb::RecordReceiptRequest {
-                meta: meta(),
-                partner_id: porticus(),
-                amount: eur("1.00"),
-                earmark_round_id: None,
-                value_date: "2024-02-03".into(),
-                bank_reference: format!("IN-{n}"),
-            };
-            let command = pb::BatchCommand { command: Some(pb::batch_command::Command::RecordReceipt(receipt)) };
+            let command = pb::BatchCommand { command: Some(pb::batch_command::Command::RecordReceipt(receipt())) };
             let answer = l.submit_commands(pb::SubmitCommandsRequest { commands: vec![command] }).await?;
             match answer.into_inner().outcomes.remove(0).outcome.expect("an outcome") {
                 pb::command_outcome::Outcome::Accepted(_) => Ok(()),

@@ -64,23 +64,8 @@ impl LedgerService {
     /// Parses, submits and answers one command.
     async fn execute(&self, request: Request<impl IntoCommand>) -> Result<Response<pb::CommandResponse>, Status> {
         let actor = authenticate(&self.ledger, &request)?;
-        let parsed = request.into_inner().into_command().map_err(|e| invalid_field(&e))?;
-        // Refuse what the role may never send here, before it takes a place
-        // in the queue or learns anything (a stream's version, a request
-        // id's use). `decide` checks the same rule again, authoritatively.
-        if !crate::domain::access::may_send(&actor.role, &parsed.command) {
-            return Err(permission_denied(&actor, parsed.command.name()));
-        }
-        let outcome = self
-            .ledger
-            .submit(CommandRequest {
-                command: parsed.command,
-                request_id: parsed.request_id,
-                expected_version: parsed.expected_version,
-                actor,
-            })
-            .await
-            .map_err(|e| command_status(&e))?;
+        let request = command_request(request.into_inner(), &actor)?;
+        let outcome = self.ledger.submit(request).await.map_err(|e| command_status(&e))?;
         let events = events_out(&self.ledger, &outcome.events)?;
         Ok(Response::new(pb::CommandResponse { events, replayed: outcome.replayed }))
     }
@@ -103,19 +88,11 @@ impl LedgerService {
         let mut refused: Vec<Option<Status>> = Vec::with_capacity(commands.len());
         let mut requests = Vec::with_capacity(commands.len());
         for command in commands {
-            match command.into_command() {
-                Err(error) => refused.push(Some(invalid_field(&error))),
-                Ok(parsed) if !crate::domain::access::may_send(&actor.role, &parsed.command) => {
-                    refused.push(Some(permission_denied(&actor, parsed.command.name())));
-                }
-                Ok(parsed) => {
+            match command_request(command, &actor) {
+                Err(refusal) => refused.push(Some(refusal)),
+                Ok(request) => {
                     refused.push(None);
-                    requests.push(CommandRequest {
-                        command: parsed.command,
-                        request_id: parsed.request_id,
-                        expected_version: parsed.expected_version,
-                        actor: actor.clone(),
-                    });
+                    requests.push(request);
                 }
             }
         }
@@ -169,6 +146,23 @@ impl LedgerService {
         events.retain(|e| e.envelope.seq <= head_seq);
         events_out(&self.ledger, &events)
     }
+}
+
+/// Parses a command for the writer, sent by `actor`. What the role may never
+/// send is refused here, before it takes a place in the queue or learns
+/// anything (a stream's version, a request id's use); `decide` checks the
+/// same rule again, authoritatively.
+fn command_request(message: impl IntoCommand, actor: &Actor) -> Result<CommandRequest, Status> {
+    let parsed = message.into_command().map_err(|e| invalid_field(&e))?;
+    if !crate::domain::access::may_send(&actor.role, &parsed.command) {
+        return Err(permission_denied(actor, parsed.command.name()));
+    }
+    Ok(CommandRequest {
+        command: parsed.command,
+        request_id: parsed.request_id,
+        expected_version: parsed.expected_version,
+        actor: actor.clone(),
+    })
 }
 
 // ------------------------------------------------------------------ statuses

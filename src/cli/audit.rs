@@ -257,9 +257,15 @@ fn read_checkpoint(path: &Path) -> anyhow::Result<SignedCheckpoint> {
     SignedCheckpoint::from_json(&text).with_context(|| format!("checkpoint {}", path.display()))
 }
 
-type Client = AuditClient<tonic::service::interceptor::InterceptedService<Channel, crate::api::auth::Bearer>>;
+pub(super) type Client =
+    AuditClient<tonic::service::interceptor::InterceptedService<Channel, crate::api::auth::Bearer>>;
 
-async fn connect(server: &str, token: Option<&str>, ca_cert: Option<&std::path::Path>) -> anyhow::Result<Client> {
+/// An Audit client calling `server` as the holder of `token`.
+pub(super) async fn connect(
+    server: &str,
+    token: Option<&str>,
+    ca_cert: Option<&std::path::Path>,
+) -> anyhow::Result<Client> {
     let channel = super::channel(server, ca_cert).await?;
     let bearer = crate::api::auth::Bearer::new(super::token(token)?)?;
     Ok(AuditClient::with_interceptor(channel, bearer))

@@ -18,7 +18,7 @@
 //! (`signing-key`, `signing-key.pub`, kept apart like any secret) is put
 //! into the directory before it (see docs/RELIABILITY.md).
 
-use crate::api::pb::{self, audit_client::AuditClient};
+use crate::api::pb;
 use crate::audit::checkpoint::format_micros;
 use crate::audit::verify::{self, NoProgress, Target};
 use crate::log::backup::{self, BackupSummary};
@@ -69,9 +69,7 @@ pub async fn run_backup(args: BackupArgs) -> anyhow::Result<()> {
         .tempfile_in(parent)
         .with_context(|| format!("cannot create a temporary file beside {}", out.display()))?;
 
-    let channel = super::channel(&args.server, args.ca_cert.as_deref()).await?;
-    let bearer = crate::api::auth::Bearer::new(super::token(args.token.as_deref())?)?;
-    let mut client = AuditClient::with_interceptor(channel, bearer);
+    let mut client = super::audit::connect(&args.server, args.token.as_deref(), args.ca_cert.as_deref()).await?;
     let mut stream = client.backup(pb::BackupRequest {}).await?.into_inner();
     {
         let mut file = BufWriter::new(building.as_file_mut());
