@@ -1,7 +1,9 @@
-//! Made `tests/fixtures/ledger-v1` once, with fundledger 0.1.0:
-//! `cargo run --example make_upgrade_fixture`. It refuses to run when the
-//! fixture exists: **never regenerate it** (see `tests/fixtures/README.md`);
-//! a new stored format gets a new fixture beside it.
+//! Makes the upgrade fixture of the stored format this build writes,
+//! `tests/fixtures/ledger-v<N>`: `cargo run --example make_upgrade_fixture`.
+//! fundledger 0.1.0 made `ledger-v1`, the first stored format made
+//! `ledger-v2`. It refuses to run when the fixture exists: **never
+//! regenerate one** (see `tests/fixtures/README.md`); a new stored format
+//! gets a new fixture beside the old ones.
 
 #[path = "../tests/support/mod.rs"]
 mod support;
@@ -16,9 +18,11 @@ use std::path::{Path, PathBuf};
 /// The events the fixture holds (`tests/upgrade.rs` checks the same).
 const EVENTS: u64 = 33;
 
-/// Where the fixture lives.
+/// Where the fixture of this build's stored format lives.
 fn fixture() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/ledger-v1")
+    let format = String::from_utf8_lossy(fundledger::log::STORE_FORMAT);
+    let version = format.strip_prefix("fundledger-log-").expect("the marker names the format version");
+    Path::new(env!("CARGO_MANIFEST_DIR")).join(format!("tests/fixtures/ledger-{version}"))
 }
 
 fn copy_dir(from: &Path, to: &Path) {

@@ -14,8 +14,18 @@ const REPLAY_BATCH_EVENTS_MAX: usize = 4096;
 /// `FundState`: **bump it whenever `FundState` or `evolve` changes**, so that
 /// a checkpoint of another version is ignored (and the projections replayed
 /// from the first event), never misread or trusted with an older fold.
-const CHECKPOINT_FORMAT: u8 = 2;
+/// Version 3 added the checksum trailer.
+const CHECKPOINT_FORMAT: u8 = 3;
+/// format ‖ head seq ‖ head hash ‖ head recording time.
 const CHECKPOINT_HEADER_BYTES: usize = 1 + 8 + 32 + 8;
+/// CRC-32 (IEEE) of everything before it, big-endian. It finds damage (a
+/// flipped bit that would still decode into other figures), not forgery:
+/// whoever can rewrite the file can rewrite the log, which the chain and
+/// signed checkpoints guard.
+const CHECKPOINT_TRAILER_BYTES: usize = 4;
+/// Why a checkpoint of an earlier layout is not used: a ledger replays and
+/// then replaces it; an auditor's verification leaves it unchecked.
+pub const CHECKPOINT_OLDER_FORMAT: &str = "checkpoint of an older format";
 
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Projections {
@@ -97,8 +107,15 @@ impl Projections {
     /// yet checked. `Err(reason)` when it is of an unknown format or does not
     /// decode.
     pub fn decode_checkpoint(bytes: &[u8]) -> Result<Projections, &'static str> {
-        if bytes.len() < CHECKPOINT_HEADER_BYTES || bytes[0] != CHECKPOINT_FORMAT {
+        if bytes.first().is_some_and(|&format| (1..CHECKPOINT_FORMAT).contains(&format)) {
+            return Err(CHECKPOINT_OLDER_FORMAT);
+        }
+        if bytes.len() < CHECKPOINT_HEADER_BYTES + CHECKPOINT_TRAILER_BYTES || bytes[0] != CHECKPOINT_FORMAT {
             return Err("checkpoint of an unknown format");
+        }
+        let (bytes, trailer) = bytes.split_at(bytes.len() - CHECKPOINT_TRAILER_BYTES);
+        if crc32fast::hash(bytes).to_be_bytes() != trailer {
+            return Err("checkpoint damaged: its checksum does not match");
         }
         let seq = u64::from_be_bytes(bytes[1..9].try_into().expect("sized"));
         let hash: Hash = bytes[9..41].try_into().expect("sized");
@@ -117,6 +134,8 @@ impl Projections {
         bytes.extend_from_slice(&self.head_hash);
         bytes.extend_from_slice(&self.head_recorded_at_micros.to_be_bytes());
         bytes.extend_from_slice(&codec::encode(&self.state));
+        let checksum = crc32fast::hash(&bytes);
+        bytes.extend_from_slice(&checksum.to_be_bytes());
         bytes
     }
 

@@ -444,19 +444,19 @@ fn a_newer_stored_format_is_refused_naming_the_version() {
     let original = parent.path().join("original");
     ledger(&original);
 
-    let marker = parent.path().join("marker-v2");
+    let marker = parent.path().join("marker-v3");
     copy_dir(&original, &marker);
     with_db(&marker, |db| {
-        db.insert(b"m/format", &b"fundledger-log-v2"[..]).unwrap();
+        db.insert(b"m/format", &b"fundledger-log-v3"[..]).unwrap();
     });
     let before = Files::of(&marker);
     let shown = marker.display().to_string();
-    let expected = [shown.as_str(), "\"fundledger-log-v2\"", "cannot read", "\"fundledger-log-v1\""];
-    assert_refused(&serve(&marker), "serve, format marker v2", &expected);
-    assert_refused(&run(&["init"], &marker), "init, format marker v2", &expected);
-    assert_refused(&run(&["export", "events"], &marker), "export, format marker v2", &expected);
-    assert_refused(&run(&["verify"], &marker), "verify, format marker v2", &[&shown, "fundledger-log-v2"]);
-    assert_unchanged(&marker, &before, "format marker v2");
+    let expected = [shown.as_str(), "\"fundledger-log-v3\"", "cannot read", "\"fundledger-log-v2\""];
+    assert_refused(&serve(&marker), "serve, format marker v3", &expected);
+    assert_refused(&run(&["init"], &marker), "init, format marker v3", &expected);
+    assert_refused(&run(&["export", "events"], &marker), "export, format marker v3", &expected);
+    assert_refused(&run(&["verify"], &marker), "verify, format marker v3", &[&shown, "fundledger-log-v3"]);
+    assert_unchanged(&marker, &before, "format marker v3");
 
     // A record in a format version this build does not know, at the head
     // (where a newer fundledger's first new record would be).

@@ -528,12 +528,28 @@ async fn a_restart_loads_the_checkpoint_and_equals_a_full_replay() {
     assert!(matches!(how, Loaded::Replayed { .. }), "{how:?}");
     assert_eq!(loaded.encoded(), live.encoded());
 
-    // Nor is one that does not decode.
+    // Nor is one cut short.
     let mut garbage = older.checkpoint_bytes();
     garbage.truncate(garbage.len() - 3);
     log.put_checkpoint(&garbage).unwrap();
     let (loaded, how) = Projections::load(&reader, 6).unwrap();
-    assert_eq!(how, Loaded::Replayed { reason: "checkpoint state does not decode" });
+    assert_eq!(how, Loaded::Replayed { reason: "checkpoint damaged: its checksum does not match" });
+    assert_eq!(loaded.encoded(), live.encoded());
+
+    // Nor one damaged on disk where it still decodes, with the right head:
+    // a pot's received money changed under the original checksum.
+    let good = older.checkpoint_bytes();
+    let mut altered = older.clone();
+    let pot = altered.state.pots.values_mut().find(|pot| !pot.received.is_zero()).expect("a pot received money");
+    pot.received = fundledger::domain::Amount::from_minor(pot.received.minor() + 100_000).unwrap();
+    let mut damaged = altered.checkpoint_bytes();
+    assert_eq!(damaged.len(), good.len());
+    let trailer = damaged.len() - 4;
+    damaged[trailer..].copy_from_slice(&good[trailer..]);
+    assert!(Projections::decode_checkpoint(&damaged[..]).is_err());
+    log.put_checkpoint(&damaged).unwrap();
+    let (loaded, how) = Projections::load(&reader, 6).unwrap();
+    assert_eq!(how, Loaded::Replayed { reason: "checkpoint damaged: its checksum does not match" });
     assert_eq!(loaded.encoded(), live.encoded());
 
     // The checkpoint is a file of its own beside sled's; one cut short by a

@@ -1,34 +1,40 @@
-//! Upgrade safety: a ledger written by fundledger 0.1.0, committed under
-//! `tests/fixtures/ledger-v1/`, must be read by every later version.
+//! Upgrade safety: a ledger written in each stored format, committed under
+//! `tests/fixtures/ledger-v1/` (fundledger 0.1.0) and `ledger-v2/`, must be
+//! read by every later version; a v1 ledger is upgraded to v2 in place.
 //!
-//! The fixture holds sled's files as this version left them (see
+//! A fixture holds sled's files as its version left them (see
 //! `tests/fixtures/README.md`). Each test works on a private copy, because
 //! sled writes to a database as it opens it. The figures below were read
 //! from the fixture when it was made; a change that cannot read old events
 //! (a new variant in the middle of `Event`, a changed field, another codec
 //! configuration, a new key layout) breaks one of them.
 //!
-//! `examples/make_upgrade_fixture.rs` made the fixture once; it refuses to
-//! overwrite it.
+//! `examples/make_upgrade_fixture.rs` made each fixture once; it refuses to
+//! overwrite one.
 
 mod support;
 
-use fundledger::domain::{ApplicationId, ApplicationStatus, Event, PartnerId, PotKey, PrincipalId, RoundId};
+use fundledger::domain::{
+    ApplicationId, ApplicationStatus, Command, Date, Event, MoneyInput, PartnerId, PotKey, PrincipalId, RoundId,
+};
 use fundledger::ledger::{Ledger, LedgerConfig};
-use fundledger::log::codec;
-use fundledger::projections::{decode_event, Projections};
+use fundledger::log::{codec, EventLog};
+use fundledger::projections::{decode_event, Loaded, Projections};
+use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 
-fn fixture() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/ledger-v1")
+fn fixture(name: &str) -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures").join(name)
 }
 
 // ------------------------------------------------------- what it must hold
 
-/// Events in the fixture.
+/// Events in each fixture: the same commands (`make_upgrade_fixture`).
 const EVENTS: u64 = 33;
-/// The hash of its last event.
+/// The hash of the v1 fixture's last event.
 const HEAD_HASH: &str = "08f0876a77bd62ed1df42fdc1d2e5b311ffc1c7aba4ef8fb40f22556a4189d29";
+/// The v2 fixture's: the same events, recorded at other times.
+const HEAD_HASH_V2: &str = "d711e811774b96a33ffbefb556678b2850c0e207ccf6eabbbef4b2ac11b7e2b3";
 /// Partner `porticus`'s unrestricted pot, in euro cents: EUR 40,000
 /// received; awarded app-1 8,000 reduced by 1,000, app-2 12,000 settled at
 /// 5,000, app-5 5,000 withdrawn: EUR 28,000 available.
@@ -76,9 +82,9 @@ const EVENT_TYPES: [&str; 22] = [
 
 /// A private copy of the fixture. git does not keep file modes, and the
 /// ledger refuses a secret key that others may read: the copy's is 0600.
-fn copy_of_fixture() -> tempfile::TempDir {
+fn copy_of_fixture(name: &str) -> tempfile::TempDir {
     let copy = tempfile::tempdir().unwrap();
-    copy_dir(&fixture(), copy.path());
+    copy_dir(&fixture(name), copy.path());
     #[cfg(unix)]
     {
         use std::os::unix::fs::PermissionsExt as _;
@@ -103,8 +109,20 @@ fn copy_dir(from: &Path, to: &Path) {
 
 #[tokio::test]
 async fn the_v1_fixture_opens_decodes_verifies_and_replays_to_the_same_figures() {
-    let copy = copy_of_fixture();
-    let ledger = Ledger::open(LedgerConfig::new(copy.path())).expect("the v1 fixture opens");
+    // Its checkpoint (format 2, inside sled) has no checksum: replayed.
+    let how = Loaded::Replayed { reason: fundledger::projections::CHECKPOINT_OLDER_FORMAT };
+    opens_decodes_verifies_and_replays("ledger-v1", HEAD_HASH, how).await;
+}
+
+#[tokio::test]
+async fn the_v2_fixture_opens_decodes_verifies_and_replays_to_the_same_figures() {
+    let how = Loaded::FromCheckpoint { checkpoint_seq: EVENTS };
+    opens_decodes_verifies_and_replays("ledger-v2", HEAD_HASH_V2, how).await;
+}
+
+async fn opens_decodes_verifies_and_replays(name: &str, head_hash: &str, how: Loaded) {
+    let copy = copy_of_fixture(name);
+    let ledger = Ledger::open(LedgerConfig::new(copy.path())).unwrap_or_else(|e| panic!("{name} opens: {e}"));
     let reader = ledger.log_reader();
 
     // Every event decodes, and every event type is there.
@@ -122,12 +140,14 @@ async fn the_v1_fixture_opens_decodes_verifies_and_replays_to_the_same_figures()
 
     // The chain verifies, up to the same head.
     let report = reader.verify().unwrap();
-    assert_eq!((report.events, hex::encode(report.head_hash)), (EVENTS, HEAD_HASH.to_owned()));
+    assert_eq!((report.events, hex::encode(report.head_hash)), (EVENTS, head_hash.to_owned()));
 
-    // The projections (loaded from the stored checkpoint) equal a replay.
+    // The projections (from the stored checkpoint if it can be trusted)
+    // equal a replay.
+    assert_eq!(Projections::load(&reader, EVENTS).unwrap().1, how);
     let replayed = Projections::replay(&reader, EVENTS).unwrap();
     assert_eq!(replayed.encoded(), ledger.projections().encoded());
-    assert_eq!(hex::encode(ledger.projections().head_hash), HEAD_HASH);
+    assert_eq!(hex::encode(ledger.projections().head_hash), head_hash);
 
     // A few figures, exactly.
     let state = ledger.projections().state.clone();
@@ -150,9 +170,75 @@ async fn the_v1_fixture_opens_decodes_verifies_and_replays_to_the_same_figures()
     ledger.shutdown().await;
 }
 
+#[tokio::test]
+async fn opening_a_v1_ledger_upgrades_it_to_v2_in_place() {
+    let copy = copy_of_fixture("ledger-v1");
+    // What v1 kept as stream heads (`v ‖ stream` -> version), read with sled.
+    let heads: HashMap<String, u64> = {
+        let db = sled::Config::new().path(copy.path()).open().unwrap();
+        assert_eq!(db.get(b"m/format").unwrap().unwrap().as_ref(), b"fundledger-log-v1");
+        let heads = db.scan_prefix(b"v").map(|item| {
+            let (key, value) = item.unwrap();
+            (String::from_utf8(key[1..].to_vec()).unwrap(), u64::from_be_bytes(value.as_ref().try_into().unwrap()))
+        });
+        heads.collect()
+    };
+    assert!(heads.len() > 10 && heads.contains_key("partner/porticus"), "{heads:?}");
+
+    // Opened, it takes a command on an existing stream at the next version.
+    let ledger = Ledger::open(LedgerConfig::new(copy.path())).expect("the v1 fixture opens");
+    let pledge = Command::PledgeContribution {
+        partner: PartnerId::new("porticus").unwrap(),
+        amount: MoneyInput::parse("10.00", "EUR").unwrap(),
+        earmark: None,
+        pledged_on: Date::parse("2024-06-01").unwrap(),
+    };
+    let outcome = ledger.submit(support::request("after-upgrade", pledge)).await.unwrap();
+    let envelope = &outcome.events[0].envelope;
+    assert_eq!((envelope.seq, envelope.stream.as_str()), (EVENTS + 1, "partner/porticus"));
+    assert_eq!(envelope.stream_version, heads["partner/porticus"] + 1);
+    let report = ledger.log_reader().verify().unwrap();
+    assert_eq!(report.events, EVENTS + 1);
+    ledger.shutdown().await;
+    drop(ledger);
+
+    // The log is marked v2, its heads are gone, and every stream's version
+    // (now its last index entry) is what v1 stored, porticus one on.
+    let mut log = open_log(copy.path());
+    for (stream, &version) in &heads {
+        let expected = version + u64::from(stream == "partner/porticus");
+        assert_eq!(log.stream_version(stream).unwrap(), expected, "{stream}");
+    }
+    assert_eq!(log.stream_version("application/never-submitted").unwrap(), 0);
+    drop(log);
+    let db = open_sled(copy.path());
+    assert_eq!(db.get(b"m/format").unwrap().unwrap().as_ref(), fundledger::log::STORE_FORMAT);
+    assert_eq!(db.scan_prefix(b"v").count(), 0, "v1's stream heads are removed");
+}
+
+/// sled lets go of a directory a moment after its last handle: retried.
+fn open_log(dir: &Path) -> EventLog {
+    retry(|| EventLog::open(dir).map_err(|e| e.to_string()))
+}
+
+fn open_sled(dir: &Path) -> sled::Db {
+    retry(|| sled::Config::new().path(dir).open().map_err(|e| e.to_string()))
+}
+
+fn retry<T>(mut open: impl FnMut() -> Result<T, String>) -> T {
+    let started = std::time::Instant::now();
+    loop {
+        match open() {
+            Ok(opened) => return opened,
+            Err(error) if started.elapsed() > std::time::Duration::from_secs(10) => panic!("does not open: {error}"),
+            Err(_) => std::thread::sleep(std::time::Duration::from_millis(20)),
+        }
+    }
+}
+
 #[test]
 fn a_stored_record_of_the_v1_fixture_has_the_golden_bytes() {
-    let copy = copy_of_fixture();
+    let copy = copy_of_fixture("ledger-v1");
     let reader = fundledger::log::LogReader::open_existing(copy.path()).unwrap();
     let (envelope, payload) = reader.get(GOLDEN_RECORD_SEQ).unwrap().unwrap();
     // Rebuilt from its parts with this version's codec, the record is the
@@ -182,10 +268,16 @@ fn a_stored_record_of_the_v1_fixture_has_the_golden_bytes() {
 }
 
 #[test]
-fn the_binary_verifies_the_v1_fixture() {
+fn the_binary_verifies_the_v1_and_v2_fixtures() {
+    for (name, head_hash) in [("ledger-v1", HEAD_HASH), ("ledger-v2", HEAD_HASH_V2)] {
+        binary_verifies(name, head_hash);
+    }
+}
+
+fn binary_verifies(name: &str, head_hash: &str) {
     // `verify` reads a copy of the directory it is given; the fixture
     // itself is never opened by sled.
-    let copy = copy_of_fixture();
+    let copy = copy_of_fixture(name);
     let output = std::process::Command::new(env!("CARGO_BIN_EXE_fundledger"))
         .args(["verify", "--json", "--data-dir"])
         .arg(copy.path())
@@ -196,7 +288,7 @@ fn the_binary_verifies_the_v1_fixture() {
     assert!(output.status.success(), "{stdout}{}", String::from_utf8_lossy(&output.stderr));
     let report: serde_json::Value = serde_json::from_str(&stdout).unwrap();
     assert_eq!(report["verified"], true, "{stdout}");
-    assert_eq!(report["headHash"], HEAD_HASH, "{stdout}");
+    assert_eq!(report["headHash"], head_hash, "{stdout}");
     assert_eq!(report["events"].as_str().map(str::to_owned), Some(EVENTS.to_string()), "{stdout}");
 }
 

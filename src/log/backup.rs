@@ -13,7 +13,7 @@
 //! same hashes), the idempotency entries as they were (their request
 //! fingerprints cannot be derived from the events, and a client's retry
 //! after a restore must still get its original answer), and the stream
-//! index and stream heads rebuilt from the records. It checks everything
+//! index rebuilt from the records. It checks everything
 //! before it trusts anything: the chain of every record, the head hash the
 //! header promises, the form of every request entry, and the SHA-256 of the
 //! whole file. Projections are not in a backup (a replay makes them), nor is

@@ -16,5 +16,5 @@ mod store;
 pub use codec::{Hash, GENESIS_HASH};
 pub use store::{
     sled_config, BrokenEvent, ChainBreak, ChainWalk, Entry, Envelope, EventLog, LogError, LogReader, NewEvent,
-    RequestRecord, VerifyReport, WalkError, CHECKPOINT_FILE,
+    RequestRecord, VerifyReport, WalkError, CHECKPOINT_FILE, STORE_FORMAT,
 };

@@ -12,7 +12,12 @@ use std::sync::Arc;
 const EVENT: u8 = b'e'; // e ‖ seq (u64 BE)               -> record
 const REQUEST: u8 = b'r'; // r ‖ request id                -> fingerprint ‖ first seq ‖ count
 const STREAM_INDEX: u8 = b's'; // s ‖ stream ‖ 0 ‖ version (u64 BE) -> seq (u64 BE)
-const STREAM_HEAD: u8 = b'v'; // v ‖ stream                 -> version (u64 BE)
+
+// Stored format v1 also kept every stream's head version under
+// `v ‖ stream`: a fourth key per event, scattered over the key space, that
+// cost a quarter of the write throughput. v2 reads a stream's version from
+// its last index entry instead; opening a v1 log removes those entries.
+const V1_STREAM_HEAD: u8 = b'v';
 const META_FORMAT: &[u8] = b"m/format";
 // Where ledgers before 0.2 kept the projections' checkpoint. Still read
 // when there is no checkpoint file; removed once one is written.
@@ -23,6 +28,8 @@ const META_CHECKPOINT: &[u8] = b"m/checkpoint";
 /// rewrites that leaf: at 200,000 events it cut durable throughput by 60%.
 pub const CHECKPOINT_FILE: &str = "projections.checkpoint";
 const STORE_FORMAT_V1: &[u8] = b"fundledger-log-v1";
+/// The stored format this version writes (see the key layout above).
+pub const STORE_FORMAT: &[u8] = b"fundledger-log-v2";
 
 /// The envelope of a recorded event: everything but the payload.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -85,9 +92,10 @@ pub enum LogError {
     #[error("{} holds {found:?}, not a fundledger log", dir.display())]
     ForeignStore { dir: PathBuf, found: String },
     #[error(
-        "{} holds a log in stored format {found:?}, which this fundledger cannot read (it reads {:?}): \
+        "{} holds a log in stored format {found:?}, which this fundledger cannot read (it reads {:?} and {:?}): \
          a newer fundledger wrote it; run that version",
         dir.display(),
+        String::from_utf8_lossy(STORE_FORMAT),
         String::from_utf8_lossy(STORE_FORMAT_V1)
     )]
     UnknownStoreFormat { dir: PathBuf, found: String },
@@ -141,7 +149,7 @@ pub struct EventLog {
     head_hash: Hash,
     head_recorded_at_micros: i64,
     /// Current version of the streams written or looked up since the log
-    /// was opened, read from their stream head entry on first use (so that
+    /// was opened, read from their last index entry on first use (so that
     /// opening a log with millions of streams reads none of them). One
     /// entry per stream: it grows with the fund's entities, not its events.
     stream_versions: HashMap<String, u64>,
@@ -185,8 +193,9 @@ impl EventLog {
     }
 
     /// Opens (or creates) the log in `dir`. Nothing is written before the
-    /// stored format marker was read and found to be this version's (sled
-    /// itself may bring its own snapshot file up to date as it opens).
+    /// stored format marker was read and found to be this version's or v1,
+    /// which is upgraded in place (sled itself may bring its own snapshot
+    /// file up to date as it opens).
     pub fn open(dir: &Path) -> Result<EventLog, LogError> {
         let fresh = !dir.join("db").exists();
         // sled's own refusal of a directory in use is an `Other` I/O error
@@ -282,14 +291,16 @@ impl EventLog {
         if let Some(&version) = self.stream_versions.get(stream) {
             return Ok(version);
         }
-        let key = stream_head_key(stream);
-        let version = match self.reader.db.get(&key)? {
+        // The stream's last index entry: its events are indexed in the same
+        // atomic batch that stores them, so this is its head.
+        let prefix = stream_index_prefix(stream);
+        let version = match self.reader.db.scan_prefix(&prefix).next_back().transpose()? {
             None => 0,
-            Some(value) if value.len() == 8 => u64_of(&value),
-            Some(_) => {
+            Some((key, _)) if key.len() == prefix.len() + 8 => u64_of(&key[prefix.len()..]),
+            Some((key, _)) => {
                 return Err(LogError::MalformedEntry {
                     key: key_text(&key),
-                    problem: "the version is not 8 bytes".into(),
+                    problem: "not stream ‖ 0 ‖ version".into(),
                 })
             }
         };
@@ -376,9 +387,6 @@ impl EventLog {
             batch.insert(request_key(&entry.request_id), request_value(&entry.fingerprint, first_seq, count));
             out.push(envelopes);
         }
-        for (stream, version) in &versions {
-            batch.insert(stream_head_key(stream), &version.to_be_bytes()[..]);
-        }
         self.injected(StorageOp::Write).map_err(sled::Error::Io)?;
         self.reader.db.apply_batch(batch)?;
         self.sync()?;
@@ -435,10 +443,7 @@ impl LogReader {
 
     /// The sequence numbers of a stream's events, in stream order.
     pub fn stream_seqs(&self, stream: &str, limit: usize) -> Result<Vec<u64>, LogError> {
-        let mut prefix = vec![STREAM_INDEX];
-        prefix.extend_from_slice(stream.as_bytes());
-        prefix.push(0);
-        self.db.scan_prefix(prefix).take(limit).map(|item| Ok(u64_of(&item?.1))).collect()
+        self.db.scan_prefix(stream_index_prefix(stream)).take(limit).map(|item| Ok(u64_of(&item?.1))).collect()
     }
 
     /// Up to `limit` entries `(stream version, seq)` of a stream's index,
@@ -446,9 +451,7 @@ impl LogReader {
     /// reads on from the version after the last one it saw, so it never
     /// scans what it has seen, nor other streams' events.
     pub fn stream_entries(&self, stream: &str, from_version: u64, limit: usize) -> Result<Vec<(u64, u64)>, LogError> {
-        let mut prefix = vec![STREAM_INDEX];
-        prefix.extend_from_slice(stream.as_bytes());
-        prefix.push(0);
+        let prefix = stream_index_prefix(stream);
         let start = stream_index_key(stream, from_version.max(1));
         self.db
             .range(start..)
@@ -569,20 +572,6 @@ impl LogReader {
             Ok((stream, u64_of(&key[key.len() - 8..]), u64_of(&value)))
         })
     }
-
-    /// Every stream's head version, in stream order.
-    pub fn stream_heads(&self) -> impl Iterator<Item = Result<(String, u64), LogError>> + '_ {
-        self.db.scan_prefix([STREAM_HEAD]).map(|item| {
-            let (key, value) = item?;
-            if value.len() != 8 {
-                return Err(LogError::MalformedEntry {
-                    key: key_text(&key),
-                    problem: "the version is not 8 bytes".into(),
-                });
-            }
-            Ok((String::from_utf8_lossy(&key[1..]).into_owned(), u64_of(&value)))
-        })
-    }
 }
 
 impl LogReader {
@@ -598,7 +587,10 @@ impl LogReader {
             .open()
             .map_err(|error| LogError::Open { dir: dir.to_owned(), problem: sled_problem(&error) })?;
         match db.get(META_FORMAT)? {
-            Some(found) if found.as_ref() == STORE_FORMAT_V1 => Ok(LogReader { db, dir: dir.to_owned() }),
+            // A v1 log reads as v2: its stream head entries are ignored.
+            Some(found) if found.as_ref() == STORE_FORMAT || found.as_ref() == STORE_FORMAT_V1 => {
+                Ok(LogReader { db, dir: dir.to_owned() })
+            }
             Some(found) => Err(format_error(dir, &found)),
             None => Err(LogError::ForeignStore { dir: dir.to_owned(), found: "an unmarked sled database".into() }),
         }
@@ -631,8 +623,7 @@ impl LogReader {
 }
 
 /// Fills a new log from a backup's records and request entries
-/// (`log::backup`), rebuilding the stream index and stream heads from the
-/// records. Writes in large unsynced batches and makes everything durable
+/// (`log::backup`), rebuilding the stream index from the records. Writes in large unsynced batches and makes everything durable
 /// once, in [`Restorer::finish`]: a restore that fails half-way is thrown
 /// away with its directory, never used.
 pub(super) struct Restorer {
@@ -679,12 +670,9 @@ impl Restorer {
         Ok(())
     }
 
-    /// Writes the stream heads the chain reached, makes the whole log
-    /// durable (flush + fdatasync) and hands it over as an open log.
+    /// Makes the whole log durable (flush + fdatasync) and hands it over
+    /// as an open log.
     pub(super) fn finish(mut self, chain: &ChainCheck) -> Result<EventLog, LogError> {
-        for (stream, version) in chain.stream_versions() {
-            self.batch.insert(stream_head_key(stream), &version.to_be_bytes()[..]);
-        }
         self.log.reader.db.apply_batch(std::mem::take(&mut self.batch))?;
         self.log.sync()?;
         self.log.head_seq = chain.expected_seq() - 1;
@@ -696,19 +684,39 @@ impl Restorer {
 }
 
 /// Reads the stored format marker; marks a new, empty database as this
-/// version's. Anything else is refused before it is written to.
+/// version's and upgrades a v1 log in place. Anything else is refused
+/// before it is written to. The caller makes the change durable.
 fn check_format(dir: &Path, db: &sled::Db) -> Result<(), LogError> {
     match db.get(META_FORMAT)? {
-        Some(found) if found.as_ref() == STORE_FORMAT_V1 => Ok(()),
+        Some(found) if found.as_ref() == STORE_FORMAT => Ok(()),
+        Some(found) if found.as_ref() == STORE_FORMAT_V1 => upgrade_from_v1(dir, db),
         Some(found) => Err(format_error(dir, &found)),
         None if db.first()?.is_some() => {
             Err(LogError::ForeignStore { dir: dir.to_owned(), found: "an unmarked sled database".into() })
         }
         None => {
-            db.insert(META_FORMAT, STORE_FORMAT_V1)?;
+            db.insert(META_FORMAT, STORE_FORMAT)?;
             Ok(())
         }
     }
+}
+
+/// v1 to v2: removes the stream head entries (v2 derives a stream's
+/// version from its index) and marks the log v2, in one atomic batch: a
+/// crash leaves the log v1, whole, or v2. Events, hashes, index and
+/// idempotency entries are unchanged, so the chain and an auditor's signed
+/// checkpoints stay valid. One entry per stream: seconds for millions.
+fn upgrade_from_v1(dir: &Path, db: &sled::Db) -> Result<(), LogError> {
+    let mut batch = sled::Batch::default();
+    let mut heads = 0u64;
+    for item in db.scan_prefix([V1_STREAM_HEAD]) {
+        batch.remove(item?.0);
+        heads += 1;
+    }
+    batch.insert(META_FORMAT, STORE_FORMAT);
+    db.apply_batch(batch)?;
+    tracing::info!(dir = %dir.display(), stream_heads_removed = heads, "upgraded the stored format from v1 to v2");
+    Ok(())
 }
 
 /// A marker other than ours: a later fundledger's format, or another program's.
@@ -993,16 +1001,17 @@ fn request_value(fingerprint: &Hash, first_seq: u64, count: u32) -> Vec<u8> {
     value
 }
 
-fn stream_index_key(stream: &str, version: u64) -> Vec<u8> {
-    let mut key = vec![STREAM_INDEX];
+/// `s ‖ stream ‖ 0`: where a stream's index entries begin.
+fn stream_index_prefix(stream: &str) -> Vec<u8> {
+    let mut key = Vec::with_capacity(stream.len() + 10);
+    key.push(STREAM_INDEX);
     key.extend_from_slice(stream.as_bytes());
     key.push(0);
-    key.extend_from_slice(&version.to_be_bytes());
     key
 }
 
-fn stream_head_key(stream: &str) -> Vec<u8> {
-    let mut key = vec![STREAM_HEAD];
-    key.extend_from_slice(stream.as_bytes());
+fn stream_index_key(stream: &str, version: u64) -> Vec<u8> {
+    let mut key = stream_index_prefix(stream);
+    key.extend_from_slice(&version.to_be_bytes());
     key
 }
