@@ -3,7 +3,7 @@
 //! - `domain`: decide + evolve of the workload's commands, in memory;
 //! - `record`: encoding an event and its record, and the chain hash;
 //! - `append`: one durable append of a batch of 1,000 commands' events
-//!   (EventLog::append: encode, hash, four sled keys each, flush +
+//!   (EventLog::append: encode, hash, three sled keys each, flush +
 //!   fdatasync) against raw sled writing 1,000 records of the same size
 //!   with the same flush + fdatasync (the storage limit);
 //! - `replay`: rebuilding the projections from a 20,000-event log against
@@ -19,6 +19,10 @@ use fundledger::ledger::{CommandRequest, Ledger, LedgerConfig};
 use fundledger::log::{codec, Entry, EventLog, NewEvent, GENESIS_HASH};
 use fundledger::projections::Projections;
 use fundledger::workload::{self, ClientKind, Step, WorkloadClient};
+
+/// The allocator the `fundledger` binary runs with (see `src/main.rs`).
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 const BATCH: usize = 1000;
 

@@ -4,6 +4,12 @@ use clap::Parser;
 use fundledger::cli::{Cli, Command};
 use std::process::ExitCode;
 
+/// mimalloc instead of glibc's malloc: replay and the writer decode and drop
+/// millions of small strings, where glibc spent up to 40% of the time in its
+/// own bookkeeping (measured in docs/BENCHMARKS.md).
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 fn main() -> ExitCode {
     let cli = Cli::parse();
     let runtime = match tokio::runtime::Runtime::new() {

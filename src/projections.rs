@@ -156,28 +156,73 @@ impl Projections {
 
 /// Reads events `from_seq` to `to_seq` of the log in order, in bounded
 /// pages, decodes each and hands it to `f`. A missing event is corruption.
+///
+/// Pipelined over two threads: a scoped reading thread walks sled, checks
+/// every record against its hash and decodes its payload, at most
+/// [`REPLAY_PAGES_AHEAD`] pages ahead, while this thread folds. A replay
+/// then takes the longer of the two halves instead of their sum (1.6x
+/// faster on two cores, `docs/BENCHMARKS.md`). Nothing is handed to `f`
+/// out of order or twice, and a page with a broken event is handed over
+/// not at all: the error comes instead.
 pub fn for_each_event(
     reader: &LogReader,
     from_seq: u64,
     to_seq: u64,
     mut f: impl FnMut(&Envelope, &Event),
 ) -> Result<(), LogError> {
-    let mut next = from_seq.max(1);
-    while next <= to_seq {
-        let page = reader.read(next, to_seq, REPLAY_BATCH_EVENTS_MAX)?;
-        if page.is_empty() {
-            return Err(LogError::Corrupt { seq: next, problem: "missing from the log".into() });
-        }
-        for (envelope, payload) in page {
-            if envelope.seq != next {
-                return Err(LogError::Corrupt { seq: next, problem: "missing from the log".into() });
-            }
-            let event = decode_event(&envelope, &payload)?;
-            f(&envelope, &event);
-            next += 1;
-        }
+    let from_seq = from_seq.max(1);
+    if from_seq > to_seq {
+        return Ok(());
     }
-    Ok(())
+    std::thread::scope(|scope| {
+        let (pages, decoded) = std::sync::mpsc::sync_channel(REPLAY_PAGES_AHEAD);
+        scope.spawn(move || {
+            let mut next = from_seq;
+            while next <= to_seq {
+                let page = read_page(reader, next, to_seq);
+                let failed = page.is_err();
+                if let Ok(page) = &page {
+                    next += page.len() as u64;
+                }
+                // After an error, or once the folding side has stopped
+                // listening (it saw an error, or `f` panicked), stop.
+                if pages.send(page).is_err() || failed {
+                    return;
+                }
+            }
+        });
+        let mut next = from_seq;
+        while next <= to_seq {
+            let page = decoded.recv().expect("the reading thread sends every page or an error")?;
+            for (envelope, event) in &page {
+                f(envelope, event);
+            }
+            next += page.len() as u64;
+        }
+        Ok(())
+    })
+}
+
+/// Decoded pages the reading thread of [`for_each_event`] may hold ready:
+/// memory stays bounded by a few pages of [`REPLAY_BATCH_EVENTS_MAX`].
+const REPLAY_PAGES_AHEAD: usize = 2;
+
+/// Up to [`REPLAY_BATCH_EVENTS_MAX`] events from `next` on, each checked
+/// and decoded: never empty, gapless from `next`, or an error.
+fn read_page(reader: &LogReader, next: u64, to_seq: u64) -> Result<Vec<(Envelope, Event)>, LogError> {
+    let page = reader.read(next, to_seq, REPLAY_BATCH_EVENTS_MAX)?;
+    if page.is_empty() {
+        return Err(LogError::Corrupt { seq: next, problem: "missing from the log".into() });
+    }
+    let mut out = Vec::with_capacity(page.len());
+    for (expected, (envelope, payload)) in (next..).zip(page) {
+        if envelope.seq != expected {
+            return Err(LogError::Corrupt { seq: expected, problem: "missing from the log".into() });
+        }
+        let event = decode_event(&envelope, &payload)?;
+        out.push((envelope, event));
+    }
+    Ok(out)
 }
 
 /// How [`Projections::load`] got the projections.

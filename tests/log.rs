@@ -566,3 +566,66 @@ async fn a_restart_loads_the_checkpoint_and_equals_a_full_replay() {
     assert_eq!(how, Loaded::Replayed { reason: "no checkpoint" });
     assert_eq!(loaded.encoded(), live.encoded());
 }
+
+// ----- replay across pages (the pipelined reader) -----
+
+#[tokio::test]
+async fn replay_across_pages_hands_over_every_event_once_in_order_and_stops_at_a_missing_one() {
+    use fundledger::projections::for_each_event;
+    use fundledger::workload::{self, WorkloadClient};
+    let dir = tempfile::tempdir().unwrap();
+    let ledger = Ledger::open(LedgerConfig::new(dir.path())).unwrap();
+    let as_request = |step: workload::Step, request_id: String| CommandRequest {
+        command: step.command,
+        request_id,
+        expected_version: None,
+        actor: step.actor,
+    };
+    let setup = workload::setup().into_iter().enumerate().map(|(n, step)| as_request(step, format!("setup-{n}")));
+    for answer in ledger.submit_many(setup.collect()).await.unwrap() {
+        answer.unwrap();
+    }
+    // More than four pages of 4,096 events, from 16 clients.
+    let mut clients: Vec<WorkloadClient> = (0..16).map(|c| WorkloadClient::new("p", c)).collect();
+    while ledger.head_seq() < 17_000 {
+        let batch = (0..4096).map(|i| {
+            let client = &mut clients[i % 16];
+            let id = client.request_id();
+            as_request(client.next_step(), id)
+        });
+        for answer in ledger.submit_many(batch.collect()).await.unwrap() {
+            answer.unwrap();
+        }
+    }
+    let head = ledger.head_seq();
+    let reader = ledger.log_reader();
+    let seen = |from: u64, to: u64| {
+        let mut seqs = Vec::new();
+        let outcome = for_each_event(&reader, from, to, |envelope, _| seqs.push(envelope.seq));
+        (seqs, outcome)
+    };
+    let (all, outcome) = seen(1, head);
+    outcome.unwrap();
+    assert_eq!(all, (1..=head).collect::<Vec<_>>());
+    let (middle, outcome) = seen(4_000, 12_345);
+    outcome.unwrap();
+    assert_eq!(middle, (4_000..=12_345).collect::<Vec<_>>());
+    assert_eq!(seen(10, 9).0, Vec::<u64>::new());
+    assert_eq!(Projections::replay(&reader, head).unwrap().encoded(), ledger.projections().encoded());
+    ledger.shutdown().await;
+    drop((ledger, reader));
+
+    // Event 9,000 (in the third page) goes missing: the pages before it are
+    // handed over, nothing at or after it, and the error names it.
+    let db = support::open_retrying(|| sled::Config::new().path(dir.path()).open().map_err(|e| e.to_string()));
+    let mut key = vec![b'e'];
+    key.extend_from_slice(&9_000u64.to_be_bytes());
+    db.remove(key).unwrap();
+    drop(db);
+    let log = support::open_retrying(|| fundledger::log::EventLog::open(dir.path()).map_err(|e| e.to_string()));
+    let reader = log.reader();
+    let mut seqs = Vec::new();
+    let error = for_each_event(&reader, 1, head, |envelope, _| seqs.push(envelope.seq)).unwrap_err();
+    assert!(matches!(error, fundledger::log::LogError::Corrupt { seq: 9_000, .. }), "{error}");
+    assert_eq!(seqs, (1..=8_192).collect::<Vec<_>>());
+}

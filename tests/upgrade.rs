@@ -204,36 +204,16 @@ async fn opening_a_v1_ledger_upgrades_it_to_v2_in_place() {
 
     // The log is marked v2, its heads are gone, and every stream's version
     // (now its last index entry) is what v1 stored, porticus one on.
-    let mut log = open_log(copy.path());
+    let mut log = support::open_retrying(|| EventLog::open(copy.path()).map_err(|e| e.to_string()));
     for (stream, &version) in &heads {
         let expected = version + u64::from(stream == "partner/porticus");
         assert_eq!(log.stream_version(stream).unwrap(), expected, "{stream}");
     }
     assert_eq!(log.stream_version("application/never-submitted").unwrap(), 0);
     drop(log);
-    let db = open_sled(copy.path());
+    let db = support::open_retrying(|| sled::Config::new().path(copy.path()).open().map_err(|e| e.to_string()));
     assert_eq!(db.get(b"m/format").unwrap().unwrap().as_ref(), fundledger::log::STORE_FORMAT);
     assert_eq!(db.scan_prefix(b"v").count(), 0, "v1's stream heads are removed");
-}
-
-/// sled lets go of a directory a moment after its last handle: retried.
-fn open_log(dir: &Path) -> EventLog {
-    retry(|| EventLog::open(dir).map_err(|e| e.to_string()))
-}
-
-fn open_sled(dir: &Path) -> sled::Db {
-    retry(|| sled::Config::new().path(dir).open().map_err(|e| e.to_string()))
-}
-
-fn retry<T>(mut open: impl FnMut() -> Result<T, String>) -> T {
-    let started = std::time::Instant::now();
-    loop {
-        match open() {
-            Ok(opened) => return opened,
-            Err(error) if started.elapsed() > std::time::Duration::from_secs(10) => panic!("does not open: {error}"),
-            Err(_) => std::thread::sleep(std::time::Duration::from_millis(20)),
-        }
-    }
 }
 
 #[test]

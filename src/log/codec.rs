@@ -41,7 +41,10 @@ pub struct RecordBody {
     pub recorded_at_micros: i64,
     pub actor: String,
     pub request_id: String,
-    /// The event itself, encoded with [`encode`].
+    /// The event itself, encoded with [`encode`]. Stored as bincode stores
+    /// any `Vec<u8>` (u64 length, then the bytes), but read and written as
+    /// one block rather than byte by byte.
+    #[serde(with = "serde_bytes")]
     pub payload: Vec<u8>,
 }
 

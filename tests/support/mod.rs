@@ -318,6 +318,20 @@ pub fn reopen(config: LedgerConfig) -> Ledger {
     }
 }
 
+/// Opens something (a log, sled itself) in a directory this process has
+/// just closed, retrying for up to 10 s, as [`reopen`] does.
+#[allow(dead_code)] // Each test binary uses part of this module.
+pub fn open_retrying<T>(mut open: impl FnMut() -> Result<T, String>) -> T {
+    let started = std::time::Instant::now();
+    loop {
+        match open() {
+            Ok(opened) => return opened,
+            Err(error) if started.elapsed() > std::time::Duration::from_secs(10) => panic!("does not open: {error}"),
+            Err(_) => std::thread::sleep(std::time::Duration::from_millis(20)),
+        }
+    }
+}
+
 // ------------------------------------------------------------------ randomness
 
 /// A small seeded generator (SplitMix64) for tests that pick random moments
