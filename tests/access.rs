@@ -46,21 +46,7 @@ fn check_status(status: &Status, code: Code, expected_reason: &str) {
 }
 
 fn submit(application: &str, round: &str, amount: &str) -> pb::SubmitApplicationRequest {
-    pb::SubmitApplicationRequest {
-        meta: meta(),
-        application_id: application.into(),
-        round_id: round.into(),
-        applicant: Some(pb::Applicant {
-            name: "Bewonersgroep Punda".into(),
-            organisation_id: String::new(),
-            place: "Willemstad".into(),
-            country: "CW".into(),
-        }),
-        title: "Dialoogtafels".into(),
-        description: String::new(),
-        amount_requested: eur(amount),
-        submitted_on: "2024-02-15".into(),
-    }
+    support::punda_application(meta(), application, round, amount, "2024-02-15")
 }
 
 fn award(application: &str, amount: &str) -> pb::AwardGrantRequest {

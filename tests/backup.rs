@@ -39,21 +39,7 @@ fn receipt(meta: Option<pb::CommandMeta>, partner: &str, amount: &str) -> pb::Re
 }
 
 fn application(id: &str) -> pb::SubmitApplicationRequest {
-    pb::SubmitApplicationRequest {
-        meta: meta(),
-        application_id: id.into(),
-        round_id: "r1".into(),
-        applicant: Some(pb::Applicant {
-            name: "Bewonersgroep Punda".into(),
-            organisation_id: String::new(),
-            place: "Willemstad".into(),
-            country: "CW".into(),
-        }),
-        title: "Dialoogtafels".into(),
-        description: String::new(),
-        amount_requested: eur("1500.00"),
-        submitted_on: "2024-03-01".into(),
-    }
+    support::punda_application(meta(), id, "r1", "1500.00", "2024-03-01")
 }
 
 /// A fund with two partners whose money is in, and an open round.

@@ -278,21 +278,7 @@ async fn generate(cast: &mut Cast, events_min: u64) -> BTreeMap<u64, Figures> {
 }
 
 fn submit(id: &str, round: &str, amount: &str, on: &str) -> pb::SubmitApplicationRequest {
-    pb::SubmitApplicationRequest {
-        meta: meta(),
-        application_id: id.into(),
-        round_id: round.into(),
-        applicant: Some(pb::Applicant {
-            name: "Bewonersgroep Punda".into(),
-            organisation_id: String::new(),
-            place: "Willemstad".into(),
-            country: "CW".into(),
-        }),
-        title: "Dialoogtafels".into(),
-        description: String::new(),
-        amount_requested: eur(amount),
-        submitted_on: on.into(),
-    }
+    support::punda_application(meta(), id, round, amount, on)
 }
 
 // ----- point in time -----

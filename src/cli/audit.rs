@@ -62,15 +62,9 @@ pub struct VerifyArgs {
 
 #[derive(Args, Debug)]
 pub struct CheckpointArgs {
-    /// The server's URL.
-    #[arg(long, env = "FUNDLEDGER_SERVER", default_value = "http://127.0.0.1:50051")]
-    pub server: String,
-    /// The bearer token of an auditor (or officer, admin).
-    #[arg(long, env = "FUNDLEDGER_TOKEN", hide_env_values = true)]
-    pub token: Option<String>,
-    /// Over TLS: trust this PEM CA certificate.
-    #[arg(long, env = "FUNDLEDGER_CA_CERT")]
-    pub ca_cert: Option<PathBuf>,
+    /// An auditor's (or officer's, admin's) connection.
+    #[command(flatten)]
+    pub connection: super::ServerArgs,
     /// Write the checkpoint to this file (it must not exist yet) instead of
     /// printing it.
     #[arg(long)]
@@ -201,7 +195,7 @@ fn print_summary(args: &VerifyArgs, response: &pb::VerifyLogResponse, report: Op
 }
 
 async fn checkpoint(args: CheckpointArgs) -> anyhow::Result<()> {
-    let mut client = connect(&args.server, args.token.as_deref(), args.ca_cert.as_deref()).await?;
+    let mut client = connect_to(&args.connection).await?;
     let response = client.get_checkpoint(pb::GetCheckpointRequest {}).await?.into_inner();
     let message = response.checkpoint.context("the server answered without a checkpoint")?;
     let signed = checkpoint_from_pb(&message).map_err(|e| anyhow::anyhow!("the server's checkpoint: {e}"))?;
@@ -261,6 +255,11 @@ pub(super) type Client =
     AuditClient<tonic::service::interceptor::InterceptedService<Channel, crate::api::auth::Bearer>>;
 
 /// An Audit client calling `server` as the holder of `token`.
+/// [`connect`] with a command's [`super::ServerArgs`].
+pub(super) async fn connect_to(args: &super::ServerArgs) -> anyhow::Result<Client> {
+    connect(&args.server, args.token.as_deref(), args.ca_cert.as_deref()).await
+}
+
 pub(super) async fn connect(
     server: &str,
     token: Option<&str>,

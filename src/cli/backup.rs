@@ -30,15 +30,9 @@ use std::path::{Path, PathBuf};
 
 #[derive(Args, Debug)]
 pub struct BackupArgs {
-    /// The server's URL.
-    #[arg(long, env = "FUNDLEDGER_SERVER", default_value = "http://127.0.0.1:50051")]
-    pub server: String,
-    /// The bearer token of an admin or auditor.
-    #[arg(long, env = "FUNDLEDGER_TOKEN", hide_env_values = true)]
-    pub token: Option<String>,
-    /// Over TLS: trust this PEM CA certificate.
-    #[arg(long, env = "FUNDLEDGER_CA_CERT")]
-    pub ca_cert: Option<PathBuf>,
+    /// An admin's or auditor's connection.
+    #[command(flatten)]
+    pub connection: super::ServerArgs,
     /// Write the backup to this file. It must not exist yet: a backup is
     /// never overwritten.
     #[arg(long)]
@@ -69,7 +63,7 @@ pub async fn run_backup(args: BackupArgs) -> anyhow::Result<()> {
         .tempfile_in(parent)
         .with_context(|| format!("cannot create a temporary file beside {}", out.display()))?;
 
-    let mut client = super::audit::connect(&args.server, args.token.as_deref(), args.ca_cert.as_deref()).await?;
+    let mut client = super::audit::connect_to(&args.connection).await?;
     let mut stream = client.backup(pb::BackupRequest {}).await?.into_inner();
     {
         let mut file = BufWriter::new(building.as_file_mut());
@@ -87,7 +81,9 @@ pub async fn run_backup(args: BackupArgs) -> anyhow::Result<()> {
         Ok(backup::check(BufReader::new(file))?)
     })
     .await?
-    .with_context(|| format!("the backup received from {} does not check, so it was not kept", args.server))?;
+    .with_context(|| {
+        format!("the backup received from {} does not check, so it was not kept", args.connection.server)
+    })?;
 
     building.persist_noclobber(out).map_err(|e| e.error).with_context(|| {
         format!("cannot move the backup into place at {} (an existing file is never overwritten)", out.display())

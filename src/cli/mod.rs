@@ -96,6 +96,21 @@ pub struct Connection {
     pub ca_cert: Option<PathBuf>,
 }
 
+/// Where a command of its own (`checkpoint`, `backup`) finds the server:
+/// [`Connection`] without its global flags.
+#[derive(Args, Debug, Clone)]
+pub struct ServerArgs {
+    /// The server's URL.
+    #[arg(long, env = "FUNDLEDGER_SERVER", default_value = "http://127.0.0.1:50051")]
+    pub server: String,
+    /// Bearer token of the principal calling (from `init` or `principal add`).
+    #[arg(long, env = "FUNDLEDGER_TOKEN", hide_env_values = true)]
+    pub token: Option<String>,
+    /// Over TLS: trust this PEM CA certificate.
+    #[arg(long, env = "FUNDLEDGER_CA_CERT")]
+    pub ca_cert: Option<PathBuf>,
+}
+
 /// Idempotency and concurrency options of every command.
 #[derive(Args, Debug, Clone)]
 pub struct Meta {

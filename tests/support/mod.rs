@@ -62,6 +62,33 @@ pub fn meta(prefix: &str) -> Option<pb::CommandMeta> {
     Some(pb::CommandMeta { request_id: request_id(prefix), expected_version: None })
 }
 
+/// The tests' usual application, Bewonersgroep Punda's dialogue tables in
+/// Willemstad, as the API takes it: `amount` in EUR.
+#[allow(dead_code)] // Each test binary uses part of this module.
+pub fn punda_application(
+    meta: Option<pb::CommandMeta>,
+    id: &str,
+    round: &str,
+    amount: &str,
+    submitted_on: &str,
+) -> pb::SubmitApplicationRequest {
+    pb::SubmitApplicationRequest {
+        meta,
+        application_id: id.into(),
+        round_id: round.into(),
+        applicant: Some(pb::Applicant {
+            name: "Bewonersgroep Punda".into(),
+            organisation_id: String::new(),
+            place: "Willemstad".into(),
+            country: "CW".into(),
+        }),
+        title: "Dialoogtafels".into(),
+        description: String::new(),
+        amount_requested: Some(pb::Money { value: amount.into(), currency: "EUR".into() }),
+        submitted_on: submitted_on.into(),
+    }
+}
+
 pub fn role(kind: pb::RoleKind, partner: Option<&str>) -> pb::Role {
     pb::Role { kind: kind as i32, partner_id: partner.map(str::to_owned) }
 }
