@@ -53,6 +53,17 @@ impl Projections {
         self.head_recorded_at_micros = envelope.recorded_at_micros;
     }
 
+    /// Takes `state`, the state after a durable batch whose last event is
+    /// `last`, and returns the state it replaces (for the caller to drop
+    /// outside any lock).
+    pub fn advance(&mut self, state: FundState, last: &Envelope) -> FundState {
+        assert!(last.seq > self.head_seq, "projection moved backwards");
+        self.head_seq = last.seq;
+        self.head_hash = last.hash;
+        self.head_recorded_at_micros = last.recorded_at_micros;
+        std::mem::replace(&mut self.state, state)
+    }
+
     /// Rebuilds the projections from the log, events 1 to `to_seq`.
     pub fn replay(reader: &LogReader, to_seq: u64) -> Result<Projections, LogError> {
         let mut projections = Projections::default();

@@ -2945,6 +2945,45 @@ fn reductions_and_withdrawals_give_money_back_to_the_pots() {
     assert_eq!(refunded_state.fund_totals().open_commitments(), cents(2_000_00));
 }
 
+/// Two views of the state (the writer's and the published one) share every
+/// application neither changed; a change to one is never seen by the other.
+/// The map still encodes byte for byte as the `BTreeMap` it replaced, so
+/// checkpoints and the canonical state bytes did not change.
+#[test]
+fn applications_are_copied_on_write_and_encode_as_a_btree_map() {
+    let (state, _) = run(vec![
+        open_fund(),
+        admit("bzk"),
+        open_round("r1", eur("50000"), eur("15000")),
+        pledge("bzk", None, eur("100000")),
+        receive("bzk", None, eur("100000")),
+        submit("a1", "r1", eur("10000")),
+        submit("a2", "r1", eur("5000")),
+        submit("a3", "r1", eur("2500.50")),
+        award("a2", eur("5000")),
+    ]);
+    let published = state.clone();
+    let mut writer = state.clone();
+    writer.applications.get_mut(&app("a2")).unwrap().grant.as_mut().unwrap().paid = cents(1_00);
+    writer.applications.get_mut(&app("a3")).unwrap().title = "changed".into();
+    assert_eq!(published, state, "a change to one view leaked into the other");
+    assert_eq!(published.applications[&app("a2")].grant.as_ref().unwrap().paid, Amount::ZERO);
+    assert_eq!(writer.applications[&app("a2")].grant.as_ref().unwrap().paid, cents(1_00));
+    assert_eq!(writer.applications[&app("a3")].title, "changed");
+    assert_eq!(writer.applications[&app("a1")], published.applications[&app("a1")]);
+    assert_ne!(writer, published);
+
+    let as_btree: BTreeMap<ApplicationId, state::Application> =
+        writer.applications.iter().map(|(id, a)| (id.clone(), a.clone())).collect();
+    let bytes = fundledger::log::codec::encode(&writer.applications);
+    assert_eq!(bytes, fundledger::log::codec::encode(&as_btree));
+    let decoded: Applications = fundledger::log::codec::decode(&bytes).unwrap();
+    assert_eq!(decoded, writer.applications);
+    assert_eq!(decoded.keys().collect::<Vec<_>>(), [&app("a1"), &app("a2"), &app("a3")]);
+    assert_eq!(decoded.range(app("a2")..).count(), 2);
+    assert_eq!(format!("{decoded:?}"), format!("{as_btree:?}"));
+}
+
 #[test]
 fn round_counters() {
     let (state, _) = run(vec![

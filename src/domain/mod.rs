@@ -6,6 +6,7 @@
 //! only applies facts. Replay is a fold of `evolve` over the log.
 
 pub mod access;
+pub mod applications;
 pub mod attribution;
 pub mod command;
 pub mod dated;
@@ -19,6 +20,7 @@ pub mod state;
 pub mod stream;
 
 pub use access::{Actor, Role};
+pub use applications::Applications;
 pub use command::{Applicant, Command};
 pub use decide::{decide, Context};
 pub use event::{Event, PotKey, Share, EVENT_SCHEMA_VERSION, EVENT_TYPE_NAMES};

@@ -4,6 +4,7 @@
 //! programming error or a corrupt log, and panics.
 
 use super::access::Role;
+use super::applications::Applications;
 use super::command::Applicant;
 use super::event::{Event, PotKey, Share};
 use super::ids::{ApplicationId, Date, PartnerId, PrincipalId, RoundId};
@@ -18,7 +19,7 @@ pub struct FundState {
     /// Every pot of every partner, in pot order (partner, then earmark).
     pub pots: BTreeMap<PotKey, Pot>,
     pub rounds: BTreeMap<RoundId, Round>,
-    pub applications: BTreeMap<ApplicationId, Application>,
+    pub applications: Applications,
     /// Everyone who was ever given access, revoked or not.
     pub principals: BTreeMap<PrincipalId, Principal>,
     /// The token hashes of the principals whose access is not revoked.

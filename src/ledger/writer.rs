@@ -232,22 +232,26 @@ impl Writer {
                     events_by_entry[*n] = Some(std::mem::take(events));
                 }
             }
-            {
-                let mut projections = self.shared.projections.write().expect("projection lock");
-                for (envelopes, events) in envelopes.into_iter().zip(events_by_entry) {
-                    let events = events.expect("every entry came from one submission");
-                    let recorded: Vec<RecordedEvent> = envelopes
-                        .into_iter()
-                        .zip(events)
-                        .map(|(envelope, event)| {
-                            projections.apply(&envelope, &event);
-                            RecordedEvent { envelope, event }
-                        })
-                        .collect();
-                    outcomes.push(recorded);
-                }
-                debug_assert_eq!(projections.state, self.state, "live projection and decision state diverged");
+            for (envelopes, events) in envelopes.into_iter().zip(events_by_entry) {
+                let events = events.expect("every entry came from one submission");
+                let recorded: Vec<RecordedEvent> = envelopes
+                    .into_iter()
+                    .zip(events)
+                    .map(|(envelope, event)| RecordedEvent { envelope, event })
+                    .collect();
+                outcomes.push(recorded);
             }
+            let last = outcomes.iter().rev().find_map(|recorded| recorded.last()).expect("a batch with entries");
+            // The decision state is now exactly the durable one: publish it.
+            // A clone shares every application with it (O(1), see
+            // `domain::applications`) instead of folding the events in a
+            // second time into a second copy.
+            let published = self.state.clone();
+            #[cfg(debug_assertions)]
+            self.check_published(&outcomes, &published);
+            let previous = self.shared.projections.write().expect("projection lock").advance(published, &last.envelope);
+            // Dropped outside the lock: what only the old view held is freed.
+            drop(previous);
             self.shared.head.send_replace(self.log.head_seq());
         }
 
@@ -277,6 +281,17 @@ impl Writer {
         }
         self.shared.stats.record_commit(commands, events);
         Ok(())
+    }
+
+    /// Debug builds: the published state must be what folding the batch's
+    /// recorded events into the previous projections gives.
+    #[cfg(debug_assertions)]
+    fn check_published(&self, outcomes: &[Vec<RecordedEvent>], published: &FundState) {
+        let mut folded = self.shared.projections.read().expect("projection lock").clone();
+        for recorded in outcomes.iter().flatten() {
+            folded.apply(&recorded.envelope, &recorded.event);
+        }
+        assert_eq!(&folded.state, published, "live projection and decision state diverged");
     }
 
     /// The original outcome of an earlier request.
