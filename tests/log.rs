@@ -630,6 +630,41 @@ async fn replay_across_pages_hands_over_every_event_once_in_order_and_stops_at_a
     assert_eq!(seqs, (1..=8_192).collect::<Vec<_>>());
 }
 
+/// The writer hands checkpoints to a thread of their own and goes on: while
+/// the ledger runs (no shutdown), checkpoints appear, and each one stored is
+/// exactly a replay of the log up to its head.
+#[tokio::test]
+async fn checkpoints_are_stored_while_the_ledger_runs_and_each_equals_a_replay_to_its_head() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut config = LedgerConfig::new(dir.path());
+    config.checkpoint_events_interval = 3;
+    let ledger = Ledger::open(config).unwrap();
+    for r in setup() {
+        ledger.submit(r).await.unwrap();
+    }
+    let file = dir.path().join(fundledger::log::CHECKPOINT_FILE);
+    let mut heads = std::collections::BTreeSet::new();
+    for n in 0..40 {
+        let id = format!("running-{n}");
+        ledger.submit(submit_application(&id, &id)).await.unwrap();
+        // Read as the writer's thread may be renaming a new one in place.
+        let Ok(bytes) = std::fs::read(&file) else { continue };
+        let stored = Projections::decode_checkpoint(&bytes).expect("a stored checkpoint is whole");
+        assert!(stored.head_seq <= ledger.head_seq());
+        if heads.insert(stored.head_seq) {
+            let replayed = Projections::replay(&ledger.log_reader(), stored.head_seq).unwrap();
+            assert_eq!(stored.encoded(), replayed.encoded(), "checkpoint at {}", stored.head_seq);
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(5)).await;
+    }
+    assert!(heads.len() >= 2, "checkpoints stored while running, at heads {heads:?}");
+    let head = ledger.head_seq();
+    ledger.shutdown().await;
+    drop(ledger);
+    let stored = Projections::decode_checkpoint(&std::fs::read(&file).unwrap()).unwrap();
+    assert_eq!(stored.head_seq, head, "a clean stop stores the last one");
+}
+
 #[tokio::test]
 async fn a_ledger_opens_from_its_checkpoint_or_past_a_damaged_one_and_decides_on_the_same_state() {
     let dir = tempfile::tempdir().unwrap();

@@ -186,7 +186,9 @@ async fn opening_a_v1_ledger_upgrades_it_to_v2_in_place() {
     assert!(heads.len() > 10 && heads.contains_key("partner/porticus"), "{heads:?}");
 
     // Opened, it takes a command on an existing stream at the next version.
-    let ledger = Ledger::open(LedgerConfig::new(copy.path())).expect("the v1 fixture opens");
+    // sled lets go of its directory lock a moment after the handle above
+    // is dropped.
+    let ledger = support::reopen(LedgerConfig::new(copy.path()));
     let pledge = Command::PledgeContribution {
         partner: PartnerId::new("porticus").unwrap(),
         amount: MoneyInput::parse("10.00", "EUR").unwrap(),

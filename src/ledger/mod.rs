@@ -194,7 +194,7 @@ pub struct Ledger {
 }
 
 struct Control {
-    queue: Mutex<Option<mpsc::Sender<writer::Submission>>>,
+    queue: Mutex<Option<mpsc::Sender<writer::Message>>>,
     /// One permit per command waiting for (or in) the writer: the queue's
     /// bound counts commands, whether they come alone or in a batch call.
     queue_places: Arc<tokio::sync::Semaphore>,
@@ -256,6 +256,7 @@ impl Ledger {
                 checkpoint_events_interval: config.checkpoint_events_interval,
             },
             checkpoint_seq,
+            tx.downgrade(),
         );
         let handle = std::thread::Builder::new()
             .name("fundledger-writer".into())
@@ -329,7 +330,8 @@ impl Ledger {
                 .clone()
                 .try_acquire_many_owned(places)
                 .map_err(|_| CommandError::QueueFull { capacity: self.control.queue_commands_max })?;
-            queue.try_send(writer::Submission { requests: valid, reply, _places: permit }).map_err(|e| match e {
+            let submission = writer::Submission { requests: valid, reply, _places: permit };
+            queue.try_send(writer::Message::Commands(submission)).map_err(|e| match e {
                 mpsc::error::TrySendError::Full(_) => {
                     CommandError::QueueFull { capacity: self.control.queue_commands_max }
                 }

@@ -2,8 +2,10 @@
 
 use super::{CommandError, CommandOutcome, CommandRequest, RecordedEvent, Shared};
 use crate::domain::{decide, Actor, Context, Event, FundState, Rejection, EVENT_SCHEMA_VERSION};
-use crate::log::{codec, Entry, EventLog, Hash, NewEvent};
+use crate::log::{codec, CheckpointFile, Entry, EventLog, Hash, NewEvent};
+use crate::projections::Projections;
 use std::collections::HashMap;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::{SystemTime, UNIX_EPOCH};
 use tokio::sync::{mpsc, oneshot};
@@ -29,6 +31,13 @@ impl Submission {
     }
 }
 
+/// What reaches the writer through its queue.
+pub(super) enum Message {
+    Commands(Submission),
+    /// The checkpoint thread could not store a checkpoint.
+    CheckpointFailed(String),
+}
+
 pub(super) struct Writer {
     log: EventLog,
     /// The decision state: the projections' state plus, during a batch, the
@@ -36,10 +45,12 @@ pub(super) struct Writer {
     state: FundState,
     shared: Arc<Shared>,
     limits: Limits,
-    /// The head of the last stored projection checkpoint.
+    /// The head of the last checkpoint handed to the checkpoint thread (or
+    /// loaded at start).
     checkpoint_seq: u64,
-    /// The size of the last checkpoint this writer stored.
-    checkpoint_bytes: usize,
+    /// The writer's own queue, for the checkpoint thread to report a
+    /// failure on; weak, so that it does not keep the queue open.
+    queue: mpsc::WeakSender<Message>,
 }
 
 /// Checkpoint bytes written per event recorded, at most, on average. A
@@ -64,86 +75,194 @@ enum Pending {
     SameAs(usize),
 }
 
-impl Writer {
-    pub fn new(log: EventLog, state: FundState, shared: Arc<Shared>, limits: Limits, checkpoint_seq: u64) -> Writer {
-        Writer { log, state, shared, limits, checkpoint_seq, checkpoint_bytes: 0 }
+/// The thread that encodes and stores projection checkpoints, so that the
+/// writer only hands over a snapshot (an O(1) clone of the published
+/// projections) and goes on committing. A 1 GB checkpoint takes seconds to
+/// encode, write and fsync; on the writer it held up every command.
+struct Checkpointer {
+    /// A rendezvous channel: a snapshot is handed over only when the thread
+    /// is idle, never queued behind one still being stored.
+    snapshots: Option<std::sync::mpsc::SyncSender<Projections>>,
+    thread: Option<std::thread::JoinHandle<()>>,
+    /// The size of the last checkpoint stored.
+    stored_bytes: Arc<AtomicUsize>,
+}
+
+impl Checkpointer {
+    fn start(file: CheckpointFile, queue: mpsc::WeakSender<Message>) -> std::io::Result<Checkpointer> {
+        let (snapshots, received) = std::sync::mpsc::sync_channel::<Projections>(0);
+        let stored_bytes = Arc::new(AtomicUsize::new(0));
+        let stored = stored_bytes.clone();
+        let thread = std::thread::Builder::new().name("fundledger-checkpoint".into()).spawn(move || {
+            for snapshot in received {
+                let (seq, bytes) = (snapshot.head_seq, snapshot.checkpoint_bytes());
+                // What only the snapshot still holds is freed before the write.
+                drop(snapshot);
+                match file.store(&bytes) {
+                    Ok(()) => {
+                        stored.store(bytes.len(), Ordering::Relaxed);
+                        tracing::debug!(seq, bytes = bytes.len(), "projection checkpoint stored");
+                    }
+                    Err(failure) => {
+                        tracing::error!(%failure, "storing a projection checkpoint failed");
+                        // Gone at shutdown: the failure is only logged then.
+                        if let Some(queue) = queue.upgrade() {
+                            let _ = queue.blocking_send(Message::CheckpointFailed(format!("checkpoint: {failure}")));
+                        }
+                        return;
+                    }
+                }
+            }
+        })?;
+        Ok(Checkpointer { snapshots: Some(snapshots), thread: Some(thread), stored_bytes })
     }
 
-    /// Stores the projections as a checkpoint when `due`, so that a restart
-    /// replays only what came after it.
-    fn checkpoint(&mut self, due: bool) -> Result<(), String> {
-        if !due || self.log.head_seq() == self.checkpoint_seq {
-            return Ok(());
+    /// Hands `snapshot` over if the thread is idle; false if it is busy.
+    fn offer(&self, snapshot: Projections) -> bool {
+        self.snapshots.as_ref().is_some_and(|snapshots| snapshots.try_send(snapshot).is_ok())
+    }
+
+    /// Stores a last checkpoint of `snapshot` and waits for the thread.
+    fn finish(mut self, snapshot: Option<Projections>) {
+        if let (Some(snapshots), Some(snapshot)) = (self.snapshots.take(), snapshot) {
+            // Fails only if the thread has stopped on an earlier failure.
+            let _ = snapshots.send(snapshot);
         }
-        let bytes = self.shared.projections.read().expect("projection lock").checkpoint_bytes();
-        self.log.put_checkpoint(&bytes).map_err(|e| e.to_string())?;
-        self.checkpoint_seq = self.log.head_seq();
-        self.checkpoint_bytes = bytes.len();
-        tracing::debug!(seq = self.checkpoint_seq, bytes = bytes.len(), "projection checkpoint stored");
-        Ok(())
+        if let Some(thread) = self.thread.take() {
+            let _ = thread.join();
+        }
+    }
+}
+
+impl Writer {
+    pub fn new(
+        log: EventLog,
+        state: FundState,
+        shared: Arc<Shared>,
+        limits: Limits,
+        checkpoint_seq: u64,
+        queue: mpsc::WeakSender<Message>,
+    ) -> Writer {
+        Writer { log, state, shared, limits, checkpoint_seq, queue }
     }
 
-    pub fn run(mut self, mut queue: mpsc::Receiver<Submission>) {
+    /// Hands the published projections to the checkpoint thread when a
+    /// checkpoint is due and the thread is idle, so that a restart replays
+    /// only what came after it.
+    fn offer_checkpoint(&mut self, checkpointer: &Checkpointer) {
+        let stored_bytes = checkpointer.stored_bytes.load(Ordering::Relaxed);
+        let interval = self.limits.checkpoint_events_interval.max((stored_bytes / CHECKPOINT_BYTES_PER_EVENT) as u64);
+        if self.log.head_seq() - self.checkpoint_seq < interval {
+            return;
+        }
+        let snapshot = self.shared.projections.read().expect("projection lock").clone();
+        let seq = snapshot.head_seq;
+        if checkpointer.offer(snapshot) {
+            self.checkpoint_seq = seq;
+            // Older versions kept the checkpoint inside sled: dropped once
+            // (a no-op after that) now that a file will replace it.
+            if let Err(failure) = self.log.drop_legacy_checkpoint() {
+                tracing::warn!(%failure, "could not remove the checkpoint an older version kept inside sled");
+            }
+        }
+    }
+
+    pub fn run(mut self, mut queue: mpsc::Receiver<Message>) {
+        let checkpointer = match Checkpointer::start(self.log.checkpoint_file(), self.queue.clone()) {
+            Ok(checkpointer) => Some(checkpointer),
+            Err(error) => {
+                tracing::warn!(%error, "no checkpoint thread: this run stores no checkpoints");
+                None
+            }
+        };
         let mut batch = Vec::with_capacity(self.limits.batch_commands_max);
         // `blocking_recv` returns None once every sender is gone and the
         // queue is drained: that is the graceful end.
-        while let Some(first) = queue.blocking_recv() {
-            let mut commands = first.requests.len();
-            batch.push(first);
+        while let Some(message) = queue.blocking_recv() {
+            let mut failed_checkpoint = None;
+            let mut commands = 0;
+            match message {
+                Message::Commands(first) => {
+                    commands += first.requests.len();
+                    batch.push(first);
+                }
+                Message::CheckpointFailed(failure) => failed_checkpoint = Some(failure),
+            }
             // A submission is never split: a batch call of up to the
             // maximum may make one group commit on its own.
-            while commands < self.limits.batch_commands_max {
+            while failed_checkpoint.is_none() && commands < self.limits.batch_commands_max {
                 match queue.try_recv() {
-                    Ok(next) => {
+                    Ok(Message::Commands(next)) => {
                         commands += next.requests.len();
                         batch.push(next);
                     }
+                    Ok(Message::CheckpointFailed(failure)) => failed_checkpoint = Some(failure),
                     Err(_) => break,
                 }
             }
-            let due = |w: &Writer| {
-                let interval =
-                    w.limits.checkpoint_events_interval.max((w.checkpoint_bytes / CHECKPOINT_BYTES_PER_EVENT) as u64);
-                w.log.head_seq() - w.checkpoint_seq >= interval
+            let result = match failed_checkpoint {
+                // Nothing of this batch was written: it is refused below.
+                Some(failure) => Err((failure, false)),
+                None => self.commit(&mut batch).map_err(|failure| (failure, true)),
             };
-            if let Err(failure) = self.commit(&mut batch).and_then(|()| self.checkpoint(due(&self))) {
-                // The in-memory state may now be ahead of the disk: stop
-                // rather than decide on facts that were never recorded.
-                // It never retries: after a failed fsync the kernel may have
-                // dropped the unwritten pages and marked them clean, so a
-                // second fsync could "succeed" over lost data (fsyncgate).
-                tracing::error!(%failure, "storage failure; the writer stops and the ledger refuses commands");
-                let refusal = format!(
-                    "a storage failure stopped the writer ({failure}); it does not retry, since what reached the \
-                     disk is unknown: restart to recover from the log"
-                );
-                *self.shared.failure.lock().expect("failure lock") = Some(refusal.clone());
-                // Closed before the failure is announced: whoever learns of
-                // it and submits is refused by `submit`, not queued.
-                queue.close();
-                self.shared.failed.send_replace(true);
-                for submission in batch.drain(..) {
-                    // Their events may or may not have reached the disk.
-                    let unknown = CommandError::Unavailable(format!(
-                        "a storage failure stopped the writer ({failure}); the outcome of this command is unknown: \
-                         after a restart, retry it with the same request id"
-                    ));
-                    let commands = submission.requests.len();
-                    submission.answer(vec![Err(unknown); commands]);
-                }
-                // Queued behind the failed batch, never written: refused.
-                while let Ok(submission) = queue.try_recv() {
-                    let refused = CommandError::Unavailable(refusal.clone());
-                    let commands = submission.requests.len();
-                    submission.answer(vec![Err(refused); commands]);
+            if let Err((failure, written)) = result {
+                self.stop(&failure, written, &mut batch, &mut queue);
+                if let Some(checkpointer) = checkpointer {
+                    checkpointer.finish(None);
                 }
                 return;
             }
+            if let Some(checkpointer) = &checkpointer {
+                self.offer_checkpoint(checkpointer);
+            }
         }
-        if let Err(failure) = self.checkpoint(true) {
-            tracing::warn!(%failure, "no checkpoint at shutdown; the next start replays more of the log");
+        if let Some(checkpointer) = checkpointer {
+            let head = self.log.head_seq();
+            let snapshot =
+                (head != self.checkpoint_seq).then(|| self.shared.projections.read().expect("projection lock").clone());
+            checkpointer.finish(snapshot);
         }
         tracing::info!(head = self.log.head_seq(), "writer stopped");
+    }
+
+    /// After a storage failure: the writer stops, and the ledger refuses
+    /// commands. `written` says whether `batch` may have reached the disk.
+    fn stop(&mut self, failure: &str, written: bool, batch: &mut Vec<Submission>, queue: &mut mpsc::Receiver<Message>) {
+        // The in-memory state may now be ahead of the disk: stop rather
+        // than decide on facts that were never recorded. It never retries:
+        // after a failed fsync the kernel may have dropped the unwritten
+        // pages and marked them clean, so a second fsync could "succeed"
+        // over lost data (fsyncgate).
+        tracing::error!(%failure, "storage failure; the writer stops and the ledger refuses commands");
+        let refusal = format!(
+            "a storage failure stopped the writer ({failure}); it does not retry, since what reached the \
+             disk is unknown: restart to recover from the log"
+        );
+        *self.shared.failure.lock().expect("failure lock") = Some(refusal.clone());
+        // Closed before the failure is announced: whoever learns of it and
+        // submits is refused by `submit`, not queued.
+        queue.close();
+        self.shared.failed.send_replace(true);
+        for submission in batch.drain(..) {
+            let commands = submission.requests.len();
+            let answer = if written {
+                // Their events may or may not have reached the disk.
+                CommandError::Unavailable(format!(
+                    "a storage failure stopped the writer ({failure}); the outcome of this command is unknown: \
+                     after a restart, retry it with the same request id"
+                ))
+            } else {
+                CommandError::Unavailable(refusal.clone())
+            };
+            submission.answer(vec![Err(answer); commands]);
+        }
+        // Queued behind the failed batch, never written: refused.
+        while let Ok(message) = queue.try_recv() {
+            if let Message::Commands(submission) = message {
+                let commands = submission.requests.len();
+                submission.answer(vec![Err(CommandError::Unavailable(refusal.clone())); commands]);
+            }
+        }
     }
 
     /// Decides, appends, syncs and answers one batch.

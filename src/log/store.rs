@@ -178,6 +178,36 @@ pub fn sled_config(dir: &Path) -> sled::Config {
         .cache_capacity(256 * 1024 * 1024)
 }
 
+/// The file beside the log that holds the projections' checkpoint.
+#[derive(Clone)]
+pub struct CheckpointFile {
+    dir: PathBuf,
+    /// Injected storage failures; `None` outside tests (see `log::faults`).
+    faults: Option<Arc<FaultPlan>>,
+}
+
+impl CheckpointFile {
+    /// Stores a checkpoint (opaque to the log) and makes it durable. A
+    /// checkpoint only saves replay time: losing one is harmless. It is
+    /// written to a new file, synced, and renamed over the old one, so that
+    /// a crash leaves the old checkpoint or the new one, whole.
+    pub fn store(&self, bytes: &[u8]) -> Result<(), LogError> {
+        let injected = |op| self.faults.as_ref().map_or(Ok(()), |plan| plan.check(op));
+        let path = self.dir.join(CHECKPOINT_FILE);
+        let new = self.dir.join(format!("{CHECKPOINT_FILE}.new"));
+        {
+            injected(StorageOp::Write)?;
+            let mut file = File::create(&new)?;
+            std::io::Write::write_all(&mut file, bytes)?;
+            injected(StorageOp::Fsync)?;
+            file.sync_all()?;
+        }
+        std::fs::rename(&new, &path)?;
+        File::open(&self.dir)?.sync_all()?;
+        Ok(())
+    }
+}
+
 impl EventLog {
     /// Whether `dir` holds a log, looked at without opening it: sled writes
     /// to a directory as it opens it, and would make an empty one.
@@ -312,22 +342,24 @@ impl EventLog {
         self.reader.request(request_id)
     }
 
-    /// Stores the projections' checkpoint (opaque to the log) and makes it
-    /// durable. A checkpoint only saves replay time: losing one is harmless.
-    /// It is written to a new file, synced, and renamed over the old one,
-    /// so that a crash leaves the old checkpoint or the new one, whole.
+    /// Where the projections' checkpoint is stored, as a handle of its own:
+    /// the writer stores checkpoints on a thread of their own, so that
+    /// writing a large one never holds up a commit.
+    pub fn checkpoint_file(&self) -> CheckpointFile {
+        CheckpointFile { dir: self.dir.clone(), faults: self.faults.clone() }
+    }
+
+    /// Stores the projections' checkpoint ([`CheckpointFile::store`]), then
+    /// drops the one that older versions kept inside sled, if any.
     pub fn put_checkpoint(&mut self, bytes: &[u8]) -> Result<(), LogError> {
-        let path = self.dir.join(CHECKPOINT_FILE);
-        let new = self.dir.join(format!("{CHECKPOINT_FILE}.new"));
-        {
-            self.injected(StorageOp::Write)?;
-            let mut file = File::create(&new)?;
-            std::io::Write::write_all(&mut file, bytes)?;
-            self.injected(StorageOp::Fsync)?;
-            file.sync_all()?;
-        }
-        std::fs::rename(&new, &path)?;
-        File::open(&self.dir)?.sync_all()?;
+        self.checkpoint_file().store(bytes)?;
+        self.drop_legacy_checkpoint()
+    }
+
+    /// Removes the checkpoint that older versions kept inside sled (never
+    /// used now: its layout is older than the checksummed one), once a
+    /// checkpoint file has replaced it.
+    pub fn drop_legacy_checkpoint(&mut self) -> Result<(), LogError> {
         if self.reader.db.remove(META_CHECKPOINT)?.is_some() {
             self.sync()?;
         }
