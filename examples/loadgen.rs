@@ -250,6 +250,29 @@ fn thousands(value: f64) -> String {
     out
 }
 
+/// The log's head, read with a handle that is closed again before the next
+/// process (or the next open here) needs the directory.
+fn log_head(dir: &Path) -> anyhow::Result<u64> {
+    wait_released(dir)?;
+    let head = EventLog::open(dir)?.head_seq();
+    wait_released(dir)?;
+    Ok(head)
+}
+
+/// Waits until no handle of this process holds sled's lock on `dir`: sled
+/// lets go of it a moment after its last handle is dropped, and a child
+/// started at once would find the ledger "in use".
+fn wait_released(dir: &Path) -> anyhow::Result<()> {
+    let db = std::fs::File::open(dir.join("db"))?;
+    let started = Instant::now();
+    while fs2::FileExt::try_lock_exclusive(&db).is_err() {
+        anyhow::ensure!(started.elapsed() < Duration::from_secs(30), "{} stays locked", dir.display());
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    fs2::FileExt::unlock(&db)?;
+    Ok(())
+}
+
 /// Bytes the files under `dir` take on disk (allocated blocks).
 fn disk_bytes(dir: &Path) -> u64 {
     use std::os::unix::fs::MetadataExt;
@@ -437,6 +460,7 @@ fn replay_section(report: &mut Report, dir: &Path) -> anyhow::Result<()> {
         let elapsed = started.elapsed();
         (elapsed, projections.checkpoint_bytes().len())
     };
+    wait_released(dir)?;
     // Restart: open, check the stored checkpoint against the log, load it.
     let started = Instant::now();
     let ledger = Ledger::open(LedgerConfig::new(dir))?;
@@ -984,12 +1008,7 @@ fn summary(report: &mut Report) {
 /// Builds (or reuses) a ledger of `events` events in `dir`, then measures a
 /// restart to serving in a child process, with and without the checkpoint.
 async fn restart_section(report: &mut Report, dir: &Path, events: u64) -> anyhow::Result<()> {
-    let existing = if dir.join("db").exists() {
-        let log = EventLog::open(dir)?;
-        log.head_seq()
-    } else {
-        0
-    };
+    let existing = if dir.join("db").exists() { log_head(dir)? } else { 0 };
     // In steps of a million events, each in a process of its own: sled
     // 0.34 keeps much of what a long run of large batches wrote in memory
     // (about 7 KiB per event here), which a restart gives back.
@@ -1003,14 +1022,14 @@ async fn restart_section(report: &mut Report, dir: &Path, events: u64) -> anyhow
             .arg(dir)
             .status()?;
         anyhow::ensure!(status.success(), "building the log stopped: {status}");
-        head = EventLog::open(dir)?.head_seq();
+        head = log_head(dir)?;
     }
     if !dir.join(fundledger::log::CHECKPOINT_FILE).exists() {
         // A run stopped halfway: a clean stop of the ledger stores one.
         let ledger = Ledger::open(LedgerConfig::new(dir))?;
         ledger.shutdown().await;
     }
-    let head = EventLog::open(dir)?.head_seq();
+    let head = log_head(dir)?;
     report.line(format!(
         "\n## Restart with {} events\n\n{}; disk {} bytes ({:.0} per event).\n\n\
          | start | to serving (health SERVING), s | ledger open, s | resident memory after start | peak resident memory |\n|---|---:|---:|---:|---:|",

@@ -2984,6 +2984,33 @@ fn applications_are_copied_on_write_and_encode_as_a_btree_map() {
     assert_eq!(format!("{decoded:?}"), format!("{as_btree:?}"));
 }
 
+/// A grant's shares: one sorted allocation that collects, looks up and
+/// encodes exactly as the `BTreeMap<PotKey, GrantShare>` it replaced.
+#[test]
+fn grant_shares_behave_and_encode_as_a_btree_map() {
+    let share = |amount: i64| state::GrantShare { amount: cents(amount), ..Default::default() };
+    let entries = vec![
+        (pot("vfonds", None), share(3)),
+        (pot("bzk", Some("r2")), share(2)),
+        (pot("bzk", None), share(1)),
+        (pot("vfonds", None), share(4)),
+    ];
+    let shares: state::Shares = entries.clone().into_iter().collect();
+    let as_btree: BTreeMap<PotKey, state::GrantShare> = entries.into_iter().collect();
+    assert_eq!(shares.len(), 3, "a repeated pot keeps one share");
+    assert_eq!(shares[&pot("vfonds", None)].amount, cents(4), "the last one, as in a BTreeMap");
+    assert_eq!(shares.keys().collect::<Vec<_>>(), as_btree.keys().collect::<Vec<_>>());
+    assert_eq!(shares.get(&pot("porticus", None)), None);
+    let bytes = fundledger::log::codec::encode(&shares);
+    assert_eq!(bytes, fundledger::log::codec::encode(&as_btree));
+    let decoded: state::Shares = fundledger::log::codec::decode(&bytes).unwrap();
+    assert_eq!(decoded, shares);
+    assert_eq!(format!("{decoded:?}"), format!("{as_btree:?}"));
+    let mut changed = decoded.clone();
+    changed.get_mut(&pot("bzk", None)).unwrap().paid = cents(1);
+    assert_ne!(changed, decoded);
+}
+
 #[test]
 fn round_counters() {
     let (state, _) = run(vec![
