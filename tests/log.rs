@@ -489,17 +489,24 @@ const GOLDEN_HASH_HEX: &str = "7f589c76355022071aeb2804dc5d4a11d4d46f05ae43bd452
 
 // ----- projection checkpoints -----
 
+/// A ledger in `dir` that is due for a checkpoint every 3 events, with the
+/// fund set up; and its configuration, to reopen it.
+async fn set_up_checkpointing_every_3_events(dir: &std::path::Path) -> (Ledger, LedgerConfig) {
+    let mut config = LedgerConfig::new(dir);
+    config.checkpoint_events_interval = 3;
+    let ledger = Ledger::open(config.clone()).unwrap();
+    for r in setup() {
+        ledger.submit(r).await.unwrap();
+    }
+    (ledger, config)
+}
+
 #[tokio::test]
 async fn a_restart_loads_the_checkpoint_and_equals_a_full_replay() {
     use fundledger::log::EventLog;
     use fundledger::projections::Loaded;
     let dir = tempfile::tempdir().unwrap();
-    let mut config = LedgerConfig::new(dir.path());
-    config.checkpoint_events_interval = 3;
-    let ledger = Ledger::open(config).unwrap();
-    for r in setup() {
-        ledger.submit(r).await.unwrap();
-    }
+    let (ledger, _) = set_up_checkpointing_every_3_events(dir.path()).await;
     ledger.submit(submit_application("s1", "app-1")).await.unwrap();
     let live = ledger.projections().clone();
     ledger.shutdown().await;
@@ -636,12 +643,7 @@ async fn replay_across_pages_hands_over_every_event_once_in_order_and_stops_at_a
 #[tokio::test]
 async fn checkpoints_are_stored_while_the_ledger_runs_and_each_equals_a_replay_to_its_head() {
     let dir = tempfile::tempdir().unwrap();
-    let mut config = LedgerConfig::new(dir.path());
-    config.checkpoint_events_interval = 3;
-    let ledger = Ledger::open(config).unwrap();
-    for r in setup() {
-        ledger.submit(r).await.unwrap();
-    }
+    let (ledger, _) = set_up_checkpointing_every_3_events(dir.path()).await;
     let file = dir.path().join(fundledger::log::CHECKPOINT_FILE);
     let mut heads = std::collections::BTreeSet::new();
     for n in 0..40 {
@@ -668,12 +670,7 @@ async fn checkpoints_are_stored_while_the_ledger_runs_and_each_equals_a_replay_t
 #[tokio::test]
 async fn a_ledger_opens_from_its_checkpoint_or_past_a_damaged_one_and_decides_on_the_same_state() {
     let dir = tempfile::tempdir().unwrap();
-    let mut config = LedgerConfig::new(dir.path());
-    config.checkpoint_events_interval = 3;
-    let ledger = Ledger::open(config.clone()).unwrap();
-    for r in setup() {
-        ledger.submit(r).await.unwrap();
-    }
+    let (ledger, config) = set_up_checkpointing_every_3_events(dir.path()).await;
     ledger.shutdown().await;
     drop(ledger);
     let file = dir.path().join(fundledger::log::CHECKPOINT_FILE);
