@@ -53,11 +53,13 @@ impl Projections {
         self.head_recorded_at_micros = envelope.recorded_at_micros;
     }
 
-    /// Takes `state`, the state after a durable batch whose last event is
-    /// `last`, and returns the state it replaces (for the caller to drop
-    /// outside any lock).
-    pub fn advance(&mut self, state: FundState, last: &Envelope) -> FundState {
-        assert!(last.seq > self.head_seq, "projection moved backwards");
+    /// Takes `state`, the state after a durable batch of events `first` to
+    /// `last`, which must follow on from the current head, and returns the
+    /// state it replaces (for the caller to drop outside any lock).
+    pub fn advance(&mut self, state: FundState, first: &Envelope, last: &Envelope) -> FundState {
+        assert_eq!(first.seq, self.head_seq + 1, "projection fed out of order");
+        assert_eq!(first.prev_hash, self.head_hash, "projection fed an event of another chain");
+        assert!(last.seq >= first.seq, "a batch ends before it starts");
         self.head_seq = last.seq;
         self.head_hash = last.hash;
         self.head_recorded_at_micros = last.recorded_at_micros;

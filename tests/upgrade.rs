@@ -22,6 +22,7 @@ use fundledger::log::{codec, EventLog};
 use fundledger::projections::{decode_event, Loaded, Projections};
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 
 fn fixture(name: &str) -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures").join(name)
@@ -275,3 +276,70 @@ fn binary_verifies(name: &str, head_hash: &str) {
 }
 
 // -------------------------------------------------------------- the maker
+
+/// A v1 ledger kept its (older-layout) checkpoint inside sled. Once this
+/// version has stored a checkpoint file, it removes that key and syncs the
+/// log: a failure of that sync stops the writer like any storage failure
+/// (nothing is synced again, fsyncgate), while what was acknowledged
+/// before stays in the log. Without a failure, the key is gone after a run.
+#[tokio::test]
+async fn removing_v1s_checkpoint_from_sled_syncs_the_log_and_a_failure_stops_the_writer() {
+    use fundledger::log::faults::{FaultPlan, Persistence, StorageOp};
+    let pledge = |id: &str, amount: &str| {
+        let command = Command::PledgeContribution {
+            partner: PartnerId::new("porticus").unwrap(),
+            amount: MoneyInput::parse(amount, "EUR").unwrap(),
+            earmark: None,
+            pledged_on: Date::parse("2024-06-01").unwrap(),
+        };
+        support::request(id, command)
+    };
+    let legacy_key = |dir: &Path| {
+        let db = support::open_retrying(|| sled::Config::new().path(dir).open().map_err(|e| e.to_string()));
+        db.get(b"m/checkpoint").unwrap().is_some()
+    };
+
+    // No failure: the in-sled checkpoint is gone once a file replaced it.
+    let copy = copy_of_fixture("ledger-v1");
+    assert!(legacy_key(copy.path()), "the v1 fixture keeps its checkpoint inside sled");
+    let ledger = support::reopen(LedgerConfig { checkpoint_events_interval: 1, ..LedgerConfig::new(copy.path()) });
+    ledger.submit(pledge("p1", "1.00")).await.unwrap();
+    ledger.shutdown().await;
+    drop(ledger);
+    assert!(!legacy_key(copy.path()), "removed after the run that stored a checkpoint file");
+
+    // The removal's fsync fails.
+    let copy = copy_of_fixture("ledger-v1");
+    let plan = Arc::new(FaultPlan::new());
+    let config = LedgerConfig {
+        checkpoint_events_interval: 1,
+        storage_faults: Some(plan.clone()),
+        ..LedgerConfig::new(copy.path())
+    };
+    let ledger = Ledger::open(config).unwrap();
+    ledger.submit(pledge("p1", "1.00")).await.unwrap();
+    // The checkpoint thread stores a file at event 34; the writer learns of
+    // it a moment later and removes the old key after its next commit.
+    let file = copy.path().join(fundledger::log::CHECKPOINT_FILE);
+    support::open_retrying(|| {
+        let bytes = std::fs::read(&file).map_err(|e| e.to_string())?;
+        let stored = Projections::decode_checkpoint(&bytes).map_err(str::to_owned)?;
+        (stored.head_seq == EVENTS + 1).then_some(()).ok_or("not yet".to_owned())
+    });
+    std::thread::sleep(std::time::Duration::from_millis(200));
+    // The next command's own fsync works (acknowledged); the removal's fails.
+    plan.fail(StorageOp::Fsync, 2, Persistence::Once);
+    let acknowledged = ledger.submit(pledge("p2", "2.00")).await.unwrap();
+    assert_eq!(acknowledged.events[0].envelope.seq, EVENTS + 2);
+    let mut failed = ledger.watch_failure();
+    tokio::time::timeout(std::time::Duration::from_secs(20), failed.wait_for(|f| *f)).await.unwrap().unwrap();
+    assert_eq!(plan.failures(StorageOp::Fsync), 1);
+    let refused = ledger.submit(pledge("p3", "3.00")).await.unwrap_err().to_string();
+    assert!(refused.contains("removing the in-sled checkpoint"), "{refused}");
+    ledger.shutdown().await;
+    drop(ledger);
+
+    let ledger = support::reopen(LedgerConfig::new(copy.path()));
+    assert_eq!(ledger.head_seq(), EVENTS + 2, "p2 is in the log, p3 is not");
+    ledger.shutdown().await;
+}

@@ -257,7 +257,8 @@ impl Ledger {
             },
             checkpoint_seq,
             tx.downgrade(),
-        );
+        )
+        .map_err(LedgerError::Thread)?;
         let handle = std::thread::Builder::new()
             .name("fundledger-writer".into())
             .spawn(move || {

@@ -5,7 +5,7 @@ use crate::domain::{decide, Actor, Context, Event, FundState, Rejection, EVENT_S
 use crate::log::{codec, CheckpointFile, Entry, EventLog, Hash, NewEvent};
 use crate::projections::Projections;
 use std::collections::HashMap;
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::{SystemTime, UNIX_EPOCH};
 use tokio::sync::{mpsc, oneshot};
@@ -48,9 +48,10 @@ pub(super) struct Writer {
     /// The head of the last checkpoint handed to the checkpoint thread (or
     /// loaded at start).
     checkpoint_seq: u64,
-    /// The writer's own queue, for the checkpoint thread to report a
-    /// failure on; weak, so that it does not keep the queue open.
-    queue: mpsc::WeakSender<Message>,
+    /// Encodes and stores checkpoints beside the writer.
+    checkpointer: Checkpointer,
+    /// Whether this run removed the checkpoint older versions kept in sled.
+    legacy_checkpoint_dropped: bool,
 }
 
 /// Checkpoint bytes written per event recorded, at most, on average. A
@@ -86,13 +87,16 @@ struct Checkpointer {
     thread: Option<std::thread::JoinHandle<()>>,
     /// The size of the last checkpoint stored.
     stored_bytes: Arc<AtomicUsize>,
+    /// The head of the last checkpoint stored.
+    stored_seq: Arc<AtomicU64>,
 }
 
 impl Checkpointer {
     fn start(file: CheckpointFile, queue: mpsc::WeakSender<Message>) -> std::io::Result<Checkpointer> {
         let (snapshots, received) = std::sync::mpsc::sync_channel::<Projections>(0);
         let stored_bytes = Arc::new(AtomicUsize::new(0));
-        let stored = stored_bytes.clone();
+        let stored_seq = Arc::new(AtomicU64::new(0));
+        let (stored, stored_at) = (stored_bytes.clone(), stored_seq.clone());
         let thread = std::thread::Builder::new().name("fundledger-checkpoint".into()).spawn(move || {
             for snapshot in received {
                 let (seq, bytes) = (snapshot.head_seq, snapshot.checkpoint_bytes());
@@ -101,6 +105,7 @@ impl Checkpointer {
                 match file.store(&bytes) {
                     Ok(()) => {
                         stored.store(bytes.len(), Ordering::Relaxed);
+                        stored_at.store(seq, Ordering::Relaxed);
                         tracing::debug!(seq, bytes = bytes.len(), "projection checkpoint stored");
                     }
                     Err(failure) => {
@@ -114,7 +119,7 @@ impl Checkpointer {
                 }
             }
         })?;
-        Ok(Checkpointer { snapshots: Some(snapshots), thread: Some(thread), stored_bytes })
+        Ok(Checkpointer { snapshots: Some(snapshots), thread: Some(thread), stored_bytes, stored_seq })
     }
 
     /// Hands `snapshot` over if the thread is idle; false if it is busy.
@@ -122,15 +127,21 @@ impl Checkpointer {
         self.snapshots.as_ref().is_some_and(|snapshots| snapshots.try_send(snapshot).is_ok())
     }
 
-    /// Stores a last checkpoint of `snapshot` and waits for the thread.
-    fn finish(mut self, snapshot: Option<Projections>) {
-        if let (Some(snapshots), Some(snapshot)) = (self.snapshots.take(), snapshot) {
+    /// Stores a last checkpoint of `snapshot` (if any) and waits for the
+    /// thread. False if the thread had stopped on a failure, or failed to
+    /// store this one.
+    fn finish(&mut self, snapshot: Option<Projections>) -> bool {
+        let wanted = snapshot.as_ref().map(|snapshot| snapshot.head_seq);
+        let handed_over = match (self.snapshots.take(), snapshot) {
             // Fails only if the thread has stopped on an earlier failure.
-            let _ = snapshots.send(snapshot);
-        }
+            (Some(snapshots), Some(snapshot)) => snapshots.send(snapshot).is_ok(),
+            (_, None) => true,
+            (None, Some(_)) => false,
+        };
         if let Some(thread) = self.thread.take() {
             let _ = thread.join();
         }
+        handed_over && wanted.is_none_or(|seq| self.stored_seq.load(Ordering::Relaxed) == seq)
     }
 }
 
@@ -142,39 +153,38 @@ impl Writer {
         limits: Limits,
         checkpoint_seq: u64,
         queue: mpsc::WeakSender<Message>,
-    ) -> Writer {
-        Writer { log, state, shared, limits, checkpoint_seq, queue }
+    ) -> std::io::Result<Writer> {
+        // The writer's own queue, for the checkpoint thread to report a
+        // failure on; weak, so that it does not keep the queue open.
+        let checkpointer = Checkpointer::start(log.checkpoint_file(), queue)?;
+        Ok(Writer { log, state, shared, limits, checkpoint_seq, checkpointer, legacy_checkpoint_dropped: false })
     }
 
     /// Hands the published projections to the checkpoint thread when a
     /// checkpoint is due and the thread is idle, so that a restart replays
     /// only what came after it.
-    fn offer_checkpoint(&mut self, checkpointer: &Checkpointer) {
-        let stored_bytes = checkpointer.stored_bytes.load(Ordering::Relaxed);
+    fn offer_checkpoint(&mut self) -> Result<(), String> {
+        let stored_bytes = self.checkpointer.stored_bytes.load(Ordering::Relaxed);
+        if stored_bytes > 0 && !self.legacy_checkpoint_dropped {
+            // Older versions kept the checkpoint inside sled; a file now
+            // replaces it. This syncs the log, so a failure is a storage
+            // failure like any other.
+            self.log.drop_legacy_checkpoint().map_err(|e| format!("removing the in-sled checkpoint: {e}"))?;
+            self.legacy_checkpoint_dropped = true;
+        }
         let interval = self.limits.checkpoint_events_interval.max((stored_bytes / CHECKPOINT_BYTES_PER_EVENT) as u64);
         if self.log.head_seq() - self.checkpoint_seq < interval {
-            return;
+            return Ok(());
         }
         let snapshot = self.shared.projections.read().expect("projection lock").clone();
         let seq = snapshot.head_seq;
-        if checkpointer.offer(snapshot) {
+        if self.checkpointer.offer(snapshot) {
             self.checkpoint_seq = seq;
-            // Older versions kept the checkpoint inside sled: dropped once
-            // (a no-op after that) now that a file will replace it.
-            if let Err(failure) = self.log.drop_legacy_checkpoint() {
-                tracing::warn!(%failure, "could not remove the checkpoint an older version kept inside sled");
-            }
         }
+        Ok(())
     }
 
     pub fn run(mut self, mut queue: mpsc::Receiver<Message>) {
-        let checkpointer = match Checkpointer::start(self.log.checkpoint_file(), self.queue.clone()) {
-            Ok(checkpointer) => Some(checkpointer),
-            Err(error) => {
-                tracing::warn!(%error, "no checkpoint thread: this run stores no checkpoints");
-                None
-            }
-        };
         let mut batch = Vec::with_capacity(self.limits.batch_commands_max);
         // `blocking_recv` returns None once every sender is gone and the
         // queue is drained: that is the graceful end.
@@ -205,22 +215,25 @@ impl Writer {
                 Some(failure) => Err((failure, false)),
                 None => self.commit(&mut batch).map_err(|failure| (failure, true)),
             };
+            // The batch is answered by now: a failure here refuses only what
+            // comes after it.
+            let result = result.and_then(|()| self.offer_checkpoint().map_err(|failure| (failure, false)));
             if let Err((failure, written)) = result {
                 self.stop(&failure, written, &mut batch, &mut queue);
-                if let Some(checkpointer) = checkpointer {
-                    checkpointer.finish(None);
-                }
+                self.checkpointer.finish(None);
                 return;
             }
-            if let Some(checkpointer) = &checkpointer {
-                self.offer_checkpoint(checkpointer);
-            }
         }
-        if let Some(checkpointer) = checkpointer {
-            let head = self.log.head_seq();
-            let snapshot =
-                (head != self.checkpoint_seq).then(|| self.shared.projections.read().expect("projection lock").clone());
-            checkpointer.finish(snapshot);
+        let snapshot = (self.log.head_seq() != self.checkpoint_seq)
+            .then(|| self.shared.projections.read().expect("projection lock").clone());
+        if !self.checkpointer.finish(snapshot) {
+            tracing::warn!("no checkpoint at shutdown; the next start replays more of the log");
+        } else if !self.legacy_checkpoint_dropped && self.checkpointer.stored_bytes.load(Ordering::Relaxed) > 0 {
+            // Nothing is acknowledged after this: a failure only leaves the
+            // unused old checkpoint in place for the next run.
+            if let Err(failure) = self.log.drop_legacy_checkpoint() {
+                tracing::warn!(%failure, "could not remove the checkpoint an older version kept inside sled");
+            }
         }
         tracing::info!(head = self.log.head_seq(), "writer stopped");
     }
@@ -360,17 +373,23 @@ impl Writer {
                     .collect();
                 outcomes.push(recorded);
             }
-            let last = outcomes.iter().rev().find_map(|recorded| recorded.last()).expect("a batch with entries");
-            // The decision state is now exactly the durable one: publish it.
-            // A clone shares every application with it (O(1), see
-            // `domain::applications`) instead of folding the events in a
-            // second time into a second copy.
-            let published = self.state.clone();
-            #[cfg(debug_assertions)]
-            self.check_published(&outcomes, &published);
-            let previous = self.shared.projections.write().expect("projection lock").advance(published, &last.envelope);
-            // Dropped outside the lock: what only the old view held is freed.
-            drop(previous);
+            let first = outcomes.iter().flatten().next();
+            if let (Some(first), Some(last)) = (first, outcomes.iter().flatten().next_back()) {
+                // The decision state is now exactly the durable one: publish
+                // it. A clone shares every application with it (O(1), see
+                // `domain::applications`) instead of folding the events in a
+                // second time into a second copy.
+                let published = self.state.clone();
+                #[cfg(debug_assertions)]
+                self.check_published(&outcomes, &published);
+                let previous = self.shared.projections.write().expect("projection lock").advance(
+                    published,
+                    &first.envelope,
+                    &last.envelope,
+                );
+                // Dropped outside the lock: what only the old view held is freed.
+                drop(previous);
+            }
             self.shared.head.send_replace(self.log.head_seq());
         }
 
