@@ -77,16 +77,20 @@ impl Projections {
     /// plus the events after it when the checkpoint verifies against the
     /// log, otherwise by a full replay. Says which in the second value.
     pub fn load(reader: &LogReader, head_seq: u64) -> Result<(Projections, Loaded), LogError> {
-        match reader.checkpoint()? {
-            None => Ok((Projections::replay(reader, head_seq)?, Loaded::Replayed { reason: "no checkpoint" })),
-            Some(bytes) => match Projections::from_checkpoint(reader, &bytes, head_seq)? {
-                Ok(mut projections) => {
-                    let from = projections.head_seq;
-                    projections.replay_onto(reader, head_seq)?;
-                    Ok((projections, Loaded::FromCheckpoint { checkpoint_seq: from }))
-                }
-                Err(reason) => Ok((Projections::replay(reader, head_seq)?, Loaded::Replayed { reason })),
-            },
+        let Some((source, len)) = reader.open_checkpoint()? else {
+            return Ok((Projections::replay(reader, head_seq)?, Loaded::Replayed { reason: "no checkpoint" }));
+        };
+        let trusted = match Projections::read_checkpoint(source, len).map_err(LogError::Sync)? {
+            Ok(claimed) => Projections::checked_against(reader, claimed, head_seq)?,
+            Err(reason) => Err(reason),
+        };
+        match trusted {
+            Ok(mut projections) => {
+                let from = projections.head_seq;
+                projections.replay_onto(reader, head_seq)?;
+                Ok((projections, Loaded::FromCheckpoint { checkpoint_seq: from }))
+            }
+            Err(reason) => Ok((Projections::replay(reader, head_seq)?, Loaded::Replayed { reason })),
         }
     }
 
@@ -98,10 +102,19 @@ impl Projections {
         bytes: &[u8],
         head_seq: u64,
     ) -> Result<Result<Projections, &'static str>, LogError> {
-        let projections = match Projections::decode_checkpoint(bytes) {
-            Ok(projections) => projections,
-            Err(reason) => return Ok(Err(reason)),
-        };
+        match Projections::decode_checkpoint(bytes) {
+            Ok(projections) => Projections::checked_against(reader, projections, head_seq),
+            Err(reason) => Ok(Err(reason)),
+        }
+    }
+
+    /// A decoded checkpoint, trusted only if its head is an event of this
+    /// log, with this hash, at or before `head_seq`.
+    fn checked_against(
+        reader: &LogReader,
+        projections: Projections,
+        head_seq: u64,
+    ) -> Result<Result<Projections, &'static str>, LogError> {
         let (seq, hash) = (projections.head_seq, projections.head_hash);
         if seq > head_seq {
             return Ok(Err("checkpoint ahead of the log"));
@@ -120,23 +133,61 @@ impl Projections {
     /// yet checked. `Err(reason)` when it is of an unknown format or does not
     /// decode.
     pub fn decode_checkpoint(bytes: &[u8]) -> Result<Projections, &'static str> {
-        if bytes.first().is_some_and(|&format| (1..CHECKPOINT_FORMAT).contains(&format)) {
-            return Err(CHECKPOINT_OLDER_FORMAT);
+        Projections::read_checkpoint(bytes, bytes.len() as u64).expect("reading from memory cannot fail")
+    }
+
+    /// [`Projections::decode_checkpoint`] from a reader of `len` bytes, read
+    /// once and never held whole in memory: at 10 M events the checkpoint is
+    /// 1.2 GB, and a buffer of it was a fifth of a start's memory and of its
+    /// time (fresh pages). The CRC-32 is computed as the bytes go by; a
+    /// state decoded from bytes whose checksum does not match is dropped,
+    /// and the checksum is reported before any decoding error. The outer
+    /// error is an I/O error of the reader.
+    pub fn read_checkpoint(
+        mut source: impl std::io::Read,
+        len: u64,
+    ) -> std::io::Result<Result<Projections, &'static str>> {
+        use std::io::Read as _;
+        let header_and_trailer = (CHECKPOINT_HEADER_BYTES + CHECKPOINT_TRAILER_BYTES) as u64;
+        let mut format = [0u8; 1];
+        if len == 0 {
+            return Ok(Err("checkpoint of an unknown format"));
         }
-        if bytes.len() < CHECKPOINT_HEADER_BYTES + CHECKPOINT_TRAILER_BYTES || bytes[0] != CHECKPOINT_FORMAT {
-            return Err("checkpoint of an unknown format");
+        source.read_exact(&mut format)?;
+        if (1..CHECKPOINT_FORMAT).contains(&format[0]) {
+            return Ok(Err(CHECKPOINT_OLDER_FORMAT));
         }
-        let (bytes, trailer) = bytes.split_at(bytes.len() - CHECKPOINT_TRAILER_BYTES);
-        if crc32fast::hash(bytes).to_be_bytes() != trailer {
-            return Err("checkpoint damaged: its checksum does not match");
+        if len < header_and_trailer || format[0] != CHECKPOINT_FORMAT {
+            return Ok(Err("checkpoint of an unknown format"));
         }
-        let seq = u64::from_be_bytes(bytes[1..9].try_into().expect("sized"));
-        let hash: Hash = bytes[9..41].try_into().expect("sized");
-        let recorded_at = i64::from_be_bytes(bytes[41..49].try_into().expect("sized"));
-        let Ok(state) = codec::decode_checkpoint(&bytes[CHECKPOINT_HEADER_BYTES..]) else {
-            return Err("checkpoint state does not decode");
+        let mut hashed = Crc32Reader {
+            inner: (&mut source).take(len - 1 - CHECKPOINT_TRAILER_BYTES as u64),
+            crc: crc32fast::Hasher::new(),
         };
-        Ok(Projections { state, head_seq: seq, head_hash: hash, head_recorded_at_micros: recorded_at })
+        hashed.crc.update(&format);
+        let (header, state, leftover) = {
+            let mut buffered = std::io::BufReader::with_capacity(1 << 20, &mut hashed);
+            let mut header = [0u8; CHECKPOINT_HEADER_BYTES - 1];
+            buffered.read_exact(&mut header)?;
+            let state: Result<FundState, _> = codec::decode_checkpoint_from(&mut buffered);
+            // What the decoder left (after an error, or trailing bytes):
+            // read to the end all the same, for the checksum.
+            let leftover = std::io::copy(&mut buffered, &mut std::io::sink())?;
+            (header, state, leftover)
+        };
+        let checksum = hashed.crc.finalize();
+        let mut trailer = [0u8; CHECKPOINT_TRAILER_BYTES];
+        source.read_exact(&mut trailer)?;
+        if checksum.to_be_bytes() != trailer {
+            return Ok(Err("checkpoint damaged: its checksum does not match"));
+        }
+        let (Ok(state), 0) = (state, leftover) else {
+            return Ok(Err("checkpoint state does not decode"));
+        };
+        let seq = u64::from_be_bytes(header[0..8].try_into().expect("sized"));
+        let hash: Hash = header[8..40].try_into().expect("sized");
+        let recorded_at = i64::from_be_bytes(header[40..48].try_into().expect("sized"));
+        Ok(Ok(Projections { state, head_seq: seq, head_hash: hash, head_recorded_at_micros: recorded_at }))
     }
 
     /// The checkpoint of these projections, for [`Projections::from_checkpoint`].
@@ -164,6 +215,20 @@ impl Projections {
         bytes.extend_from_slice(&self.head_seq.to_be_bytes());
         bytes.extend_from_slice(&self.head_hash);
         bytes
+    }
+}
+
+/// A reader that computes the CRC-32 of what it reads.
+struct Crc32Reader<R> {
+    inner: R,
+    crc: crc32fast::Hasher,
+}
+
+impl<R: std::io::Read> std::io::Read for Crc32Reader<R> {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        let n = self.inner.read(buf)?;
+        self.crc.update(&buf[..n]);
+        Ok(n)
     }
 }
 

@@ -340,8 +340,27 @@ impl Serialize for Shares {
 
 impl<'de> Deserialize<'de> for Shares {
     fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Shares, D::Error> {
-        let shares: BTreeMap<PotKey, GrantShare> = BTreeMap::deserialize(deserializer)?;
-        Ok(shares.into_iter().collect())
+        struct SharesVisitor;
+
+        impl<'de> serde::de::Visitor<'de> for SharesVisitor {
+            type Value = Shares;
+
+            fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                f.write_str("a map of grant shares by pot")
+            }
+
+            fn visit_map<A: serde::de::MapAccess<'de>>(self, mut map: A) -> Result<Shares, A::Error> {
+                // Straight into the one allocation (no B-tree on the way):
+                // a start decodes millions of these.
+                let mut entries = Vec::with_capacity(map.size_hint().unwrap_or(0).min(64));
+                while let Some(entry) = map.next_entry::<PotKey, GrantShare>()? {
+                    entries.push(entry);
+                }
+                Ok(entries.into_iter().collect())
+            }
+        }
+
+        deserializer.deserialize_map(SharesVisitor)
     }
 }
 

@@ -96,6 +96,14 @@ pub fn decode_checkpoint<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, CodecEr
     decode_with(bytes, config().with_limit::<CHECKPOINT_DECODE_BYTES_MAX>())
 }
 
+/// [`decode_checkpoint`] from a reader: the checkpoint is read once, and
+/// never held whole in memory. Whether all of it was used is the caller's
+/// to check.
+pub fn decode_checkpoint_from<T: DeserializeOwned>(reader: &mut impl std::io::Read) -> Result<T, CodecError> {
+    bincode::serde::decode_from_std_read(reader, config().with_limit::<CHECKPOINT_DECODE_BYTES_MAX>())
+        .map_err(|e| CodecError::Decode(e.to_string()))
+}
+
 fn decode_with<T: DeserializeOwned>(bytes: &[u8], config: impl bincode::config::Config) -> Result<T, CodecError> {
     let (value, used) =
         bincode::serde::decode_from_slice(bytes, config).map_err(|e| CodecError::Decode(e.to_string()))?;

@@ -178,6 +178,9 @@ pub fn sled_config(dir: &Path) -> sled::Config {
         .cache_capacity(256 * 1024 * 1024)
 }
 
+/// A stored checkpoint, opened for reading.
+pub type StoredCheckpoint = Box<dyn std::io::Read + Send>;
+
 /// The file beside the log that holds the projections' checkpoint.
 #[derive(Clone)]
 pub struct CheckpointFile {
@@ -523,6 +526,25 @@ impl LogReader {
         match self.db.get(event_key(seq))? {
             Some(record) => Ok(Some(decode_checked(seq, &record)?)),
             None => Ok(None),
+        }
+    }
+
+    /// The last checkpoint stored, opened for reading, with its length: the
+    /// file, or in a ledger that never stored one in a file, the value in
+    /// the sled tree. Read once, without holding all of it in memory.
+    pub fn open_checkpoint(&self) -> Result<Option<(StoredCheckpoint, u64)>, LogError> {
+        match File::open(self.dir.join(CHECKPOINT_FILE)) {
+            Ok(file) => {
+                let len = file.metadata().map_err(LogError::Sync)?.len();
+                Ok(Some((Box::new(file), len)))
+            }
+            Err(error) if error.kind() == std::io::ErrorKind::NotFound => {
+                Ok(self.db.get(META_CHECKPOINT)?.map(|value| {
+                    let len = value.len() as u64;
+                    (Box::new(std::io::Cursor::new(value)) as StoredCheckpoint, len)
+                }))
+            }
+            Err(error) => Err(LogError::Sync(error)),
         }
     }
 
