@@ -94,22 +94,9 @@ impl Projections {
         }
     }
 
-    /// Decodes a checkpoint and checks it against the log: its head must be
-    /// an event of this log, with this hash. `Ok(Err(reason))` when the
-    /// checkpoint cannot be trusted.
-    pub fn from_checkpoint(
-        reader: &LogReader,
-        bytes: &[u8],
-        head_seq: u64,
-    ) -> Result<Result<Projections, &'static str>, LogError> {
-        match Projections::decode_checkpoint(bytes) {
-            Ok(projections) => Projections::checked_against(reader, projections, head_seq),
-            Err(reason) => Ok(Err(reason)),
-        }
-    }
-
     /// A decoded checkpoint, trusted only if its head is an event of this
-    /// log, with this hash, at or before `head_seq`.
+    /// log, with this hash, at or before `head_seq`. `Ok(Err(reason))` when
+    /// it cannot be trusted.
     fn checked_against(
         reader: &LogReader,
         projections: Projections,
@@ -190,7 +177,7 @@ impl Projections {
         Ok(Ok(Projections { state, head_seq: seq, head_hash: hash, head_recorded_at_micros: recorded_at }))
     }
 
-    /// The checkpoint of these projections, for [`Projections::from_checkpoint`].
+    /// The checkpoint of these projections, for [`Projections::read_checkpoint`].
     pub fn checkpoint_bytes(&self) -> Vec<u8> {
         let mut bytes = Vec::with_capacity(CHECKPOINT_HEADER_BYTES + 4096);
         bytes.push(CHECKPOINT_FORMAT);

@@ -164,14 +164,8 @@ impl Writer {
     /// checkpoint is due and the thread is idle, so that a restart replays
     /// only what came after it.
     fn offer_checkpoint(&mut self) -> Result<(), String> {
+        self.drop_legacy_checkpoint()?;
         let stored_bytes = self.checkpointer.stored_bytes.load(Ordering::Relaxed);
-        if stored_bytes > 0 && !self.legacy_checkpoint_dropped {
-            // Older versions kept the checkpoint inside sled; a file now
-            // replaces it. This syncs the log, so a failure is a storage
-            // failure like any other.
-            self.log.drop_legacy_checkpoint().map_err(|e| format!("removing the in-sled checkpoint: {e}"))?;
-            self.legacy_checkpoint_dropped = true;
-        }
         let interval = self.limits.checkpoint_events_interval.max((stored_bytes / CHECKPOINT_BYTES_PER_EVENT) as u64);
         if self.log.head_seq() - self.checkpoint_seq < interval {
             return Ok(());
@@ -181,6 +175,18 @@ impl Writer {
         if self.checkpointer.offer(snapshot) {
             self.checkpoint_seq = seq;
         }
+        Ok(())
+    }
+
+    /// Older versions kept the checkpoint inside sled: removed once this run
+    /// has stored a checkpoint file to replace it. It syncs the log, so a
+    /// failure is a storage failure like any other.
+    fn drop_legacy_checkpoint(&mut self) -> Result<(), String> {
+        if self.legacy_checkpoint_dropped || self.checkpointer.stored_bytes.load(Ordering::Relaxed) == 0 {
+            return Ok(());
+        }
+        self.log.drop_legacy_checkpoint().map_err(|e| format!("removing the in-sled checkpoint: {e}"))?;
+        self.legacy_checkpoint_dropped = true;
         Ok(())
     }
 
@@ -228,12 +234,10 @@ impl Writer {
             .then(|| self.shared.projections.read().expect("projection lock").clone());
         if !self.checkpointer.finish(snapshot) {
             tracing::warn!("no checkpoint at shutdown; the next start replays more of the log");
-        } else if !self.legacy_checkpoint_dropped && self.checkpointer.stored_bytes.load(Ordering::Relaxed) > 0 {
+        } else if let Err(failure) = self.drop_legacy_checkpoint() {
             // Nothing is acknowledged after this: a failure only leaves the
             // unused old checkpoint in place for the next run.
-            if let Err(failure) = self.log.drop_legacy_checkpoint() {
-                tracing::warn!(%failure, "could not remove the checkpoint an older version kept inside sled");
-            }
+            tracing::warn!(%failure, "at shutdown");
         }
         tracing::info!(head = self.log.head_seq(), "writer stopped");
     }

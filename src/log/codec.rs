@@ -87,30 +87,21 @@ pub fn encode<T: Serialize>(value: &T) -> Vec<u8> {
 /// Decodes a value in the stored format; all bytes must be used, and it may
 /// claim at most [`DECODE_BYTES_MAX`] bytes.
 pub fn decode<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, CodecError> {
-    decode_with(bytes, config().with_limit::<DECODE_BYTES_MAX>())
-}
-
-/// [`decode`] for the projections' checkpoint: up to
-/// [`CHECKPOINT_DECODE_BYTES_MAX`].
-pub fn decode_checkpoint<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, CodecError> {
-    decode_with(bytes, config().with_limit::<CHECKPOINT_DECODE_BYTES_MAX>())
-}
-
-/// [`decode_checkpoint`] from a reader: the checkpoint is read once, and
-/// never held whole in memory. Whether all of it was used is the caller's
-/// to check.
-pub fn decode_checkpoint_from<T: DeserializeOwned>(reader: &mut impl std::io::Read) -> Result<T, CodecError> {
-    bincode::serde::decode_from_std_read(reader, config().with_limit::<CHECKPOINT_DECODE_BYTES_MAX>())
-        .map_err(|e| CodecError::Decode(e.to_string()))
-}
-
-fn decode_with<T: DeserializeOwned>(bytes: &[u8], config: impl bincode::config::Config) -> Result<T, CodecError> {
-    let (value, used) =
-        bincode::serde::decode_from_slice(bytes, config).map_err(|e| CodecError::Decode(e.to_string()))?;
+    let (value, used) = bincode::serde::decode_from_slice(bytes, config().with_limit::<DECODE_BYTES_MAX>())
+        .map_err(|e| CodecError::Decode(e.to_string()))?;
     if used != bytes.len() {
         return Err(CodecError::TrailingBytes(bytes.len() - used));
     }
     Ok(value)
+}
+
+/// [`decode`] for the projections' checkpoint, from a reader (up to
+/// [`CHECKPOINT_DECODE_BYTES_MAX`]): the checkpoint is read once, and never
+/// held whole in memory. Whether all of it was used is the caller's to
+/// check.
+pub fn decode_checkpoint_from<T: DeserializeOwned>(reader: &mut impl std::io::Read) -> Result<T, CodecError> {
+    bincode::serde::decode_from_std_read(reader, config().with_limit::<CHECKPOINT_DECODE_BYTES_MAX>())
+        .map_err(|e| CodecError::Decode(e.to_string()))
 }
 
 /// The hash of an event: SHA-256 over the previous hash and the body bytes.

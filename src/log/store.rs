@@ -178,6 +178,11 @@ pub fn sled_config(dir: &Path) -> sled::Config {
         .cache_capacity(256 * 1024 * 1024)
 }
 
+/// Fails `op` if the fault plan (tests only) says so.
+fn injected(faults: &Option<Arc<FaultPlan>>, op: StorageOp) -> std::io::Result<()> {
+    faults.as_ref().map_or(Ok(()), |plan| plan.check(op))
+}
+
 /// A stored checkpoint, opened for reading.
 pub type StoredCheckpoint = Box<dyn std::io::Read + Send>;
 
@@ -195,7 +200,7 @@ impl CheckpointFile {
     /// written to a new file, synced, and renamed over the old one, so that
     /// a crash leaves the old checkpoint or the new one, whole.
     pub fn store(&self, bytes: &[u8]) -> Result<(), LogError> {
-        let injected = |op| self.faults.as_ref().map_or(Ok(()), |plan| plan.check(op));
+        let injected = |op| injected(&self.faults, op);
         let path = self.dir.join(CHECKPOINT_FILE);
         let new = self.dir.join(format!("{CHECKPOINT_FILE}.new"));
         {
@@ -296,10 +301,7 @@ impl EventLog {
 
     /// Whether the fault plan, if any, fails this call of `op`.
     fn injected(&self, op: StorageOp) -> std::io::Result<()> {
-        match &self.faults {
-            None => Ok(()),
-            Some(plan) => plan.check(op),
-        }
+        injected(&self.faults, op)
     }
 
     pub fn reader(&self) -> LogReader {
@@ -550,14 +552,12 @@ impl LogReader {
 
     /// The last checkpoint stored with [`EventLog::put_checkpoint`] (or,
     /// in a ledger that never stored one in a file, in the sled tree).
+    /// Whole, in memory: for checks that compare it byte for byte.
     pub fn checkpoint(&self) -> Result<Option<Vec<u8>>, LogError> {
-        match std::fs::read(self.dir.join(CHECKPOINT_FILE)) {
-            Ok(bytes) => Ok(Some(bytes)),
-            Err(error) if error.kind() == std::io::ErrorKind::NotFound => {
-                Ok(self.db.get(META_CHECKPOINT)?.map(|v| v.to_vec()))
-            }
-            Err(error) => Err(LogError::Sync(error)),
-        }
+        let Some((mut source, len)) = self.open_checkpoint()? else { return Ok(None) };
+        let mut bytes = Vec::with_capacity(usize::try_from(len).unwrap_or(0));
+        std::io::Read::read_to_end(&mut source, &mut bytes).map_err(LogError::Sync)?;
+        Ok(Some(bytes))
     }
 
     pub fn request(&self, request_id: &str) -> Result<Option<RequestRecord>, LogError> {
