@@ -191,6 +191,10 @@ impl Outcome {
         match (from_server, status.code()) {
             (true, Code::Unavailable) => Ok(Outcome::Unavailable(status)),
             (false, Code::Unavailable | Code::Unknown | Code::Cancelled) => Ok(Outcome::Transport(status)),
+            // The server's graceful GOAWAY (shutting down) can end a call the
+            // client had just sent on that connection; the client library
+            // reports it as INTERNAL "h2 protocol error". No answer came.
+            (false, Code::Internal) if format!("{status:?}").contains("GoAway") => Ok(Outcome::Transport(status)),
             _ => Err(status),
         }
     }
