@@ -80,8 +80,8 @@ fn fixture_commands() -> Vec<CommandRequest> {
                 application: app(&format!("app-{n}")),
                 round: r1.clone(),
                 applicant: Applicant {
-                    name: format!("Bewonersgroep {n}"),
-                    organisation_id: String::new(),
+                    name: format!("Bewonersgroep {n}").into(),
+                    organisation_id: Default::default(),
                     place: "Willemstad".into(),
                     country: "CW".into(),
                 },

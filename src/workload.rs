@@ -190,8 +190,8 @@ impl WorkloadClient {
                         application,
                         round: round_id(spread as usize % ROUNDS),
                         applicant: Applicant {
-                            name: format!("Buurtinitiatief {}", cycle % 9973),
-                            organisation_id: format!("NL-KVK-{:08}", 20_000_000 + cycle % 9_999_999),
+                            name: format!("Buurtinitiatief {}", cycle % 9973).into(),
+                            organisation_id: format!("NL-KVK-{:08}", 20_000_000 + cycle % 9_999_999).into(),
                             place: "Utrecht".into(),
                             country: "NL".into(),
                         },

@@ -3476,3 +3476,60 @@ fn signed_figures_keep_their_sign_and_every_digit() {
         assert_eq!(eur.plain_signed(signed(minor)), eur.plain(cents(minor)));
     }
 }
+
+/// Ids and short texts are inline strings (`CompactString`) and the rarely
+/// present proposals are boxed, to keep a large fund's state small: each
+/// still encodes, decodes, orders and prints exactly as the `String` or
+/// inline value it replaced, so checkpoints and event payloads are
+/// unchanged.
+#[test]
+fn compact_ids_texts_and_boxed_proposals_encode_as_what_they_replaced() {
+    use fundledger::log::codec::{decode, encode};
+    // Short ids are stored inline, long ones (up to 64 bytes) on the heap.
+    let texts = ["porticus", "2023-1", "a", "z.y_x-w", &"x".repeat(24), &"y".repeat(25), &"0".repeat(64)];
+    for text in texts {
+        let id = PartnerId::new(text).unwrap();
+        assert_eq!(encode(&id), encode(&text.to_string()), "{text}");
+        assert_eq!(decode::<PartnerId>(&encode(&text.to_string())).unwrap(), id);
+        assert_eq!(format!("{id:?}"), format!("PartnerId({text:?})"));
+        assert_eq!(id.to_string(), text);
+    }
+    let mut ids: Vec<RoundId> = texts.iter().map(|t| RoundId::new(t).unwrap()).collect();
+    let mut strings: Vec<String> = texts.iter().map(|t| t.to_string()).collect();
+    ids.sort();
+    strings.sort();
+    assert_eq!(ids.iter().map(RoundId::as_str).collect::<Vec<_>>(), strings);
+
+    #[derive(serde::Serialize)]
+    struct ApplicantWithStrings {
+        name: String,
+        organisation_id: String,
+        place: String,
+        country: String,
+    }
+    let long_name = "Stichting Buurtinitiatief De Nieuwe Wijk (Utrecht-Oost)";
+    let applicant = Applicant {
+        name: long_name.into(),
+        organisation_id: "NL-KVK-12345678".into(),
+        place: "Willemstad".into(),
+        country: "CW".into(),
+    };
+    let with_strings = ApplicantWithStrings {
+        name: long_name.into(),
+        organisation_id: "NL-KVK-12345678".into(),
+        place: "Willemstad".into(),
+        country: "CW".into(),
+    };
+    assert_eq!(encode(&applicant), encode(&with_strings));
+    assert_eq!(decode::<Applicant>(&encode(&with_strings)).unwrap(), applicant);
+
+    let proposal = state::AwardProposal {
+        amount: cents(5_000_00),
+        reason: "meets the criteria".into(),
+        proposed_by: "anna".into(),
+        proposed_on: Date::parse("2023-05-01").unwrap(),
+    };
+    let boxed: Option<Box<state::AwardProposal>> = Some(Box::new(proposal.clone()));
+    assert_eq!(encode(&boxed), encode(&Some(proposal)));
+    assert_eq!(encode(&None::<Box<state::AwardProposal>>), encode(&None::<state::AwardProposal>));
+}

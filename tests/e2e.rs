@@ -78,7 +78,7 @@ fn submit(id: &str, amount: &str) -> pb::SubmitApplicationRequest {
         round_id: "r1".into(),
         applicant: Some(pb::Applicant {
             name: "Bewonersgroep Punda".into(),
-            organisation_id: String::new(),
+            organisation_id: Default::default(),
             place: "Willemstad".into(),
             country: "CW".into(),
         }),

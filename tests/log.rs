@@ -77,7 +77,7 @@ fn submit_application(id: &str, app: &str) -> CommandRequest {
             round: RoundId::new("r1").unwrap(),
             applicant: Applicant {
                 name: "Buurtkracht Kanaleneiland".into(),
-                organisation_id: String::new(),
+                organisation_id: Default::default(),
                 place: "Utrecht".into(),
                 country: "NL".into(),
             },
@@ -393,7 +393,7 @@ fn every_event_variant_round_trips_through_the_codec() {
             round,
             applicant: Applicant {
                 name: "n".into(),
-                organisation_id: String::new(),
+                organisation_id: Default::default(),
                 place: "Willemstad".into(),
                 country: "CW".into(),
             },

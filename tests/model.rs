@@ -484,7 +484,7 @@ fn command(op: &Op, amount: MoneyInput) -> Command {
             round: round(*r),
             applicant: Applicant {
                 name: "Stichting Buurtkracht".into(),
-                organisation_id: String::new(),
+                organisation_id: Default::default(),
                 place: "Zwolle".into(),
                 country: "NL".into(),
             },

@@ -514,8 +514,8 @@ fn command(state: &FundState, op: &Op) -> Command {
                 application: app(a),
                 round: round(r),
                 applicant: Applicant {
-                    name: format!("Initiative {a}"),
-                    organisation_id: String::new(),
+                    name: format!("Initiative {a}").into(),
+                    organisation_id: Default::default(),
                     place: if a % 3 == 0 { "Willemstad".into() } else { "Utrecht".into() },
                     country: if a % 3 == 0 { "CW".into() } else { "NL".into() },
                 },

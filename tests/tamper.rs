@@ -54,7 +54,7 @@ fn application(id: &str, app: &str) -> CommandRequest {
             round: RoundId::new("r1").unwrap(),
             applicant: Applicant {
                 name: "Bewonersgroep Punda".into(),
-                organisation_id: String::new(),
+                organisation_id: Default::default(),
                 place: "Willemstad".into(),
                 country: "CW".into(),
             },

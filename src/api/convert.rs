@@ -318,10 +318,10 @@ impl IntoCommand for pb::SubmitApplicationRequest {
             application: application_id("application_id", &self.application_id)?,
             round: round_id("round_id", &self.round_id)?,
             applicant: Applicant {
-                name: applicant.name,
-                organisation_id: applicant.organisation_id,
-                place: applicant.place,
-                country: applicant.country,
+                name: applicant.name.into(),
+                organisation_id: applicant.organisation_id.into(),
+                place: applicant.place.into(),
+                country: applicant.country.into(),
             },
             title: self.title,
             description: self.description,
@@ -653,10 +653,10 @@ pub fn batch_command(command: &Command, meta: pb::CommandMeta) -> pb::BatchComma
             application_id: id(&application),
             round_id: round.to_string(),
             applicant: Some(pb::Applicant {
-                name: applicant.name,
-                organisation_id: applicant.organisation_id,
-                place: applicant.place,
-                country: applicant.country,
+                name: applicant.name.into(),
+                organisation_id: applicant.organisation_id.into(),
+                place: applicant.place.into(),
+                country: applicant.country.into(),
             }),
             title,
             description,
@@ -867,10 +867,10 @@ fn shares(currency: &Currency, shares: &[Share]) -> Vec<pb::Share> {
 
 fn applicant_out(applicant: &Applicant) -> pb::Applicant {
     pb::Applicant {
-        name: applicant.name.clone(),
-        organisation_id: applicant.organisation_id.clone(),
-        place: applicant.place.clone(),
-        country: applicant.country.clone(),
+        name: applicant.name.to_string(),
+        organisation_id: applicant.organisation_id.to_string(),
+        place: applicant.place.to_string(),
+        country: applicant.country.to_string(),
     }
 }
 
@@ -1310,8 +1310,8 @@ fn grant_status(status: GrantStatus) -> pb::GrantStatus {
 
 fn decision(decision: &Decision) -> pb::Decision {
     pb::Decision {
-        reason: decision.reason.clone(),
-        decided_by: decision.decided_by.clone(),
+        reason: decision.reason.to_string(),
+        decided_by: decision.decided_by.to_string(),
         decided_on: decision.decided_on.to_string(),
     }
 }
@@ -1321,8 +1321,8 @@ pub fn application(currency: &Currency, id: &ApplicationId, app: &Application) -
         application_id: id.to_string(),
         round_id: app.round.to_string(),
         applicant: Some(applicant_out(&app.applicant)),
-        title: app.title.clone(),
-        description: app.description.clone(),
+        title: app.title.to_string(),
+        description: app.description.to_string(),
         amount_requested: Some(money_out(currency, app.amount_requested)),
         submitted_on: app.submitted_on.to_string(),
         status: application_status(app.status).into(),
@@ -1378,10 +1378,10 @@ pub fn application_summary(currency: &Currency, id: &ApplicationId, app: &Applic
     pb::ApplicationSummary {
         application_id: id.to_string(),
         round_id: app.round.to_string(),
-        applicant_name: app.applicant.name.clone(),
-        place: app.applicant.place.clone(),
-        country: app.applicant.country.clone(),
-        title: app.title.clone(),
+        applicant_name: app.applicant.name.to_string(),
+        place: app.applicant.place.to_string(),
+        country: app.applicant.country.to_string(),
+        title: app.title.to_string(),
         amount_requested: Some(money_out(currency, app.amount_requested)),
         status: application_status(app.status).into(),
         grant_amount: app.grant.as_ref().map(|g| money_out(currency, g.amount)),

@@ -5,6 +5,7 @@ use super::access::Role;
 use super::ids::{ApplicationId, Date, PartnerId, PrincipalId, RoundId};
 use super::money::{Currency, MoneyInput};
 use super::stream::StreamId;
+use compact_str::CompactString;
 use serde::{Deserialize, Serialize};
 
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -159,13 +160,13 @@ pub enum Command {
 /// Who applies, and where the initiative takes place.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Applicant {
-    pub name: String,
+    pub name: CompactString,
     /// e.g. `NL-KVK-12345678`; empty for an informal group of residents.
-    pub organisation_id: String,
+    pub organisation_id: CompactString,
     /// Town or city, e.g. `Utrecht` or `Willemstad`.
-    pub place: String,
+    pub place: CompactString,
     /// ISO 3166-1 alpha-2 code, e.g. `NL` or `CW` (Curaçao).
-    pub country: String,
+    pub country: CompactString,
 }
 
 impl Command {

@@ -204,10 +204,11 @@ pub fn decide(state: &FundState, command: &Command, ctx: &Context) -> Result<Vec
                 return Err(Rejection::ApplicationAlreadyExists { application: application.to_string() });
             }
             let applicant = Applicant {
-                name: text("applicant.name", &applicant.name, NAME_BYTES_MAX, true)?,
-                organisation_id: text("applicant.organisation_id", &applicant.organisation_id, NAME_BYTES_MAX, false)?,
-                place: text("applicant.place", &applicant.place, NAME_BYTES_MAX, true)?,
-                country: country_code(&applicant.country)?,
+                name: text("applicant.name", &applicant.name, NAME_BYTES_MAX, true)?.into(),
+                organisation_id: text("applicant.organisation_id", &applicant.organisation_id, NAME_BYTES_MAX, false)?
+                    .into(),
+                place: text("applicant.place", &applicant.place, NAME_BYTES_MAX, true)?.into(),
+                country: country_code(&applicant.country)?.into(),
             };
             let title = text("title", title, NAME_BYTES_MAX, true)?;
             let description = text("description", description, TEXT_BYTES_MAX, false)?;

@@ -2,6 +2,7 @@
 //! business dates. Both are validated once, here, so that the rest of the
 //! domain can take them as given.
 
+use compact_str::CompactString;
 use serde::{Deserialize, Serialize};
 use std::fmt;
 
@@ -12,13 +13,13 @@ macro_rules! id_type {
     ($(#[$doc:meta])* $name:ident, $what:literal) => {
         $(#[$doc])*
         #[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
-        pub struct $name(String);
+        pub struct $name(CompactString);
 
         impl $name {
             /// Validates an identifier: 1 to 64 characters of `a-z`, `A-Z`,
             /// `0-9`, `-`, `_`, `.`; it starts with a letter or digit.
             pub fn new(id: &str) -> Result<Self, IdError> {
-                validate_id(id, $what).map(|()| $name(id.to_owned()))
+                validate_id(id, $what).map(|()| $name(CompactString::from(id)))
             }
 
             pub fn as_str(&self) -> &str {

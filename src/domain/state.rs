@@ -9,6 +9,7 @@ use super::command::Applicant;
 use super::event::{Event, PotKey, Share};
 use super::ids::{ApplicationId, Date, PartnerId, PrincipalId, RoundId};
 use super::money::{Amount, Currency};
+use compact_str::CompactString;
 use serde::{Deserialize, Serialize};
 use std::collections::{BTreeMap, BTreeSet};
 
@@ -154,8 +155,8 @@ impl ApplicationStatus {
 
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Decision {
-    pub reason: String,
-    pub decided_by: String,
+    pub reason: CompactString,
+    pub decided_by: CompactString,
     pub decided_on: Date,
 }
 
@@ -163,16 +164,17 @@ pub struct Decision {
 pub struct Application {
     pub round: RoundId,
     pub applicant: Applicant,
-    pub title: String,
-    pub description: String,
+    pub title: CompactString,
+    pub description: CompactString,
     pub amount_requested: Amount,
     pub submitted_on: Date,
     pub status: ApplicationStatus,
     /// The withdrawal, rejection or award, once there is one.
     pub decision: Option<Decision>,
     pub grant: Option<Grant>,
-    /// An award waiting for a second officer's approval.
-    pub award_proposal: Option<AwardProposal>,
+    /// An award waiting for a second officer's approval. Boxed, as rarely
+    /// present: inline it would add its size to every application.
+    pub award_proposal: Option<Box<AwardProposal>>,
     /// Officers who declared a conflict of interest on this application.
     pub conflicts: BTreeSet<String>,
 }
@@ -224,8 +226,9 @@ pub struct Grant {
     pub tranches: u32,
     pub awarded_on: Date,
     pub settled_on: Option<Date>,
-    /// A payment waiting for a second officer's approval.
-    pub payment_proposal: Option<PaymentProposal>,
+    /// A payment waiting for a second officer's approval. Boxed, as
+    /// `award_proposal`.
+    pub payment_proposal: Option<Box<PaymentProposal>>,
 }
 
 impl Grant {
@@ -490,8 +493,8 @@ impl FundState {
                     Application {
                         round: round.clone(),
                         applicant: applicant.clone(),
-                        title: title.clone(),
-                        description: description.clone(),
+                        title: title.as_str().into(),
+                        description: description.as_str().into(),
                         amount_requested: *amount_requested,
                         submitted_on: *submitted_on,
                         status: ApplicationStatus::Pending,
@@ -638,22 +641,22 @@ impl FundState {
             AwardProposed { application, amount, reason, proposed_by, proposed_on } => {
                 let app = self.applications.get_mut(application).expect("proposal on an unknown application");
                 assert_eq!(app.status, ApplicationStatus::Pending, "proposal on a decided application");
-                app.award_proposal = Some(AwardProposal {
+                app.award_proposal = Some(Box::new(AwardProposal {
                     amount: *amount,
                     reason: reason.clone(),
                     proposed_by: proposed_by.clone(),
                     proposed_on: *proposed_on,
-                });
+                }));
             }
             PaymentProposed { application, amount, value_date, bank_reference, proposed_by } => {
                 let grant = self.grant_mut(application);
                 assert!(*amount <= grant.open(), "payment proposal above what is open");
-                grant.payment_proposal = Some(PaymentProposal {
+                grant.payment_proposal = Some(Box::new(PaymentProposal {
                     amount: *amount,
                     value_date: *value_date,
                     bank_reference: bank_reference.clone(),
                     proposed_by: proposed_by.clone(),
-                });
+                }));
             }
             ConflictDeclared { application, officer, .. } => {
                 let app = self.applications.get_mut(application).expect("conflict on an unknown application");

@@ -284,7 +284,7 @@ fn grant_record(
     let recipient_id = if applicant.organisation_id.is_empty() {
         format!("{prefix}ORG-{id}")
     } else {
-        applicant.organisation_id.clone()
+        applicant.organisation_id.to_string()
     };
     // Funders: the partners with a share in the grant, the largest first.
     let mut per_partner: BTreeMap<&PartnerId, i64> = BTreeMap::new();
@@ -308,11 +308,11 @@ fn grant_record(
     let round = state.rounds.get(&application.round).expect("an application's round was opened");
     Ok(GrantRecord {
         id: grant_id.clone(),
-        title: application.title.clone(),
+        title: application.title.to_string(),
         description: if application.description.is_empty() {
-            application.title.clone()
+            application.title.to_string()
         } else {
-            application.description.clone()
+            application.description.to_string()
         },
         currency: currency.code.clone(),
         amount_applied_for: number(currency, application.amount_requested.minor()),
@@ -321,11 +321,14 @@ fn grant_record(
         award_date: grant.awarded_on.to_string(),
         recipient_organization: vec![Organization {
             id: recipient_id,
-            name: applicant.name.clone(),
-            address_locality: Some(applicant.place.clone()),
+            name: applicant.name.to_string(),
+            address_locality: Some(applicant.place.to_string()),
             address_country: Some(country_name(&applicant.country)),
         }],
-        beneficiary_location: vec![Location { name: applicant.place.clone(), country_code: applicant.country.clone() }],
+        beneficiary_location: vec![Location {
+            name: applicant.place.to_string(),
+            country_code: applicant.country.to_string(),
+        }],
         funding_organization: funders
             .iter()
             .map(|(id, _)| {

@@ -388,7 +388,7 @@ fn to_command(op: &Op) -> Command {
             round: round(r),
             applicant: Applicant {
                 name: "Bewonersgroep".into(),
-                organisation_id: String::new(),
+                organisation_id: Default::default(),
                 place: "Willemstad".into(),
                 country: "CW".into(),
             },

@@ -78,7 +78,7 @@ pub fn punda_application(
         round_id: round.into(),
         applicant: Some(pb::Applicant {
             name: "Bewonersgroep Punda".into(),
-            organisation_id: String::new(),
+            organisation_id: Default::default(),
             place: "Willemstad".into(),
             country: "CW".into(),
         }),

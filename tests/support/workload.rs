@@ -131,7 +131,7 @@ impl Cmd {
                 round_id: "r1".into(),
                 applicant: Some(pb::Applicant {
                     name: "Bewonersgroep".into(),
-                    organisation_id: String::new(),
+                    organisation_id: Default::default(),
                     place: "Groningen".into(),
                     country: "NL".into(),
                 }),
