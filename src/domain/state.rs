@@ -12,6 +12,7 @@ use super::money::{Amount, Currency};
 use compact_str::CompactString;
 use serde::{Deserialize, Serialize};
 use std::collections::{BTreeMap, BTreeSet};
+use std::sync::Arc;
 
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct FundState {
@@ -262,9 +263,10 @@ pub struct GrantShare {
 /// the `BTreeMap<PotKey, GrantShare>` it replaced (a map in key order), but
 /// is one exactly sized, sorted allocation: a B-tree leaf has room for 11
 /// entries, and with millions of grants of a handful of shares each that
-/// room was a fifth of a large fund's memory.
+/// room was a fifth of a large fund's memory. The pot keys are shared
+/// between grants (see [`interned`]).
 #[derive(Clone, Default, PartialEq, Eq)]
-pub struct Shares(Vec<(PotKey, GrantShare)>);
+pub struct Shares(Box<[(Arc<PotKey>, GrantShare)]>);
 
 impl Shares {
     pub fn len(&self) -> usize {
@@ -276,26 +278,52 @@ impl Shares {
     }
 
     pub fn get(&self, pot: &PotKey) -> Option<&GrantShare> {
-        self.0.binary_search_by(|(key, _)| key.cmp(pot)).ok().map(|i| &self.0[i].1)
+        self.0.binary_search_by(|(key, _)| (**key).cmp(pot)).ok().map(|i| &self.0[i].1)
     }
 
     pub fn get_mut(&mut self, pot: &PotKey) -> Option<&mut GrantShare> {
-        self.0.binary_search_by(|(key, _)| key.cmp(pot)).ok().map(|i| &mut self.0[i].1)
+        self.0.binary_search_by(|(key, _)| (**key).cmp(pot)).ok().map(|i| &mut self.0[i].1)
     }
 
     /// In pot order.
     pub fn iter(&self) -> impl DoubleEndedIterator<Item = (&PotKey, &GrantShare)> + ExactSizeIterator + Clone + '_ {
-        self.0.iter().map(|(pot, share)| (pot, share))
+        self.0.iter().map(|(pot, share)| (&**pot, share))
     }
 
     pub fn keys(&self) -> impl DoubleEndedIterator<Item = &PotKey> + ExactSizeIterator + Clone + '_ {
-        self.0.iter().map(|(pot, _)| pot)
+        self.0.iter().map(|(pot, _)| &**pot)
     }
 
     pub fn values(&self) -> impl DoubleEndedIterator<Item = &GrantShare> + ExactSizeIterator + Clone + '_ {
         self.0.iter().map(|(_, share)| share)
     }
 }
+
+/// One shared copy of each pot's key for the shares of every grant: the
+/// workload's grants have six shares each, and six keys of two ids each
+/// were a third of a large fund's state. A cache per thread, so that it
+/// needs no lock; it holds at most [`INTERNED_POTS_MAX`] keys (a fund has
+/// partners × (rounds + 1) pots at most), and beyond that a key is simply
+/// not shared. Only sharing depends on it, never a value.
+fn interned(pot: PotKey) -> Arc<PotKey> {
+    thread_local! {
+        static POTS: std::cell::RefCell<std::collections::HashSet<Arc<PotKey>>> = Default::default();
+    }
+    POTS.with(|pots| {
+        let mut pots = pots.borrow_mut();
+        if let Some(shared) = pots.get(&pot) {
+            return shared.clone();
+        }
+        let shared = Arc::new(pot);
+        if pots.len() < INTERNED_POTS_MAX {
+            pots.insert(shared.clone());
+        }
+        shared
+    })
+}
+
+/// The most pot keys [`interned`] keeps per thread.
+const INTERNED_POTS_MAX: usize = 4096;
 
 impl std::ops::Index<&PotKey> for Shares {
     type Output = GrantShare;
@@ -307,11 +335,13 @@ impl std::ops::Index<&PotKey> for Shares {
 
 impl<'a> IntoIterator for &'a Shares {
     type Item = (&'a PotKey, &'a GrantShare);
-    type IntoIter =
-        std::iter::Map<std::slice::Iter<'a, (PotKey, GrantShare)>, fn(&'a (PotKey, GrantShare)) -> Self::Item>;
+    type IntoIter = std::iter::Map<
+        std::slice::Iter<'a, (Arc<PotKey>, GrantShare)>,
+        fn(&'a (Arc<PotKey>, GrantShare)) -> Self::Item,
+    >;
 
     fn into_iter(self) -> Self::IntoIter {
-        self.0.iter().map(|(pot, share)| (pot, share))
+        self.0.iter().map(|(pot, share)| (&**pot, share))
     }
 }
 
@@ -324,8 +354,7 @@ impl FromIterator<(PotKey, GrantShare)> for Shares {
         shares.reverse();
         shares.dedup_by(|later, earlier| later.0 == earlier.0);
         shares.reverse();
-        shares.shrink_to_fit();
-        Shares(shares)
+        Shares(shares.into_iter().map(|(pot, share)| (interned(pot), share)).collect())
     }
 }
 
@@ -711,5 +740,57 @@ impl FundState {
         let round = self.applications[application].round.clone();
         let r = self.rounds.get_mut(&round).expect("known round");
         r.amount_committed = r.amount_committed.minus(amount);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn pot(partner: &str, earmark: Option<&str>) -> PotKey {
+        PotKey { partner: PartnerId::new(partner).unwrap(), earmark: earmark.map(|r| RoundId::new(r).unwrap()) }
+    }
+
+    fn shares(pots: &[PotKey]) -> Shares {
+        pots.iter()
+            .map(|p| (p.clone(), GrantShare { amount: Amount::from_minor(1).unwrap(), ..Default::default() }))
+            .collect()
+    }
+
+    /// Grants' shares of the same pot hold one copy of its key, whether
+    /// they were collected by the fold or decoded from a checkpoint.
+    #[test]
+    fn shares_of_the_same_pot_share_its_key() {
+        let pots = [pot("bzk", None), pot("vfonds", Some("r2"))];
+        let first = shares(&pots);
+        let second = shares(&pots);
+        let decoded: Shares = crate::log::codec::decode(&crate::log::codec::encode(&first)).unwrap();
+        for i in 0..pots.len() {
+            assert!(Arc::ptr_eq(&first.0[i].0, &second.0[i].0));
+            assert!(Arc::ptr_eq(&first.0[i].0, &decoded.0[i].0));
+        }
+        assert_eq!(decoded, first);
+    }
+
+    /// Past its bound the cache stops taking keys: shares stay right, only
+    /// unshared.
+    #[test]
+    fn the_pot_key_cache_is_bounded() {
+        std::thread::spawn(|| {
+            let many: Vec<PotKey> = (0..INTERNED_POTS_MAX + 10).map(|i| pot(&format!("p{i}"), None)).collect();
+            let all = shares(&many);
+            let again = shares(&many);
+            assert_eq!(all, again);
+            assert_eq!(all.len(), many.len());
+            let shared = (0..many.len()).filter(|&i| Arc::ptr_eq(&all.0[i].0, &again.0[i].0)).count();
+            assert_eq!(shared, INTERNED_POTS_MAX);
+            assert_eq!(all.keys().cloned().collect::<Vec<_>>(), {
+                let mut sorted = many.clone();
+                sorted.sort();
+                sorted
+            });
+        })
+        .join()
+        .unwrap();
     }
 }
