@@ -10,6 +10,9 @@
 //! ```
 //!
 //! Sections (all by default; `--only` picks some):
+//! - `state`: the memory the fund's state takes, folded in memory from the
+//!   workload (bytes per application and per event), before anything else
+//!   has used this process's memory.
 //! - `writer`: durable commands/s through the ledger's single writer in
 //!   process (decide, encode, hash, append, fsync), 256 commands in flight.
 //! - `storage`: the storage limit, raw sled 0.34.7 writing records of the
@@ -56,7 +59,7 @@ struct Args {
     /// test, so that this program cannot rot. Its figures mean little.
     #[arg(long)]
     smoke: bool,
-    /// Only these sections (comma separated): writer, storage, replay,
+    /// Only these sections (comma separated): state, writer, storage, replay,
     /// grpc, postgres.
     #[arg(long, value_delimiter = ',')]
     only: Vec<String>,
@@ -157,6 +160,9 @@ fn main() -> anyhow::Result<()> {
         let dir = args.data_dir.clone().expect("clap requires it");
         runtime.block_on(restart_section(&mut report, &dir, events))?;
     } else {
+        if args.wants("state") {
+            state_section(&mut report, args.commands);
+        }
         let work = tempfile::tempdir()?;
         let ledger_dir = work.path().join("ledger");
         if args.wants("writer") || args.wants("storage") || args.wants("replay") {
@@ -282,6 +288,43 @@ fn disk_bytes(dir: &Path) -> u64 {
         total += if meta.is_dir() { disk_bytes(&entry.path()) } else { meta.blocks() * 512 };
     }
     total
+}
+
+// ------------------------------------------------------------------ state
+
+/// The memory of the fund's state: `commands` workload commands decided and
+/// folded in memory (no log), the resident memory this process gained,
+/// per application (most of the state) and per event. First in a run, so
+/// that no earlier section's freed memory hides what the state takes.
+fn state_section(report: &mut Report, commands: u64) {
+    use fundledger::domain::{decide, Context, FundState};
+    let mut state = FundState::default();
+    let fold = |state: &mut FundState, step: Step| {
+        let events = decide(state, &step.command, &Context { actor: step.actor }).expect("the workload is accepted");
+        events.iter().for_each(|event| state.evolve(event));
+        events.len() as u64
+    };
+    for step in workload::setup() {
+        fold(&mut state, step);
+    }
+    let (before, _) = resident_kib();
+    let mut clients: Vec<WorkloadClient> = (0..64).map(|c| WorkloadClient::new("s", c)).collect();
+    let mut events = 0;
+    for n in 0..commands {
+        events += fold(&mut state, clients[(n % 64) as usize].next_step());
+    }
+    let (after, _) = resident_kib();
+    let bytes = after.saturating_sub(before) as f64 * 1024.0;
+    let applications = state.applications.len() as f64;
+    report.line(format!(
+        "\n## State in memory\n\n{} commands ({} events) folded in memory: {} applications, \
+         **{:.0} bytes of resident memory per application** ({:.0} per event).",
+        thousands(commands as f64),
+        thousands(events as f64),
+        thousands(applications),
+        bytes / applications.max(1.0),
+        bytes / events.max(1) as f64,
+    ));
 }
 
 // ------------------------------------------------------------------ writer

@@ -5,7 +5,9 @@
 //! rebuilds it from the log, and the two must be identical — byte for byte
 //! in [`Projections::encoded`]. It never sees an event that is not durable.
 
-use crate::domain::{Event, FundState};
+use crate::domain::state::Application;
+use crate::domain::{ApplicationId, Event, FundState};
+use crate::log::codec::CodecError;
 use crate::log::{codec, Envelope, Hash, LogError, LogReader, GENESIS_HASH};
 
 /// How many events a replay reads per step.
@@ -14,8 +16,14 @@ const REPLAY_BATCH_EVENTS_MAX: usize = 4096;
 /// `FundState`: **bump it whenever `FundState` or `evolve` changes**, so that
 /// a checkpoint of another version is ignored (and the projections replayed
 /// from the first event), never misread or trusted with an older fold.
-/// Version 3 added the checksum trailer.
-const CHECKPOINT_FORMAT: u8 = 3;
+/// Version 3 added the checksum trailer; version 4 stores the applications
+/// after the rest of the state, in chunks that a start decodes on two
+/// threads (see [`Projections::read_checkpoint`]).
+const CHECKPOINT_FORMAT: u8 = 4;
+/// Applications per chunk of a checkpoint: about 8 MB encoded.
+const CHECKPOINT_CHUNK_APPLICATIONS: usize = 16_384;
+/// The largest chunk a checkpoint may claim; a larger length is damage.
+const CHECKPOINT_CHUNK_BYTES_MAX: u64 = 1 << 30;
 /// format ‖ head seq ‖ head hash ‖ head recording time.
 const CHECKPOINT_HEADER_BYTES: usize = 1 + 8 + 32 + 8;
 /// CRC-32 (IEEE) of everything before it, big-endian. It finds damage (a
@@ -156,7 +164,7 @@ impl Projections {
             let mut buffered = std::io::BufReader::with_capacity(1 << 20, &mut hashed);
             let mut header = [0u8; CHECKPOINT_HEADER_BYTES - 1];
             buffered.read_exact(&mut header)?;
-            let state: Result<FundState, _> = codec::decode_checkpoint_from(&mut buffered);
+            let state = decode_state(&mut buffered)?;
             // What the decoder left (after an error, or trailing bytes):
             // read to the end all the same, for the checksum.
             let leftover = std::io::copy(&mut buffered, &mut std::io::sink())?;
@@ -177,14 +185,36 @@ impl Projections {
         Ok(Ok(Projections { state, head_seq: seq, head_hash: hash, head_recorded_at_micros: recorded_at }))
     }
 
-    /// The checkpoint of these projections, for [`Projections::read_checkpoint`].
+    /// The checkpoint of these projections, for [`Projections::read_checkpoint`]:
+    /// header ‖ the state without its applications ‖ the applications in
+    /// chunks, each `length (u64) ‖ sequence of (id, application)`, in id
+    /// order ‖ a zero length ‖ CRC-32.
     pub fn checkpoint_bytes(&self) -> Vec<u8> {
+        self.checkpoint_bytes_in_chunks(CHECKPOINT_CHUNK_APPLICATIONS)
+    }
+
+    /// **Tests only**: [`Projections::checkpoint_bytes`] with chunks of
+    /// `applications_per_chunk` applications.
+    #[doc(hidden)]
+    pub fn checkpoint_bytes_in_chunks(&self, applications_per_chunk: usize) -> Vec<u8> {
         let mut bytes = Vec::with_capacity(CHECKPOINT_HEADER_BYTES + 4096);
         bytes.push(CHECKPOINT_FORMAT);
         bytes.extend_from_slice(&self.head_seq.to_be_bytes());
         bytes.extend_from_slice(&self.head_hash);
         bytes.extend_from_slice(&self.head_recorded_at_micros.to_be_bytes());
-        bytes.extend_from_slice(&codec::encode(&self.state));
+        // The state's other maps are small; its applications clone in O(1).
+        let mut rest = self.state.clone();
+        let applications = std::mem::take(&mut rest.applications);
+        bytes.extend_from_slice(&codec::encode(&rest));
+        let mut entries = applications.iter().peekable();
+        while entries.peek().is_some() {
+            let chunk: Vec<(&ApplicationId, &Application)> =
+                entries.by_ref().take(applications_per_chunk.max(1)).collect();
+            let encoded = codec::encode(&chunk);
+            bytes.extend_from_slice(&(encoded.len() as u64).to_be_bytes());
+            bytes.extend_from_slice(&encoded);
+        }
+        bytes.extend_from_slice(&0u64.to_be_bytes());
         let checksum = crc32fast::hash(&bytes);
         bytes.extend_from_slice(&checksum.to_be_bytes());
         bytes
@@ -202,6 +232,94 @@ impl Projections {
         bytes.extend_from_slice(&self.head_seq.to_be_bytes());
         bytes.extend_from_slice(&self.head_hash);
         bytes
+    }
+}
+
+/// The state of a checkpoint (format 4), read from `source`: the rest of
+/// the state, then the applications' chunks up to the zero length. This
+/// thread reads every chunk and decodes every other one; a scoped thread
+/// decodes the others meanwhile. At 10 M events a start is decoding and
+/// the kernel zeroing fresh pages for what is decoded, and both go twice
+/// as wide on two threads. At most two chunks wait for the other thread.
+/// `Ok(Err)` when the bytes do not decode (or end early); `Err` is an I/O
+/// error of the reader.
+fn decode_state(source: &mut impl std::io::Read) -> std::io::Result<Result<FundState, CodecError>> {
+    use std::io::Read as _;
+    // Each application decoded straight into its shared allocation: no
+    // chunk-sized buffer of applications to move them out of.
+    type Chunk = Vec<(ApplicationId, std::sync::Arc<Application>)>;
+    let mut state: FundState = match codec::decode_checkpoint_from(source) {
+        Ok(state) => state,
+        Err(error) => return Ok(Err(error)),
+    };
+    if !state.applications.is_empty() {
+        return undecodable("applications before their chunks");
+    }
+    let chunks: std::io::Result<Result<Vec<Chunk>, CodecError>> = std::thread::scope(|scope| {
+        let (to_helper, work) = std::sync::mpsc::sync_channel::<Vec<u8>>(2);
+        let helper = scope.spawn(move || {
+            work.into_iter().map(|bytes| codec::decode_checkpoint_chunk::<Chunk>(&bytes)).collect::<Vec<_>>()
+        });
+        let mut mine = Vec::new();
+        for n in 0usize.. {
+            let mut length = [0u8; 8];
+            if let Err(error) = source.read_exact(&mut length) {
+                return eof_is_undecodable(error);
+            }
+            let length = u64::from_be_bytes(length);
+            if length == 0 {
+                break;
+            }
+            if length > CHECKPOINT_CHUNK_BYTES_MAX {
+                return undecodable("a chunk longer than a chunk can be");
+            }
+            // Grown as read, so that a damaged length allocates no more
+            // than the bytes that are there.
+            let mut bytes = Vec::with_capacity(length.min(1 << 20) as usize);
+            source.by_ref().take(length).read_to_end(&mut bytes)?;
+            if bytes.len() as u64 != length {
+                return undecodable("the checkpoint ends inside a chunk");
+            }
+            if n % 2 == 0 {
+                to_helper.send(bytes).expect("the helper takes every chunk");
+            } else {
+                mine.push(codec::decode_checkpoint_chunk::<Chunk>(&bytes));
+            }
+        }
+        drop(to_helper);
+        let theirs = helper.join().expect("decoding a chunk does not panic");
+        // Chunk n was the helper's (n even) or this thread's (n odd).
+        let mut theirs = theirs.into_iter();
+        let mut mine = mine.into_iter();
+        let mut chunks = Vec::new();
+        for n in 0usize.. {
+            match if n % 2 == 0 { theirs.next() } else { mine.next() } {
+                Some(Ok(chunk)) => chunks.push(chunk),
+                Some(Err(error)) => return Ok(Err(error)),
+                None => break,
+            }
+        }
+        Ok(Ok(chunks))
+    });
+    match chunks? {
+        Ok(chunks) => {
+            // As a map decodes: in order, a repeated id keeps its last value.
+            state.applications = chunks.into_iter().flatten().collect();
+            Ok(Ok(state))
+        }
+        Err(error) => Ok(Err(error)),
+    }
+}
+
+fn undecodable<T>(problem: &str) -> std::io::Result<Result<T, CodecError>> {
+    Ok(Err(CodecError::Decode(problem.to_owned())))
+}
+
+/// A checkpoint that ends early does not decode; other read errors are I/O.
+fn eof_is_undecodable<T>(error: std::io::Error) -> std::io::Result<Result<T, CodecError>> {
+    match error.kind() {
+        std::io::ErrorKind::UnexpectedEof => undecodable("the checkpoint ends early"),
+        _ => Err(error),
     }
 }
 

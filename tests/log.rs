@@ -586,6 +586,65 @@ async fn a_restart_loads_the_checkpoint_and_equals_a_full_replay() {
     assert_eq!(loaded.encoded(), live.encoded());
 }
 
+/// A checkpoint stores the applications in chunks, which a start decodes
+/// on two threads: any number of chunks decodes to the same projections,
+/// in id order; a damaged chunk length is refused without allocating what
+/// it claims, and so is a checkpoint that ends inside a chunk.
+#[test]
+fn a_checkpoint_in_any_number_of_chunks_decodes_to_the_same_projections() {
+    use fundledger::domain::{decide, Context, FundState};
+    use fundledger::workload::{self, ClientKind, WorkloadClient};
+    let mut state = FundState::default();
+    let mut client = WorkloadClient::of_kind("chunks", 0, ClientKind::Officer);
+    let steps = workload::setup().into_iter().chain((0..40).map(|_| client.next_step()));
+    for step in steps {
+        for event in decide(&state, &step.command, &Context { actor: step.actor }).unwrap() {
+            state.evolve(&event);
+        }
+    }
+    let projections = Projections { state, head_seq: 77, head_hash: [7; 32], head_recorded_at_micros: 1_000 };
+    let applications = projections.state.applications.len();
+    assert_eq!(applications, 10);
+    for per_chunk in [1, 2, 3, 9, 10, 11, 16_384] {
+        let bytes = projections.checkpoint_bytes_in_chunks(per_chunk);
+        let decoded = Projections::decode_checkpoint(&bytes).unwrap();
+        assert_eq!(decoded, projections, "{per_chunk} per chunk");
+        assert_eq!(decoded.encoded(), projections.encoded());
+    }
+    assert_eq!(projections.checkpoint_bytes(), projections.checkpoint_bytes_in_chunks(16_384));
+    let empty = Projections::default();
+    assert_eq!(Projections::decode_checkpoint(&empty.checkpoint_bytes()).unwrap(), empty);
+
+    // Under a recomputed checksum: the last chunk's length made huge, then
+    // the zero length that ends the chunks cut off.
+    let with_checksum = |mut body: Vec<u8>| {
+        let checksum = crc32fast::hash(&body);
+        body.extend_from_slice(&checksum.to_be_bytes());
+        body
+    };
+    let bytes = projections.checkpoint_bytes_in_chunks(3);
+    let body = &bytes[..bytes.len() - 4];
+    // Walk the chunks, from where the rest of the state ends.
+    let rest = FundState { applications: Default::default(), ..projections.state.clone() };
+    let mut at = 1 + 8 + 32 + 8 + codec::encode(&rest).len();
+    let mut chunks = Vec::new();
+    while at < body.len() - 8 {
+        chunks.push(at);
+        at += 8 + u64::from_be_bytes(body[at..at + 8].try_into().unwrap()) as usize;
+    }
+    assert_eq!(at, body.len() - 8, "the chunks end at the zero length");
+    assert_eq!(chunks.len(), 4, "10 applications in chunks of 3");
+    let last_chunk = *chunks.last().unwrap();
+    let mut huge = body.to_vec();
+    huge[last_chunk..last_chunk + 8].copy_from_slice(&u64::MAX.to_be_bytes());
+    assert_eq!(Projections::decode_checkpoint(&with_checksum(huge)), Err("checkpoint state does not decode"));
+    let mut too_long = body.to_vec();
+    too_long[last_chunk..last_chunk + 8].copy_from_slice(&(1u64 << 20).to_be_bytes());
+    assert_eq!(Projections::decode_checkpoint(&with_checksum(too_long)), Err("checkpoint state does not decode"));
+    let unterminated = body[..body.len() - 8].to_vec();
+    assert_eq!(Projections::decode_checkpoint(&with_checksum(unterminated)), Err("checkpoint state does not decode"));
+}
+
 // ----- replay across pages (the pipelined reader) -----
 
 #[tokio::test]

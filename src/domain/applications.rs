@@ -97,6 +97,14 @@ impl FromIterator<(ApplicationId, Application)> for Applications {
     }
 }
 
+/// From applications already shared (a checkpoint's chunks decode them
+/// straight into their `Arc`).
+impl FromIterator<(ApplicationId, Arc<Application>)> for Applications {
+    fn from_iter<I: IntoIterator<Item = (ApplicationId, Arc<Application>)>>(iter: I) -> Applications {
+        Applications(iter.into_iter().collect())
+    }
+}
+
 impl fmt::Debug for Applications {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_map().entries(self.iter()).finish()

@@ -95,6 +95,17 @@ pub fn decode<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, CodecError> {
     Ok(value)
 }
 
+/// [`decode`] for one chunk of the projections' checkpoint (up to
+/// [`CHECKPOINT_DECODE_BYTES_MAX`]); all bytes must be used.
+pub fn decode_checkpoint_chunk<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, CodecError> {
+    let (value, used) = bincode::serde::decode_from_slice(bytes, config().with_limit::<CHECKPOINT_DECODE_BYTES_MAX>())
+        .map_err(|e| CodecError::Decode(e.to_string()))?;
+    if used != bytes.len() {
+        return Err(CodecError::TrailingBytes(bytes.len() - used));
+    }
+    Ok(value)
+}
+
 /// [`decode`] for the projections' checkpoint, from a reader (up to
 /// [`CHECKPOINT_DECODE_BYTES_MAX`]): the checkpoint is read once, and never
 /// held whole in memory. Whether all of it was used is the caller's to
