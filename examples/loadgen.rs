@@ -1110,11 +1110,9 @@ async fn restart_section(report: &mut Report, dir: &Path, events: u64, starts: u
         ));
     }
     opens.sort_by(f64::total_cmp);
-    report.line(format!(
-        "\nStart from the checkpoint to serving: **median {:.2} s** of {} starts.",
-        opens[opens.len() / 2],
-        opens.len()
-    ));
+    let middle = opens.len() / 2;
+    let median = if opens.len() % 2 == 1 { opens[middle] } else { (opens[middle - 1] + opens[middle]) / 2.0 };
+    report.line(format!("\nStart from the checkpoint to serving: **median {median:.2} s** of {} starts.", opens.len()));
     Ok(())
 }
 

@@ -20,10 +20,14 @@ const REPLAY_BATCH_EVENTS_MAX: usize = 4096;
 /// after the rest of the state, in chunks that a start decodes on two
 /// threads (see [`Projections::read_checkpoint`]).
 const CHECKPOINT_FORMAT: u8 = 4;
-/// Applications per chunk of a checkpoint: about 8 MB encoded.
+/// A checkpoint's chunk of applications ends after this many applications
+/// or once it holds [`CHECKPOINT_CHUNK_BYTES`], whichever comes first.
 const CHECKPOINT_CHUNK_APPLICATIONS: usize = 16_384;
-/// The largest chunk a checkpoint may claim; a larger length is damage.
-const CHECKPOINT_CHUNK_BYTES_MAX: u64 = 1 << 30;
+const CHECKPOINT_CHUNK_BYTES: usize = 8 << 20;
+/// The longest chunk a checkpoint may claim: a full chunk plus one
+/// application of the most a decoder accepts
+/// ([`codec::CHECKPOINT_ENTRY_BYTES_MAX`]). A longer length is damage.
+pub const CHECKPOINT_CHUNK_BYTES_MAX: u64 = (CHECKPOINT_CHUNK_BYTES + codec::CHECKPOINT_ENTRY_BYTES_MAX) as u64;
 /// format ‖ head seq ‖ head hash ‖ head recording time.
 const CHECKPOINT_HEADER_BYTES: usize = 1 + 8 + 32 + 8;
 /// CRC-32 (IEEE) of everything before it, big-endian. It finds damage (a
@@ -187,8 +191,8 @@ impl Projections {
 
     /// The checkpoint of these projections, for [`Projections::read_checkpoint`]:
     /// header ‖ the state without its applications ‖ the applications in
-    /// chunks, each `length (u64) ‖ sequence of (id, application)`, in id
-    /// order ‖ a zero length ‖ CRC-32.
+    /// chunks, each `length (u64 BE) ‖ (id, application) ‖ (id, application)
+    /// ‖ …`, in id order ‖ a zero length ‖ CRC-32.
     pub fn checkpoint_bytes(&self) -> Vec<u8> {
         self.checkpoint_bytes_in_chunks(CHECKPOINT_CHUNK_APPLICATIONS)
     }
@@ -206,13 +210,20 @@ impl Projections {
         let mut rest = self.state.clone();
         let applications = std::mem::take(&mut rest.applications);
         bytes.extend_from_slice(&codec::encode(&rest));
-        let mut entries = applications.iter().peekable();
-        while entries.peek().is_some() {
-            let chunk: Vec<(&ApplicationId, &Application)> =
-                entries.by_ref().take(applications_per_chunk.max(1)).collect();
-            let encoded = codec::encode(&chunk);
-            bytes.extend_from_slice(&(encoded.len() as u64).to_be_bytes());
-            bytes.extend_from_slice(&encoded);
+        let mut chunk = Vec::new();
+        let mut in_chunk = 0;
+        for (id, application) in applications.iter() {
+            chunk.extend_from_slice(&codec::encode(&(id, application)));
+            in_chunk += 1;
+            if in_chunk >= applications_per_chunk || chunk.len() >= CHECKPOINT_CHUNK_BYTES {
+                bytes.extend_from_slice(&(chunk.len() as u64).to_be_bytes());
+                bytes.append(&mut chunk);
+                in_chunk = 0;
+            }
+        }
+        if !chunk.is_empty() {
+            bytes.extend_from_slice(&(chunk.len() as u64).to_be_bytes());
+            bytes.append(&mut chunk);
         }
         bytes.extend_from_slice(&0u64.to_be_bytes());
         let checksum = crc32fast::hash(&bytes);
@@ -245,8 +256,6 @@ impl Projections {
 /// error of the reader.
 fn decode_state(source: &mut impl std::io::Read) -> std::io::Result<Result<FundState, CodecError>> {
     use std::io::Read as _;
-    // Each application decoded straight into its shared allocation: no
-    // chunk-sized buffer of applications to move them out of.
     type Chunk = Vec<(ApplicationId, std::sync::Arc<Application>)>;
     let mut state: FundState = match codec::decode_checkpoint_from(source) {
         Ok(state) => state,
@@ -257,9 +266,7 @@ fn decode_state(source: &mut impl std::io::Read) -> std::io::Result<Result<FundS
     }
     let chunks: std::io::Result<Result<Vec<Chunk>, CodecError>> = std::thread::scope(|scope| {
         let (to_helper, work) = std::sync::mpsc::sync_channel::<Vec<u8>>(2);
-        let helper = scope.spawn(move || {
-            work.into_iter().map(|bytes| codec::decode_checkpoint_chunk::<Chunk>(&bytes)).collect::<Vec<_>>()
-        });
+        let helper = scope.spawn(move || work.into_iter().map(|bytes| decode_chunk(&bytes)).collect::<Vec<_>>());
         let mut mine = Vec::new();
         for n in 0usize.. {
             let mut length = [0u8; 8];
@@ -283,7 +290,7 @@ fn decode_state(source: &mut impl std::io::Read) -> std::io::Result<Result<FundS
             if n % 2 == 0 {
                 to_helper.send(bytes).expect("the helper takes every chunk");
             } else {
-                mine.push(codec::decode_checkpoint_chunk::<Chunk>(&bytes));
+                mine.push(decode_chunk(&bytes));
             }
         }
         drop(to_helper);
@@ -309,6 +316,18 @@ fn decode_state(source: &mut impl std::io::Read) -> std::io::Result<Result<FundS
         }
         Err(error) => Ok(Err(error)),
     }
+}
+
+/// The applications of one chunk, each moved into its shared allocation as
+/// it is decoded (no chunk-sized buffer of applications).
+fn decode_chunk(mut bytes: &[u8]) -> Result<Vec<(ApplicationId, std::sync::Arc<Application>)>, CodecError> {
+    let mut applications = Vec::new();
+    while !bytes.is_empty() {
+        let ((id, application), used) = codec::decode_checkpoint_entry::<(ApplicationId, Application)>(bytes)?;
+        applications.push((id, std::sync::Arc::new(application)));
+        bytes = &bytes[used..];
+    }
+    Ok(applications)
 }
 
 fn undecodable<T>(problem: &str) -> std::io::Result<Result<T, CodecError>> {

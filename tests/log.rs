@@ -635,11 +635,48 @@ fn a_checkpoint_in_any_number_of_chunks_decodes_to_the_same_projections() {
     assert_eq!(at, body.len() - 8, "the chunks end at the zero length");
     assert_eq!(chunks.len(), 4, "10 applications in chunks of 3");
     let last_chunk = *chunks.last().unwrap();
+    let prefix = &body[..chunks[0]];
+
+    // Chunks are taken in order, as a map decodes: the same application
+    // twice, in chunks decoded by different threads, keeps the later one.
+    let one_per_chunk = projections.checkpoint_bytes_in_chunks(1);
+    let body_of_ones = &one_per_chunk[..one_per_chunk.len() - 4];
+    let mut ones = Vec::new();
+    let mut at = prefix.len();
+    while at < body_of_ones.len() - 8 {
+        let end = at + 8 + u64::from_be_bytes(body_of_ones[at..at + 8].try_into().unwrap()) as usize;
+        ones.push(&body_of_ones[at..end]);
+        at = end;
+    }
+    assert_eq!(ones.len(), applications);
+    let (first_id, first) = projections.state.applications.iter().next().unwrap();
+    let mut changed = first.clone();
+    changed.title = "changed".into();
+    let changed_entry = codec::encode(&(first_id, &changed));
+    let changed_chunk = [&(changed_entry.len() as u64).to_be_bytes()[..], &changed_entry].concat();
+    for (order, expected_title) in
+        [([&changed_chunk[..], ones[0]], first.title.as_str()), ([ones[0], &changed_chunk[..]], "changed")]
+    {
+        let mut body = prefix.to_vec();
+        body.extend_from_slice(ones[1]);
+        body.extend_from_slice(order[0]);
+        body.extend_from_slice(order[1]);
+        ones[2..].iter().for_each(|chunk| body.extend_from_slice(chunk));
+        body.extend_from_slice(&0u64.to_be_bytes());
+        let decoded = Projections::decode_checkpoint(&with_checksum(body)).unwrap();
+        assert_eq!(decoded.state.applications.len(), applications);
+        assert_eq!(decoded.state.applications[first_id].title, expected_title);
+    }
+
     let mut huge = body.to_vec();
     huge[last_chunk..last_chunk + 8].copy_from_slice(&u64::MAX.to_be_bytes());
     assert_eq!(Projections::decode_checkpoint(&with_checksum(huge)), Err("checkpoint state does not decode"));
+    let mut over_the_bound = body.to_vec();
+    let bound = fundledger::projections::CHECKPOINT_CHUNK_BYTES_MAX;
+    over_the_bound[last_chunk..last_chunk + 8].copy_from_slice(&(bound + 1).to_be_bytes());
+    assert_eq!(Projections::decode_checkpoint(&with_checksum(over_the_bound)), Err("checkpoint state does not decode"));
     let mut too_long = body.to_vec();
-    too_long[last_chunk..last_chunk + 8].copy_from_slice(&(1u64 << 20).to_be_bytes());
+    too_long[last_chunk..last_chunk + 8].copy_from_slice(&bound.to_be_bytes());
     assert_eq!(Projections::decode_checkpoint(&with_checksum(too_long)), Err("checkpoint state does not decode"));
     let unterminated = body[..body.len() - 8].to_vec();
     assert_eq!(Projections::decode_checkpoint(&with_checksum(unterminated)), Err("checkpoint state does not decode"));

@@ -304,22 +304,26 @@ impl Shares {
 /// were a third of a large fund's state. A cache per thread, so that it
 /// needs no lock; it holds at most [`INTERNED_POTS_MAX`] keys (a fund has
 /// partners × (rounds + 1) pots at most), and beyond that a key is simply
-/// not shared. Only sharing depends on it, never a value.
+/// not shared. One copy per pot *per thread*: a state decoded on two
+/// threads holds two. Only sharing depends on it, never a value.
 fn interned(pot: PotKey) -> Arc<PotKey> {
     thread_local! {
         static POTS: std::cell::RefCell<std::collections::HashSet<Arc<PotKey>>> = Default::default();
     }
-    POTS.with(|pots| {
+    // `try_with`: a thread whose cache is already gone (it is exiting)
+    // shares nothing; the pot's key is still right.
+    let interned = POTS.try_with(|pots| {
         let mut pots = pots.borrow_mut();
         if let Some(shared) = pots.get(&pot) {
             return shared.clone();
         }
-        let shared = Arc::new(pot);
+        let shared = Arc::new(pot.clone());
         if pots.len() < INTERNED_POTS_MAX {
             pots.insert(shared.clone());
         }
         shared
-    })
+    });
+    interned.unwrap_or_else(|_| Arc::new(pot))
 }
 
 /// The most pot keys [`interned`] keeps per thread.

@@ -68,11 +68,16 @@ pub enum CodecError {
 /// record being refused as corrupt (found by the `record_decode` fuzz
 /// target). A stored record is far smaller: texts are at most 4000 bytes.
 pub const DECODE_BYTES_MAX: usize = 16 * 1024 * 1024;
-/// The same for the projections' checkpoint, the one large stored value (the
-/// whole fund state: about 1.2 GB at 10 million events of the benchmark
-/// workload). One beyond it is not trusted, and the projections are
+/// The same for the projections' checkpoint: for the state without its
+/// applications (partners, pots, rounds, principals: kilobytes in a real
+/// fund), read as a stream. The applications follow in chunks, each
+/// application decoded on its own ([`CHECKPOINT_ENTRY_BYTES_MAX`]). A
+/// checkpoint beyond either is not trusted, and the projections are
 /// replayed from the log instead.
-pub const CHECKPOINT_DECODE_BYTES_MAX: usize = 16 * 1024 * 1024 * 1024;
+pub const CHECKPOINT_DECODE_BYTES_MAX: usize = 256 * 1024 * 1024;
+/// The most one application of a checkpoint may claim (its texts and
+/// officers' names are bounded; 64 MiB is thousands of times a real one).
+pub const CHECKPOINT_ENTRY_BYTES_MAX: usize = 64 * 1024 * 1024;
 
 fn config(
 ) -> bincode::config::Configuration<bincode::config::LittleEndian, bincode::config::Fixint, bincode::config::NoLimit> {
@@ -87,23 +92,22 @@ pub fn encode<T: Serialize>(value: &T) -> Vec<u8> {
 /// Decodes a value in the stored format; all bytes must be used, and it may
 /// claim at most [`DECODE_BYTES_MAX`] bytes.
 pub fn decode<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, CodecError> {
-    let (value, used) = bincode::serde::decode_from_slice(bytes, config().with_limit::<DECODE_BYTES_MAX>())
-        .map_err(|e| CodecError::Decode(e.to_string()))?;
+    let (value, used) = decode_within::<T, DECODE_BYTES_MAX>(bytes)?;
     if used != bytes.len() {
         return Err(CodecError::TrailingBytes(bytes.len() - used));
     }
     Ok(value)
 }
 
-/// [`decode`] for one chunk of the projections' checkpoint (up to
-/// [`CHECKPOINT_DECODE_BYTES_MAX`]); all bytes must be used.
-pub fn decode_checkpoint_chunk<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, CodecError> {
-    let (value, used) = bincode::serde::decode_from_slice(bytes, config().with_limit::<CHECKPOINT_DECODE_BYTES_MAX>())
-        .map_err(|e| CodecError::Decode(e.to_string()))?;
-    if used != bytes.len() {
-        return Err(CodecError::TrailingBytes(bytes.len() - used));
-    }
-    Ok(value)
+/// One application of the projections' checkpoint from the start of
+/// `bytes` (up to [`CHECKPOINT_ENTRY_BYTES_MAX`]), with the bytes it used.
+pub fn decode_checkpoint_entry<T: DeserializeOwned>(bytes: &[u8]) -> Result<(T, usize), CodecError> {
+    decode_within::<T, CHECKPOINT_ENTRY_BYTES_MAX>(bytes)
+}
+
+fn decode_within<T: DeserializeOwned, const LIMIT: usize>(bytes: &[u8]) -> Result<(T, usize), CodecError> {
+    bincode::serde::decode_from_slice(bytes, config().with_limit::<LIMIT>())
+        .map_err(|e| CodecError::Decode(e.to_string()))
 }
 
 /// [`decode`] for the projections' checkpoint, from a reader (up to
