@@ -97,8 +97,8 @@ impl FromIterator<(ApplicationId, Application)> for Applications {
     }
 }
 
-/// From applications already shared (a checkpoint's chunks decode them
-/// straight into their `Arc`).
+/// From applications already shared (a checkpoint's chunks move each one
+/// into its `Arc` as it is decoded).
 impl FromIterator<(ApplicationId, Arc<Application>)> for Applications {
     fn from_iter<I: IntoIterator<Item = (ApplicationId, Arc<Application>)>>(iter: I) -> Applications {
         Applications(iter.into_iter().collect())
