@@ -1064,7 +1064,7 @@ async fn restart_section(report: &mut Report, dir: &Path, events: u64, starts: u
     // checkpoint in this build's layout (one of an older layout would make
     // every start below a full replay).
     let mut first = true;
-    while head < events || std::mem::take(&mut first) {
+    while std::mem::take(&mut first) || head < events {
         let until = (head + 1_000_000).min(events);
         let status = std::process::Command::new(std::env::current_exe()?)
             .arg("--build-until")
