@@ -210,22 +210,25 @@ impl Projections {
         let mut rest = self.state.clone();
         let applications = std::mem::take(&mut rest.applications);
         bytes.extend_from_slice(&codec::encode(&rest));
+        let push_chunk = |bytes: &mut Vec<u8>, chunk: &mut Vec<u8>| {
+            bytes.extend_from_slice(&(chunk.len() as u64).to_be_bytes());
+            bytes.append(chunk);
+        };
         let mut chunk = Vec::new();
         let mut in_chunk = 0;
         for (id, application) in applications.iter() {
             chunk.extend_from_slice(&codec::encode(&(id, application)));
             in_chunk += 1;
             if in_chunk >= applications_per_chunk || chunk.len() >= CHECKPOINT_CHUNK_BYTES {
-                bytes.extend_from_slice(&(chunk.len() as u64).to_be_bytes());
-                bytes.append(&mut chunk);
+                push_chunk(&mut bytes, &mut chunk);
                 in_chunk = 0;
             }
         }
         if !chunk.is_empty() {
-            bytes.extend_from_slice(&(chunk.len() as u64).to_be_bytes());
-            bytes.append(&mut chunk);
+            push_chunk(&mut bytes, &mut chunk);
         }
-        bytes.extend_from_slice(&0u64.to_be_bytes());
+        // The zero length that ends the chunks.
+        push_chunk(&mut bytes, &mut Vec::new());
         let checksum = crc32fast::hash(&bytes);
         bytes.extend_from_slice(&checksum.to_be_bytes());
         bytes

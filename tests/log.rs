@@ -624,30 +624,31 @@ fn a_checkpoint_in_any_number_of_chunks_decodes_to_the_same_projections() {
     };
     let bytes = projections.checkpoint_bytes_in_chunks(3);
     let body = &bytes[..bytes.len() - 4];
-    // Walk the chunks, from where the rest of the state ends.
+    // Walk the chunks, from where the rest of the state ends, to the zero
+    // length: each chunk's bytes, its length included.
     let rest = FundState { applications: Default::default(), ..projections.state.clone() };
-    let mut at = 1 + 8 + 32 + 8 + codec::encode(&rest).len();
-    let mut chunks = Vec::new();
-    while at < body.len() - 8 {
-        chunks.push(at);
-        at += 8 + u64::from_be_bytes(body[at..at + 8].try_into().unwrap()) as usize;
-    }
-    assert_eq!(at, body.len() - 8, "the chunks end at the zero length");
+    let rest_ends = 1 + 8 + 32 + 8 + codec::encode(&rest).len();
+    let chunks_of = |body: &[u8]| {
+        let mut at = rest_ends;
+        let mut chunks = Vec::new();
+        while at < body.len() - 8 {
+            let end = at + 8 + u64::from_be_bytes(body[at..at + 8].try_into().unwrap()) as usize;
+            chunks.push(at..end);
+            at = end;
+        }
+        assert_eq!(at, body.len() - 8, "the chunks end at the zero length");
+        chunks
+    };
+    let chunks = chunks_of(body);
     assert_eq!(chunks.len(), 4, "10 applications in chunks of 3");
-    let last_chunk = *chunks.last().unwrap();
-    let prefix = &body[..chunks[0]];
+    let last_chunk = chunks.last().unwrap().start;
+    let prefix = &body[..rest_ends];
 
     // Chunks are taken in order, as a map decodes: the same application
     // twice, in chunks decoded by different threads, keeps the later one.
     let one_per_chunk = projections.checkpoint_bytes_in_chunks(1);
     let body_of_ones = &one_per_chunk[..one_per_chunk.len() - 4];
-    let mut ones = Vec::new();
-    let mut at = prefix.len();
-    while at < body_of_ones.len() - 8 {
-        let end = at + 8 + u64::from_be_bytes(body_of_ones[at..at + 8].try_into().unwrap()) as usize;
-        ones.push(&body_of_ones[at..end]);
-        at = end;
-    }
+    let ones: Vec<&[u8]> = chunks_of(body_of_ones).into_iter().map(|chunk| &body_of_ones[chunk]).collect();
     assert_eq!(ones.len(), applications);
     let (first_id, first) = projections.state.applications.iter().next().unwrap();
     let mut changed = first.clone();

@@ -312,18 +312,17 @@ fn interned(pot: PotKey) -> Arc<PotKey> {
     }
     // `try_with`: a thread whose cache is already gone (it is exiting)
     // shares nothing; the pot's key is still right.
-    let interned = POTS.try_with(|pots| {
-        let mut pots = pots.borrow_mut();
-        if let Some(shared) = pots.get(&pot) {
-            return shared.clone();
-        }
-        let shared = Arc::new(pot.clone());
-        if pots.len() < INTERNED_POTS_MAX {
-            pots.insert(shared.clone());
-        }
+    let shared = POTS.try_with(|pots| pots.borrow().get(&pot).cloned()).ok().flatten();
+    shared.unwrap_or_else(|| {
+        let shared = Arc::new(pot);
+        let _ = POTS.try_with(|pots| {
+            let mut pots = pots.borrow_mut();
+            if pots.len() < INTERNED_POTS_MAX {
+                pots.insert(shared.clone());
+            }
+        });
         shared
-    });
-    interned.unwrap_or_else(|_| Arc::new(pot))
+    })
 }
 
 /// The most pot keys [`interned`] keeps per thread.

@@ -110,9 +110,10 @@ fn decode_within<T: DeserializeOwned, const LIMIT: usize>(bytes: &[u8]) -> Resul
         .map_err(|e| CodecError::Decode(e.to_string()))
 }
 
-/// [`decode`] for the projections' checkpoint, from a reader (up to
-/// [`CHECKPOINT_DECODE_BYTES_MAX`]): the checkpoint is read once, and never
-/// held whole in memory. Whether all of it was used is the caller's to
+/// [`decode`] for the state at the start of the projections' checkpoint
+/// (all of it but the applications, which follow in chunks), from a reader
+/// (up to [`CHECKPOINT_DECODE_BYTES_MAX`]): the checkpoint is read once, and
+/// never held whole in memory. Whether all of it was used is the caller's to
 /// check.
 pub fn decode_checkpoint_from<T: DeserializeOwned>(reader: &mut impl std::io::Read) -> Result<T, CodecError> {
     bincode::serde::decode_from_std_read(reader, config().with_limit::<CHECKPOINT_DECODE_BYTES_MAX>())
