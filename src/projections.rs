@@ -269,7 +269,18 @@ fn decode_state(source: &mut impl std::io::Read) -> std::io::Result<Result<FundS
     }
     let chunks: std::io::Result<Result<Vec<Chunk>, CodecError>> = std::thread::scope(|scope| {
         let (to_helper, work) = std::sync::mpsc::sync_channel::<Vec<u8>>(2);
-        let helper = scope.spawn(move || work.into_iter().map(|bytes| decode_chunk(&bytes)).collect::<Vec<_>>());
+        // The helper hands each chunk's buffer back for the next one: a
+        // fresh buffer of megabytes is fresh pages the kernel must zero.
+        let (give_back, given_back) = std::sync::mpsc::channel::<Vec<u8>>();
+        let helper = scope.spawn(move || {
+            let decode = |bytes: Vec<u8>| {
+                let chunk = decode_chunk(&bytes);
+                let _ = give_back.send(bytes);
+                chunk
+            };
+            work.into_iter().map(decode).collect::<Vec<_>>()
+        });
+        let mut spare = Vec::new();
         let mut mine = Vec::new();
         for n in 0usize.. {
             let mut length = [0u8; 8];
@@ -283,9 +294,11 @@ fn decode_state(source: &mut impl std::io::Read) -> std::io::Result<Result<FundS
             if length > CHECKPOINT_CHUNK_BYTES_MAX {
                 return undecodable("a chunk longer than a chunk can be");
             }
-            // Grown as read, so that a damaged length allocates no more
-            // than the bytes that are there.
-            let mut bytes = Vec::with_capacity(length.min(1 << 20) as usize);
+            // Room for any chunk this version writes; a longer (damaged)
+            // length grows the buffer only as far as the bytes that are there.
+            let mut bytes = given_back.try_recv().unwrap_or_else(|_| std::mem::take(&mut spare));
+            bytes.clear();
+            bytes.reserve(length.min(2 * CHECKPOINT_CHUNK_BYTES as u64) as usize);
             source.by_ref().take(length).read_to_end(&mut bytes)?;
             if bytes.len() as u64 != length {
                 return undecodable("the checkpoint ends inside a chunk");
@@ -294,6 +307,7 @@ fn decode_state(source: &mut impl std::io::Read) -> std::io::Result<Result<FundS
                 to_helper.send(bytes).expect("the helper takes every chunk");
             } else {
                 mine.push(decode_chunk(&bytes));
+                spare = bytes;
             }
         }
         drop(to_helper);
@@ -324,7 +338,9 @@ fn decode_state(source: &mut impl std::io::Read) -> std::io::Result<Result<FundS
 /// The applications of one chunk, each moved into its shared allocation as
 /// it is decoded (no chunk-sized buffer of applications).
 fn decode_chunk(mut bytes: &[u8]) -> Result<Vec<(ApplicationId, std::sync::Arc<Application>)>, CodecError> {
-    let mut applications = Vec::new();
+    // A guess (an entry takes well over 64 bytes), never more than a chunk
+    // of this version holds.
+    let mut applications = Vec::with_capacity(CHECKPOINT_CHUNK_APPLICATIONS.min(bytes.len() / 64));
     while !bytes.is_empty() {
         let ((id, application), used) = codec::decode_checkpoint_entry::<(ApplicationId, Application)>(bytes)?;
         applications.push((id, std::sync::Arc::new(application)));
@@ -362,13 +378,14 @@ impl<R: std::io::Read> std::io::Read for Crc32Reader<R> {
 /// Reads events `from_seq` to `to_seq` of the log in order, in bounded
 /// pages, decodes each and hands it to `f`. A missing event is corruption.
 ///
-/// Pipelined over two threads: a scoped reading thread walks sled, checks
-/// every record against its hash and decodes its payload, at most
-/// [`REPLAY_PAGES_AHEAD`] pages ahead, while this thread folds. A replay
-/// then takes the longer of the two halves instead of their sum (1.6x
-/// faster on two cores, `docs/BENCHMARKS.md`). Nothing is handed to `f`
-/// out of order or twice, and a page with a broken event is handed over
-/// not at all: the error comes instead.
+/// Pipelined: [`REPLAY_READERS`] scoped reading threads walk sled, check
+/// every record against its hash and decode its payload, page `k` by
+/// reader `k mod REPLAY_READERS`, each at most [`REPLAY_PAGES_AHEAD`] pages
+/// ahead, while this thread folds the pages in order. Reading is most of a
+/// replay, so two readers and the fold keep both cores busy
+/// (`docs/BENCHMARKS.md`). Nothing is handed to `f` out of order or twice,
+/// and a page with a broken event is handed over not at all: the error of
+/// the first broken page in log order comes instead.
 pub fn for_each_event(
     reader: &LogReader,
     from_seq: u64,
@@ -379,53 +396,69 @@ pub fn for_each_event(
     if from_seq > to_seq {
         return Ok(());
     }
+    let page_events = REPLAY_BATCH_EVENTS_MAX as u64;
+    let pages = (to_seq - from_seq) / page_events + 1;
+    // The events of page `n`: it starts at a fixed place, so that readers
+    // can split the log between them without talking to each other.
+    let page = move |n: u64| {
+        let first = from_seq + n * page_events;
+        (first, (first + page_events - 1).min(to_seq))
+    };
+    let readers = REPLAY_READERS.min(pages);
     std::thread::scope(|scope| {
-        let (pages, decoded) = std::sync::mpsc::sync_channel(REPLAY_PAGES_AHEAD);
-        scope.spawn(move || {
-            let mut next = from_seq;
-            while next <= to_seq {
-                let page = read_page(reader, next, to_seq);
-                let failed = page.is_err();
-                if let Ok(page) = &page {
-                    next += page.len() as u64;
-                }
-                // After an error, or once the folding side has stopped
-                // listening (it saw an error, or `f` panicked), stop.
-                if pages.send(page).is_err() || failed {
-                    return;
-                }
-            }
-        });
-        let mut next = from_seq;
-        while next <= to_seq {
-            let page = decoded.recv().expect("the reading thread sends every page or an error")?;
-            for (envelope, event) in &page {
+        let queues: Vec<_> = (0..readers)
+            .map(|offset| {
+                let (send, queue) = std::sync::mpsc::sync_channel(REPLAY_PAGES_AHEAD);
+                scope.spawn(move || {
+                    for n in (offset..pages).step_by(readers as usize) {
+                        let (first, last) = page(n);
+                        let read = read_page(reader, first, last);
+                        let failed = read.is_err();
+                        // After an error, or once the folding side has
+                        // stopped listening (it saw an error, or `f`
+                        // panicked), stop.
+                        if send.send(read).is_err() || failed {
+                            return;
+                        }
+                    }
+                });
+                queue
+            })
+            .collect();
+        for n in 0..pages {
+            let events = queues[(n % readers) as usize].recv().expect("each reader sends its pages or an error")?;
+            for (envelope, event) in &events {
                 f(envelope, event);
             }
-            next += page.len() as u64;
         }
         Ok(())
     })
 }
 
-/// Decoded pages the reading thread of [`for_each_event`] may hold ready:
-/// memory stays bounded by a few pages of [`REPLAY_BATCH_EVENTS_MAX`].
+/// Threads that read and decode the log for [`for_each_event`].
+const REPLAY_READERS: u64 = 2;
+
+/// Decoded pages each reading thread of [`for_each_event`] may hold ready:
+/// memory stays bounded by a few pages of [`REPLAY_BATCH_EVENTS_MAX`] per
+/// reader.
 const REPLAY_PAGES_AHEAD: usize = 2;
 
-/// Up to [`REPLAY_BATCH_EVENTS_MAX`] events from `next` on, each checked
-/// and decoded: never empty, gapless from `next`, or an error.
-fn read_page(reader: &LogReader, next: u64, to_seq: u64) -> Result<Vec<(Envelope, Event)>, LogError> {
-    let page = reader.read(next, to_seq, REPLAY_BATCH_EVENTS_MAX)?;
-    if page.is_empty() {
-        return Err(LogError::Corrupt { seq: next, problem: "missing from the log".into() });
-    }
+/// Events `first` to `last`, each checked and decoded: all of them, in
+/// order, or an error.
+fn read_page(reader: &LogReader, first: u64, last: u64) -> Result<Vec<(Envelope, Event)>, LogError> {
+    let missing = |seq| LogError::Corrupt { seq, problem: "missing from the log".into() };
+    let page = reader.read(first, last, REPLAY_BATCH_EVENTS_MAX)?;
     let mut out = Vec::with_capacity(page.len());
-    for (expected, (envelope, payload)) in (next..).zip(page) {
+    for (expected, (envelope, payload)) in (first..).zip(page) {
         if envelope.seq != expected {
-            return Err(LogError::Corrupt { seq: expected, problem: "missing from the log".into() });
+            return Err(missing(expected));
         }
         let event = decode_event(&envelope, &payload)?;
         out.push((envelope, event));
+    }
+    let read = out.len() as u64;
+    if first + read <= last {
+        return Err(missing(first + read));
     }
     Ok(out)
 }
@@ -444,7 +477,7 @@ pub fn decode_event(envelope: &Envelope, payload: &[u8]) -> Result<Event, LogErr
         return Err(corrupt(format!("unknown schema version {}", envelope.schema_version)));
     }
     let event: Event = codec::decode(payload).map_err(|e| corrupt(e.to_string()))?;
-    if event.type_name() != envelope.event_type || event.stream().to_string() != envelope.stream {
+    if event.type_name() != envelope.event_type || !event.stream().is(&envelope.stream) {
         return Err(corrupt(format!(
             "payload is a {} of {}, envelope says {} of {}",
             event.type_name(),

@@ -3533,3 +3533,28 @@ fn compact_ids_texts_and_boxed_proposals_encode_as_what_they_replaced() {
     assert_eq!(encode(&boxed), encode(&Some(proposal)));
     assert_eq!(encode(&None::<Box<state::AwardProposal>>), encode(&None::<state::AwardProposal>));
 }
+
+/// `StreamId::is` (what a replay checks every event's envelope against)
+/// agrees with the text form, and with nothing else.
+#[test]
+fn a_stream_is_its_text_form_and_nothing_else() {
+    let streams = [
+        StreamId::Fund,
+        StreamId::Partner(PartnerId::new("porticus").unwrap()),
+        StreamId::Round(RoundId::new("r1").unwrap()),
+        StreamId::Application(ApplicationId::new("app-0001-with-an-id-longer-than-24").unwrap()),
+        StreamId::Principal(PrincipalId::new("officer-1").unwrap()),
+    ];
+    for stream in &streams {
+        let text = stream.to_string();
+        assert!(stream.is(&text), "{text}");
+        assert_eq!(StreamId::parse(&text).as_ref(), Some(stream));
+        for other in &streams {
+            assert_eq!(other.is(&text), other == stream, "{other} against {text}");
+        }
+        for near in [format!("{text}x"), text[..text.len() - 1].to_owned(), format!("/{text}"), String::new()] {
+            assert!(!stream.is(&near), "{stream} is not {near:?}");
+        }
+    }
+    assert!(!StreamId::Partner(PartnerId::new("r1").unwrap()).is("round/r1"));
+}

@@ -728,21 +728,40 @@ async fn replay_across_pages_hands_over_every_event_once_in_order_and_stops_at_a
     assert_eq!(middle, (4_000..=12_345).collect::<Vec<_>>());
     assert_eq!(seen(10, 9).0, Vec::<u64>::new());
     assert_eq!(Projections::replay(&reader, head).unwrap().encoded(), ledger.projections().encoded());
+
+    // An event after the head is missing too.
+    let (_, outcome) = seen(head - 2, head + 1);
+    assert!(matches!(outcome, Err(fundledger::log::LogError::Corrupt { seq, .. }) if seq == head + 1), "{outcome:?}");
     ledger.shutdown().await;
     drop((ledger, reader));
 
-    // Event 9,000 (in the third page) goes missing: the pages before it are
-    // handed over, nothing at or after it, and the error names it.
-    let db = support::open_retrying(|| sled::Config::new().path(dir.path()).open().map_err(|e| e.to_string()));
-    let mut key = vec![b'e'];
-    key.extend_from_slice(&9_000u64.to_be_bytes());
-    db.remove(key).unwrap();
-    drop(db);
-    let log = support::open_retrying(|| fundledger::log::EventLog::open(dir.path()).map_err(|e| e.to_string()));
-    let reader = log.reader();
-    let mut seqs = Vec::new();
-    let error = for_each_event(&reader, 1, head, |envelope, _| seqs.push(envelope.seq)).unwrap_err();
-    assert!(matches!(error, fundledger::log::LogError::Corrupt { seq: 9_000, .. }), "{error}");
+    // Pages are read by two threads (the third page, 8,193 to 12,288, by
+    // one, the fourth by the other); events go missing, and the error is
+    // always the first missing one in log order, with nothing handed over
+    // at or after it.
+    let missing_after = |removed: &[u64]| {
+        let db = support::open_retrying(|| sled::Config::new().path(dir.path()).open().map_err(|e| e.to_string()));
+        for seq in removed {
+            let mut key = vec![b'e'];
+            key.extend_from_slice(&seq.to_be_bytes());
+            db.remove(key).unwrap();
+        }
+        drop(db);
+        let log = support::open_retrying(|| fundledger::log::EventLog::open(dir.path()).map_err(|e| e.to_string()));
+        let mut seqs = Vec::new();
+        let error = for_each_event(&log.reader(), 1, head, |envelope, _| seqs.push(envelope.seq)).unwrap_err();
+        match error {
+            fundledger::log::LogError::Corrupt { seq, .. } => (seqs, seq),
+            other => panic!("{other}"),
+        }
+    };
+    // The last event of the third page, and one in the fourth.
+    let (seqs, first_missing) = missing_after(&[12_288, 14_000]);
+    assert_eq!(first_missing, 12_288);
+    assert_eq!(seqs, (1..=8_192).collect::<Vec<_>>());
+    // And one inside the third page.
+    let (seqs, first_missing) = missing_after(&[9_000]);
+    assert_eq!(first_missing, 9_000);
     assert_eq!(seqs, (1..=8_192).collect::<Vec<_>>());
 }
 

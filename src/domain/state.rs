@@ -357,7 +357,12 @@ impl FromIterator<(PotKey, GrantShare)> for Shares {
         shares.reverse();
         shares.dedup_by(|later, earlier| later.0 == earlier.0);
         shares.reverse();
-        Shares(shares.into_iter().map(|(pot, share)| (interned(pot), share)).collect())
+        // Into a vector of its own size: collected in place, the shorter
+        // entries would leave the old allocation too large, and boxing it
+        // would copy them once more.
+        let mut shared = Vec::with_capacity(shares.len());
+        shared.extend(shares.into_iter().map(|(pot, share)| (interned(pot), share)));
+        Shares(shared.into_boxed_slice())
     }
 }
 

@@ -29,6 +29,19 @@ impl StreamId {
             _ => None,
         }
     }
+
+    /// Whether `text` is this stream's text form (its `Display`), compared
+    /// without building that text: a replay checks it for every event.
+    pub fn is(&self, text: &str) -> bool {
+        let (kind, id) = match self {
+            StreamId::Fund => return text == "fund",
+            StreamId::Partner(id) => ("partner/", id.as_str()),
+            StreamId::Round(id) => ("round/", id.as_str()),
+            StreamId::Application(id) => ("application/", id.as_str()),
+            StreamId::Principal(id) => ("principal/", id.as_str()),
+        };
+        text.strip_prefix(kind) == Some(id)
+    }
 }
 
 impl fmt::Display for StreamId {
