@@ -498,6 +498,33 @@ fn replay_section(report: &mut Report, dir: &Path) -> anyhow::Result<()> {
     };
     let average = record_bytes as f64 / events.max(1) as f64;
     report.figure("record_bytes", average);
+    // The same scan on two threads, each over half of the events: a replay
+    // reads on two threads, so this is its ratio in context.
+    let scan_two = {
+        let db = sled::Config::new().path(dir).open()?;
+        let key = |seq: u64| [&[b'e'][..], &seq.to_be_bytes()[..]].concat();
+        let half = events / 2;
+        let started = Instant::now();
+        let scanned = std::thread::scope(|scope| {
+            let scan = |range: std::ops::RangeInclusive<u64>| {
+                let (db, key) = (&db, &key);
+                scope.spawn(move || -> anyhow::Result<u64> {
+                    let mut n = 0u64;
+                    for item in db.range(key(*range.start())..=key(*range.end())) {
+                        let (_, record) = item?;
+                        let decoded = codec::decode_record(&record)?;
+                        let _event: Event = codec::decode(&decoded.body.payload)?;
+                        n += 1;
+                    }
+                    Ok(n)
+                })
+            };
+            let halves = [scan(1..=half), scan(half + 1..=events)];
+            halves.into_iter().map(|h| h.join().expect("a scan does not panic")).sum::<anyhow::Result<u64>>()
+        })?;
+        anyhow::ensure!(scanned == events, "the two-thread scan read {scanned} of {events} events");
+        started.elapsed()
+    };
     // Replay: what a restart without a checkpoint does (read, check each
     // hash and its link, decode, fold into the projections).
     let (replay, checkpoint_bytes) = {
@@ -515,19 +542,23 @@ fn replay_section(report: &mut Report, dir: &Path) -> anyhow::Result<()> {
     drop(ledger);
     let scan_rate = per_second(events, scan);
     let replay_rate = per_second(events, replay);
+    let scan_two_rate = per_second(events, scan_two);
     let disk = disk_bytes(dir);
     report.figure("scan_per_s", scan_rate);
     report.figure("replay_per_s", replay_rate);
+    report.figure("scan_two_per_s", scan_two_rate);
     report.figure("disk_per_event", disk as f64 / events.max(1) as f64);
     report.line(format!(
         "\n## Replay, restart, disk\n\n| figure | value |\n|---|---:|\n\
          | events in the log | {} |\n| average stored record | {average:.0} bytes |\n\
          | scan limit (sled iteration + decoding) | {} events/s |\n\
-         | replay (read, check hashes, decode, fold) | {} events/s |\n\
+         | the same scan on two threads (half the events each) | {} events/s |\n\
+         | replay (read on two threads, check hashes, decode, fold) | {} events/s |\n\
          | restart from the stored checkpoint ({} bytes) | {:.0} ms |\n\
          | disk | {} bytes, {:.0} bytes per event ({:.1}x the record) |",
         thousands(events as f64),
         thousands(scan_rate),
+        thousands(scan_two_rate),
         thousands(replay_rate),
         thousands(checkpoint_bytes as f64),
         restart.as_secs_f64() * 1000.0,
@@ -1026,6 +1057,9 @@ fn summary(report: &mut Report) {
     row("gRPC batch call / PostgreSQL at 64", ratio(r("grpc_batch_commands"), r("postgres_64")), 4.0, "");
     row("replay / scan limit", ratio(r("replay_per_s"), r("scan_per_s")), 0.5, "");
     row("replay, million events/s", r("replay_per_s").map(|v| v / 1e6), 1.0, "");
+    if let Some(v) = ratio(r("replay_per_s"), r("scan_two_per_s")) {
+        rows.push(format!("| replay / the same scan on two threads | {v:.2} | (context) | |"));
+    }
     if let Some(v) = ratio(r("writer_commands_per_s"), r("storage_per_s_log_keys")) {
         rows.push(format!(
             "| in-process writer / raw sled with the log's {LOG_KEYS} keys per event | {v:.2} | (context) | |"

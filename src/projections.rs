@@ -409,8 +409,14 @@ pub fn for_each_event(
         let queues: Vec<_> = (0..readers)
             .map(|offset| {
                 let (send, queue) = std::sync::mpsc::sync_channel(REPLAY_PAGES_AHEAD);
+                // Folded pages come back to be dropped here: the reader
+                // allocated them, and frees by the thread that allocated are
+                // the cheap ones; the folding thread is the replay's
+                // bottleneck once two threads read.
+                let (give_back, folded) = std::sync::mpsc::channel::<Vec<(Envelope, Event)>>();
                 scope.spawn(move || {
                     for n in (offset..pages).step_by(readers as usize) {
+                        folded.try_iter().for_each(drop);
                         let (first, last) = page(n);
                         let read = read_page(reader, first, last);
                         let failed = read.is_err();
@@ -422,14 +428,17 @@ pub fn for_each_event(
                         }
                     }
                 });
-                queue
+                (queue, give_back)
             })
             .collect();
         for n in 0..pages {
-            let events = queues[(n % readers) as usize].recv().expect("each reader sends its pages or an error")?;
+            let (queue, give_back) = &queues[(n % readers) as usize];
+            let events = queue.recv().expect("each reader sends its pages or an error")?;
             for (envelope, event) in &events {
                 f(envelope, event);
             }
+            // A reader that has finished no longer takes it: dropped here.
+            let _ = give_back.send(events);
         }
         Ok(())
     })
