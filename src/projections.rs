@@ -414,7 +414,8 @@ pub fn for_each_event(
                 // the cheap ones; the folding thread is the replay's
                 // bottleneck once two threads read.
                 let (give_back, folded) = std::sync::mpsc::channel::<Vec<(Envelope, Event)>>();
-                scope.spawn(move || {
+                let reading = std::thread::Builder::new().name(format!("replay-read-{offset}"));
+                let started = reading.spawn_scoped(scope, move || {
                     for n in (offset..pages).step_by(readers as usize) {
                         folded.try_iter().for_each(drop);
                         let (first, last) = page(n);
@@ -428,6 +429,9 @@ pub fn for_each_event(
                         }
                     }
                 });
+                // As `scope.spawn` would, but the thread has a name (for
+                // `top -H`, `perf` and panics).
+                started.expect("the system starts a replay thread");
                 (queue, give_back)
             })
             .collect();
