@@ -18,8 +18,9 @@
 //! - `storage`: the storage limit, raw sled 0.34.7 writing records of the
 //!   ledger's own average size in batches, flush + fdatasync per batch.
 //! - `replay`: rebuilding the projections from the log, against the scan
-//!   limit (raw sled iteration plus decoding of every record and payload),
-//!   restart time of that ledger, and disk bytes per event.
+//!   limit (raw sled iteration plus decoding of every record and payload,
+//!   on one thread, and on two as replay reads), restart time of that
+//!   ledger, and disk bytes per event.
 //! - `grpc`: a real gRPC server over loopback: the RPC limit (health Check,
 //!   a trivial unary call) and one command per call at each number in
 //!   flight, with p50/p99/p999 latency; then the batch call.
