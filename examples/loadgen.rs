@@ -502,6 +502,8 @@ fn replay_section(report: &mut Report, dir: &Path) -> anyhow::Result<()> {
     // The same scan on two threads, each over half of the events: a replay
     // reads on two threads, so this is its ratio in context.
     let scan_two = {
+        // sled lets go of its directory lock lazily after a drop.
+        wait_released(dir)?;
         let db = sled::Config::new().path(dir).open()?;
         let key = |seq: u64| [&[b'e'][..], &seq.to_be_bytes()[..]].concat();
         let half = events / 2;

@@ -294,8 +294,10 @@ fn decode_state(source: &mut impl std::io::Read) -> std::io::Result<Result<FundS
             if length > CHECKPOINT_CHUNK_BYTES_MAX {
                 return undecodable("a chunk longer than a chunk can be");
             }
-            // Room for any chunk this version writes; a longer (damaged)
-            // length grows the buffer only as far as the bytes that are there.
+            // Room, reserved once, for a chunk of up to twice the size this
+            // version cuts chunks at: a damaged length reserves no more than
+            // that (address space, not touched), and a chunk longer than
+            // that grows the buffer only as far as the bytes that are there.
             let mut bytes = given_back.try_recv().unwrap_or_else(|_| std::mem::take(&mut spare));
             bytes.clear();
             bytes.reserve(length.min(2 * CHECKPOINT_CHUNK_BYTES as u64) as usize);
@@ -384,8 +386,9 @@ impl<R: std::io::Read> std::io::Read for Crc32Reader<R> {
 /// ahead, while this thread folds the pages in order. Reading is most of a
 /// replay, so two readers and the fold keep both cores busy
 /// (`docs/BENCHMARKS.md`). Nothing is handed to `f` out of order or twice,
-/// and a page with a broken event is handed over not at all: the error of
-/// the first broken page in log order comes instead.
+/// and a page with a missing or broken event is handed over not at all:
+/// the first such page in log order gives the error instead (within that
+/// page, the first problem [`LogReader::read`] or the gap check meets).
 pub fn for_each_event(
     reader: &LogReader,
     from_seq: u64,
@@ -402,7 +405,7 @@ pub fn for_each_event(
     // can split the log between them without talking to each other.
     let page = move |n: u64| {
         let first = from_seq + n * page_events;
-        (first, (first + page_events - 1).min(to_seq))
+        (first, first.saturating_add(page_events - 1).min(to_seq))
     };
     let readers = REPLAY_READERS.min(pages);
     std::thread::scope(|scope| {
@@ -427,6 +430,7 @@ pub fn for_each_event(
                         if send.send(read).is_err() || failed {
                             return;
                         }
+                        folded.try_iter().for_each(drop);
                     }
                 });
                 // As `scope.spawn` would, but the thread has a name (for
@@ -451,9 +455,11 @@ pub fn for_each_event(
 /// Threads that read and decode the log for [`for_each_event`].
 const REPLAY_READERS: u64 = 2;
 
-/// Decoded pages each reading thread of [`for_each_event`] may hold ready:
-/// memory stays bounded by a few pages of [`REPLAY_BATCH_EVENTS_MAX`] per
-/// reader.
+/// Decoded pages each reading thread of [`for_each_event`] may hold ready.
+/// With the page being read, the one being folded and the folded ones not
+/// yet taken back (the reader frees them before and after each page it
+/// sends), a replay holds at most about a dozen pages of
+/// [`REPLAY_BATCH_EVENTS_MAX`] events at once, however long the log.
 const REPLAY_PAGES_AHEAD: usize = 2;
 
 /// Events `first` to `last`, each checked and decoded: all of them, in

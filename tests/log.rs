@@ -701,9 +701,10 @@ async fn replay_across_pages_hands_over_every_event_once_in_order_and_stops_at_a
     for answer in ledger.submit_many(setup.collect()).await.unwrap() {
         answer.unwrap();
     }
-    // More than four pages of 4,096 events, from 16 clients.
+    // More than eight pages of 4,096 events, from 16 clients: enough for
+    // both reading threads to fill their queues and wait to hand over more.
     let mut clients: Vec<WorkloadClient> = (0..16).map(|c| WorkloadClient::new("p", c)).collect();
-    while ledger.head_seq() < 17_000 {
+    while ledger.head_seq() < 34_000 {
         let batch = (0..4096).map(|i| {
             let client = &mut clients[i % 16];
             let id = client.request_id();
@@ -729,6 +730,13 @@ async fn replay_across_pages_hands_over_every_event_once_in_order_and_stops_at_a
     assert_eq!(seen(10, 9).0, Vec::<u64>::new());
     assert_eq!(Projections::replay(&reader, head).unwrap().encoded(), ledger.projections().encoded());
 
+    // A fold that panics on the first event: the panic comes out, and the
+    // reading threads, waiting to hand over more pages, stop instead of
+    // hanging the call.
+    let panicked = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+        for_each_event(&reader, 1, head, |_, _| panic!("the fold fails"))
+    }));
+    assert!(panicked.is_err());
     // An event after the head is missing too.
     let (_, outcome) = seen(head - 2, head + 1);
     assert!(matches!(outcome, Err(fundledger::log::LogError::Corrupt { seq, .. }) if seq == head + 1), "{outcome:?}");
@@ -759,10 +767,15 @@ async fn replay_across_pages_hands_over_every_event_once_in_order_and_stops_at_a
     let (seqs, first_missing) = missing_after(&[12_288, 14_000]);
     assert_eq!(first_missing, 12_288);
     assert_eq!(seqs, (1..=8_192).collect::<Vec<_>>());
-    // And one inside the third page.
+    // And one inside the third page, before those two.
     let (seqs, first_missing) = missing_after(&[9_000]);
     assert_eq!(first_missing, 9_000);
     assert_eq!(seqs, (1..=8_192).collect::<Vec<_>>());
+    // And one in the first page: nothing is handed over, and the call
+    // returns while both readers still have pages to hand over.
+    let (seqs, first_missing) = missing_after(&[100]);
+    assert_eq!(first_missing, 100);
+    assert!(seqs.is_empty());
 }
 
 /// The writer hands checkpoints to a thread of their own and goes on: while
