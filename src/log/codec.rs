@@ -86,8 +86,16 @@ fn config(
 
 /// Encodes a value in the stored format.
 pub fn encode<T: Serialize>(value: &T) -> Vec<u8> {
-    bincode::serde::encode_to_vec(value, config()).expect("encoding into a Vec cannot fail")
+    // Room up front for what the writer encodes per command (payloads,
+    // request fingerprints, record bodies: a few hundred bytes), instead of
+    // bincode's growing from empty by doubling (five copies on the way).
+    let mut bytes = Vec::with_capacity(ENCODE_CAPACITY);
+    bincode::serde::encode_into_std_write(value, &mut bytes, config()).expect("writing into a Vec cannot fail");
+    bytes
 }
+
+/// The capacity [`encode`] starts with.
+const ENCODE_CAPACITY: usize = 512;
 
 /// Decodes a value in the stored format; all bytes must be used, and it may
 /// claim at most [`DECODE_BYTES_MAX`] bytes.

@@ -379,7 +379,7 @@ impl EventLog {
         let mut batch = sled::Batch::default();
         let mut seq = self.head_seq;
         let mut hash = self.head_hash;
-        let mut versions: HashMap<&str, u64> = HashMap::new();
+        let mut versions: HashMap<&str, u64> = HashMap::with_capacity(entries.len());
         let mut out = Vec::with_capacity(entries.len());
         for entry in entries {
             let first_seq = seq + 1;
