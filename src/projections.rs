@@ -475,8 +475,9 @@ fn read_page(reader: &LogReader, first: u64, last: u64) -> Result<Vec<(Envelope,
         let event = decode_event(&envelope, &payload)?;
         out.push((envelope, event));
     }
+    // Written so that a page ending at u64::MAX cannot overflow.
     let read = out.len() as u64;
-    if first + read <= last {
+    if read <= last - first {
         return Err(missing(first + read));
     }
     Ok(out)
