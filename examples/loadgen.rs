@@ -483,51 +483,28 @@ fn storage_section(report: &mut Report, work: &Path, records: u64) -> anyhow::Re
 /// Scan limit, replay, restart and disk use of the writer section's log.
 fn replay_section(report: &mut Report, dir: &Path) -> anyhow::Result<()> {
     // Scan limit: sled's own iteration plus decoding every record and
-    // payload, nothing else (no hash check, no fold).
-    let (events, record_bytes, scan) = {
+    // payload, nothing else (no hash check, no fold); then the same scan on
+    // two threads, each over half of the events: a replay reads on two
+    // threads, so that is its ratio in context.
+    let (events, record_bytes, scan, scan_two) = {
         let db = sled::Config::new().path(dir).open()?;
         let started = Instant::now();
-        let (mut events, mut bytes) = (0u64, 0u64);
-        for item in db.scan_prefix(b"e") {
-            let (_, record) = item?;
-            let decoded = codec::decode_record(&record)?;
-            let _event: Event = codec::decode(&decoded.body.payload)?;
-            events += 1;
-            bytes += record.len() as u64;
-        }
-        (events, bytes, started.elapsed())
-    };
-    let average = record_bytes as f64 / events.max(1) as f64;
-    report.figure("record_bytes", average);
-    // The same scan on two threads, each over half of the events: a replay
-    // reads on two threads, so this is its ratio in context.
-    let scan_two = {
-        // sled lets go of its directory lock lazily after a drop.
-        wait_released(dir)?;
-        let db = sled::Config::new().path(dir).open()?;
+        let (events, bytes) = scan_records(db.scan_prefix(b"e"))?;
+        let scan = started.elapsed();
         let key = |seq: u64| [&[b'e'][..], &seq.to_be_bytes()[..]].concat();
         let half = events / 2;
         let started = Instant::now();
+        let (db, key) = (&db, &key);
         let scanned = std::thread::scope(|scope| {
-            let scan = |range: std::ops::RangeInclusive<u64>| {
-                let (db, key) = (&db, &key);
-                scope.spawn(move || -> anyhow::Result<u64> {
-                    let mut n = 0u64;
-                    for item in db.range(key(*range.start())..=key(*range.end())) {
-                        let (_, record) = item?;
-                        let decoded = codec::decode_record(&record)?;
-                        let _event: Event = codec::decode(&decoded.body.payload)?;
-                        n += 1;
-                    }
-                    Ok(n)
-                })
-            };
-            let halves = [scan(1..=half), scan(half + 1..=events)];
-            halves.into_iter().map(|h| h.join().expect("a scan does not panic")).sum::<anyhow::Result<u64>>()
+            let halves = [1..=half, half + 1..=events]
+                .map(|range| scope.spawn(move || scan_records(db.range(key(*range.start())..=key(*range.end())))));
+            halves.into_iter().map(|h| Ok(h.join().expect("a scan does not panic")?.0)).sum::<anyhow::Result<u64>>()
         })?;
         anyhow::ensure!(scanned == events, "the two-thread scan read {scanned} of {events} events");
-        started.elapsed()
+        (events, bytes, scan, started.elapsed())
     };
+    let average = record_bytes as f64 / events.max(1) as f64;
+    report.figure("record_bytes", average);
     // Replay: what a restart without a checkpoint does (read, check each
     // hash and its link, decode, fold into the projections).
     let (replay, checkpoint_bytes) = {
@@ -570,6 +547,20 @@ fn replay_section(report: &mut Report, dir: &Path) -> anyhow::Result<()> {
         disk as f64 / events.max(1) as f64 / average,
     ));
     Ok(())
+}
+
+/// Decodes every record and its payload (what the scan limit measures);
+/// answers how many records and how many bytes.
+fn scan_records(records: sled::Iter) -> anyhow::Result<(u64, u64)> {
+    let (mut events, mut bytes) = (0u64, 0u64);
+    for item in records {
+        let (_, record) = item?;
+        let decoded = codec::decode_record(&record)?;
+        let _event: Event = codec::decode(&decoded.body.payload)?;
+        events += 1;
+        bytes += record.len() as u64;
+    }
+    Ok((events, bytes))
 }
 
 // ------------------------------------------------------------------ gRPC

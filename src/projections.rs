@@ -420,7 +420,6 @@ pub fn for_each_event(
                 let reading = std::thread::Builder::new().name(format!("replay-read-{offset}"));
                 let started = reading.spawn_scoped(scope, move || {
                     for n in (offset..pages).step_by(readers as usize) {
-                        folded.try_iter().for_each(drop);
                         let (first, last) = page(n);
                         let read = read_page(reader, first, last);
                         let failed = read.is_err();
@@ -457,8 +456,8 @@ const REPLAY_READERS: u64 = 2;
 
 /// Decoded pages each reading thread of [`for_each_event`] may hold ready.
 /// With the page being read, the one being folded and the folded ones not
-/// yet taken back (the reader frees them before and after each page it
-/// sends), a replay holds at most about a dozen pages of
+/// yet taken back (the reader frees them after each page it sends), a
+/// replay holds at most about a dozen pages of
 /// [`REPLAY_BATCH_EVENTS_MAX`] events at once, however long the log.
 const REPLAY_PAGES_AHEAD: usize = 2;
 
