@@ -8,7 +8,8 @@
 use crate::domain::state::Application;
 use crate::domain::{ApplicationId, Event, FundState};
 use crate::log::codec::CodecError;
-use crate::log::{codec, Envelope, Hash, LogError, LogReader, GENESIS_HASH};
+use crate::log::codec::RecordBodyRef;
+use crate::log::{codec, Envelope, Hash, Link, LogError, LogReader, GENESIS_HASH};
 
 /// How many events a replay reads per step.
 const REPLAY_BATCH_EVENTS_MAX: usize = 4096;
@@ -56,13 +57,13 @@ impl Default for Projections {
 
 impl Projections {
     /// Folds in the next event. Events arrive exactly once, in order.
-    pub fn apply(&mut self, envelope: &Envelope, event: &Event) {
-        assert_eq!(envelope.seq, self.head_seq + 1, "projection fed out of order");
-        assert_eq!(envelope.prev_hash, self.head_hash, "projection fed an event of another chain");
+    pub fn apply(&mut self, link: &Link, event: &Event) {
+        assert_eq!(link.seq, self.head_seq + 1, "projection fed out of order");
+        assert_eq!(link.prev_hash, self.head_hash, "projection fed an event of another chain");
         self.state.evolve(event);
-        self.head_seq = envelope.seq;
-        self.head_hash = envelope.hash;
-        self.head_recorded_at_micros = envelope.recorded_at_micros;
+        self.head_seq = link.seq;
+        self.head_hash = link.hash;
+        self.head_recorded_at_micros = link.recorded_at_micros;
     }
 
     /// Takes `state`, the state after a durable batch of events `first` to
@@ -236,7 +237,7 @@ impl Projections {
 
     /// Folds in the events after the current head, up to `to_seq`.
     fn replay_onto(&mut self, reader: &LogReader, to_seq: u64) -> Result<(), LogError> {
-        for_each_event(reader, self.head_seq + 1, to_seq, |envelope, event| self.apply(envelope, event))
+        for_each_event(reader, self.head_seq + 1, to_seq, |link, event| self.apply(link, event))
     }
 
     /// The canonical bytes of the projected state and head, for comparing
@@ -393,7 +394,7 @@ pub fn for_each_event(
     reader: &LogReader,
     from_seq: u64,
     to_seq: u64,
-    mut f: impl FnMut(&Envelope, &Event),
+    mut f: impl FnMut(&Link, &Event),
 ) -> Result<(), LogError> {
     let from_seq = from_seq.max(1);
     if from_seq > to_seq {
@@ -416,7 +417,7 @@ pub fn for_each_event(
                 // allocated them, and frees by the thread that allocated are
                 // the cheap ones; the folding thread is the replay's
                 // bottleneck once two threads read.
-                let (give_back, folded) = std::sync::mpsc::channel::<Vec<(Envelope, Event)>>();
+                let (give_back, folded) = std::sync::mpsc::channel::<Vec<(Link, Event)>>();
                 let reading = std::thread::Builder::new().name(format!("replay-read-{offset}"));
                 let started = reading.spawn_scoped(scope, move || {
                     for n in (offset..pages).step_by(readers as usize) {
@@ -441,8 +442,8 @@ pub fn for_each_event(
         for n in 0..pages {
             let (queue, give_back) = &queues[(n % readers) as usize];
             let events = queue.recv().expect("each reader sends its pages or an error")?;
-            for (envelope, event) in &events {
-                f(envelope, event);
+            for (link, event) in &events {
+                f(link, event);
             }
             // A reader that has finished no longer takes it: dropped here.
             let _ = give_back.send(events);
@@ -462,18 +463,20 @@ const REPLAY_READERS: u64 = 2;
 const REPLAY_PAGES_AHEAD: usize = 2;
 
 /// Events `first` to `last`, each checked and decoded: all of them, in
-/// order, or an error.
-fn read_page(reader: &LogReader, first: u64, last: u64) -> Result<Vec<(Envelope, Event)>, LogError> {
+/// order, or an error. Each is decoded straight from the stored record:
+/// of its envelope only its place in the chain is kept.
+fn read_page(reader: &LogReader, first: u64, last: u64) -> Result<Vec<(Link, Event)>, LogError> {
     let missing = |seq| LogError::Corrupt { seq, problem: "missing from the log".into() };
-    let page = reader.read(first, last, REPLAY_BATCH_EVENTS_MAX)?;
-    let mut out = Vec::with_capacity(page.len());
-    for (expected, (envelope, payload)) in (first..).zip(page) {
-        if envelope.seq != expected {
+    let mut out = Vec::with_capacity(REPLAY_BATCH_EVENTS_MAX);
+    let mut expected = first;
+    reader.read_each(first, last, REPLAY_BATCH_EVENTS_MAX, |record| {
+        if record.body.seq != expected {
             return Err(missing(expected));
         }
-        let event = decode_event(&envelope, &payload)?;
-        out.push((envelope, event));
-    }
+        out.push((record.link(), decode_body_event(&record.body)?));
+        expected += 1;
+        Ok(())
+    })?;
     // Written so that a page ending at u64::MAX cannot overflow.
     let read = out.len() as u64;
     if read <= last - first {
@@ -491,18 +494,33 @@ pub enum Loaded {
 
 /// Decodes an event's payload, checking it against its envelope.
 pub fn decode_event(envelope: &Envelope, payload: &[u8]) -> Result<Event, LogError> {
-    let corrupt = |problem: String| LogError::Corrupt { seq: envelope.seq, problem };
-    if envelope.schema_version != crate::domain::EVENT_SCHEMA_VERSION {
-        return Err(corrupt(format!("unknown schema version {}", envelope.schema_version)));
+    decode_body_event(&RecordBodyRef {
+        seq: envelope.seq,
+        stream: &envelope.stream,
+        stream_version: envelope.stream_version,
+        event_type: &envelope.event_type,
+        schema_version: envelope.schema_version,
+        recorded_at_micros: envelope.recorded_at_micros,
+        actor: &envelope.actor,
+        request_id: &envelope.request_id,
+        payload,
+    })
+}
+
+/// [`decode_event`] of a record's body.
+fn decode_body_event(body: &RecordBodyRef) -> Result<Event, LogError> {
+    let corrupt = |problem: String| LogError::Corrupt { seq: body.seq, problem };
+    if body.schema_version != crate::domain::EVENT_SCHEMA_VERSION {
+        return Err(corrupt(format!("unknown schema version {}", body.schema_version)));
     }
-    let event: Event = codec::decode(payload).map_err(|e| corrupt(e.to_string()))?;
-    if event.type_name() != envelope.event_type || !event.stream().is(&envelope.stream) {
+    let event: Event = codec::decode(body.payload).map_err(|e| corrupt(e.to_string()))?;
+    if event.type_name() != body.event_type || !event.stream().is(body.stream) {
         return Err(corrupt(format!(
             "payload is a {} of {}, envelope says {} of {}",
             event.type_name(),
             event.stream(),
-            envelope.event_type,
-            envelope.stream
+            body.event_type,
+            body.stream
         )));
     }
     Ok(event)

@@ -363,6 +363,15 @@ fn golden_bytes_of_a_stored_record_and_its_hash() {
     let decoded = codec::decode_record(&record).unwrap();
     assert!(decoded.hash_matches());
     assert_eq!(decoded.body, body);
+    // The borrowed body the log reads and writes with: the same bytes both
+    // ways, its texts and payload pointing into the record.
+    assert_eq!(codec::encode_record_ref(&prev, &body.borrowed()), (record.clone(), hash));
+    let borrowed = codec::decode_record_borrowed(&record).unwrap();
+    assert!(borrowed.hash_matches());
+    assert_eq!(borrowed.body, body.borrowed());
+    assert_eq!(borrowed.body.to_owned_body(), body);
+    let stored = record.as_ptr_range();
+    assert!(stored.contains(&borrowed.body.payload.as_ptr()) && stored.contains(&borrowed.body.stream.as_ptr()));
 }
 
 #[test]

@@ -865,7 +865,7 @@ fn fold(replay: &mut Projections, envelope: &Envelope, payload: &[u8]) -> Result
         LogError::Corrupt { problem, .. } => Problem::Payload(problem),
         other => Problem::Payload(other.to_string()),
     })?;
-    quiet_panics::catch(|| replay.apply(envelope, &event)).map_err(Problem::ContradictsState)
+    quiet_panics::catch(|| replay.apply(&envelope.link(), &event)).map_err(Problem::ContradictsState)
 }
 
 /// Catching the fold's panics without printing them: the report says what

@@ -21,7 +21,7 @@
 use super::{recorded, Ledger, RecordedEvent};
 use crate::domain::dated::DatedView;
 use crate::domain::Date;
-use crate::log::{Envelope, Hash, LogError, GENESIS_HASH};
+use crate::log::{Envelope, Hash, Link, LogError, GENESIS_HASH};
 use crate::projections::{for_each_event, Projections};
 use std::collections::BTreeSet;
 
@@ -55,8 +55,8 @@ impl Position {
         }
     }
 
-    fn of_envelope(envelope: &Envelope) -> Position {
-        Position { seq: envelope.seq, hash: envelope.hash, recorded_at_micros: envelope.recorded_at_micros }
+    fn of_link(link: &Link) -> Position {
+        Position { seq: link.seq, hash: link.hash, recorded_at_micros: link.recorded_at_micros }
     }
 }
 
@@ -107,9 +107,9 @@ impl Ledger {
             AsOf::BusinessDate(date) => {
                 let mut view = DatedView::new(date);
                 let mut through = Position { seq: 0, hash: GENESIS_HASH, recorded_at_micros: 0 };
-                for_each_event(reader, 1, head, |envelope, event| {
+                for_each_event(reader, 1, head, |link, event| {
                     view.apply(event);
-                    through = Position::of_envelope(envelope);
+                    through = Position::of_link(link);
                 })?;
                 return Ok(PointInTime::Dated { view, through });
             }

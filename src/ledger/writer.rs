@@ -434,7 +434,7 @@ impl Writer {
     fn check_published(&self, outcomes: &[Vec<RecordedEvent>], published: &FundState) {
         let mut folded = self.shared.projections.read().expect("projection lock").clone();
         for recorded in outcomes.iter().flatten() {
-            folded.apply(&recorded.envelope, &recorded.event);
+            folded.apply(&recorded.envelope.link(), &recorded.event);
         }
         assert_eq!(&folded.state, published, "live projection and decision state diverged");
     }

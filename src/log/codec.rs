@@ -48,6 +48,57 @@ pub struct RecordBody {
     pub payload: Vec<u8>,
 }
 
+/// [`RecordBody`] borrowed: the same fields in the same order, so the same
+/// bytes (`tests/log.rs` pins both to the golden record). Reading the log
+/// decodes into it, straight from the stored value, so that a replay
+/// copies no envelope text and no payload; the writer encodes from it
+/// without cloning a payload.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RecordBodyRef<'a> {
+    pub seq: u64,
+    pub stream: &'a str,
+    pub stream_version: u64,
+    pub event_type: &'a str,
+    pub schema_version: u16,
+    pub recorded_at_micros: i64,
+    pub actor: &'a str,
+    pub request_id: &'a str,
+    #[serde(with = "serde_bytes", borrow)]
+    pub payload: &'a [u8],
+}
+
+impl RecordBody {
+    pub fn borrowed(&self) -> RecordBodyRef<'_> {
+        RecordBodyRef {
+            seq: self.seq,
+            stream: &self.stream,
+            stream_version: self.stream_version,
+            event_type: &self.event_type,
+            schema_version: self.schema_version,
+            recorded_at_micros: self.recorded_at_micros,
+            actor: &self.actor,
+            request_id: &self.request_id,
+            payload: &self.payload,
+        }
+    }
+}
+
+impl RecordBodyRef<'_> {
+    pub fn to_owned_body(&self) -> RecordBody {
+        RecordBody {
+            seq: self.seq,
+            stream: self.stream.to_owned(),
+            stream_version: self.stream_version,
+            event_type: self.event_type.to_owned(),
+            schema_version: self.schema_version,
+            recorded_at_micros: self.recorded_at_micros,
+            actor: self.actor.to_owned(),
+            request_id: self.request_id.to_owned(),
+            payload: self.payload.to_vec(),
+        }
+    }
+}
+
 #[derive(Debug, thiserror::Error)]
 pub enum CodecError {
     #[error("record of {0} bytes is shorter than its {HEADER_BYTES}-byte header")]
@@ -100,6 +151,12 @@ const ENCODE_CAPACITY: usize = 512;
 /// Decodes a value in the stored format; all bytes must be used, and it may
 /// claim at most [`DECODE_BYTES_MAX`] bytes.
 pub fn decode<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, CodecError> {
+    decode_borrowed(bytes)
+}
+
+/// [`decode`] into a value that may borrow from `bytes` (its `&str` and
+/// `&[u8]` fields point into them instead of being copied).
+pub fn decode_borrowed<'a, T: Deserialize<'a>>(bytes: &'a [u8]) -> Result<T, CodecError> {
     let (value, used) = decode_within::<T, DECODE_BYTES_MAX>(bytes)?;
     if used != bytes.len() {
         return Err(CodecError::TrailingBytes(bytes.len() - used));
@@ -113,8 +170,8 @@ pub fn decode_checkpoint_entry<T: DeserializeOwned>(bytes: &[u8]) -> Result<(T, 
     decode_within::<T, CHECKPOINT_ENTRY_BYTES_MAX>(bytes)
 }
 
-fn decode_within<T: DeserializeOwned, const LIMIT: usize>(bytes: &[u8]) -> Result<(T, usize), CodecError> {
-    bincode::serde::decode_from_slice(bytes, config().with_limit::<LIMIT>())
+fn decode_within<'a, T: Deserialize<'a>, const LIMIT: usize>(bytes: &'a [u8]) -> Result<(T, usize), CodecError> {
+    bincode::serde::borrow_decode_from_slice(bytes, config().with_limit::<LIMIT>())
         .map_err(|e| CodecError::Decode(e.to_string()))
 }
 
@@ -143,6 +200,11 @@ pub fn digest(bytes: &[u8]) -> Hash {
 
 /// Builds a stored record; returns it with its hash.
 pub fn encode_record(prev_hash: &Hash, body: &RecordBody) -> (Vec<u8>, Hash) {
+    encode_record_ref(prev_hash, &body.borrowed())
+}
+
+/// [`encode_record`] from a borrowed body.
+pub fn encode_record_ref(prev_hash: &Hash, body: &RecordBodyRef) -> (Vec<u8>, Hash) {
     let body_bytes = encode(body);
     let hash = chain_hash(prev_hash, &body_bytes);
     let mut record = Vec::with_capacity(HEADER_BYTES + body_bytes.len());
@@ -153,15 +215,17 @@ pub fn encode_record(prev_hash: &Hash, body: &RecordBody) -> (Vec<u8>, Hash) {
     (record, hash)
 }
 
-/// A stored record taken apart, not yet checked.
-pub struct DecodedRecord<'a> {
+/// A stored record taken apart, not yet checked: its body owned
+/// ([`decode_record`]) or borrowed from the stored bytes
+/// ([`decode_record_borrowed`]).
+pub struct DecodedRecord<'a, B = RecordBody> {
     pub prev_hash: Hash,
     pub hash: Hash,
     pub body_bytes: &'a [u8],
-    pub body: RecordBody,
+    pub body: B,
 }
 
-impl DecodedRecord<'_> {
+impl<B> DecodedRecord<'_, B> {
     /// Whether the stored hash is the hash of the stored previous hash and body.
     pub fn hash_matches(&self) -> bool {
         chain_hash(&self.prev_hash, self.body_bytes) == self.hash
@@ -169,6 +233,15 @@ impl DecodedRecord<'_> {
 }
 
 pub fn decode_record(record: &[u8]) -> Result<DecodedRecord<'_>, CodecError> {
+    decode_record_as(record)
+}
+
+/// [`decode_record`] without copying the body's texts and payload.
+pub fn decode_record_borrowed(record: &[u8]) -> Result<DecodedRecord<'_, RecordBodyRef<'_>>, CodecError> {
+    decode_record_as(record)
+}
+
+fn decode_record_as<'a, B: Deserialize<'a>>(record: &'a [u8]) -> Result<DecodedRecord<'a, B>, CodecError> {
     if record.len() < HEADER_BYTES {
         return Err(CodecError::Truncated(record.len()));
     }
@@ -178,6 +251,6 @@ pub fn decode_record(record: &[u8]) -> Result<DecodedRecord<'_>, CodecError> {
     let prev_hash: Hash = record[1..1 + HASH_BYTES].try_into().expect("sized");
     let hash: Hash = record[1 + HASH_BYTES..HEADER_BYTES].try_into().expect("sized");
     let body_bytes = &record[HEADER_BYTES..];
-    let body = decode(body_bytes)?;
+    let body = decode_borrowed(body_bytes)?;
     Ok(DecodedRecord { prev_hash, hash, body_bytes, body })
 }

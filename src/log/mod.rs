@@ -15,6 +15,6 @@ mod store;
 
 pub use codec::{Hash, GENESIS_HASH};
 pub use store::{
-    sled_config, BrokenEvent, ChainBreak, ChainWalk, CheckpointFile, Entry, Envelope, EventLog, LogError, LogReader,
-    NewEvent, RequestRecord, VerifyReport, WalkError, CHECKPOINT_FILE, STORE_FORMAT,
+    sled_config, BrokenEvent, ChainBreak, ChainWalk, CheckedRecord, CheckpointFile, Entry, Envelope, EventLog, Link,
+    LogError, LogReader, NewEvent, RequestRecord, VerifyReport, WalkError, CHECKPOINT_FILE, STORE_FORMAT,
 };

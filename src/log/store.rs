@@ -1,4 +1,4 @@
-use super::codec::{self, CodecError, Hash, RecordBody, GENESIS_HASH};
+use super::codec::{self, CodecError, DecodedRecord, Hash, RecordBodyRef, GENESIS_HASH};
 use super::faults::{FaultPlan, StorageOp};
 use std::collections::{HashMap, HashSet};
 use std::fs::File;
@@ -48,6 +48,58 @@ pub struct Envelope {
     pub prev_hash: Hash,
     pub hash: Hash,
 }
+
+impl Envelope {
+    pub fn link(&self) -> Link {
+        Link { seq: self.seq, prev_hash: self.prev_hash, hash: self.hash, recorded_at_micros: self.recorded_at_micros }
+    }
+
+    /// The envelope of a record with this body and these hashes.
+    fn of(body: &RecordBodyRef, prev_hash: Hash, hash: Hash) -> Envelope {
+        Envelope {
+            seq: body.seq,
+            stream: body.stream.to_owned(),
+            stream_version: body.stream_version,
+            event_type: body.event_type.to_owned(),
+            schema_version: body.schema_version,
+            recorded_at_micros: body.recorded_at_micros,
+            actor: body.actor.to_owned(),
+            request_id: body.request_id.to_owned(),
+            prev_hash,
+            hash,
+        }
+    }
+}
+
+/// Where an event sits in the chain: all that folding it into the
+/// projections needs of its envelope.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Link {
+    pub seq: u64,
+    pub prev_hash: Hash,
+    pub hash: Hash,
+    pub recorded_at_micros: i64,
+}
+
+impl CheckedRecord<'_> {
+    pub fn link(&self) -> Link {
+        Link {
+            seq: self.body.seq,
+            prev_hash: self.prev_hash,
+            hash: self.hash,
+            recorded_at_micros: self.body.recorded_at_micros,
+        }
+    }
+
+    /// Its envelope and payload, copied out of storage.
+    pub fn to_owned_parts(&self) -> (Envelope, Vec<u8>) {
+        (Envelope::of(&self.body, self.prev_hash, self.hash), self.body.payload.to_vec())
+    }
+}
+
+/// A stored record checked against its key and its hash, its body borrowed
+/// from the stored bytes ([`LogReader::read_each`]).
+pub type CheckedRecord<'a> = DecodedRecord<'a, RecordBodyRef<'a>>;
 
 /// An event to append, before it has a place in the log.
 #[derive(Clone, Debug)]
@@ -392,32 +444,21 @@ impl EventLog {
                 }
                 let version = versions.get_mut(event.stream.as_str()).expect("inserted above");
                 *version += 1;
-                let body = RecordBody {
+                let body = RecordBodyRef {
                     seq,
-                    stream: event.stream.clone(),
+                    stream: &event.stream,
                     stream_version: *version,
-                    event_type: event.event_type.clone(),
+                    event_type: &event.event_type,
                     schema_version: event.schema_version,
                     recorded_at_micros,
-                    actor: entry.actor.clone(),
-                    request_id: entry.request_id.clone(),
-                    payload: event.payload.clone(),
+                    actor: &entry.actor,
+                    request_id: &entry.request_id,
+                    payload: &event.payload,
                 };
-                let (record, new_hash) = codec::encode_record(&hash, &body);
+                let (record, new_hash) = codec::encode_record_ref(&hash, &body);
                 batch.insert(&event_key(seq)[..], record);
                 batch.insert(stream_index_key(&event.stream, *version), &seq.to_be_bytes()[..]);
-                envelopes.push(Envelope {
-                    seq,
-                    stream: body.stream,
-                    stream_version: body.stream_version,
-                    event_type: body.event_type,
-                    schema_version: body.schema_version,
-                    recorded_at_micros,
-                    actor: body.actor,
-                    request_id: body.request_id,
-                    prev_hash: hash,
-                    hash: new_hash,
-                });
+                envelopes.push(Envelope::of(&body, hash, new_hash));
                 hash = new_hash;
             }
             let count = u32::try_from(entry.events.len()).expect("a request records few events");
@@ -467,15 +508,36 @@ impl EventLog {
 impl LogReader {
     /// Up to `limit` events with `from_seq <= seq <= to_seq`, in order.
     pub fn read(&self, from_seq: u64, to_seq: u64, limit: usize) -> Result<Vec<(Envelope, Vec<u8>)>, LogError> {
+        // Room for the events asked for (a bounded guess: the range may
+        // have gaps, and `limit` may be "all").
+        let expected = to_seq.saturating_sub(from_seq.max(1)).saturating_add(1);
+        let mut out = Vec::with_capacity(limit.min(READ_CAPACITY_MAX).min(expected.try_into().unwrap_or(usize::MAX)));
+        self.read_each(from_seq, to_seq, limit, |record| {
+            out.push(record.to_owned_parts());
+            Ok(())
+        })?;
+        Ok(out)
+    }
+
+    /// [`read`](Self::read) without copying: hands each event, checked
+    /// against its key and hash, to `f` as it is read, its texts and
+    /// payload borrowed from storage. Stops at the first error, `f`'s own
+    /// included.
+    pub fn read_each(
+        &self,
+        from_seq: u64,
+        to_seq: u64,
+        limit: usize,
+        mut f: impl FnMut(&CheckedRecord) -> Result<(), LogError>,
+    ) -> Result<(), LogError> {
         if from_seq > to_seq {
-            return Ok(Vec::new());
+            return Ok(());
         }
-        let mut out = Vec::new();
         for item in self.db.range(event_key(from_seq.max(1))..=event_key(to_seq)).take(limit) {
             let (key, record) = item?;
-            out.push(decode_checked(seq_of_key(&key), &record)?);
+            f(&check_record(seq_of_key(&key), &record)?)?;
         }
-        Ok(out)
+        Ok(())
     }
 
     /// The sequence numbers of a stream's events, in stream order.
@@ -916,8 +978,9 @@ impl ChainCheck {
                 problem: ChainBreak::Missing { previous: self.expected_seq - 1, next: seq },
             });
         }
-        let decoded = codec::decode_record(record).map_err(|e| broken(None, ChainBreak::Undecodable(e.to_string())))?;
-        let stream = Some(decoded.body.stream.as_str());
+        let decoded =
+            codec::decode_record_borrowed(record).map_err(|e| broken(None, ChainBreak::Undecodable(e.to_string())))?;
+        let stream = Some(decoded.body.stream);
         if decoded.body.seq != seq {
             return Err(broken(stream, ChainBreak::Misplaced { stored_as: seq, says: decoded.body.seq }));
         }
@@ -928,34 +991,19 @@ impl ChainCheck {
         if computed != decoded.hash {
             return Err(broken(stream, ChainBreak::HashMismatch { stored: decoded.hash, computed }));
         }
-        let expected = self.versions.get(&decoded.body.stream).map_or(1, |v| v + 1);
+        let expected = self.versions.get(decoded.body.stream).map_or(1, |v| v + 1);
         if decoded.body.stream_version != expected {
             let problem = ChainBreak::StreamVersion {
-                stream: decoded.body.stream.clone(),
+                stream: decoded.body.stream.to_owned(),
                 found: decoded.body.stream_version,
                 expected,
             };
             return Err(broken(stream, problem));
         }
-        self.versions.insert(decoded.body.stream.clone(), expected);
+        self.versions.insert(decoded.body.stream.to_owned(), expected);
         self.prev_hash = decoded.hash;
         self.expected_seq += 1;
-        let body = decoded.body;
-        Ok((
-            Envelope {
-                seq,
-                stream: body.stream,
-                stream_version: body.stream_version,
-                event_type: body.event_type,
-                schema_version: body.schema_version,
-                recorded_at_micros: body.recorded_at_micros,
-                actor: body.actor,
-                request_id: body.request_id,
-                prev_hash: decoded.prev_hash,
-                hash: decoded.hash,
-            },
-            body.payload,
-        ))
+        Ok(decoded.to_owned_parts())
     }
 }
 
@@ -977,31 +1025,24 @@ impl Iterator for ChainWalk {
     }
 }
 
+/// The most [`LogReader::read`] reserves room for up front.
+const READ_CAPACITY_MAX: usize = 4096;
+
 fn decode_checked(seq: u64, record: &[u8]) -> Result<(Envelope, Vec<u8>), LogError> {
-    let decoded = codec::decode_record(record).map_err(|e| match e {
+    Ok(check_record(seq, record)?.to_owned_parts())
+}
+
+/// The record stored as event `seq`, decoded and checked right after
+/// reading it back: it must say it is event `seq`, and match its hash.
+fn check_record(seq: u64, record: &[u8]) -> Result<CheckedRecord<'_>, LogError> {
+    let decoded = codec::decode_record_borrowed(record).map_err(|e| match e {
         CodecError::UnknownFormat(found) => LogError::UnknownRecordFormat { seq, found },
         e => corrupt(seq, e),
     })?;
-    // Check data right after reading it back.
     if decoded.body.seq != seq || !decoded.hash_matches() {
         return Err(LogError::Corrupt { seq, problem: "record does not match its key or hash".into() });
     }
-    let body = decoded.body;
-    Ok((
-        Envelope {
-            seq,
-            stream: body.stream,
-            stream_version: body.stream_version,
-            event_type: body.event_type,
-            schema_version: body.schema_version,
-            recorded_at_micros: body.recorded_at_micros,
-            actor: body.actor,
-            request_id: body.request_id,
-            prev_hash: decoded.prev_hash,
-            hash: decoded.hash,
-        },
-        body.payload,
-    ))
+    Ok(decoded)
 }
 
 fn corrupt(seq: u64, error: CodecError) -> LogError {

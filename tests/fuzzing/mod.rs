@@ -42,6 +42,12 @@ pub fn run(name: &str, data: &[u8]) {
 /// a projection checkpoint: each decodes or is refused. What decodes encodes
 /// back to the same bytes: one event has one stored form, so one hash.
 pub fn record_decode(data: &[u8]) {
+    let borrowed = codec::decode_record_borrowed(data);
+    assert_eq!(
+        borrowed.as_ref().ok().map(|decoded| decoded.body.to_owned_body()),
+        codec::decode_record(data).ok().map(|decoded| decoded.body),
+        "the borrowed and the owned decoding of a record agree"
+    );
     if let Ok(decoded) = codec::decode_record(data) {
         let _ = decoded.hash_matches();
         let body = &decoded.body;
