@@ -90,10 +90,37 @@ impl Projections {
     /// plus the events after it when the checkpoint verifies against the
     /// log, otherwise by a full replay. Says which in the second value.
     pub fn load(reader: &LogReader, head_seq: u64) -> Result<(Projections, Loaded), LogError> {
-        let Some((source, len)) = reader.open_checkpoint()? else {
+        let claimed = match reader.open_checkpoint()? {
+            Some((source, len)) => Some(Projections::read_checkpoint(source, len).map_err(LogError::Sync)?),
+            None => None,
+        };
+        Projections::load_claimed(reader, head_seq, claimed)
+    }
+
+    /// The checkpoint file in data directory `dir`, read and decoded
+    /// without the log: what it claims, not yet checked (`Err(reason)` if
+    /// it does not decode); `None` if there is no file. For a start, which
+    /// reads it while the log opens, then hands it to
+    /// [`Projections::load_claimed`].
+    pub fn read_checkpoint_file(dir: &std::path::Path) -> Result<Option<Claimed>, LogError> {
+        match crate::log::open_checkpoint_file(dir)? {
+            Some((source, len)) => Ok(Some(Projections::read_checkpoint(source, len).map_err(LogError::Sync)?)),
+            None => Ok(None),
+        }
+    }
+
+    /// [`Projections::load`] with the checkpoint already read and decoded:
+    /// `claimed` is trusted only if it verifies against the log, as there.
+    /// `None`: there is no checkpoint.
+    pub fn load_claimed(
+        reader: &LogReader,
+        head_seq: u64,
+        claimed: Option<Claimed>,
+    ) -> Result<(Projections, Loaded), LogError> {
+        let Some(claimed) = claimed else {
             return Ok((Projections::replay(reader, head_seq)?, Loaded::Replayed { reason: "no checkpoint" }));
         };
-        let trusted = match Projections::read_checkpoint(source, len).map_err(LogError::Sync)? {
+        let trusted = match claimed {
             Ok(claimed) => Projections::checked_against(reader, claimed, head_seq)?,
             Err(reason) => Err(reason),
         };
@@ -273,7 +300,8 @@ fn decode_state(source: &mut impl std::io::Read) -> std::io::Result<Result<FundS
         // The helper hands each chunk's buffer back for the next one: a
         // fresh buffer of megabytes is fresh pages the kernel must zero.
         let (give_back, given_back) = std::sync::mpsc::channel::<Vec<u8>>();
-        let helper = scope.spawn(move || {
+        let decoding = std::thread::Builder::new().name("checkpoint-decode".into());
+        let helper = decoding.spawn_scoped(scope, move || {
             let decode = |bytes: Vec<u8>| {
                 let chunk = decode_chunk(&bytes);
                 let _ = give_back.send(bytes);
@@ -281,6 +309,8 @@ fn decode_state(source: &mut impl std::io::Read) -> std::io::Result<Result<FundS
             };
             work.into_iter().map(decode).collect::<Vec<_>>()
         });
+        // As `scope.spawn` would, but named (for `top -H`, `perf`, panics).
+        let helper = helper.expect("the system starts a checkpoint thread");
         let mut spare = Vec::new();
         let mut mine = Vec::new();
         for n in 0usize.. {
@@ -484,6 +514,10 @@ fn read_page(reader: &LogReader, first: u64, last: u64) -> Result<Vec<(Link, Eve
     }
     Ok(out)
 }
+
+/// A decoded checkpoint, not yet checked against the log: the projections
+/// it claims, or why it cannot be used.
+pub type Claimed = Result<Projections, &'static str>;
 
 /// How [`Projections::load`] got the projections.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]

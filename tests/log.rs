@@ -522,7 +522,8 @@ async fn a_restart_loads_the_checkpoint_and_equals_a_full_replay() {
     drop(ledger);
 
     // The shutdown stored a checkpoint at the head: nothing is left to replay.
-    let mut log = EventLog::open(dir.path()).unwrap();
+    // (sled lets go of the directory a moment after the ledger is dropped.)
+    let mut log = support::open_retrying(|| EventLog::open(dir.path()).map_err(|e| e.to_string()));
     let reader = log.reader();
     let (loaded, how) = Projections::load(&reader, log.head_seq()).unwrap();
     assert_eq!(how, Loaded::FromCheckpoint { checkpoint_seq: 6 });
@@ -593,6 +594,62 @@ async fn a_restart_loads_the_checkpoint_and_equals_a_full_replay() {
     let (loaded, how) = Projections::load(&reader, 6).unwrap();
     assert_eq!(how, Loaded::Replayed { reason: "no checkpoint" });
     assert_eq!(loaded.encoded(), live.encoded());
+}
+
+/// A start reads the checkpoint file while the log opens (on a thread of
+/// its own), and trusts it only once it verified against the opened log,
+/// exactly as `Projections::load` does.
+#[tokio::test]
+async fn a_start_reads_the_checkpoint_while_the_log_opens_and_trusts_only_what_verifies() {
+    use fundledger::projections::Loaded;
+    let dir = tempfile::tempdir().unwrap();
+    let (ledger, config) = set_up_checkpointing_every_3_events(dir.path()).await;
+    ledger.submit(submit_application("s1", "app-1")).await.unwrap();
+    let live = ledger.projections().clone();
+    ledger.shutdown().await;
+    drop(ledger);
+    let file = dir.path().join(fundledger::log::CHECKPOINT_FILE);
+    let restart = |expected: Loaded| {
+        let ledger = support::reopen(config.clone());
+        assert_eq!(ledger.loaded(), expected);
+        assert_eq!(ledger.projections().encoded(), live.encoded());
+        ledger
+    };
+
+    // The checkpoint the shutdown stored, at the head.
+    let ledger = restart(Loaded::FromCheckpoint { checkpoint_seq: 6 });
+    ledger.shutdown().await;
+    drop(ledger);
+
+    // One that claims another chain's head: replayed, then replaced at the
+    // next clean shutdown.
+    let mut forged = live.clone();
+    forged.head_hash = [9; 32];
+    std::fs::write(&file, forged.checkpoint_bytes()).unwrap();
+    let ledger = restart(Loaded::Replayed { reason: "checkpoint does not match the log's hash at its sequence" });
+    ledger.shutdown().await;
+    drop(ledger);
+    assert_eq!(std::fs::read(&file).unwrap(), live.checkpoint_bytes());
+
+    // One damaged on disk: replayed.
+    let mut damaged = live.checkpoint_bytes();
+    let middle = damaged.len() / 2;
+    damaged[middle] ^= 0x40;
+    std::fs::write(&file, &damaged).unwrap();
+    let ledger = restart(Loaded::Replayed { reason: "checkpoint damaged: its checksum does not match" });
+
+    // A second open of a ledger in use is refused.
+    match Ledger::open(config.clone()) {
+        Err(fundledger::ledger::LedgerError::Log(fundledger::log::LogError::InUse { .. })) => {}
+        Err(other) => panic!("refused, but as {other}"),
+        Ok(_) => panic!("a ledger in use opened twice"),
+    }
+    ledger.shutdown().await;
+    drop(ledger);
+
+    // None at all: replayed.
+    std::fs::remove_file(&file).unwrap();
+    restart(Loaded::Replayed { reason: "no checkpoint" }).shutdown().await;
 }
 
 /// A checkpoint stores the applications in chunks, which a start decodes

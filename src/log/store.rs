@@ -268,7 +268,39 @@ impl CheckpointFile {
     }
 }
 
+/// The checkpoint file in data directory `dir`, opened for reading, with
+/// its length; `None` if there is none. Needs no open log: a start reads it
+/// while sled opens (`Ledger::open`). A ledger that never stored its
+/// checkpoint in a file keeps it in the sled tree:
+/// [`LogReader::open_checkpoint`] finds both.
+pub fn open_checkpoint_file(dir: &Path) -> Result<Option<(StoredCheckpoint, u64)>, LogError> {
+    match File::open(dir.join(CHECKPOINT_FILE)) {
+        Ok(file) => {
+            let len = file.metadata().map_err(LogError::Sync)?.len();
+            Ok(Some((Box::new(file), len)))
+        }
+        Err(error) if error.kind() == std::io::ErrorKind::NotFound => Ok(None),
+        Err(error) => Err(LogError::Sync(error)),
+    }
+}
+
 impl EventLog {
+    /// Whether the log in `dir` is free to open: no other process holds
+    /// it. sled's own refusal of a directory in use is an `Other` I/O error
+    /// with text only; taking its lock for a moment tells a ledger in use
+    /// apart from a broken one. A log that does not exist yet is free.
+    pub fn check_free(dir: &Path) -> Result<(), LogError> {
+        let db = match File::open(dir.join("db")) {
+            Ok(db) => db,
+            Err(error) if error.kind() == std::io::ErrorKind::NotFound => return Ok(()),
+            Err(error) => return Err(LogError::Open { dir: dir.to_owned(), problem: io_problem(&error) }),
+        };
+        if fs2::FileExt::try_lock_exclusive(&db).is_err() {
+            return Err(LogError::InUse { dir: dir.to_owned() });
+        }
+        Ok(())
+    }
+
     /// Whether `dir` holds a log, looked at without opening it: sled writes
     /// to a directory as it opens it, and would make an empty one.
     pub fn check_present(dir: &Path) -> Result<(), LogError> {
@@ -288,15 +320,8 @@ impl EventLog {
     /// file up to date as it opens).
     pub fn open(dir: &Path) -> Result<EventLog, LogError> {
         let fresh = !dir.join("db").exists();
-        // sled's own refusal of a directory in use is an `Other` I/O error
-        // with text only; take its lock for a moment first, so that a
-        // ledger in use is told apart from a broken one.
         if !fresh {
-            let db = File::open(dir.join("db"))
-                .map_err(|e| LogError::Open { dir: dir.to_owned(), problem: io_problem(&e) })?;
-            if fs2::FileExt::try_lock_exclusive(&db).is_err() {
-                return Err(LogError::InUse { dir: dir.to_owned() });
-            }
+            EventLog::check_free(dir)?;
         }
         let opened = (|| {
             std::fs::create_dir_all(dir)?;
@@ -597,19 +622,13 @@ impl LogReader {
     /// file, or in a ledger that never stored one in a file, the value in
     /// the sled tree. Read once, without holding all of it in memory.
     pub fn open_checkpoint(&self) -> Result<Option<(StoredCheckpoint, u64)>, LogError> {
-        match File::open(self.dir.join(CHECKPOINT_FILE)) {
-            Ok(file) => {
-                let len = file.metadata().map_err(LogError::Sync)?.len();
-                Ok(Some((Box::new(file), len)))
-            }
-            Err(error) if error.kind() == std::io::ErrorKind::NotFound => {
-                Ok(self.db.get(META_CHECKPOINT)?.map(|value| {
-                    let len = value.len() as u64;
-                    (Box::new(std::io::Cursor::new(value)) as StoredCheckpoint, len)
-                }))
-            }
-            Err(error) => Err(LogError::Sync(error)),
+        if let Some(file) = open_checkpoint_file(&self.dir)? {
+            return Ok(Some(file));
         }
+        Ok(self.db.get(META_CHECKPOINT)?.map(|value| {
+            let len = value.len() as u64;
+            (Box::new(std::io::Cursor::new(value)) as StoredCheckpoint, len)
+        }))
     }
 
     /// The last checkpoint stored with [`EventLog::put_checkpoint`] (or,
