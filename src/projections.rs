@@ -9,7 +9,7 @@ use crate::domain::state::Application;
 use crate::domain::{ApplicationId, Event, FundState};
 use crate::log::codec::CodecError;
 use crate::log::codec::RecordBodyRef;
-use crate::log::{codec, Envelope, Hash, Link, LogError, LogReader, GENESIS_HASH};
+use crate::log::{codec, Envelope, Hash, Link, LogError, LogReader, StoredCheckpoint, GENESIS_HASH};
 
 /// How many events a replay reads per step.
 const REPLAY_BATCH_EVENTS_MAX: usize = 4096;
@@ -90,11 +90,13 @@ impl Projections {
     /// plus the events after it when the checkpoint verifies against the
     /// log, otherwise by a full replay. Says which in the second value.
     pub fn load(reader: &LogReader, head_seq: u64) -> Result<(Projections, Loaded), LogError> {
-        let claimed = match reader.open_checkpoint()? {
-            Some((source, len)) => Some(Projections::read_checkpoint(source, len).map_err(LogError::Sync)?),
-            None => None,
-        };
+        let claimed = Projections::claimed(reader.open_checkpoint()?)?;
         Projections::load_claimed(reader, head_seq, claimed)
+    }
+
+    /// What a stored checkpoint (if there is one) claims, read and decoded.
+    fn claimed(stored: Option<(StoredCheckpoint, u64)>) -> Result<Option<Claimed>, LogError> {
+        stored.map(|(source, len)| Projections::read_checkpoint(source, len).map_err(LogError::Sync)).transpose()
     }
 
     /// The checkpoint file in data directory `dir`, read and decoded
@@ -103,10 +105,7 @@ impl Projections {
     /// reads it while the log opens, then hands it to
     /// [`Projections::load_claimed`].
     pub fn read_checkpoint_file(dir: &std::path::Path) -> Result<Option<Claimed>, LogError> {
-        match crate::log::open_checkpoint_file(dir)? {
-            Some((source, len)) => Ok(Some(Projections::read_checkpoint(source, len).map_err(LogError::Sync)?)),
-            None => Ok(None),
-        }
+        Projections::claimed(crate::log::open_checkpoint_file(dir)?)
     }
 
     /// [`Projections::load`] with the checkpoint already read and decoded:
@@ -419,7 +418,8 @@ impl<R: std::io::Read> std::io::Read for Crc32Reader<R> {
 /// (`docs/BENCHMARKS.md`). Nothing is handed to `f` out of order or twice,
 /// and a page with a missing or broken event is handed over not at all:
 /// the first such page in log order gives the error instead (within that
-/// page, the first problem [`LogReader::read`] or the gap check meets).
+/// page, the first event that is missing, or whose record or payload is
+/// broken, in log order).
 pub fn for_each_event(
     reader: &LogReader,
     from_seq: u64,
@@ -497,14 +497,18 @@ const REPLAY_PAGES_AHEAD: usize = 2;
 /// of its envelope only its place in the chain is kept.
 fn read_page(reader: &LogReader, first: u64, last: u64) -> Result<Vec<(Link, Event)>, LogError> {
     let missing = |seq| LogError::Corrupt { seq, problem: "missing from the log".into() };
-    let mut out = Vec::with_capacity(REPLAY_BATCH_EVENTS_MAX);
+    // A page holds at most REPLAY_BATCH_EVENTS_MAX events; a catch-up after
+    // a checkpoint or an answer as of an event is often far fewer.
+    let asked = usize::try_from(last - first).map_or(REPLAY_BATCH_EVENTS_MAX, |n| n.saturating_add(1));
+    let mut out = Vec::with_capacity(asked.min(REPLAY_BATCH_EVENTS_MAX));
     let mut expected = first;
     reader.read_each(first, last, REPLAY_BATCH_EVENTS_MAX, |record| {
         if record.body.seq != expected {
             return Err(missing(expected));
         }
         out.push((record.link(), decode_body_event(&record.body)?));
-        expected += 1;
+        // Wrapping: the event after one stored at u64::MAX is never asked for.
+        expected = expected.wrapping_add(1);
         Ok(())
     })?;
     // Written so that a page ending at u64::MAX cannot overflow.
@@ -528,17 +532,7 @@ pub enum Loaded {
 
 /// Decodes an event's payload, checking it against its envelope.
 pub fn decode_event(envelope: &Envelope, payload: &[u8]) -> Result<Event, LogError> {
-    decode_body_event(&RecordBodyRef {
-        seq: envelope.seq,
-        stream: &envelope.stream,
-        stream_version: envelope.stream_version,
-        event_type: &envelope.event_type,
-        schema_version: envelope.schema_version,
-        recorded_at_micros: envelope.recorded_at_micros,
-        actor: &envelope.actor,
-        request_id: &envelope.request_id,
-        payload,
-    })
+    decode_body_event(&envelope.body(payload))
 }
 
 /// [`decode_event`] of a record's body.

@@ -214,6 +214,8 @@ struct Control {
 /// file (an older ledger may keep its checkpoint in the sled tree), no
 /// thread to be had, or an error reading the file. The caller then loads
 /// as usual, with [`Projections::load`], which meets and reports any error.
+/// (An open that fails for another reason once the read has started waits
+/// for the read to end before it reports.)
 fn open_reading_checkpoint(dir: &std::path::Path) -> (Result<EventLog, LogError>, Option<Claimed>) {
     std::thread::scope(|scope| {
         let early = (EventLog::check_present(dir).is_ok() && EventLog::check_free(dir).is_ok())
@@ -483,4 +485,57 @@ impl Ledger {
 fn recorded(envelope: Envelope, payload: &[u8]) -> Result<RecordedEvent, LogError> {
     let event = decode_event(&envelope, payload)?;
     Ok(RecordedEvent { envelope, event })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Opens with [`open_reading_checkpoint`], retrying while sled still
+    /// holds the directory a moment after the last handle was dropped.
+    fn open_again(dir: &std::path::Path) -> (EventLog, Option<Claimed>) {
+        let started = std::time::Instant::now();
+        loop {
+            match open_reading_checkpoint(dir) {
+                (Ok(log), early) => return (log, early),
+                (Err(LogError::InUse { .. }), _) if started.elapsed() < std::time::Duration::from_secs(10) => {
+                    std::thread::sleep(std::time::Duration::from_millis(20))
+                }
+                (Err(error), _) => panic!("does not open: {error}"),
+            }
+        }
+    }
+
+    #[test]
+    fn a_start_reads_the_checkpoint_file_early_only_for_a_ledger_it_may_open() {
+        let dir = tempfile::tempdir().unwrap();
+        // A new ledger: nothing to read.
+        let (mut log, early) = open_reading_checkpoint(dir.path());
+        assert!(early.is_none());
+        let checkpoint = Projections::default();
+        log.as_mut().unwrap().put_checkpoint(&checkpoint.checkpoint_bytes()).unwrap();
+
+        // In use: refused, and nothing read.
+        let (refused, early) = open_reading_checkpoint(dir.path());
+        assert!(matches!(refused, Err(LogError::InUse { .. })), "{:?}", refused.err());
+        assert!(early.is_none());
+        drop(log);
+
+        // Closed, with a checkpoint file: read while the log opened, as
+        // claimed (the caller checks it against the log).
+        let (log, early) = open_again(dir.path());
+        assert_eq!(early, Some(Ok(checkpoint)));
+        drop(log);
+
+        // A damaged file is read too, and says why it cannot be used.
+        std::fs::write(dir.path().join(crate::log::CHECKPOINT_FILE), b"damaged").unwrap();
+        let (log, early) = open_again(dir.path());
+        assert!(matches!(early, Some(Err(_))), "{early:?}");
+        drop(log);
+
+        // No file: nothing read early (`Projections::load` also looks inside sled).
+        std::fs::remove_file(dir.path().join(crate::log::CHECKPOINT_FILE)).unwrap();
+        let (_log, early) = open_again(dir.path());
+        assert!(early.is_none());
+    }
 }

@@ -54,6 +54,21 @@ impl Envelope {
         Link { seq: self.seq, prev_hash: self.prev_hash, hash: self.hash, recorded_at_micros: self.recorded_at_micros }
     }
 
+    /// The record body of this envelope and `payload`, borrowed.
+    pub fn body<'a>(&'a self, payload: &'a [u8]) -> RecordBodyRef<'a> {
+        RecordBodyRef {
+            seq: self.seq,
+            stream: &self.stream,
+            stream_version: self.stream_version,
+            event_type: &self.event_type,
+            schema_version: self.schema_version,
+            recorded_at_micros: self.recorded_at_micros,
+            actor: &self.actor,
+            request_id: &self.request_id,
+            payload,
+        }
+    }
+
     /// The envelope of a record with this body and these hashes.
     fn of(body: &RecordBodyRef, prev_hash: Hash, hash: Hash) -> Envelope {
         Envelope {
@@ -351,11 +366,10 @@ impl EventLog {
         if let Some((key, record)) = log.reader.db.scan_prefix([EVENT]).next_back().transpose()? {
             // The head is what the next event links to: check it right
             // after reading it back, hash included.
-            let seq = seq_of_key(&key);
-            let (envelope, _) = decode_checked(seq, &record)?;
-            log.head_seq = seq;
-            log.head_hash = envelope.hash;
-            log.head_recorded_at_micros = envelope.recorded_at_micros;
+            let head = check_record(seq_of_key(&key), &record)?.link();
+            log.head_seq = head.seq;
+            log.head_hash = head.hash;
+            log.head_recorded_at_micros = head.recorded_at_micros;
         }
         log.sync()?;
         if fresh {

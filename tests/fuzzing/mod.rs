@@ -46,7 +46,7 @@ pub fn record_decode(data: &[u8]) {
     assert_eq!(
         borrowed.as_ref().ok().map(|decoded| decoded.body.to_owned_body()),
         codec::decode_record(data).ok().map(|decoded| decoded.body),
-        "the borrowed and the owned decoding of a record agree"
+        "RecordBodyRef and RecordBody take the same fields from the same bytes"
     );
     if let Ok(decoded) = codec::decode_record(data) {
         let _ = decoded.hash_matches();
