@@ -67,22 +67,6 @@ pub struct RecordBodyRef<'a> {
     pub payload: &'a [u8],
 }
 
-impl RecordBody {
-    pub fn borrowed(&self) -> RecordBodyRef<'_> {
-        RecordBodyRef {
-            seq: self.seq,
-            stream: &self.stream,
-            stream_version: self.stream_version,
-            event_type: &self.event_type,
-            schema_version: self.schema_version,
-            recorded_at_micros: self.recorded_at_micros,
-            actor: &self.actor,
-            request_id: &self.request_id,
-            payload: &self.payload,
-        }
-    }
-}
-
 impl RecordBodyRef<'_> {
     pub fn to_owned_body(&self) -> RecordBody {
         RecordBody {
@@ -200,12 +184,16 @@ pub fn digest(bytes: &[u8]) -> Hash {
 
 /// Builds a stored record; returns it with its hash.
 pub fn encode_record(prev_hash: &Hash, body: &RecordBody) -> (Vec<u8>, Hash) {
-    encode_record_ref(prev_hash, &body.borrowed())
+    record_of(prev_hash, encode(body))
 }
 
 /// [`encode_record`] from a borrowed body.
 pub fn encode_record_ref(prev_hash: &Hash, body: &RecordBodyRef) -> (Vec<u8>, Hash) {
-    let body_bytes = encode(body);
+    record_of(prev_hash, encode(body))
+}
+
+/// The stored record of an encoded body, and its hash.
+fn record_of(prev_hash: &Hash, body_bytes: Vec<u8>) -> (Vec<u8>, Hash) {
     let hash = chain_hash(prev_hash, &body_bytes);
     let mut record = Vec::with_capacity(HEADER_BYTES + body_bytes.len());
     record.push(RECORD_FORMAT_V1);
