@@ -7,8 +7,7 @@
 
 use crate::domain::state::Application;
 use crate::domain::{ApplicationId, Event, FundState};
-use crate::log::codec::CodecError;
-use crate::log::codec::RecordBodyRef;
+use crate::log::codec::{CodecError, RecordBodyRef};
 use crate::log::{codec, Envelope, Hash, Link, LogError, LogReader, StoredCheckpoint, GENESIS_HASH};
 
 /// How many events a replay reads per step.

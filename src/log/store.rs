@@ -112,8 +112,8 @@ impl CheckedRecord<'_> {
     }
 }
 
-/// A stored record checked against its key and its hash, its body borrowed
-/// from the stored bytes ([`LogReader::read_each`]).
+/// A stored record decoded with its body borrowed from the stored bytes; as
+/// [`LogReader::read_each`] hands it out, checked against its key and hash.
 pub type CheckedRecord<'a> = DecodedRecord<'a, RecordBodyRef<'a>>;
 
 /// An event to append, before it has a place in the log.
@@ -627,7 +627,7 @@ impl LogReader {
     /// One event by sequence number.
     pub fn get(&self, seq: u64) -> Result<Option<(Envelope, Vec<u8>)>, LogError> {
         match self.db.get(event_key(seq))? {
-            Some(record) => Ok(Some(decode_checked(seq, &record)?)),
+            Some(record) => Ok(Some(check_record(seq, &record)?.to_owned_parts())),
             None => Ok(None),
         }
     }
@@ -1060,10 +1060,6 @@ impl Iterator for ChainWalk {
 
 /// The most [`LogReader::read`] reserves room for up front.
 const READ_CAPACITY_MAX: usize = 4096;
-
-fn decode_checked(seq: u64, record: &[u8]) -> Result<(Envelope, Vec<u8>), LogError> {
-    Ok(check_record(seq, record)?.to_owned_parts())
-}
 
 /// The record stored as event `seq`, decoded and checked right after
 /// reading it back: it must say it is event `seq`, and match its hash.
