@@ -279,8 +279,9 @@ impl Projections {
 /// the state, then the applications' chunks up to the zero length. This
 /// thread reads every chunk and decodes every other one; a scoped thread
 /// decodes the others meanwhile. At 10 M events a start is decoding and
-/// the kernel zeroing fresh pages for what is decoded, and both now run on
-/// two threads (1.6× faster). At most two chunks wait for the helper.
+/// the kernel zeroing fresh pages for what is decoded, and both run on two
+/// threads this way (1.6× faster than on one). At most two chunks wait for
+/// the helper.
 /// `Ok(Err)` when the bytes do not decode (or end early); `Err` is an I/O
 /// error of the reader.
 fn decode_state(source: &mut impl std::io::Read) -> std::io::Result<Result<FundState, CodecError>> {
@@ -498,8 +499,8 @@ fn read_page(reader: &LogReader, first: u64, last: u64) -> Result<Vec<(Link, Eve
     let missing = |seq| LogError::Corrupt { seq, problem: "missing from the log".into() };
     // A page holds at most REPLAY_BATCH_EVENTS_MAX events; a catch-up after
     // a checkpoint or an answer as of an event is often far fewer.
-    let asked = usize::try_from(last - first).map_or(REPLAY_BATCH_EVENTS_MAX, |n| n.saturating_add(1));
-    let mut out = Vec::with_capacity(asked.min(REPLAY_BATCH_EVENTS_MAX));
+    let asked = (last - first).min(REPLAY_BATCH_EVENTS_MAX as u64 - 1) as usize + 1;
+    let mut out = Vec::with_capacity(asked);
     let mut expected = first;
     reader.read_each(first, last, REPLAY_BATCH_EVENTS_MAX, |record| {
         if record.body.seq != expected {

@@ -140,7 +140,7 @@ pub fn decode<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, CodecError> {
 
 /// [`decode`] into a value that may borrow from `bytes` (its `&str` and
 /// `&[u8]` fields point into them instead of being copied).
-pub fn decode_borrowed<'a, T: Deserialize<'a>>(bytes: &'a [u8]) -> Result<T, CodecError> {
+fn decode_borrowed<'a, T: Deserialize<'a>>(bytes: &'a [u8]) -> Result<T, CodecError> {
     let (value, used) = decode_within::<T, DECODE_BYTES_MAX>(bytes)?;
     if used != bytes.len() {
         return Err(CodecError::TrailingBytes(bytes.len() - used));
