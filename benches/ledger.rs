@@ -7,7 +7,9 @@
 //!   fdatasync) against raw sled writing 1,000 records of the same size
 //!   with the same flush + fdatasync (the storage limit);
 //! - `replay`: rebuilding the projections from a 20,000-event log against
-//!   the scan limit (sled iteration + decoding, nothing else).
+//!   the scan limit (sled iteration + decoding, nothing else);
+//! - `checkpoint`: decoding a checkpoint (what a start does) beside
+//!   encoding it (what a checkpoint costs the checkpoint thread).
 //!
 //! Run: `cargo bench --bench ledger`. The load generator
 //! (`examples/loadgen.rs`) measures the whole service; see
@@ -221,5 +223,25 @@ fn replay(c: &mut Criterion) {
     group.finish();
 }
 
-criterion_group!(benches, domain, record, append, replay);
+fn checkpoint(c: &mut Criterion) {
+    // 40,000 officer steps: 10,000 applications, each awarded and paid
+    // with its six shares, as in a large fund.
+    let (mut state, steps) = state_and_steps(40_000);
+    for events in events_of(state.clone(), &steps) {
+        events.iter().for_each(|e| state.evolve(e));
+    }
+    let applications = state.applications.len() as u64;
+    let projections = Projections { state, head_seq: 40_000, ..Projections::default() };
+    let bytes = projections.checkpoint_bytes();
+    let mut group = c.benchmark_group("checkpoint");
+    group.sample_size(20);
+    group.throughput(Throughput::Elements(applications));
+    group.bench_function("decode (a start), per application", |b| {
+        b.iter(|| Projections::decode_checkpoint(&bytes).unwrap())
+    });
+    group.bench_function("encode, per application", |b| b.iter(|| projections.checkpoint_bytes()));
+    group.finish();
+}
+
+criterion_group!(benches, domain, record, append, replay, checkpoint);
 criterion_main!(benches);

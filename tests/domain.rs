@@ -2996,6 +2996,10 @@ fn grant_shares_behave_and_encode_as_a_btree_map() {
         (pot("vfonds", None), share(4)),
     ];
     let shares: state::Shares = entries.clone().into_iter().collect();
+    // A sequence of pairs is encoded as a map with its entries in that
+    // order: out of order and with a repeated pot, it decodes as a map would.
+    let unsorted = fundledger::log::codec::encode(&entries);
+    assert_eq!(fundledger::log::codec::decode::<state::Shares>(&unsorted).unwrap(), shares);
     let as_btree: BTreeMap<PotKey, state::GrantShare> = entries.into_iter().collect();
     assert_eq!(shares.len(), 3, "a repeated pot keeps one share");
     assert_eq!(shares[&pot("vfonds", None)].amount, cents(4), "the last one, as in a BTreeMap");

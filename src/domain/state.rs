@@ -306,14 +306,24 @@ impl Shares {
 /// partners × (rounds + 1) pots at most), and beyond that a key is simply
 /// not shared. One copy per pot *per thread*: a state decoded on two
 /// threads holds two. Only sharing depends on it, never a value.
-fn interned(pot: PotKey) -> Arc<PotKey> {
+///
+/// `place` is the share's place in its grant: the key last shared at each
+/// place is tried first (one comparison), then the set (a hash of two ids).
+fn interned(place: usize, pot: PotKey) -> Arc<PotKey> {
     thread_local! {
         static POTS: std::cell::RefCell<std::collections::HashSet<Arc<PotKey>>> = Default::default();
+        /// The key last shared at each place in a grant's shares: grants
+        /// decoded one after another are mostly attributed to the same pots.
+        static LAST: std::cell::RefCell<Vec<Arc<PotKey>>> = const { std::cell::RefCell::new(Vec::new()) };
     }
-    // `try_with`: a thread whose cache is already gone (it is exiting)
+    // `try_with`: a thread whose caches are already gone (it is exiting)
     // shares nothing; the pot's key is still right.
+    let last = LAST.try_with(|last| last.borrow().get(place).filter(|last| ***last == pot).cloned()).ok().flatten();
+    if let Some(last) = last {
+        return last;
+    }
     let shared = POTS.try_with(|pots| pots.borrow().get(&pot).cloned()).ok().flatten();
-    shared.unwrap_or_else(|| {
+    let shared = shared.unwrap_or_else(|| {
         let shared = Arc::new(pot);
         let _ = POTS.try_with(|pots| {
             let mut pots = pots.borrow_mut();
@@ -322,8 +332,21 @@ fn interned(pot: PotKey) -> Arc<PotKey> {
             }
         });
         shared
-    })
+    });
+    let _ = LAST.try_with(|last| {
+        let mut last = last.borrow_mut();
+        if place < last.len() {
+            last[place] = shared.clone();
+        } else if place == last.len() && place < INTERNED_PLACES_MAX {
+            last.push(shared.clone());
+        }
+    });
+    shared
 }
+
+/// The most places in a grant's shares that [`interned`] remembers the
+/// last key of.
+const INTERNED_PLACES_MAX: usize = 64;
 
 /// The most pot keys [`interned`] keeps per thread.
 const INTERNED_POTS_MAX: usize = 4096;
@@ -351,18 +374,29 @@ impl<'a> IntoIterator for &'a Shares {
 /// As a `BTreeMap` collects: in key order, a repeated pot keeps its last share.
 impl FromIterator<(PotKey, GrantShare)> for Shares {
     fn from_iter<I: IntoIterator<Item = (PotKey, GrantShare)>>(iter: I) -> Shares {
-        let mut shares: Vec<(PotKey, GrantShare)> = iter.into_iter().collect();
-        // Stable: equal pots keep their order, and the last of them is kept.
-        shares.sort_by(|a, b| a.0.cmp(&b.0));
-        shares.reverse();
-        shares.dedup_by(|later, earlier| later.0 == earlier.0);
-        shares.reverse();
-        // Into a vector of its own size: collected in place, the shorter
-        // entries would leave the old allocation too large, and boxing it
-        // would copy them once more.
-        let mut shared = Vec::with_capacity(shares.len());
-        shared.extend(shares.into_iter().map(|(pot, share)| (interned(pot), share)));
-        Shares(shared.into_boxed_slice())
+        let iter = iter.into_iter();
+        let mut shares = Vec::with_capacity(iter.size_hint().0);
+        shares.extend(iter.enumerate().map(|(place, (pot, share))| (interned(place, pot), share)));
+        Shares::in_pot_order(shares)
+    }
+}
+
+impl Shares {
+    /// As a map is built: in pot order, a repeated pot keeping its last
+    /// share. In one allocation of its own size.
+    fn in_pot_order(mut shares: Vec<(Arc<PotKey>, GrantShare)>) -> Shares {
+        // Shares come in pot order (that is how they are encoded): then
+        // there is nothing to sort and no repeated pot to drop.
+        if !shares.windows(2).all(|pair| pair[0].0 < pair[1].0) {
+            // Stable: equal pots keep their order, and the last of them is kept.
+            shares.sort_by(|a, b| a.0.cmp(&b.0));
+            shares.reverse();
+            shares.dedup_by(|later, earlier| later.0 == earlier.0);
+            shares.reverse();
+        }
+        // `into_boxed_slice` gives back any room left over; a vector
+        // exactly as long as its shares is boxed without a copy.
+        Shares(shares.into_boxed_slice())
     }
 }
 
@@ -390,13 +424,13 @@ impl<'de> Deserialize<'de> for Shares {
             }
 
             fn visit_map<A: serde::de::MapAccess<'de>>(self, mut map: A) -> Result<Shares, A::Error> {
-                // Straight into the one allocation (no B-tree on the way):
-                // a start decodes millions of these.
-                let mut entries = Vec::with_capacity(map.size_hint().unwrap_or(0).min(64));
-                while let Some(entry) = map.next_entry::<PotKey, GrantShare>()? {
-                    entries.push(entry);
+                // Straight into the one allocation (no B-tree, no vector
+                // of unshared keys on the way): a start decodes millions.
+                let mut shares = Vec::with_capacity(map.size_hint().unwrap_or(0).min(64));
+                while let Some((pot, share)) = map.next_entry::<PotKey, GrantShare>()? {
+                    shares.push((interned(shares.len(), pot), share));
                 }
-                Ok(entries.into_iter().collect())
+                Ok(Shares::in_pot_order(shares))
             }
         }
 
