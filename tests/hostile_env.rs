@@ -203,7 +203,7 @@ fn wait_unlocked(dir: &Path) {
 /// once more so that sled's snapshot is current (see the top of this file).
 fn with_db(dir: &Path, change: impl FnOnce(&sled::Db)) {
     for change in [Some(change), None] {
-        let db = sled::Config::new().path(dir).flush_every_ms(None).open().unwrap();
+        let db = fundledger::log::sled_config(dir).open().unwrap();
         if let Some(change) = change {
             change(&db);
         }

@@ -185,7 +185,7 @@ fn assert_broken(report: &Report, seq: Option<u64>, code: &str) {
 fn with_db(dir: &Path, tamper: impl FnOnce(&sled::Db)) {
     // sled lets go of its lock on a database that was just closed only when
     // its last I/O thread drops the file: retry for a moment.
-    let open = || sled::Config::new().path(dir).flush_every_ms(None).open();
+    let open = || fundledger::log::sled_config(dir).open();
     let started = std::time::Instant::now();
     let db = loop {
         match open() {

@@ -178,7 +178,7 @@ async fn opening_a_v1_ledger_upgrades_it_to_v2_in_place() {
     let copy = copy_of_fixture("ledger-v1");
     // What v1 kept as stream heads (`v ‖ stream` -> version), read with sled.
     let heads: HashMap<String, u64> = {
-        let db = sled::Config::new().path(copy.path()).open().unwrap();
+        let db = fundledger::log::sled_config(copy.path()).open().unwrap();
         assert_eq!(db.get(b"m/format").unwrap().unwrap().as_ref(), b"fundledger-log-v1");
         let heads = db.scan_prefix(b"v").map(|item| {
             let (key, value) = item.unwrap();
@@ -216,7 +216,7 @@ async fn opening_a_v1_ledger_upgrades_it_to_v2_in_place() {
     }
     assert_eq!(log.stream_version("application/never-submitted").unwrap(), 0);
     drop(log);
-    let db = support::open_retrying(|| sled::Config::new().path(copy.path()).open().map_err(|e| e.to_string()));
+    let db = support::open_retrying(|| fundledger::log::sled_config(copy.path()).open().map_err(|e| e.to_string()));
     assert_eq!(db.get(b"m/format").unwrap().unwrap().as_ref(), fundledger::log::STORE_FORMAT);
     assert_eq!(db.scan_prefix(b"v").count(), 0, "v1's stream heads are removed");
 }
@@ -297,7 +297,7 @@ async fn removing_v1s_checkpoint_from_sled_syncs_the_log_and_a_failure_stops_the
         support::request(id, command)
     };
     let legacy_key = |dir: &Path| {
-        let db = support::open_retrying(|| sled::Config::new().path(dir).open().map_err(|e| e.to_string()));
+        let db = support::open_retrying(|| fundledger::log::sled_config(dir).open().map_err(|e| e.to_string()));
         db.get(b"m/checkpoint").unwrap().is_some()
     };
 
