@@ -16,8 +16,7 @@
 //! - `writer`: durable commands/s through the ledger's single writer in
 //!   process (decide, encode, hash, append, fsync), 256 commands in flight.
 //! - `storage`: the storage limit, raw sled 0.34.7 writing records of the
-//!   ledger's own average size in batches, flush + fdatasync per batch,
-//!   with the log's segment size and with sled's own (the faster counts).
+//!   ledger's own average size in batches, flush + fdatasync per batch.
 //! - `replay`: rebuilding the projections from the log, against the scan
 //!   limit (raw sled iteration plus decoding of every record and payload,
 //!   on one thread, and on two as replay reads), restart time of that
@@ -397,45 +396,34 @@ async fn writer_section(report: &mut Report, dir: &Path, commands: u64) -> anyho
 
 // ------------------------------------------------------------------ storage
 
-/// The storage limit: raw sled, records of the ledger's average size, one
-/// key each, `apply_batch` + flush + fdatasync per batch, exactly as the
-/// log syncs; with the log's sled configuration and again with sled's own
-/// 512 KiB segments, the limit being the faster of the two (the log's
-/// larger segments cost large batches speed in raw sled).
 /// Keys the log writes per event (stored format v2): the record, its stream
 /// index entry, and its command's request entry.
 const LOG_KEYS: u64 = 3;
 
-/// sled's own segment size (the log's is `log::SEGMENT_BYTES`).
-const SLED_SEGMENT_BYTES: usize = 512 * 1024;
-
+/// The storage limit: raw sled, records of the ledger's average size, one
+/// key each, `apply_batch` + flush + fdatasync per batch, exactly as the
+/// log syncs.
 fn storage_section(report: &mut Report, work: &Path, records: u64) -> anyhow::Result<()> {
     let size = report.get("record_bytes").unwrap_or(400.0).round() as usize;
     let achieved = report.get("writer_batch").map(|b| b.round() as u64).unwrap_or(0);
     report.line(format!(
         "\n## Storage limit: raw sled\n\n{} records of {size} bytes (the ledger's average record) per run.\n\n\
-         | batch | sled keys per record | segments | records/s | fsyncs |\n|---:|---:|---:|---:|---:|",
+         | batch | sled keys per record | records/s | fsyncs |\n|---:|---:|---:|---:|",
         thousands(records as f64)
     ));
     let mut sizes = vec![(100, 1), (1000, 1)];
     if achieved > 1 && achieved != 100 && achieved != 1000 {
         sizes.push((achieved, 1));
     }
-    // (batch, keys, segment size): the 1-key rows with both segment sizes.
-    let mut runs: Vec<(u64, u64, usize)> = Vec::new();
-    for &(batch_size, keys) in &sizes {
-        runs.push((batch_size, keys, fundledger::log::SEGMENT_BYTES));
-        runs.push((batch_size, keys, SLED_SEGMENT_BYTES));
-    }
     // And this design's own limit: the keys the log writes per event
     // (stored format v2: the record at the end of the key space; a stream
     // index entry and a request entry scattered across it), nothing else;
     // and format v1's four (a stream head as well), for comparison.
-    runs.push((achieved.max(100), LOG_KEYS, fundledger::log::SEGMENT_BYTES));
-    runs.push((achieved.max(100), 4, fundledger::log::SEGMENT_BYTES));
-    for (batch_size, keys, segment_bytes) in runs {
-        let dir = work.join(format!("raw-sled-{batch_size}-{keys}-{segment_bytes}"));
-        let db = fundledger::log::sled_config(&dir).segment_size(segment_bytes).open()?;
+    sizes.push((achieved.max(100), LOG_KEYS));
+    sizes.push((achieved.max(100), 4));
+    for (batch_size, keys) in sizes {
+        let dir = work.join(format!("raw-sled-{batch_size}-{keys}"));
+        let db = fundledger::log::sled_config(&dir).open()?;
         let db_file = std::fs::File::open(dir.join("db"))?;
         let value = vec![0xA5u8; size];
         let started = Instant::now();
@@ -467,18 +455,14 @@ fn storage_section(report: &mut Report, work: &Path, records: u64) -> anyhow::Re
             fsyncs += 1;
         }
         let rate = per_second(records, started.elapsed());
-        let mut best = |name| {
-            let best = report.get(name).map_or(rate, |other| other.max(rate));
-            report.figure(name, best);
-        };
         match (batch_size, keys) {
-            (_, LOG_KEYS) => best("storage_per_s_log_keys"),
-            (1000, 1) => best("storage_per_s_1000"),
-            (100, 1) => best("storage_per_s_100"),
+            (_, LOG_KEYS) => report.figure("storage_per_s_log_keys", rate),
+            (1000, 1) => report.figure("storage_per_s_1000", rate),
+            (100, 1) => report.figure("storage_per_s_100", rate),
             _ => {}
         }
         if batch_size == achieved && keys == 1 {
-            best("storage_per_s_achieved");
+            report.figure("storage_per_s_achieved", rate);
         }
         let label =
             if batch_size == achieved { format!("{batch_size} (the writer's)") } else { batch_size.to_string() };
@@ -487,11 +471,7 @@ fn storage_section(report: &mut Report, work: &Path, records: u64) -> anyhow::Re
             4 => format!("{keys} (format v1)"),
             _ => keys.to_string(),
         };
-        report.line(format!(
-            "| {label} | {keys_label} | {} KiB | {} | {fsyncs} |",
-            segment_bytes / 1024,
-            thousands(rate)
-        ));
+        report.line(format!("| {label} | {keys_label} | {} | {fsyncs} |", thousands(rate)));
         drop(db);
         let _ = std::fs::remove_dir_all(&dir);
     }
@@ -507,7 +487,7 @@ fn replay_section(report: &mut Report, dir: &Path) -> anyhow::Result<()> {
     // two threads, each over half of the events: a replay reads on two
     // threads, so that is its ratio in context.
     let (events, record_bytes, scan, scan_two) = {
-        let db = fundledger::log::sled_config(dir).open()?;
+        let db = sled::Config::new().path(dir).open()?;
         let started = Instant::now();
         let (events, bytes) = scan_records(db.scan_prefix(b"e"))?;
         let scan = started.elapsed();

@@ -904,28 +904,3 @@ async fn a_ledger_opens_from_its_checkpoint_or_past_a_damaged_one_and_decides_on
         drop(ledger);
     }
 }
-
-/// sled refuses to open a database with another segment size than the one
-/// it was created with: a new log gets the log's own, and one created with
-/// sled's default (every ledger before it) keeps that one.
-#[tokio::test]
-async fn a_log_keeps_the_segment_size_it_was_created_with() {
-    use fundledger::log::{EventLog, SEGMENT_BYTES};
-    let segment_size = |dir: &std::path::Path| {
-        let conf = std::fs::read(dir.join("conf")).unwrap();
-        String::from_utf8_lossy(&conf).lines().next().unwrap().to_owned()
-    };
-    let new = tempfile::tempdir().unwrap();
-    six_events_then_shut_down(new.path()).await;
-    assert_eq!(segment_size(new.path()), format!("segment_size: {SEGMENT_BYTES}"));
-    assert_ne!(SEGMENT_BYTES, 512 * 1024);
-
-    // An empty database as sled makes it by default, then the same events.
-    let old = tempfile::tempdir().unwrap();
-    drop(sled::Config::new().path(old.path()).open().unwrap());
-    assert_eq!(segment_size(old.path()), "segment_size: 524288");
-    six_events_then_shut_down(old.path()).await;
-    assert_eq!(segment_size(old.path()), "segment_size: 524288");
-    let log = support::open_retrying(|| EventLog::open(old.path()).map_err(|e| e.to_string()));
-    assert_eq!(log.head_seq(), 6);
-}

@@ -269,6 +269,26 @@ pub struct GrantShare {
 pub struct Shares(Box<[(Arc<PotKey>, GrantShare)]>);
 
 impl Shares {
+    /// As a map is built from `entries` (room for `capacity` reserved):
+    /// in pot order, a repeated pot keeping its last share, each pot's key
+    /// shared ([`interned`]). In one allocation of its own size.
+    fn interning(capacity: usize, entries: impl Iterator<Item = (PotKey, GrantShare)>) -> Shares {
+        let mut shares = Vec::with_capacity(capacity);
+        shares.extend(entries.enumerate().map(|(place, (pot, share))| (interned(place, pot), share)));
+        // Shares come in pot order (that is how they are encoded): then
+        // there is nothing to sort and no repeated pot to drop.
+        if !shares.windows(2).all(|pair| pair[0].0 < pair[1].0) {
+            // Stable: equal pots keep their order, and the last of them is kept.
+            shares.sort_by(|a, b| a.0.cmp(&b.0));
+            shares.reverse();
+            shares.dedup_by(|later, earlier| later.0 == earlier.0);
+            shares.reverse();
+        }
+        // `into_boxed_slice` gives back any room left over; a vector
+        // exactly as long as its shares is boxed without a copy.
+        Shares(shares.into_boxed_slice())
+    }
+
     pub fn len(&self) -> usize {
         self.0.len()
     }
@@ -303,8 +323,8 @@ impl Shares {
 /// workload's grants have six shares each, and six keys of two ids each
 /// were a third of a large fund's state. A cache per thread, so that it
 /// needs no lock; it holds at most [`INTERNED_POTS_MAX`] keys (a fund has
-/// partners × (rounds + 1) pots at most), and beyond that a key is simply
-/// not shared. One copy per pot *per thread*: a state decoded on two
+/// partners × (rounds + 1) pots at most), and beyond that a key is shared
+/// only while it is the last one at its place. One copy per pot *per thread*: a state decoded on two
 /// threads holds two. Only sharing depends on it, never a value.
 ///
 /// `place` is the share's place in its grant: the key last shared at each
@@ -375,28 +395,7 @@ impl<'a> IntoIterator for &'a Shares {
 impl FromIterator<(PotKey, GrantShare)> for Shares {
     fn from_iter<I: IntoIterator<Item = (PotKey, GrantShare)>>(iter: I) -> Shares {
         let iter = iter.into_iter();
-        let mut shares = Vec::with_capacity(iter.size_hint().0);
-        shares.extend(iter.enumerate().map(|(place, (pot, share))| (interned(place, pot), share)));
-        Shares::in_pot_order(shares)
-    }
-}
-
-impl Shares {
-    /// As a map is built: in pot order, a repeated pot keeping its last
-    /// share. In one allocation of its own size.
-    fn in_pot_order(mut shares: Vec<(Arc<PotKey>, GrantShare)>) -> Shares {
-        // Shares come in pot order (that is how they are encoded): then
-        // there is nothing to sort and no repeated pot to drop.
-        if !shares.windows(2).all(|pair| pair[0].0 < pair[1].0) {
-            // Stable: equal pots keep their order, and the last of them is kept.
-            shares.sort_by(|a, b| a.0.cmp(&b.0));
-            shares.reverse();
-            shares.dedup_by(|later, earlier| later.0 == earlier.0);
-            shares.reverse();
-        }
-        // `into_boxed_slice` gives back any room left over; a vector
-        // exactly as long as its shares is boxed without a copy.
-        Shares(shares.into_boxed_slice())
+        Shares::interning(iter.size_hint().0, iter)
     }
 }
 
@@ -426,11 +425,16 @@ impl<'de> Deserialize<'de> for Shares {
             fn visit_map<A: serde::de::MapAccess<'de>>(self, mut map: A) -> Result<Shares, A::Error> {
                 // Straight into the one allocation (no B-tree, no vector
                 // of unshared keys on the way): a start decodes millions.
-                let mut shares = Vec::with_capacity(map.size_hint().unwrap_or(0).min(64));
-                while let Some((pot, share)) = map.next_entry::<PotKey, GrantShare>()? {
-                    shares.push((interned(shares.len(), pot), share));
-                }
-                Ok(Shares::in_pot_order(shares))
+                let capacity = map.size_hint().unwrap_or(0).min(64);
+                let mut failure = None;
+                let entries = std::iter::from_fn(|| {
+                    map.next_entry::<PotKey, GrantShare>().unwrap_or_else(|error| {
+                        failure = Some(error);
+                        None
+                    })
+                });
+                let shares = Shares::interning(capacity, entries);
+                failure.map_or(Ok(shares), Err)
             }
         }
 

@@ -17,5 +17,5 @@ pub use codec::{Hash, GENESIS_HASH};
 pub use store::{
     open_checkpoint_file, sled_config, BrokenEvent, ChainBreak, ChainWalk, CheckedRecord, CheckpointFile, Entry,
     Envelope, EventLog, Link, LogError, LogReader, NewEvent, RequestRecord, StoredCheckpoint, VerifyReport, WalkError,
-    CHECKPOINT_FILE, SEGMENT_BYTES, STORE_FORMAT,
+    CHECKPOINT_FILE, STORE_FORMAT,
 };

@@ -243,26 +243,6 @@ pub fn sled_config(dir: &Path) -> sled::Config {
         // We flush and fsync ourselves after every group commit.
         .flush_every_ms(None)
         .cache_capacity(256 * 1024 * 1024)
-        .segment_size(segment_bytes(dir))
-}
-
-/// The size of sled's log segments in a new log. sled pads out the rest of
-/// a segment whenever a write does not fit in it, and cleans a segment only
-/// once half of it is dead: with 8 MiB segments instead of sled's 512 KiB,
-/// the same 400,000 events took a quarter less disk (docs/BENCHMARKS.md).
-pub const SEGMENT_BYTES: usize = 8 << 20;
-
-/// The segment size of the sled database in `dir`: sled refuses to open a
-/// database with any other than the one it was created with, which it
-/// keeps in its `conf` file (a line `segment_size: N`). [`SEGMENT_BYTES`]
-/// for a new one; logs created before it keep sled's 512 KiB (a backup and
-/// restore moves one to the new size). An unreadable `conf` is left for
-/// sled to report.
-fn segment_bytes(dir: &Path) -> usize {
-    let Ok(conf) = std::fs::read(dir.join("conf")) else { return SEGMENT_BYTES };
-    conf.split(|&b| b == b'\n')
-        .find_map(|line| std::str::from_utf8(line.strip_prefix(b"segment_size: ")?).ok()?.parse().ok())
-        .unwrap_or(SEGMENT_BYTES)
 }
 
 /// Fails `op` if the fault plan (tests only) says so.
