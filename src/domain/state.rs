@@ -324,8 +324,9 @@ impl Shares {
 /// were a third of a large fund's state. A cache per thread, so that it
 /// needs no lock; it holds at most [`INTERNED_POTS_MAX`] keys (a fund has
 /// partners × (rounds + 1) pots at most), and beyond that a key is shared
-/// only while it is the last one at its place. One copy per pot *per thread*: a state decoded on two
-/// threads holds two. Only sharing depends on it, never a value.
+/// only while it is the last one at its place. One copy per pot *per
+/// thread*: a state decoded on two threads holds two. Only sharing depends
+/// on it, never a value.
 ///
 /// `place` is the share's place in its grant: the key last shared at each
 /// place is tried first (one comparison), then the set (a hash of two ids).
