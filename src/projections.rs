@@ -5,10 +5,13 @@
 //! rebuilds it from the log, and the two must be identical — byte for byte
 //! in [`Projections::encoded`]. It never sees an event that is not durable.
 
+use crate::domain::applications::Applications;
 use crate::domain::state::Application;
 use crate::domain::{ApplicationId, Event, FundState};
 use crate::log::codec::{CodecError, RecordBodyRef};
 use crate::log::{codec, Envelope, Hash, Link, LogError, LogReader, StoredCheckpoint, GENESIS_HASH};
+use std::collections::VecDeque;
+use std::sync::mpsc::TrySendError;
 
 /// How many events a replay reads per step.
 const REPLAY_BATCH_EVENTS_MAX: usize = 4096;
@@ -276,17 +279,22 @@ impl Projections {
 }
 
 /// The state of a checkpoint (format 4), read from `source`: the rest of
-/// the state, then the applications' chunks up to the zero length. This
-/// thread reads every chunk and decodes every other one; a scoped thread
-/// decodes the others meanwhile. At 10 M events a start is decoding and
-/// the kernel zeroing fresh pages for what is decoded, and both run on two
-/// threads this way (1.6× faster than on one). At most two chunks wait for
-/// the helper.
+/// the state, then the applications' chunks up to the zero length.
+///
+/// At 10 M events a start is decoding, building the applications' map and
+/// the kernel zeroing fresh pages for both; this spreads all of it over two
+/// threads. This thread reads every chunk and offers it to a scoped helper;
+/// when the helper already has [`HELPER_CHUNKS_QUEUED`] waiting, this
+/// thread decodes the chunk itself. It adds every decoded chunk to the map
+/// as soon as the chunks before it are in, so that the map is built while
+/// the helper decodes, not after (it used to be a quarter of a start, on one
+/// core). The applications go in in the checkpoint's order, so a repeated id
+/// keeps its last value, as a map decodes.
+///
 /// `Ok(Err)` when the bytes do not decode (or end early); `Err` is an I/O
 /// error of the reader.
 fn decode_state(source: &mut impl std::io::Read) -> std::io::Result<Result<FundState, CodecError>> {
     use std::io::Read as _;
-    type Chunk = Vec<(ApplicationId, std::sync::Arc<Application>)>;
     let mut state: FundState = match codec::decode_checkpoint_from(source) {
         Ok(state) => state,
         Err(error) => return Ok(Err(error)),
@@ -294,25 +302,25 @@ fn decode_state(source: &mut impl std::io::Read) -> std::io::Result<Result<FundS
     if !state.applications.is_empty() {
         return undecodable("applications before their chunks");
     }
-    let chunks: std::io::Result<Result<Vec<Chunk>, CodecError>> = std::thread::scope(|scope| {
-        let (to_helper, work) = std::sync::mpsc::sync_channel::<Vec<u8>>(2);
-        // The helper hands each chunk's buffer back for the next one: a
-        // fresh buffer of megabytes is fresh pages the kernel must zero.
-        let (give_back, given_back) = std::sync::mpsc::channel::<Vec<u8>>();
+    let decoded = std::thread::scope(|scope| {
+        let (to_helper, work) = std::sync::mpsc::sync_channel::<Vec<u8>>(HELPER_CHUNKS_QUEUED);
+        // The helper's chunks come back in the order they went, each with
+        // its buffer for a next chunk: a fresh buffer of megabytes is fresh
+        // pages the kernel must zero.
+        let (from_helper, done) = std::sync::mpsc::channel::<(Result<Chunk, CodecError>, Vec<u8>)>();
         let decoding = std::thread::Builder::new().name("checkpoint-decode".into());
         let helper = decoding.spawn_scoped(scope, move || {
-            let decode = |bytes: Vec<u8>| {
-                let chunk = decode_chunk(&bytes);
-                let _ = give_back.send(bytes);
-                chunk
-            };
-            work.into_iter().map(decode).collect::<Vec<_>>()
+            for bytes in work {
+                if from_helper.send((decode_chunk(&bytes), bytes)).is_err() {
+                    break;
+                }
+            }
         });
         // As `scope.spawn` would, but named (for `top -H`, `perf`, panics).
-        let helper = helper.expect("the system starts a checkpoint thread");
-        let mut spare = Vec::new();
-        let mut mine = Vec::new();
-        for n in 0usize.. {
+        let _helper = helper.expect("the system starts a checkpoint thread");
+        let mut building =
+            MapBuilder { applications: Applications::new(), pending: VecDeque::new(), spare: Vec::new() };
+        loop {
             let mut length = [0u8; 8];
             if let Err(error) = source.read_exact(&mut length) {
                 return eof_is_undecodable(error);
@@ -328,42 +336,83 @@ fn decode_state(source: &mut impl std::io::Read) -> std::io::Result<Result<FundS
             // version cuts chunks at: a damaged length reserves no more than
             // that (address space, not touched), and a chunk longer than
             // that grows the buffer only as far as the bytes that are there.
-            let mut bytes = given_back.try_recv().unwrap_or_else(|_| std::mem::take(&mut spare));
+            let mut bytes = building.spare.pop().unwrap_or_default();
             bytes.clear();
             bytes.reserve(length.min(2 * CHECKPOINT_CHUNK_BYTES as u64) as usize);
             source.by_ref().take(length).read_to_end(&mut bytes)?;
             if bytes.len() as u64 != length {
                 return undecodable("the checkpoint ends inside a chunk");
             }
-            if n % 2 == 0 {
-                to_helper.send(bytes).expect("the helper takes every chunk");
-            } else {
-                mine.push(decode_chunk(&bytes));
-                spare = bytes;
+            match to_helper.try_send(bytes) {
+                Ok(()) => building.pending.push_back(None),
+                // The helper is busy (or gone): this thread decodes it.
+                Err(TrySendError::Full(bytes) | TrySendError::Disconnected(bytes)) => {
+                    building.pending.push_back(Some(decode_chunk(&bytes)));
+                    building.spare.push(bytes);
+                }
+            }
+            // Chunks decoded here wait behind one the helper has not
+            // finished; past a few, wait for it.
+            let wait = building.pending.len() > CHUNKS_PENDING_MAX;
+            if let Err(error) = building.add_ready(&done, wait) {
+                return Ok(Err(error));
             }
         }
         drop(to_helper);
-        let theirs = helper.join().expect("decoding a chunk does not panic");
-        // Chunk n was the helper's (n even) or this thread's (n odd).
-        let mut theirs = theirs.into_iter();
-        let mut mine = mine.into_iter();
-        let mut chunks = Vec::new();
-        for n in 0usize.. {
-            match if n % 2 == 0 { theirs.next() } else { mine.next() } {
-                Some(Ok(chunk)) => chunks.push(chunk),
-                Some(Err(error)) => return Ok(Err(error)),
-                None => break,
-            }
-        }
-        Ok(Ok(chunks))
+        Ok(building.add_ready(&done, true).map(|()| building.applications))
     });
-    match chunks? {
-        Ok(chunks) => {
-            // As a map decodes: in order, a repeated id keeps its last value.
-            state.applications = chunks.into_iter().flatten().collect();
+    match decoded? {
+        Ok(applications) => {
+            state.applications = applications;
             Ok(Ok(state))
         }
         Err(error) => Ok(Err(error)),
+    }
+}
+
+/// How many chunks may wait for the checkpoint's decoding helper: past
+/// them, the reading thread decodes a chunk itself.
+const HELPER_CHUNKS_QUEUED: usize = 2;
+
+/// How many decoded chunks may wait to be added to the map.
+const CHUNKS_PENDING_MAX: usize = 8;
+
+type Chunk = Vec<(ApplicationId, std::sync::Arc<Application>)>;
+
+/// The applications' map of [`decode_state`], and its chunks in order that
+/// are not in it yet: `None` while the helper decodes one, else decoded here.
+struct MapBuilder {
+    applications: Applications,
+    pending: VecDeque<Option<Result<Chunk, CodecError>>>,
+    spare: Vec<Vec<u8>>,
+}
+
+impl MapBuilder {
+    /// Adds the chunks that are ready, in order, up to the first that the
+    /// helper has not finished: waits for it when `wait` (then adds all).
+    /// The first chunk in order that does not decode is the error.
+    fn add_ready(
+        &mut self,
+        helper: &std::sync::mpsc::Receiver<(Result<Chunk, CodecError>, Vec<u8>)>,
+        wait: bool,
+    ) -> Result<(), CodecError> {
+        while let Some(next) = self.pending.front_mut() {
+            if next.is_none() {
+                let answer = if wait { helper.recv().ok() } else { helper.try_recv().ok() };
+                let Some((chunk, bytes)) = answer else {
+                    if wait {
+                        // The helper ended without it: it panicked.
+                        return Err(CodecError::Decode("the checkpoint's decoding thread stopped".to_owned()));
+                    }
+                    return Ok(());
+                };
+                *next = Some(chunk);
+                self.spare.push(bytes);
+            }
+            let chunk = self.pending.pop_front().flatten().expect("filled above")?;
+            self.applications.extend(chunk);
+        }
+        Ok(())
     }
 }
 

@@ -656,7 +656,8 @@ async fn a_start_reads_the_checkpoint_while_the_log_opens_and_trusts_only_what_v
 /// A checkpoint stores the applications in chunks, which a start decodes
 /// on two threads: any number of chunks decodes to the same projections,
 /// in id order; a damaged chunk length is refused without allocating what
-/// it claims, and so is a checkpoint that ends inside a chunk.
+/// it claims, and so are a checkpoint that ends inside a chunk and a chunk
+/// that does not decode.
 #[test]
 fn a_checkpoint_in_any_number_of_chunks_decodes_to_the_same_projections() {
     use fundledger::domain::{decide, Context, FundState};
@@ -735,6 +736,14 @@ fn a_checkpoint_in_any_number_of_chunks_decodes_to_the_same_projections() {
         assert_eq!(decoded.state.applications.len(), applications);
         assert_eq!(decoded.state.applications[first_id].title, expected_title);
     }
+
+    // A chunk in the middle that does not decode (its first id claims more
+    // bytes than there are), between chunks that do: refused, whichever
+    // thread decoded it.
+    let mut undecodable = body_of_ones.to_vec();
+    let middle = chunks_of(body_of_ones)[applications / 2].start;
+    undecodable[middle + 8..middle + 16].copy_from_slice(&u64::MAX.to_le_bytes());
+    assert_eq!(Projections::decode_checkpoint(&with_checksum(undecodable)), Err("checkpoint state does not decode"));
 
     let mut huge = body.to_vec();
     huge[last_chunk..last_chunk + 8].copy_from_slice(&u64::MAX.to_be_bytes());

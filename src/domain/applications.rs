@@ -97,11 +97,12 @@ impl FromIterator<(ApplicationId, Application)> for Applications {
     }
 }
 
-/// From applications already shared (a checkpoint's chunks move each one
-/// into its `Arc` as it is decoded).
-impl FromIterator<(ApplicationId, Arc<Application>)> for Applications {
-    fn from_iter<I: IntoIterator<Item = (ApplicationId, Arc<Application>)>>(iter: I) -> Applications {
-        Applications(iter.into_iter().collect())
+/// Applications already shared (a checkpoint's chunks move each one into
+/// its `Arc` as it is decoded), added in order: a repeated id keeps the
+/// last.
+impl Extend<(ApplicationId, Arc<Application>)> for Applications {
+    fn extend<I: IntoIterator<Item = (ApplicationId, Arc<Application>)>>(&mut self, iter: I) {
+        self.0.extend(iter)
     }
 }
 
