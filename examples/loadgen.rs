@@ -139,6 +139,8 @@ impl Report {
 }
 
 fn main() -> anyhow::Result<()> {
+    // As the `fundledger` binary runs (the restart probe is this program).
+    fundledger::server_main::disable_transparent_huge_pages();
     let mut args = Args::parse();
     if let Some(dir) = args.probe.clone() {
         return probe(&dir);

@@ -7,6 +7,22 @@ use crate::log::EventLog;
 use anyhow::Context as _;
 use std::path::Path;
 
+/// Turns transparent huge pages off for this process (Linux; elsewhere it
+/// does nothing). The binaries call it first thing in `main`; mappings made
+/// before it keep their setting.
+///
+/// The allocator asks the kernel for huge pages, and a fresh huge page is
+/// 2 MiB zeroed at its first touch, often after the kernel compacts memory
+/// to find one. A start decodes gigabytes of state into fresh memory: on the
+/// virtual machines measured here, touching 2.5 GiB took 2.7–5.1 s with huge
+/// pages and 1.2–1.4 s without, and a start at 10 M events ran
+/// correspondingly faster without them (docs/BENCHMARKS.md). Best effort: a
+/// kernel that refuses leaves the default.
+pub fn disable_transparent_huge_pages() {
+    #[cfg(target_os = "linux")]
+    let _ = rustix::thread::disable_transparent_huge_pages(true);
+}
+
 /// Structured logs to stderr; `RUST_LOG` overrides the default level.
 pub fn init_tracing(json: bool, default_level: &str) {
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
