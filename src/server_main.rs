@@ -8,8 +8,8 @@ use anyhow::Context as _;
 use std::path::Path;
 
 /// Turns transparent huge pages off for this process (Linux; elsewhere it
-/// does nothing). The binaries call it first thing in `main`; mappings made
-/// before it keep their setting.
+/// does nothing). The binaries call it first thing in `main`: from then on
+/// no new page of the process is a huge one (those that already are stay).
 ///
 /// The allocator asks the kernel for huge pages, and a fresh huge page is
 /// 2 MiB zeroed at its first touch, often after the kernel compacts memory

@@ -438,6 +438,20 @@ fn a_data_dir_in_use_is_refused_naming_the_lock() {
     server.kill();
 }
 
+/// The server runs with transparent huge pages off: fresh huge pages made
+/// a start at 10 M events up to 1.7× slower here (docs/BENCHMARKS.md).
+#[cfg(target_os = "linux")]
+#[test]
+fn serve_runs_without_transparent_huge_pages() {
+    let parent = tempfile::tempdir().unwrap();
+    let dir = parent.path().join("ledger");
+    ledger(&dir);
+    let server = Server::start(&dir);
+    let status = std::fs::read_to_string(format!("/proc/{}/status", server.child.id())).unwrap();
+    assert!(status.lines().any(|line| line.split_whitespace().eq(["THP_enabled:", "0"])), "{status}");
+    server.kill();
+}
+
 #[test]
 fn a_newer_stored_format_is_refused_naming_the_version() {
     let parent = tempfile::tempdir().unwrap();
