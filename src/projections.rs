@@ -11,7 +11,7 @@ use crate::domain::{ApplicationId, Event, FundState};
 use crate::log::codec::{CodecError, RecordBodyRef};
 use crate::log::{codec, Envelope, Hash, Link, LogError, LogReader, StoredCheckpoint, GENESIS_HASH};
 use std::collections::VecDeque;
-use std::sync::mpsc::TrySendError;
+use std::sync::mpsc::{TryRecvError, TrySendError};
 
 /// How many events a replay reads per step.
 const REPLAY_BATCH_EVENTS_MAX: usize = 4096;
@@ -316,8 +316,10 @@ fn decode_state(source: &mut impl std::io::Read) -> std::io::Result<Result<FundS
                 }
             }
         });
-        // As `scope.spawn` would, but named (for `top -H`, `perf`, panics).
-        let _helper = helper.expect("the system starts a checkpoint thread");
+        // Named (for `top -H`, `perf`, panics); the scope joins it. With no
+        // thread to be had, its end of the queue is gone with it, and this
+        // thread decodes every chunk itself.
+        drop(helper);
         let mut building =
             MapBuilder { applications: Applications::new(), pending: VecDeque::new(), spare: Vec::new() };
         loop {
@@ -352,14 +354,19 @@ fn decode_state(source: &mut impl std::io::Read) -> std::io::Result<Result<FundS
                 }
             }
             // Chunks decoded here wait behind one the helper has not
-            // finished; past a few, wait for it.
+            // finished; past a few, wait for that one.
             let wait = building.pending.len() > CHUNKS_PENDING_MAX;
             if let Err(error) = building.add_ready(&done, wait) {
                 return Ok(Err(error));
             }
         }
         drop(to_helper);
-        Ok(building.add_ready(&done, true).map(|()| building.applications))
+        while !building.pending.is_empty() {
+            if let Err(error) = building.add_ready(&done, true) {
+                return Ok(Err(error));
+            }
+        }
+        Ok(Ok(building.applications))
     });
     match decoded? {
         Ok(applications) => {
@@ -374,7 +381,8 @@ fn decode_state(source: &mut impl std::io::Read) -> std::io::Result<Result<FundS
 /// them, the reading thread decodes a chunk itself.
 const HELPER_CHUNKS_QUEUED: usize = 2;
 
-/// How many decoded chunks may wait to be added to the map.
+/// How many chunks may be pending (decoded here, or at the helper) before
+/// the reading thread waits for the first of them.
 const CHUNKS_PENDING_MAX: usize = 8;
 
 type Chunk = Vec<(ApplicationId, std::sync::Arc<Application>)>;
@@ -389,22 +397,28 @@ struct MapBuilder {
 
 impl MapBuilder {
     /// Adds the chunks that are ready, in order, up to the first that the
-    /// helper has not finished: waits for it when `wait` (then adds all).
-    /// The first chunk in order that does not decode is the error.
+    /// helper has not finished; when `wait`, waits for the first such chunk
+    /// (once). The first chunk in order that does not decode is the error.
     fn add_ready(
         &mut self,
         helper: &std::sync::mpsc::Receiver<(Result<Chunk, CodecError>, Vec<u8>)>,
-        wait: bool,
+        mut wait: bool,
     ) -> Result<(), CodecError> {
         while let Some(next) = self.pending.front_mut() {
             if next.is_none() {
-                let answer = if wait { helper.recv().ok() } else { helper.try_recv().ok() };
-                let Some((chunk, bytes)) = answer else {
-                    if wait {
-                        // The helper ended without it: it panicked.
-                        return Err(CodecError::Decode("the checkpoint's decoding thread stopped".to_owned()));
+                let answer = if std::mem::take(&mut wait) {
+                    helper.recv().map_err(|_| TryRecvError::Disconnected)
+                } else {
+                    helper.try_recv()
+                };
+                let (chunk, bytes) = match answer {
+                    Ok(answer) => answer,
+                    Err(TryRecvError::Empty) => return Ok(()),
+                    // The helper ended without it: it panicked (and the
+                    // scope passes the panic on).
+                    Err(TryRecvError::Disconnected) => {
+                        return Err(CodecError::Decode("the checkpoint's decoding thread stopped".to_owned()))
                     }
-                    return Ok(());
                 };
                 *next = Some(chunk);
                 self.spare.push(bytes);

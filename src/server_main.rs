@@ -11,9 +11,10 @@ use std::path::Path;
 /// does nothing). The binaries call it first thing in `main`: from then on
 /// no new page of the process is a huge one (those that already are stay).
 ///
-/// The allocator asks the kernel for huge pages, and a fresh huge page is
-/// 2 MiB zeroed at its first touch, often after the kernel compacts memory
-/// to find one. A start decodes gigabytes of state into fresh memory: on the
+/// mimalloc marks the memory it maps for huge pages (`MADV_HUGEPAGE`; the
+/// same prctl is what its `MIMALLOC_ALLOW_THP=0` does), and a fresh huge
+/// page is 2 MiB zeroed at its first touch, often after the kernel compacts
+/// memory to find one. A start decodes gigabytes of state into fresh memory: on the
 /// virtual machines measured here, touching 2.5 GiB took 2.7–5.1 s with huge
 /// pages and 1.2–1.4 s without, and a start at 10 M events ran
 /// correspondingly faster without them (docs/BENCHMARKS.md). Best effort: a
