@@ -16,9 +16,10 @@ use std::path::Path;
 /// page is 2 MiB zeroed at its first touch, often after the kernel compacts
 /// memory to find one. A start decodes gigabytes of state into fresh memory: on the
 /// virtual machines measured here, touching 2.5 GiB took 2.7–5.1 s with huge
-/// pages and 1.2–1.4 s without, and a start at 10 M events ran
-/// correspondingly faster without them (docs/BENCHMARKS.md). Best effort: a
-/// kernel that refuses leaves the default.
+/// pages and 1.2–1.4 s without, and a start at 10 M events ran up to 1.7×
+/// faster without them. The price: a full replay at 10 M events, folding
+/// through 4 KiB pages, runs about 8% slower (docs/BENCHMARKS.md). Best
+/// effort: a kernel that refuses leaves the default.
 pub fn disable_transparent_huge_pages() {
     #[cfg(target_os = "linux")]
     let _ = rustix::thread::disable_transparent_huge_pages(true);
