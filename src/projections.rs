@@ -432,7 +432,7 @@ impl MapBuilder {
 
 /// The applications of one chunk, each moved into its shared allocation as
 /// it is decoded (no chunk-sized buffer of applications).
-fn decode_chunk(mut bytes: &[u8]) -> Result<Vec<(ApplicationId, std::sync::Arc<Application>)>, CodecError> {
+fn decode_chunk(mut bytes: &[u8]) -> Result<Chunk, CodecError> {
     // A guess (an entry takes well over 64 bytes), never more than a chunk
     // of this version holds.
     let mut applications = Vec::with_capacity(CHECKPOINT_CHUNK_APPLICATIONS.min(bytes.len() / 64));
