@@ -6,12 +6,14 @@
 //! in [`Projections::encoded`]. It never sees an event that is not durable.
 
 use crate::domain::applications::Applications;
-use crate::domain::state::Application;
-use crate::domain::{ApplicationId, Event, FundState};
+use crate::domain::{Event, FundState};
 use crate::log::codec::{CodecError, RecordBodyRef};
 use crate::log::{codec, Envelope, Hash, Link, LogError, LogReader, StoredCheckpoint, GENESIS_HASH};
+use chunk::{decode_chunk, Chunk, ChunkEncoder};
 use std::collections::VecDeque;
 use std::sync::mpsc::{TryRecvError, TrySendError};
+
+mod chunk;
 
 /// How many events a replay reads per step.
 const REPLAY_BATCH_EVENTS_MAX: usize = 4096;
@@ -21,8 +23,9 @@ const REPLAY_BATCH_EVENTS_MAX: usize = 4096;
 /// from the first event), never misread or trusted with an older fold.
 /// Version 3 added the checksum trailer; version 4 stores the applications
 /// after the rest of the state, in chunks that a start decodes on two
-/// threads (see [`Projections::read_checkpoint`]).
-const CHECKPOINT_FORMAT: u8 = 4;
+/// threads (see [`Projections::read_checkpoint`]); version 5 stores a
+/// chunk's pots' keys once, its shares naming them by number (`chunk`).
+const CHECKPOINT_FORMAT: u8 = 5;
 /// A checkpoint's chunk of applications ends after this many applications
 /// or once it holds [`CHECKPOINT_CHUNK_BYTES`], whichever comes first.
 const CHECKPOINT_CHUNK_APPLICATIONS: usize = 16_384;
@@ -220,8 +223,9 @@ impl Projections {
 
     /// The checkpoint of these projections, for [`Projections::read_checkpoint`]:
     /// header ‖ the state without its applications ‖ the applications in
-    /// chunks, each `length (u64 BE) ‖ (id, application) ‖ (id, application)
-    /// ‖ …`, in id order ‖ a zero length ‖ CRC-32.
+    /// chunks, each `length (u64 BE) ‖ the chunk's pots ‖ (id, application)
+    /// ‖ (id, application) ‖ …` with shares naming their pots by number
+    /// (`chunk`), in id order ‖ a zero length ‖ CRC-32.
     pub fn checkpoint_bytes(&self) -> Vec<u8> {
         self.checkpoint_bytes_in_chunks(CHECKPOINT_CHUNK_APPLICATIONS)
     }
@@ -243,18 +247,15 @@ impl Projections {
             bytes.extend_from_slice(&(chunk.len() as u64).to_be_bytes());
             bytes.append(chunk);
         };
-        let mut chunk = Vec::new();
-        let mut in_chunk = 0;
+        let mut chunk = ChunkEncoder::default();
         for (id, application) in applications.iter() {
-            chunk.extend_from_slice(&codec::encode(&(id, application)));
-            in_chunk += 1;
-            if in_chunk >= applications_per_chunk || chunk.len() >= CHECKPOINT_CHUNK_BYTES {
-                push_chunk(&mut bytes, &mut chunk);
-                in_chunk = 0;
+            chunk.push(id, application);
+            if chunk.applications() >= applications_per_chunk || chunk.entry_bytes() >= CHECKPOINT_CHUNK_BYTES {
+                push_chunk(&mut bytes, &mut std::mem::take(&mut chunk).finish());
             }
         }
-        if !chunk.is_empty() {
-            push_chunk(&mut bytes, &mut chunk);
+        if chunk.applications() > 0 {
+            push_chunk(&mut bytes, &mut chunk.finish());
         }
         // The zero length that ends the chunks.
         push_chunk(&mut bytes, &mut Vec::new());
@@ -278,7 +279,7 @@ impl Projections {
     }
 }
 
-/// The state of a checkpoint (format 4), read from `source`: the rest of
+/// The state of a checkpoint (format 5), read from `source`: the rest of
 /// the state, then the applications' chunks up to the zero length.
 ///
 /// At 10 M events a start is decoding, building the applications' map and
@@ -311,7 +312,7 @@ fn decode_state(source: &mut impl std::io::Read) -> std::io::Result<Result<FundS
         let decoding = std::thread::Builder::new().name("checkpoint-decode".into());
         let helper = decoding.spawn_scoped(scope, move || {
             for bytes in work {
-                if from_helper.send((decode_chunk(&bytes), bytes)).is_err() {
+                if from_helper.send((decode_chunk_of(&bytes), bytes)).is_err() {
                     break;
                 }
             }
@@ -349,7 +350,7 @@ fn decode_state(source: &mut impl std::io::Read) -> std::io::Result<Result<FundS
                 Ok(()) => building.pending.push_back(None),
                 // The helper is busy (or gone): this thread decodes it.
                 Err(TrySendError::Full(bytes) | TrySendError::Disconnected(bytes)) => {
-                    building.pending.push_back(Some(decode_chunk(&bytes)));
+                    building.pending.push_back(Some(decode_chunk_of(&bytes)));
                     building.spare.push(bytes);
                 }
             }
@@ -384,8 +385,6 @@ const HELPER_CHUNKS_QUEUED: usize = 2;
 /// How many chunks may be pending (decoded here, or at the helper) before
 /// the reading thread waits for the first of them.
 const CHUNKS_PENDING_MAX: usize = 8;
-
-type Chunk = Vec<(ApplicationId, std::sync::Arc<Application>)>;
 
 /// The applications' map of [`decode_state`], and its chunks in order that
 /// are not in it yet: `None` while the helper decodes one, else decoded here.
@@ -430,18 +429,11 @@ impl MapBuilder {
     }
 }
 
-/// The applications of one chunk, each moved into its shared allocation as
-/// it is decoded (no chunk-sized buffer of applications).
-fn decode_chunk(mut bytes: &[u8]) -> Result<Chunk, CodecError> {
-    // A guess (an entry takes well over 64 bytes), never more than a chunk
-    // of this version holds.
-    let mut applications = Vec::with_capacity(CHECKPOINT_CHUNK_APPLICATIONS.min(bytes.len() / 64));
-    while !bytes.is_empty() {
-        let ((id, application), used) = codec::decode_checkpoint_entry::<(ApplicationId, Application)>(bytes)?;
-        applications.push((id, std::sync::Arc::new(application)));
-        bytes = &bytes[used..];
-    }
-    Ok(applications)
+/// [`chunk::decode_chunk`], with room for the applications a chunk of
+/// `bytes` may hold: a guess (an entry takes well over 64 bytes), never
+/// more than a chunk of this version holds.
+fn decode_chunk_of(bytes: &[u8]) -> Result<Chunk, CodecError> {
+    decode_chunk(bytes, CHECKPOINT_CHUNK_APPLICATIONS.min(bytes.len() / 64))
 }
 
 fn undecodable<T>(problem: &str) -> std::io::Result<Result<T, CodecError>> {

@@ -721,8 +721,11 @@ fn a_checkpoint_in_any_number_of_chunks_decodes_to_the_same_projections() {
     let (first_id, first) = projections.state.applications.iter().next().unwrap();
     let mut changed = first.clone();
     changed.title = "changed".into();
-    let changed_entry = codec::encode(&(first_id, &changed));
-    let changed_chunk = [&(changed_entry.len() as u64).to_be_bytes()[..], &changed_entry].concat();
+    let mut altered = projections.clone();
+    altered.state.applications.insert(first_id.clone(), changed);
+    let altered_ones = altered.checkpoint_bytes_in_chunks(1);
+    let altered_body = &altered_ones[..altered_ones.len() - 4];
+    let changed_chunk = altered_body[chunks_of(altered_body)[0].clone()].to_vec();
     for (order, expected_title) in
         [([&changed_chunk[..], ones[0]], first.title.as_str()), ([ones[0], &changed_chunk[..]], "changed")]
     {
@@ -737,13 +740,43 @@ fn a_checkpoint_in_any_number_of_chunks_decodes_to_the_same_projections() {
         assert_eq!(decoded.state.applications[first_id].title, expected_title);
     }
 
-    // A chunk in the middle that does not decode (its first id claims more
-    // bytes than there are), between chunks that do: refused, whichever
+    // A chunk in the middle that does not decode (its list of pots claims
+    // more than there are), between chunks that do: refused, whichever
     // thread decoded it.
     let mut undecodable = body_of_ones.to_vec();
     let middle = chunks_of(body_of_ones)[applications / 2].start;
     undecodable[middle + 8..middle + 16].copy_from_slice(&u64::MAX.to_le_bytes());
     assert_eq!(Projections::decode_checkpoint(&with_checksum(undecodable)), Err("checkpoint state does not decode"));
+
+    // A grant's share names its pot by its number in the chunk's list of
+    // pots, and a number beyond the list does not decode. The last chunk of
+    // ones holds one application, whose grant draws on six pots: with the
+    // list cut to its first pot, shares 1 to 5 name pots that are not there.
+    let last = chunks_of(body_of_ones).last().unwrap().clone();
+    let chunk = &body_of_ones[last.start + 8..last.end];
+    let (pots, pots_end) = codec::decode_checkpoint_entry::<Vec<fundledger::domain::PotKey>>(chunk).unwrap();
+    assert_eq!(pots.len(), 6, "the workload's grants draw on six pots");
+    let mut cut = codec::encode(&pots[..1].to_vec());
+    cut.extend_from_slice(&chunk[pots_end..]);
+    let mut dangling = body_of_ones[..last.start].to_vec();
+    dangling.extend_from_slice(&(cut.len() as u64).to_be_bytes());
+    dangling.extend_from_slice(&cut);
+    dangling.extend_from_slice(&0u64.to_be_bytes());
+    assert_eq!(Projections::decode_checkpoint(&with_checksum(dangling)), Err("checkpoint state does not decode"));
+    // The same chunk with its pots' list whole again decodes.
+    let mut whole = body_of_ones[..last.start].to_vec();
+    whole.extend_from_slice(&body_of_ones[last.clone()]);
+    whole.extend_from_slice(&0u64.to_be_bytes());
+    assert_eq!(Projections::decode_checkpoint(&with_checksum(whole)).unwrap(), projections);
+
+    // A checkpoint of layout 4 (pots' keys written out in every share) is
+    // of an older format: replayed and replaced, never misread.
+    let mut layout_4 = body.to_vec();
+    layout_4[0] = 4;
+    assert_eq!(
+        Projections::decode_checkpoint(&with_checksum(layout_4)),
+        Err(fundledger::projections::CHECKPOINT_OLDER_FORMAT)
+    );
 
     let mut huge = body.to_vec();
     huge[last_chunk..last_chunk + 8].copy_from_slice(&u64::MAX.to_be_bytes());

@@ -275,6 +275,14 @@ impl Shares {
     fn interning(capacity: usize, entries: impl Iterator<Item = (PotKey, GrantShare)>) -> Shares {
         let mut shares = Vec::with_capacity(capacity);
         shares.extend(entries.enumerate().map(|(place, (pot, share))| (interned(place, pot), share)));
+        Shares::of_shared(shares)
+    }
+
+    /// As a map is built from `shares`, whose pots' keys are already shared
+    /// (a checkpoint's chunk shares each of its pots' keys once, see
+    /// [`shared_pot_key`]): in pot order, a repeated pot keeping its last
+    /// share.
+    pub fn of_shared(mut shares: Vec<(Arc<PotKey>, GrantShare)>) -> Shares {
         // Shares come in pot order (that is how they are encoded): then
         // there is nothing to sort and no repeated pot to drop.
         if !shares.windows(2).all(|pair| pair[0].0 < pair[1].0) {
@@ -363,6 +371,12 @@ fn interned(place: usize, pot: PotKey) -> Arc<PotKey> {
         }
     });
     shared
+}
+
+/// One shared copy of `pot`'s key, as [`interned`] shares them, for a
+/// decoder that meets each pot once and then refers to it by number.
+pub fn shared_pot_key(pot: PotKey) -> Arc<PotKey> {
+    interned(INTERNED_PLACES_MAX, pot)
 }
 
 /// The most places in a grant's shares that [`interned`] remembers the
