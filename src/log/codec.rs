@@ -129,6 +129,11 @@ pub fn encode<T: Serialize>(value: &T) -> Vec<u8> {
     bytes
 }
 
+/// [`encode`], appending to `bytes`.
+pub fn encode_into<T: Serialize>(value: &T, bytes: &mut Vec<u8>) {
+    bincode::serde::encode_into_std_write(value, bytes, config()).expect("writing into a Vec cannot fail");
+}
+
 /// The capacity [`encode`] starts with.
 const ENCODE_CAPACITY: usize = 512;
 

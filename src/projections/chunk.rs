@@ -30,6 +30,11 @@ pub(super) type Chunk = Vec<(ApplicationId, Arc<Application>)>;
 pub(super) struct ChunkEncoder<'a> {
     pots: Vec<&'a PotKey>,
     numbers: HashMap<&'a PotKey, u32>,
+    /// The numbers of the last grant's pots, place by place: grants one
+    /// after another mostly draw on the same pots, and comparing two keys
+    /// is cheaper than hashing one.
+    last: Vec<u32>,
+    shares: Vec<(u32, &'a GrantShare)>,
     entries: Vec<u8>,
     applications: usize,
 }
@@ -62,12 +67,16 @@ impl<'a> ChunkEncoder<'a> {
                 settled_on,
                 payment_proposal,
             } = grant;
-            let shares = shares.iter().map(|(pot, share)| (self.number(pot), share)).collect();
+            let mut numbered = std::mem::take(&mut self.shares);
+            numbered.clear();
+            for (place, (pot, share)) in shares.iter().enumerate() {
+                numbered.push((self.number(place, pot), share));
+            }
             GrantOut {
                 awarded,
                 amount,
                 status,
-                shares,
+                shares: numbered,
                 paid,
                 refunded,
                 tranches,
@@ -89,16 +98,31 @@ impl<'a> ChunkEncoder<'a> {
             award_proposal,
             conflicts,
         };
-        self.entries.extend_from_slice(&codec::encode(&(id, entry)));
+        codec::encode_into(&(id, &entry), &mut self.entries);
+        if let Some(grant) = entry.grant {
+            self.shares = grant.shares;
+        }
         self.applications += 1;
     }
 
-    fn number(&mut self, pot: &'a PotKey) -> u32 {
+    /// The number of `pot`, the share at `place` in its grant.
+    fn number(&mut self, place: usize, pot: &'a PotKey) -> u32 {
+        if let Some(&number) = self.last.get(place) {
+            if self.pots[number as usize] == pot {
+                return number;
+            }
+        }
         let next = u32::try_from(self.pots.len()).expect("a chunk's pots fit in its bytes");
-        *self.numbers.entry(pot).or_insert_with(|| {
+        let number = *self.numbers.entry(pot).or_insert_with(|| {
             self.pots.push(pot);
             next
-        })
+        });
+        if place < self.last.len() {
+            self.last[place] = number;
+        } else if place == self.last.len() {
+            self.last.push(number);
+        }
+        number
     }
 
     pub(super) fn applications(&self) -> usize {
