@@ -169,7 +169,7 @@ impl Projections {
 
     /// [`Projections::decode_checkpoint`] from a reader of `len` bytes, read
     /// once and never held whole in memory: at 10 M events the checkpoint is
-    /// 1.2 GB, and a buffer of it was a fifth of a start's memory and of its
+    /// 1.1 GB, and a buffer of it was a fifth of a start's memory and of its
     /// time (fresh pages). The CRC-32 is computed as the bytes go by; a
     /// state decoded from bytes whose checksum does not match is dropped,
     /// and the checksum is reported before any decoding error. The outer
