@@ -32,7 +32,8 @@ const CHECKPOINT_CHUNK_APPLICATIONS: usize = 16_384;
 const CHECKPOINT_CHUNK_BYTES: usize = 8 << 20;
 /// The longest chunk a checkpoint may claim: a full chunk plus one
 /// application of the most a decoder accepts
-/// ([`codec::CHECKPOINT_ENTRY_BYTES_MAX`]). A longer length is damage.
+/// ([`codec::CHECKPOINT_ENTRY_BYTES_MAX`]; a real one is kilobytes, which
+/// leaves the room for the chunk's list of pots). A longer length is damage.
 pub const CHECKPOINT_CHUNK_BYTES_MAX: u64 = (CHECKPOINT_CHUNK_BYTES + codec::CHECKPOINT_ENTRY_BYTES_MAX) as u64;
 /// format ‖ head seq ‖ head hash ‖ head recording time.
 const CHECKPOINT_HEADER_BYTES: usize = 1 + 8 + 32 + 8;
@@ -243,22 +244,18 @@ impl Projections {
         let mut rest = self.state.clone();
         let applications = std::mem::take(&mut rest.applications);
         bytes.extend_from_slice(&codec::encode(&rest));
-        let push_chunk = |bytes: &mut Vec<u8>, chunk: &mut Vec<u8>| {
-            bytes.extend_from_slice(&(chunk.len() as u64).to_be_bytes());
-            bytes.append(chunk);
-        };
         let mut chunk = ChunkEncoder::default();
         for (id, application) in applications.iter() {
             chunk.push(id, application);
             if chunk.applications() >= applications_per_chunk || chunk.entry_bytes() >= CHECKPOINT_CHUNK_BYTES {
-                push_chunk(&mut bytes, &mut std::mem::take(&mut chunk).finish());
+                std::mem::take(&mut chunk).write_to(&mut bytes);
             }
         }
         if chunk.applications() > 0 {
-            push_chunk(&mut bytes, &mut chunk.finish());
+            chunk.write_to(&mut bytes);
         }
         // The zero length that ends the chunks.
-        push_chunk(&mut bytes, &mut Vec::new());
+        bytes.extend_from_slice(&0u64.to_be_bytes());
         let checksum = crc32fast::hash(&bytes);
         bytes.extend_from_slice(&checksum.to_be_bytes());
         bytes
@@ -303,6 +300,8 @@ fn decode_state(source: &mut impl std::io::Read) -> std::io::Result<Result<FundS
     if !state.applications.is_empty() {
         return undecodable("applications before their chunks");
     }
+    // Every grant's share draws on one of the fund's pots.
+    let pots_max = state.pots.len();
     let decoded = std::thread::scope(|scope| {
         let (to_helper, work) = std::sync::mpsc::sync_channel::<Vec<u8>>(HELPER_CHUNKS_QUEUED);
         // The helper's chunks come back in the order they went, each with
@@ -312,7 +311,7 @@ fn decode_state(source: &mut impl std::io::Read) -> std::io::Result<Result<FundS
         let decoding = std::thread::Builder::new().name("checkpoint-decode".into());
         let helper = decoding.spawn_scoped(scope, move || {
             for bytes in work {
-                if from_helper.send((decode_chunk_of(&bytes), bytes)).is_err() {
+                if from_helper.send((decode_chunk_of(&bytes, pots_max), bytes)).is_err() {
                     break;
                 }
             }
@@ -350,7 +349,7 @@ fn decode_state(source: &mut impl std::io::Read) -> std::io::Result<Result<FundS
                 Ok(()) => building.pending.push_back(None),
                 // The helper is busy (or gone): this thread decodes it.
                 Err(TrySendError::Full(bytes) | TrySendError::Disconnected(bytes)) => {
-                    building.pending.push_back(Some(decode_chunk_of(&bytes)));
+                    building.pending.push_back(Some(decode_chunk_of(&bytes, pots_max)));
                     building.spare.push(bytes);
                 }
             }
@@ -432,8 +431,8 @@ impl MapBuilder {
 /// [`chunk::decode_chunk`], with room for the applications a chunk of
 /// `bytes` may hold: a guess (an entry takes well over 64 bytes), never
 /// more than a chunk of this version holds.
-fn decode_chunk_of(bytes: &[u8]) -> Result<Chunk, CodecError> {
-    decode_chunk(bytes, CHECKPOINT_CHUNK_APPLICATIONS.min(bytes.len() / 64))
+fn decode_chunk_of(bytes: &[u8], pots_max: usize) -> Result<Chunk, CodecError> {
+    decode_chunk(bytes, CHECKPOINT_CHUNK_APPLICATIONS.min(bytes.len() / 64), pots_max)
 }
 
 fn undecodable<T>(problem: &str) -> std::io::Result<Result<T, CodecError>> {

@@ -622,12 +622,17 @@ async fn a_start_reads_the_checkpoint_while_the_log_opens_and_trusts_only_what_v
     ledger.shutdown().await;
     drop(ledger);
 
-    // One that claims another chain's head: replayed, then replaced at the
-    // next clean shutdown.
+    // One that claims another chain's head: replayed, then replaced right
+    // away (the log holds more than a checkpoint interval), before any
+    // command or shutdown.
     let mut forged = live.clone();
     forged.head_hash = [9; 32];
     std::fs::write(&file, forged.checkpoint_bytes()).unwrap();
     let ledger = restart(Loaded::Replayed { reason: "checkpoint does not match the log's hash at its sequence" });
+    support::open_retrying(|| {
+        let stored = std::fs::read(&file).map_err(|e| e.to_string())?;
+        (stored == live.checkpoint_bytes()).then_some(()).ok_or_else(|| "not replaced yet".to_owned())
+    });
     ledger.shutdown().await;
     drop(ledger);
     assert_eq!(std::fs::read(&file).unwrap(), live.checkpoint_bytes());
@@ -653,13 +658,9 @@ async fn a_start_reads_the_checkpoint_while_the_log_opens_and_trusts_only_what_v
     restart(Loaded::Replayed { reason: "no checkpoint" }).shutdown().await;
 }
 
-/// A checkpoint stores the applications in chunks, which a start decodes
-/// on two threads: any number of chunks decodes to the same projections,
-/// in id order; a damaged chunk length is refused without allocating what
-/// it claims, and so are a checkpoint that ends inside a chunk and a chunk
-/// that does not decode.
-#[test]
-fn a_checkpoint_in_any_number_of_chunks_decodes_to_the_same_projections() {
+/// The workload's fund after ten applications, awarded and paid, as the
+/// projections at a made-up head.
+fn workload_projections() -> Projections {
     use fundledger::domain::{decide, Context, FundState};
     use fundledger::workload::{self, ClientKind, WorkloadClient};
     let mut state = FundState::default();
@@ -670,7 +671,35 @@ fn a_checkpoint_in_any_number_of_chunks_decodes_to_the_same_projections() {
             state.evolve(&event);
         }
     }
-    let projections = Projections { state, head_seq: 77, head_hash: [7; 32], head_recorded_at_micros: 1_000 };
+    Projections { state, head_seq: 77, head_hash: [7; 32], head_recorded_at_micros: 1_000 }
+}
+
+/// A checkpoint's bytes are pinned. A change to `FundState`, to `evolve` or
+/// to the layout of the chunks changes them, and must come with a new
+/// `CHECKPOINT_FORMAT` in `src/projections.rs` (so that a checkpoint of the
+/// old layout is replayed and replaced, never misread) and a new hash here.
+#[test]
+fn a_checkpoints_bytes_are_pinned_to_its_layout_version() {
+    use sha2::Digest as _;
+    let bytes = workload_projections().checkpoint_bytes_in_chunks(3);
+    assert_eq!(bytes[0], 5, "the layout version");
+    assert_eq!(
+        hex::encode(sha2::Sha256::digest(&bytes)),
+        PINNED_CHECKPOINT_SHA256,
+        "the checkpoint's bytes changed: bump CHECKPOINT_FORMAT, then pin the new bytes"
+    );
+}
+
+const PINNED_CHECKPOINT_SHA256: &str = "19b93b0f880dea7ce481bbd4d7cacf2525b6c06531b369a6be717fa48527470a";
+
+/// A checkpoint stores the applications in chunks, which a start decodes
+/// on two threads: any number of chunks decodes to the same projections,
+/// in id order; a damaged chunk length is refused without allocating what
+/// it claims, and so are a checkpoint that ends inside a chunk and a chunk
+/// that does not decode.
+#[test]
+fn a_checkpoint_in_any_number_of_chunks_decodes_to_the_same_projections() {
+    let projections = workload_projections();
     let applications = projections.state.applications.len();
     assert_eq!(applications, 10);
     for per_chunk in [1, 2, 3, 9, 10, 11, 16_384] {
@@ -694,7 +723,7 @@ fn a_checkpoint_in_any_number_of_chunks_decodes_to_the_same_projections() {
     let body = &bytes[..bytes.len() - 4];
     // Walk the chunks, from where the rest of the state ends, to the zero
     // length: each chunk's bytes, its length included.
-    let rest = FundState { applications: Default::default(), ..projections.state.clone() };
+    let rest = fundledger::domain::FundState { applications: Default::default(), ..projections.state.clone() };
     let rest_ends = 1 + 8 + 32 + 8 + codec::encode(&rest).len();
     let chunks_of = |body: &[u8]| {
         let mut at = rest_ends;
@@ -763,9 +792,12 @@ fn a_checkpoint_in_any_number_of_chunks_decodes_to_the_same_projections() {
     dangling.extend_from_slice(&cut);
     dangling.extend_from_slice(&0u64.to_be_bytes());
     assert_eq!(Projections::decode_checkpoint(&with_checksum(dangling)), Err("checkpoint state does not decode"));
-    // The same chunk with its pots' list whole again decodes.
+    // Built the same way with the whole list, it decodes.
+    let mut listed = codec::encode(&pots);
+    listed.extend_from_slice(&chunk[pots_end..]);
     let mut whole = body_of_ones[..last.start].to_vec();
-    whole.extend_from_slice(&body_of_ones[last.clone()]);
+    whole.extend_from_slice(&(listed.len() as u64).to_be_bytes());
+    whole.extend_from_slice(&listed);
     whole.extend_from_slice(&0u64.to_be_bytes());
     assert_eq!(Projections::decode_checkpoint(&with_checksum(whole)).unwrap(), projections);
 

@@ -282,7 +282,7 @@ impl Shares {
     /// (a checkpoint's chunk shares each of its pots' keys once, see
     /// [`shared_pot_key`]): in pot order, a repeated pot keeping its last
     /// share.
-    pub fn of_shared(mut shares: Vec<(Arc<PotKey>, GrantShare)>) -> Shares {
+    pub(crate) fn of_shared(mut shares: Vec<(Arc<PotKey>, GrantShare)>) -> Shares {
         // Shares come in pot order (that is how they are encoded): then
         // there is nothing to sort and no repeated pot to drop.
         if !shares.windows(2).all(|pair| pair[0].0 < pair[1].0) {
@@ -375,7 +375,7 @@ fn interned(place: usize, pot: PotKey) -> Arc<PotKey> {
 
 /// One shared copy of `pot`'s key, as [`interned`] shares them, for a
 /// decoder that meets each pot once and then refers to it by number.
-pub fn shared_pot_key(pot: PotKey) -> Arc<PotKey> {
+pub(crate) fn shared_pot_key(pot: PotKey) -> Arc<PotKey> {
     interned(INTERNED_PLACES_MAX, pot)
 }
 

@@ -123,8 +123,13 @@ impl Checkpointer {
     }
 
     /// Hands `snapshot` over if the thread is idle; false if it is busy.
-    fn offer(&self, snapshot: Projections) -> bool {
-        self.snapshots.as_ref().is_some_and(|snapshots| snapshots.try_send(snapshot).is_ok())
+    /// With `wait`, waits until the thread takes it (false only if it
+    /// stopped on a failure).
+    fn offer(&self, snapshot: Projections, wait: bool) -> bool {
+        self.snapshots.as_ref().is_some_and(|snapshots| match wait {
+            true => snapshots.send(snapshot).is_ok(),
+            false => snapshots.try_send(snapshot).is_ok(),
+        })
     }
 
     /// Stores a last checkpoint of `snapshot` (if any) and waits for the
@@ -161,9 +166,9 @@ impl Writer {
     }
 
     /// Hands the published projections to the checkpoint thread when a
-    /// checkpoint is due and the thread is idle, so that a restart replays
-    /// only what came after it.
-    fn offer_checkpoint(&mut self) -> Result<(), String> {
+    /// checkpoint is due and the thread is idle (or, with `wait`, once it
+    /// is), so that a restart replays only what came after it.
+    fn offer_checkpoint(&mut self, wait: bool) -> Result<(), String> {
         self.drop_legacy_checkpoint()?;
         let stored_bytes = self.checkpointer.stored_bytes.load(Ordering::Relaxed);
         let interval = self.limits.checkpoint_events_interval.max((stored_bytes / CHECKPOINT_BYTES_PER_EVENT) as u64);
@@ -172,7 +177,7 @@ impl Writer {
         }
         let snapshot = self.shared.projections.read().expect("projection lock").clone();
         let seq = snapshot.head_seq;
-        if self.checkpointer.offer(snapshot) {
+        if self.checkpointer.offer(snapshot, wait) {
             self.checkpoint_seq = seq;
         }
         Ok(())
@@ -192,6 +197,16 @@ impl Writer {
 
     pub fn run(mut self, mut queue: mpsc::Receiver<Message>) {
         let mut batch = Vec::with_capacity(self.limits.batch_commands_max);
+        // A start that replayed a checkpoint interval or more (no checkpoint,
+        // one of an older layout or one that did not verify) stores one now,
+        // not at the next interval or shutdown: a quiet fund may reach
+        // neither before a crash, and would pay that replay at every start.
+        // The thread has only just started: wait for it to take the state.
+        if let Err(failure) = self.offer_checkpoint(true) {
+            self.stop(&failure, false, &mut batch, &mut queue);
+            self.checkpointer.finish(None);
+            return;
+        }
         // `blocking_recv` returns None once every sender is gone and the
         // queue is drained: that is the graceful end.
         while let Some(message) = queue.blocking_recv() {
@@ -223,7 +238,7 @@ impl Writer {
             };
             // The batch is answered by now: a failure here refuses only what
             // comes after it.
-            let result = result.and_then(|()| self.offer_checkpoint().map_err(|failure| (failure, false)));
+            let result = result.and_then(|()| self.offer_checkpoint(false).map_err(|failure| (failure, false)));
             if let Err((failure, written)) = result {
                 self.stop(&failure, written, &mut batch, &mut queue);
                 self.checkpointer.finish(None);

@@ -3,13 +3,16 @@
 //! in order, each grant's shares naming their pots by number in that list.
 //!
 //! A share's pot key is two ids. Written out with every share (layout 4),
-//! the keys were about 60% of a checkpoint's bytes, and decoding them and
-//! finding their shared copy again a quarter of a start at 10 M events.
+//! each key was decoded, UTF-8 checked and matched to its one shared copy
+//! again, share by share: a quarter of a start's CPU at 10 M events, for
+//! about 9% of the checkpoint's bytes.
 //!
 //! The entries mirror [`Application`] and [`Grant`] field for field, in
 //! their order, and encode each field as the state does. Both are taken
 //! apart and built without `..`: a field added to either does not compile
-//! until it has its place here (and the layout its new version).
+//! until it has its place here. The layout's version (`CHECKPOINT_FORMAT`)
+//! is bumped by hand, and `tests/log.rs` pins a checkpoint's bytes so that
+//! a change that forgets it fails.
 
 use crate::domain::state::{
     shared_pot_key, Application, ApplicationStatus, AwardProposal, Decision, Grant, GrantShare, GrantStatus,
@@ -30,9 +33,9 @@ pub(super) type Chunk = Vec<(ApplicationId, Arc<Application>)>;
 pub(super) struct ChunkEncoder<'a> {
     pots: Vec<&'a PotKey>,
     numbers: HashMap<&'a PotKey, u32>,
-    /// The numbers of the last grant's pots, place by place: grants one
-    /// after another mostly draw on the same pots, and comparing two keys
-    /// is cheaper than hashing one.
+    /// The number last given at each place in a grant's shares: grants one
+    /// after another mostly draw on the same pots in the same order, and
+    /// comparing two keys is cheaper than hashing one.
     last: Vec<u32>,
     shares: Vec<(u32, &'a GrantShare)>,
     entries: Vec<u8>,
@@ -133,19 +136,27 @@ impl<'a> ChunkEncoder<'a> {
         self.entries.len()
     }
 
-    /// The chunk's bytes: its pots, then its applications.
-    pub(super) fn finish(self) -> Vec<u8> {
-        let mut bytes = codec::encode(&self.pots);
-        bytes.extend_from_slice(&self.entries);
-        bytes
+    /// Appends the chunk to `out`: its length (u64, big-endian), its pots,
+    /// its applications.
+    pub(super) fn write_to(self, out: &mut Vec<u8>) {
+        let pots = codec::encode(&self.pots);
+        out.extend_from_slice(&((pots.len() + self.entries.len()) as u64).to_be_bytes());
+        out.extend_from_slice(&pots);
+        out.extend_from_slice(&self.entries);
     }
 }
 
 /// The applications of one chunk, each moved into its shared allocation as
 /// it is decoded (no chunk-sized buffer of applications), its shares
-/// holding the chunk's one shared copy of each pot's key.
-pub(super) fn decode_chunk(bytes: &[u8], capacity: usize) -> Result<Chunk, CodecError> {
+/// holding the chunk's one shared copy of each pot's key. A chunk lists
+/// each pot once, and every share's pot is one of the fund's: a list of
+/// more than `pots_max` (the fund's pots) is damage, refused before a key
+/// of it is shared.
+pub(super) fn decode_chunk(bytes: &[u8], capacity: usize, pots_max: usize) -> Result<Chunk, CodecError> {
     let (pots, used) = codec::decode_checkpoint_entry::<Vec<PotKey>>(bytes)?;
+    if pots.len() > pots_max {
+        return Err(CodecError::Decode(format!("a chunk lists {} pots, and the fund has {pots_max}", pots.len())));
+    }
     let pots: Vec<Arc<PotKey>> = pots.into_iter().map(shared_pot_key).collect();
     let mut bytes = &bytes[used..];
     let mut applications = Vec::with_capacity(capacity);
@@ -284,5 +295,118 @@ impl ApplicationIn {
             award_proposal,
             conflicts,
         })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::domain::{decide, Context, FundState, PartnerId};
+    use crate::workload::{self, ClientKind, WorkloadClient};
+
+    /// The workload's fund after ten applications: the number of its pots,
+    /// and its applications, the first of them one whose grant draws on
+    /// six pots.
+    fn workload_applications() -> (usize, Vec<(ApplicationId, Application)>) {
+        let mut state = FundState::default();
+        let mut client = WorkloadClient::of_kind("chunk", 0, ClientKind::Officer);
+        for step in workload::setup().into_iter().chain((0..40).map(|_| client.next_step())) {
+            for event in decide(&state, &step.command, &Context { actor: step.actor }).unwrap() {
+                state.evolve(&event);
+            }
+        }
+        let mut applications: Vec<_> = state.applications.iter().map(|(id, a)| (id.clone(), a.clone())).collect();
+        let six = applications
+            .iter()
+            .position(|(_, a)| a.grant.as_ref().is_some_and(|grant| grant.shares.len() == 6))
+            .expect("a grant over six pots");
+        applications.swap(0, six);
+        (state.pots.len(), applications)
+    }
+
+    /// One chunk of `applications`: its bytes after the length, and the
+    /// pots it lists.
+    fn encoded(applications: &[(ApplicationId, Application)]) -> (Vec<u8>, Vec<PotKey>) {
+        let mut encoder = ChunkEncoder::default();
+        for (id, application) in applications {
+            encoder.push(id, application);
+        }
+        let mut out = Vec::new();
+        encoder.write_to(&mut out);
+        assert_eq!(u64::from_be_bytes(out[..8].try_into().unwrap()) as usize, out.len() - 8);
+        let bytes = out[8..].to_vec();
+        let pots = codec::decode_checkpoint_entry::<Vec<PotKey>>(&bytes).unwrap().0;
+        (bytes, pots)
+    }
+
+    fn with_shares(application: &mut Application, pots: &[PotKey]) {
+        let grant = application.grant.as_mut().expect("awarded");
+        grant.shares = pots
+            .iter()
+            .enumerate()
+            .map(|(n, pot)| {
+                (pot.clone(), GrantShare { amount: Amount::from_minor(100 + n as i64).unwrap(), ..Default::default() })
+            })
+            .collect();
+    }
+
+    #[test]
+    fn every_share_decodes_to_its_pot_wherever_its_place_and_whatever_the_last_grant_drew_on() {
+        let (fund_pots, mut applications) = workload_applications();
+        assert_eq!(applications.len(), 10);
+        let six: Vec<PotKey> = applications[0].1.grant.as_ref().unwrap().shares.keys().cloned().collect();
+        assert_eq!(six.len(), 6);
+        let earmarked =
+            PotKey { partner: PartnerId::new("elsewhere").unwrap(), earmark: Some(applications[0].1.round.clone()) };
+        // Pots at other places than the grant before drew on them, fewer
+        // and more of them, one no grant before named, then the six again.
+        with_shares(&mut applications[1].1, &six[3..5]);
+        with_shares(&mut applications[2].1, &[six[4].clone(), earmarked.clone(), six[0].clone()]);
+        with_shares(&mut applications[3].1, std::slice::from_ref(&earmarked));
+        with_shares(&mut applications[5].1, &[six[5].clone(), six[1].clone()]);
+        let (bytes, listed) = encoded(&applications);
+        // Each pot listed once, in the order shares first named them.
+        let mut expected = six.clone();
+        expected.push(earmarked.clone());
+        let mut sorted = listed.clone();
+        sorted.sort();
+        expected.sort();
+        assert_eq!(sorted, expected);
+        let decoded = decode_chunk(&bytes, 0, fund_pots + 1).unwrap();
+        assert_eq!(decoded.len(), applications.len());
+        for ((id, application), (decoded_id, decoded)) in applications.iter().zip(&decoded) {
+            assert_eq!(decoded_id, id);
+            assert_eq!(**decoded, *application, "{id}");
+        }
+        // The first grant's pots are the first six listed, the earmarked
+        // one the seventh.
+        assert_eq!(listed[..6], six[..]);
+        assert_eq!(listed[6], earmarked);
+    }
+
+    #[test]
+    fn a_share_beyond_its_chunks_pots_and_a_list_longer_than_the_funds_are_refused() {
+        let (fund_pots, applications) = workload_applications();
+        let (bytes, listed) = encoded(&applications[..1]);
+        assert_eq!(listed.len(), 6);
+        let (_, list_ends) = codec::decode_checkpoint_entry::<Vec<PotKey>>(&bytes).unwrap();
+        assert!(decode_chunk(&bytes, 0, fund_pots).is_ok());
+
+        // The list cut to its first pot: the grant's second share names a
+        // pot the chunk does not list.
+        let mut cut = codec::encode(&listed[..1].to_vec());
+        cut.extend_from_slice(&bytes[list_ends..]);
+        match decode_chunk(&cut, 0, fund_pots) {
+            Err(CodecError::Decode(problem)) => {
+                assert_eq!(problem, "a grant's share names pot 1 of a chunk of 1 pots")
+            }
+            other => panic!("decoded: {other:?}"),
+        }
+
+        // A list of more pots than the fund has.
+        match decode_chunk(&bytes, 0, 5) {
+            Err(CodecError::Decode(problem)) => assert_eq!(problem, "a chunk lists 6 pots, and the fund has 5"),
+            other => panic!("decoded: {other:?}"),
+        }
     }
 }
