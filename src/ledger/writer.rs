@@ -126,9 +126,12 @@ impl Checkpointer {
     /// With `wait`, waits until the thread takes it (false only if it
     /// stopped on a failure).
     fn offer(&self, snapshot: Projections, wait: bool) -> bool {
-        self.snapshots.as_ref().is_some_and(|snapshots| match wait {
-            true => snapshots.send(snapshot).is_ok(),
-            false => snapshots.try_send(snapshot).is_ok(),
+        self.snapshots.as_ref().is_some_and(|snapshots| {
+            if wait {
+                snapshots.send(snapshot).is_ok()
+            } else {
+                snapshots.try_send(snapshot).is_ok()
+            }
         })
     }
 

@@ -125,7 +125,7 @@ pub fn encode<T: Serialize>(value: &T) -> Vec<u8> {
     // request fingerprints, record bodies: a few hundred bytes), instead of
     // bincode's growing from empty by doubling (five copies on the way).
     let mut bytes = Vec::with_capacity(ENCODE_CAPACITY);
-    bincode::serde::encode_into_std_write(value, &mut bytes, config()).expect("writing into a Vec cannot fail");
+    encode_into(value, &mut bytes);
     bytes
 }
 
