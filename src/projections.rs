@@ -311,7 +311,7 @@ fn decode_state(source: &mut impl std::io::Read) -> std::io::Result<Result<FundS
         let decoding = std::thread::Builder::new().name("checkpoint-decode".into());
         let helper = decoding.spawn_scoped(scope, move || {
             for bytes in work {
-                if from_helper.send((decode_chunk_of(&bytes, pots_max), bytes)).is_err() {
+                if from_helper.send((decode_chunk(&bytes, pots_max), bytes)).is_err() {
                     break;
                 }
             }
@@ -349,7 +349,7 @@ fn decode_state(source: &mut impl std::io::Read) -> std::io::Result<Result<FundS
                 Ok(()) => building.pending.push_back(None),
                 // The helper is busy (or gone): this thread decodes it.
                 Err(TrySendError::Full(bytes) | TrySendError::Disconnected(bytes)) => {
-                    building.pending.push_back(Some(decode_chunk_of(&bytes, pots_max)));
+                    building.pending.push_back(Some(decode_chunk(&bytes, pots_max)));
                     building.spare.push(bytes);
                 }
             }
@@ -426,13 +426,6 @@ impl MapBuilder {
         }
         Ok(())
     }
-}
-
-/// [`chunk::decode_chunk`], with room for the applications a chunk of
-/// `bytes` may hold: a guess (an entry takes well over 64 bytes), never
-/// more than a chunk of this version holds.
-fn decode_chunk_of(bytes: &[u8], pots_max: usize) -> Result<Chunk, CodecError> {
-    decode_chunk(bytes, CHECKPOINT_CHUNK_APPLICATIONS.min(bytes.len() / 64), pots_max)
 }
 
 fn undecodable<T>(problem: &str) -> std::io::Result<Result<T, CodecError>> {

@@ -374,7 +374,8 @@ fn interned(place: usize, pot: PotKey) -> Arc<PotKey> {
 }
 
 /// One shared copy of `pot`'s key, as [`interned`] shares them, for a
-/// decoder that meets each pot once and then refers to it by number.
+/// decoder that meets each pot once and then refers to it by number. At a
+/// place beyond any [`interned`] remembers: the set alone.
 pub(crate) fn shared_pot_key(pot: PotKey) -> Arc<PotKey> {
     interned(INTERNED_PLACES_MAX, pot)
 }

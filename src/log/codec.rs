@@ -110,8 +110,9 @@ pub const DECODE_BYTES_MAX: usize = 16 * 1024 * 1024;
 /// checkpoint beyond either is not trusted, and the projections are
 /// replayed from the log instead.
 pub const CHECKPOINT_DECODE_BYTES_MAX: usize = 256 * 1024 * 1024;
-/// The most one application of a checkpoint may claim (its texts and
-/// officers' names are bounded; 64 MiB is thousands of times a real one).
+/// The most one entry of a checkpoint's chunk may claim: an application
+/// (its texts and officers' names are bounded; 64 MiB is thousands of times
+/// a real one) or the chunk's list of pots.
 pub const CHECKPOINT_ENTRY_BYTES_MAX: usize = 64 * 1024 * 1024;
 
 fn config(
@@ -153,8 +154,9 @@ fn decode_borrowed<'a, T: Deserialize<'a>>(bytes: &'a [u8]) -> Result<T, CodecEr
     Ok(value)
 }
 
-/// One application of the projections' checkpoint from the start of
-/// `bytes` (up to [`CHECKPOINT_ENTRY_BYTES_MAX`]), with the bytes it used.
+/// One entry of a checkpoint's chunk (an application, or the chunk's list
+/// of pots) from the start of `bytes` (up to
+/// [`CHECKPOINT_ENTRY_BYTES_MAX`]), with the bytes it used.
 pub fn decode_checkpoint_entry<T: DeserializeOwned>(bytes: &[u8]) -> Result<(T, usize), CodecError> {
     decode_within::<T, CHECKPOINT_ENTRY_BYTES_MAX>(bytes)
 }

@@ -152,14 +152,16 @@ impl<'a> ChunkEncoder<'a> {
 /// each pot once, and every share's pot is one of the fund's: a list of
 /// more than `pots_max` (the fund's pots) is damage, refused before a key
 /// of it is shared.
-pub(super) fn decode_chunk(bytes: &[u8], capacity: usize, pots_max: usize) -> Result<Chunk, CodecError> {
+pub(super) fn decode_chunk(bytes: &[u8], pots_max: usize) -> Result<Chunk, CodecError> {
     let (pots, used) = codec::decode_checkpoint_entry::<Vec<PotKey>>(bytes)?;
     if pots.len() > pots_max {
         return Err(CodecError::Decode(format!("a chunk lists {} pots, and the fund has {pots_max}", pots.len())));
     }
     let pots: Vec<Arc<PotKey>> = pots.into_iter().map(shared_pot_key).collect();
     let mut bytes = &bytes[used..];
-    let mut applications = Vec::with_capacity(capacity);
+    // Room for a guess of the applications (an entry takes well over 64
+    // bytes), never more than a chunk of this version holds.
+    let mut applications = Vec::with_capacity(super::CHECKPOINT_CHUNK_APPLICATIONS.min(bytes.len() / 64));
     while !bytes.is_empty() {
         let ((id, entry), used) = codec::decode_checkpoint_entry::<(ApplicationId, ApplicationIn)>(bytes)?;
         applications.push((id, Arc::new(entry.into_application(&pots)?)));
@@ -372,7 +374,7 @@ mod tests {
         sorted.sort();
         expected.sort();
         assert_eq!(sorted, expected);
-        let decoded = decode_chunk(&bytes, 0, fund_pots + 1).unwrap();
+        let decoded = decode_chunk(&bytes, fund_pots + 1).unwrap();
         assert_eq!(decoded.len(), applications.len());
         for ((id, application), (decoded_id, decoded)) in applications.iter().zip(&decoded) {
             assert_eq!(decoded_id, id);
@@ -390,13 +392,13 @@ mod tests {
         let (bytes, listed) = encoded(&applications[..1]);
         assert_eq!(listed.len(), 6);
         let (_, list_ends) = codec::decode_checkpoint_entry::<Vec<PotKey>>(&bytes).unwrap();
-        assert!(decode_chunk(&bytes, 0, fund_pots).is_ok());
+        assert!(decode_chunk(&bytes, fund_pots).is_ok());
 
         // The list cut to its first pot: the grant's second share names a
         // pot the chunk does not list.
         let mut cut = codec::encode(&listed[..1].to_vec());
         cut.extend_from_slice(&bytes[list_ends..]);
-        match decode_chunk(&cut, 0, fund_pots) {
+        match decode_chunk(&cut, fund_pots) {
             Err(CodecError::Decode(problem)) => {
                 assert_eq!(problem, "a grant's share names pot 1 of a chunk of 1 pots")
             }
@@ -404,7 +406,7 @@ mod tests {
         }
 
         // A list of more pots than the fund has.
-        match decode_chunk(&bytes, 0, 5) {
+        match decode_chunk(&bytes, 5) {
             Err(CodecError::Decode(problem)) => assert_eq!(problem, "a chunk lists 6 pots, and the fund has 5"),
             other => panic!("decoded: {other:?}"),
         }
