@@ -489,7 +489,9 @@ fn replay_section(report: &mut Report, dir: &Path) -> anyhow::Result<()> {
     // two threads, each over half of the events: a replay reads on two
     // threads, so that is its ratio in context.
     let (events, record_bytes, scan, scan_two) = {
-        let db = sled::Config::new().path(dir).open()?;
+        // Opened as the log opens it (same cache), so that the two differ
+        // only in what they do with each record.
+        let db = fundledger::log::sled_config(dir).open()?;
         let started = Instant::now();
         let (events, bytes) = scan_records(db.scan_prefix(b"e"))?;
         let scan = started.elapsed();

@@ -978,3 +978,26 @@ async fn a_ledger_opens_from_its_checkpoint_or_past_a_damaged_one_and_decides_on
         drop(ledger);
     }
 }
+
+#[tokio::test]
+async fn a_start_removes_a_checkpoint_left_unfinished_and_keeps_the_stored_one() {
+    let dir = tempfile::tempdir().unwrap();
+    let (ledger, config) = set_up_checkpointing_every_3_events(dir.path()).await;
+    ledger.shutdown().await;
+    drop(ledger);
+    let file = dir.path().join(fundledger::log::CHECKPOINT_FILE);
+    let stored = std::fs::read(&file).unwrap();
+    // What a process killed while storing a checkpoint leaves behind.
+    let unfinished = dir.path().join(format!("{}.new", fundledger::log::CHECKPOINT_FILE));
+    std::fs::write(&unfinished, &stored[..stored.len() / 2]).unwrap();
+
+    let ledger = support::reopen(config);
+    assert!(!unfinished.exists(), "the unfinished checkpoint is removed at start");
+    assert!(
+        matches!(ledger.loaded(), fundledger::projections::Loaded::FromCheckpoint { .. }),
+        "the stored checkpoint is still the one loaded: {:?}",
+        ledger.loaded()
+    );
+    assert_eq!(std::fs::read(&file).unwrap(), stored, "and it is untouched");
+    ledger.shutdown().await;
+}
