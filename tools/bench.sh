@@ -11,7 +11,9 @@
 #    /var/tmp/fundledger-10m; about 13 GB of disk and up to 13 GB of
 #    memory, 15 to 20 minutes; reused when it is already there), then a
 #    restart to serving measured from its checkpoint and by full replay;
-# 3. the criterion benches of the hot paths (`cargo bench --bench ledger`).
+# 3. the criterion benches of the hot paths (`cargo bench --bench ledger`);
+# 4. the hot paths' instruction counts (`tools/profile.sh instructions`,
+#    when valgrind is installed).
 #
 # Reports go to target/bench/. Close other work first: the machine's cores
 # are part of what is measured, and only ratios within one run compare.
@@ -24,4 +26,9 @@ cargo build --release --locked --example loadgen
 target/release/examples/loadgen --out "$out/loadgen.md"
 target/release/examples/loadgen --restart-events 10000000 --data-dir "$big" --out "$out/restart-10m.md"
 cargo bench --locked --bench ledger 2>&1 | tee "$out/criterion.txt"
-echo "reports: $out/loadgen.md $out/restart-10m.md $out/criterion.txt"
+if command -v valgrind >/dev/null; then
+    tools/profile.sh instructions | tee "$out/instructions.md"
+else
+    echo "no valgrind: instruction counts skipped" | tee "$out/instructions.md"
+fi
+echo "reports: $out/loadgen.md $out/restart-10m.md $out/criterion.txt $out/instructions.md"
