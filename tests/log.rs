@@ -1001,3 +1001,24 @@ async fn a_start_removes_a_checkpoint_left_unfinished_and_keeps_the_stored_one()
     assert_eq!(std::fs::read(&file).unwrap(), stored, "and it is untouched");
     ledger.shutdown().await;
 }
+
+#[tokio::test]
+async fn a_start_refuses_when_the_unfinished_checkpoint_cannot_be_removed_and_names_it() {
+    let dir = tempfile::tempdir().unwrap();
+    let (ledger, config) = set_up_checkpointing_every_3_events(dir.path()).await;
+    ledger.shutdown().await;
+    drop(ledger);
+    // Something of that name that is not a file: the next checkpoint could
+    // not be written there either.
+    let unfinished = dir.path().join(format!("{}.new", fundledger::log::CHECKPOINT_FILE));
+    std::fs::create_dir(&unfinished).unwrap();
+    let error = Ledger::open(config.clone()).err().expect("the start refuses").to_string();
+    assert!(
+        error.contains(&unfinished.display().to_string()) && error.contains("remove it, then start again"),
+        "{error}"
+    );
+    std::fs::remove_dir(&unfinished).unwrap();
+    let ledger = support::reopen(config);
+    assert!(matches!(ledger.loaded(), fundledger::projections::Loaded::FromCheckpoint { .. }));
+    ledger.shutdown().await;
+}

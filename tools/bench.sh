@@ -20,11 +20,12 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 big="${1:-/var/tmp/fundledger-10m}"
-out=target/bench
+target=${CARGO_TARGET_DIR:-target}
+out=$target/bench
 mkdir -p "$out"
 cargo build --release --locked --example loadgen
-target/release/examples/loadgen --out "$out/loadgen.md"
-target/release/examples/loadgen --restart-events 10000000 --data-dir "$big" --out "$out/restart-10m.md"
+"$target/release/examples/loadgen" --out "$out/loadgen.md"
+"$target/release/examples/loadgen" --restart-events 10000000 --data-dir "$big" --out "$out/restart-10m.md"
 cargo bench --locked --bench ledger 2>&1 | tee "$out/criterion.txt"
 if command -v valgrind >/dev/null; then
     tools/profile.sh instructions | tee "$out/instructions.md"

@@ -393,21 +393,30 @@ impl EventLog {
     /// Removes a checkpoint that a process killed while storing it left
     /// half-written (up to the size of a whole checkpoint, about a gigabyte
     /// at 10 M events). It was never renamed into place, so nothing reads
-    /// it; the log's lock is held, so no other process is writing it.
+    /// it; the log's lock is held, so no other process is writing it. What
+    /// cannot be removed (a directory of that name, a read-only directory)
+    /// would fail the next checkpoint, which stops the writer: the start
+    /// refuses now instead, naming the file.
     fn remove_unfinished_checkpoint(&self) -> Result<(), LogError> {
         let path = unfinished_checkpoint(&self.dir);
-        match std::fs::metadata(&path) {
-            Ok(meta) => {
-                std::fs::remove_file(&path).map_err(LogError::Sync)?;
+        match std::fs::remove_file(&path) {
+            Ok(()) => {
                 tracing::info!(
                     path = %path.display(),
-                    bytes = meta.len(),
                     "removed a checkpoint left unfinished by a process that stopped while storing it"
                 );
                 Ok(())
             }
             Err(error) if error.kind() == std::io::ErrorKind::NotFound => Ok(()),
-            Err(error) => Err(LogError::Sync(error)),
+            Err(error) => Err(LogError::Open {
+                dir: self.dir.clone(),
+                problem: format!(
+                    "cannot remove {}, a checkpoint left unfinished by an earlier process ({}): \
+                     remove it, then start again",
+                    path.display(),
+                    io_problem(&error)
+                ),
+            }),
         }
     }
 
