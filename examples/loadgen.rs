@@ -30,7 +30,7 @@
 //!   throw-away PostgreSQL 15 cluster this program starts and removes.
 //!
 //! The workload is `fundledger::workload`: receipts, applications, awards
-//! (each attributed over 16 partner pots) and payments by officers, and
+//! (each attributed over the six partners' pots) and payments by officers, and
 //! partners' pledges.
 
 use clap::Parser;
