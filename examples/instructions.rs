@@ -29,7 +29,7 @@
 use fundledger::domain::{decide, Context, Event, FundState, EVENT_SCHEMA_VERSION};
 use fundledger::log::codec::{self, RecordBodyRef, GENESIS_HASH};
 use fundledger::projections::Projections;
-use fundledger::workload::{self, Step, WorkloadClient};
+use fundledger::workload::{self, Step};
 
 #[global_allocator]
 static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
@@ -60,8 +60,7 @@ fn main() {
 /// The fund's set-up, then `commands` of 64 workload clients in turn.
 #[inline(never)]
 fn workload_steps(commands: u64) -> Vec<Step> {
-    let mut clients: Vec<WorkloadClient> = (0..64).map(|c| WorkloadClient::new("i", c)).collect();
-    workload::setup().into_iter().chain((0..commands).map(|n| clients[(n % 64) as usize].next_step())).collect()
+    workload::setup().into_iter().chain(workload::in_turn("i", 64, commands)).collect()
 }
 
 #[inline(never)]

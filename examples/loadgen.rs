@@ -322,11 +322,7 @@ fn state_section(report: &mut Report, commands: u64) {
         fold(&mut state, step);
     }
     let (before, _) = resident_kib();
-    let mut clients: Vec<WorkloadClient> = (0..64).map(|c| WorkloadClient::new("s", c)).collect();
-    let mut events = 0;
-    for n in 0..commands {
-        events += fold(&mut state, clients[(n % 64) as usize].next_step());
-    }
+    let events: u64 = workload::in_turn("s", 64, commands).map(|step| fold(&mut state, step)).sum();
     let (after, _) = resident_kib();
     let bytes = after.saturating_sub(before) as f64 * 1024.0;
     let applications = state.applications.len() as f64;

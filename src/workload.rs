@@ -120,6 +120,13 @@ pub enum ClientKind {
     Treasurer { partner: usize },
 }
 
+/// `commands` steps of run `run`'s clients 0 to `clients - 1`, each in turn
+/// (after [`setup`], which this does not include).
+pub fn in_turn(run: &str, clients: u64, commands: u64) -> impl Iterator<Item = Step> {
+    let mut all: Vec<WorkloadClient> = (0..clients).map(|c| WorkloadClient::new(run, c)).collect();
+    (0..commands).map(move |n| all[(n % clients) as usize].next_step())
+}
+
 /// One client's deterministic command sequence.
 #[derive(Clone, Debug)]
 pub struct WorkloadClient {

@@ -785,21 +785,19 @@ fn a_checkpoint_in_any_number_of_chunks_decodes_to_the_same_projections() {
     let chunk = &body_of_ones[last.start + 8..last.end];
     let (pots, pots_end) = codec::decode_checkpoint_entry::<Vec<fundledger::domain::PotKey>>(chunk).unwrap();
     assert_eq!(pots.len(), 6, "the workload's grants draw on six pots");
-    let mut cut = codec::encode(&pots[..1].to_vec());
-    cut.extend_from_slice(&chunk[pots_end..]);
-    let mut dangling = body_of_ones[..last.start].to_vec();
-    dangling.extend_from_slice(&(cut.len() as u64).to_be_bytes());
-    dangling.extend_from_slice(&cut);
-    dangling.extend_from_slice(&0u64.to_be_bytes());
-    assert_eq!(Projections::decode_checkpoint(&with_checksum(dangling)), Err("checkpoint state does not decode"));
+    // The checkpoint with its last chunk listing `listed` before its entries.
+    let with_last_listing = |listed: &[fundledger::domain::PotKey]| {
+        let mut last_chunk = codec::encode(&listed.to_vec());
+        last_chunk.extend_from_slice(&chunk[pots_end..]);
+        let mut body = body_of_ones[..last.start].to_vec();
+        body.extend_from_slice(&(last_chunk.len() as u64).to_be_bytes());
+        body.extend_from_slice(&last_chunk);
+        body.extend_from_slice(&0u64.to_be_bytes());
+        Projections::decode_checkpoint(&with_checksum(body))
+    };
+    assert_eq!(with_last_listing(&pots[..1]), Err("checkpoint state does not decode"));
     // Built the same way with the whole list, it decodes.
-    let mut listed = codec::encode(&pots);
-    listed.extend_from_slice(&chunk[pots_end..]);
-    let mut whole = body_of_ones[..last.start].to_vec();
-    whole.extend_from_slice(&(listed.len() as u64).to_be_bytes());
-    whole.extend_from_slice(&listed);
-    whole.extend_from_slice(&0u64.to_be_bytes());
-    assert_eq!(Projections::decode_checkpoint(&with_checksum(whole)).unwrap(), projections);
+    assert_eq!(with_last_listing(&pots).unwrap(), projections);
 
     // A checkpoint of layout 4 (pots' keys written out in every share) is
     // of an older format: replayed and replaced, never misread.
@@ -952,9 +950,7 @@ async fn checkpoints_are_stored_while_the_ledger_runs_and_each_equals_a_replay_t
 #[tokio::test]
 async fn a_ledger_opens_from_its_checkpoint_or_past_a_damaged_one_and_decides_on_the_same_state() {
     let dir = tempfile::tempdir().unwrap();
-    let (ledger, config) = set_up_checkpointing_every_3_events(dir.path()).await;
-    ledger.shutdown().await;
-    drop(ledger);
+    let config = set_up_and_stop(dir.path()).await;
     let file = dir.path().join(fundledger::log::CHECKPOINT_FILE);
     let good = std::fs::read(&file).unwrap();
 
@@ -979,16 +975,23 @@ async fn a_ledger_opens_from_its_checkpoint_or_past_a_damaged_one_and_decides_on
     }
 }
 
+/// [`set_up_checkpointing_every_3_events`], stopped cleanly (so that its
+/// checkpoint is stored); the configuration to open it again.
+async fn set_up_and_stop(dir: &std::path::Path) -> LedgerConfig {
+    let (ledger, config) = set_up_checkpointing_every_3_events(dir).await;
+    ledger.shutdown().await;
+    drop(ledger);
+    config
+}
+
 #[tokio::test]
 async fn a_start_removes_a_checkpoint_left_unfinished_and_keeps_the_stored_one() {
     let dir = tempfile::tempdir().unwrap();
-    let (ledger, config) = set_up_checkpointing_every_3_events(dir.path()).await;
-    ledger.shutdown().await;
-    drop(ledger);
+    let config = set_up_and_stop(dir.path()).await;
     let file = dir.path().join(fundledger::log::CHECKPOINT_FILE);
     let stored = std::fs::read(&file).unwrap();
     // What a process killed while storing a checkpoint leaves behind.
-    let unfinished = dir.path().join(format!("{}.new", fundledger::log::CHECKPOINT_FILE));
+    let unfinished = fundledger::log::unfinished_checkpoint(dir.path());
     std::fs::write(&unfinished, &stored[..stored.len() / 2]).unwrap();
 
     let ledger = support::reopen(config);
@@ -1005,12 +1008,10 @@ async fn a_start_removes_a_checkpoint_left_unfinished_and_keeps_the_stored_one()
 #[tokio::test]
 async fn a_start_refuses_when_the_unfinished_checkpoint_cannot_be_removed_and_names_it() {
     let dir = tempfile::tempdir().unwrap();
-    let (ledger, config) = set_up_checkpointing_every_3_events(dir.path()).await;
-    ledger.shutdown().await;
-    drop(ledger);
+    let config = set_up_and_stop(dir.path()).await;
     // Something of that name that is not a file: the next checkpoint could
     // not be written there either.
-    let unfinished = dir.path().join(format!("{}.new", fundledger::log::CHECKPOINT_FILE));
+    let unfinished = fundledger::log::unfinished_checkpoint(dir.path());
     std::fs::create_dir(&unfinished).unwrap();
     let error = Ledger::open(config.clone()).err().expect("the start refuses").to_string();
     assert!(

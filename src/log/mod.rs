@@ -15,7 +15,7 @@ mod store;
 
 pub use codec::{Hash, GENESIS_HASH};
 pub use store::{
-    open_checkpoint_file, sled_config, BrokenEvent, ChainBreak, ChainWalk, CheckedRecord, CheckpointFile, Entry,
-    Envelope, EventLog, Link, LogError, LogReader, NewEvent, RequestRecord, StoredCheckpoint, VerifyReport, WalkError,
-    CHECKPOINT_FILE, STORE_FORMAT,
+    open_checkpoint_file, sled_config, unfinished_checkpoint, BrokenEvent, ChainBreak, ChainWalk, CheckedRecord,
+    CheckpointFile, Entry, Envelope, EventLog, Link, LogError, LogReader, NewEvent, RequestRecord, StoredCheckpoint,
+    VerifyReport, WalkError, CHECKPOINT_FILE, STORE_FORMAT,
 };

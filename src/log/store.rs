@@ -285,7 +285,7 @@ impl CheckpointFile {
 
 /// Where [`CheckpointFile::store`] writes a checkpoint before renaming it
 /// into place. One found at start is what a process killed mid-write left.
-fn unfinished_checkpoint(dir: &Path) -> PathBuf {
+pub fn unfinished_checkpoint(dir: &Path) -> PathBuf {
     dir.join(format!("{CHECKPOINT_FILE}.new"))
 }
 
