@@ -6,13 +6,15 @@
 //! published one that queries read. With a plain `BTreeMap` they were two
 //! whole copies. Here a clone is O(1): both views share every application
 //! that neither has changed since, and a change copies one application and
-//! the map's path to it (`imbl`'s B-tree of reference-counted nodes).
+//! the map's path to it ([`PersistentMap`], a B+ tree of reference-counted
+//! nodes, built in one pass from a checkpoint's applications in id order).
 //!
 //! It behaves as a `BTreeMap<ApplicationId, Application>`: the same order,
 //! equality, `Debug`, and serde form (a map in key order), so checkpoints and
 //! the canonical state bytes are unchanged.
 
 use super::ids::ApplicationId;
+use super::persistent_map::PersistentMap;
 use super::state::Application;
 use serde::de::{MapAccess, Visitor};
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
@@ -21,7 +23,7 @@ use std::ops::{Index, RangeBounds};
 use std::sync::Arc;
 
 #[derive(Clone, Default, PartialEq, Eq)]
-pub struct Applications(imbl::OrdMap<ApplicationId, Arc<Application>>);
+pub struct Applications(PersistentMap<ApplicationId, Arc<Application>>);
 
 impl Applications {
     pub fn new() -> Applications {
@@ -59,11 +61,11 @@ impl Applications {
     }
 
     pub fn keys(&self) -> impl DoubleEndedIterator<Item = &ApplicationId> + '_ {
-        self.0.keys()
+        self.0.iter().map(|(id, _)| id)
     }
 
     pub fn values(&self) -> impl DoubleEndedIterator<Item = &Application> + '_ {
-        self.0.values().map(|application| &**application)
+        self.0.iter().map(|(_, application)| &**application)
     }
 
     pub fn range<R: RangeBounds<ApplicationId>>(
@@ -130,7 +132,7 @@ impl<'de> Deserialize<'de> for Applications {
             }
 
             fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Applications, A::Error> {
-                let mut applications = imbl::OrdMap::new();
+                let mut applications = PersistentMap::new();
                 while let Some((id, application)) = map.next_entry::<ApplicationId, Application>()? {
                     // As a BTreeMap: a repeated key keeps the last value.
                     applications.insert(id, Arc::new(application));
