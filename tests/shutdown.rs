@@ -3,7 +3,8 @@
 //! not recorded, or left without an answer by the closing connection (and
 //! then recorded at most once, and safe to retry with its request id).
 //! Nothing in between: no INTERNAL, no hang, no half-recorded command. The
-//! process exits 0 in bounded time and leaves a log that verifies.
+//! process exits 0 in bounded time and leaves a log that verifies, with
+//! sled's snapshot brought up to date for the next start.
 
 use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -78,6 +79,13 @@ async fn sigterm_under_load_answers_or_refuses_every_command_and_loses_none() {
         .unwrap_or_else(|| panic!("the server did not exit after SIGTERM: {}", server.log()));
     assert!(status.success(), "the server exited {status} after SIGTERM: {}", server.log());
     assert!(server.log().contains("every acknowledged command is on disk"), "{}", server.log());
+    // On its way out the server brought sled's snapshot up to date: opening
+    // the tree again finds nothing written after it, so writes no new one
+    // (a start after a long run would otherwise read all the run wrote).
+    assert!(server.log().contains("brought the storage engine's snapshot up to date"), "{}", server.log());
+    let snapshots = sled_snapshots(dir.path());
+    drop(fundledger::log::sled_config(dir.path()).open().unwrap());
+    assert_eq!(sled_snapshots(dir.path()), snapshots, "the stop left sled's snapshot behind its log");
     let mut answers = Vec::new();
     for client in clients {
         answers.extend(client.await.unwrap());
@@ -150,4 +158,17 @@ async fn sigterm_under_load_answers_or_refuses_every_command_and_loses_none() {
     assert!(status.success(), "{status}: {}", server.log());
     drop(server);
     process::verify(dir.path());
+}
+
+/// The names of sled's snapshot files in a ledger (`snap.` and the log
+/// position it is up to date with).
+fn sled_snapshots(dir: &std::path::Path) -> Vec<String> {
+    let mut names: Vec<String> = std::fs::read_dir(dir)
+        .unwrap()
+        .map(|entry| entry.unwrap().file_name().to_string_lossy().into_owned())
+        .filter(|name| name.starts_with("snap."))
+        .collect();
+    names.sort();
+    assert!(!names.is_empty(), "sled keeps a snapshot in {}", dir.display());
+    names
 }
