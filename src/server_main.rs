@@ -66,7 +66,7 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
         ),
         Ok(Err(error)) => tracing::warn!(
             %error,
-            "cannot bring the storage engine's snapshot up to date; nothing is lost, but the next start \
+            "did not bring the storage engine's snapshot up to date; nothing is lost, but the next start \
              reads what this run wrote"
         ),
         Err(error) => tracing::warn!(%error, "the storage engine's snapshot was not brought up to date"),

@@ -1023,3 +1023,20 @@ async fn a_start_refuses_when_the_unfinished_checkpoint_cannot_be_removed_and_na
     assert!(matches!(ledger.loaded(), fundledger::projections::Loaded::FromCheckpoint { .. }));
     ledger.shutdown().await;
 }
+
+#[tokio::test]
+async fn a_start_removes_a_storage_snapshot_left_half_written() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = set_up_and_stop(dir.path()).await;
+    // What a process killed while sled wrote its snapshot leaves (sled
+    // writes `snap.<position>.generating`, then renames it). sled reads the
+    // `snap.` file that sorts last, which this one does: without its
+    // removal, the start failed with "sled finds its database file corrupt".
+    let half = dir.path().join("snap.FFFFFFFFFFFFFFFF.generating");
+    std::fs::write(&half, [7u8; 100]).unwrap();
+
+    let ledger = support::reopen(config);
+    assert!(!half.exists(), "the half-written snapshot is removed at start");
+    assert!(matches!(ledger.loaded(), fundledger::projections::Loaded::FromCheckpoint { .. }), "{:?}", ledger.loaded());
+    ledger.shutdown().await;
+}

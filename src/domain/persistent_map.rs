@@ -27,8 +27,14 @@ use std::cmp::Ordering;
 use std::ops::{Bound, RangeBounds};
 use std::sync::Arc;
 
-/// Most entries in a leaf, and most children of a branch.
-const NODE_MAX: usize = 64;
+/// Most entries in a leaf, and most children of a branch. The unit tests
+/// use small nodes, so that their maps of a few thousand entries are many
+/// levels deep and split every kind of node in every way.
+const NODE_MAX: usize = if cfg!(test) { 4 } else { 64 };
+/// Most levels a path can have: every node but the rightmost of its level
+/// holds at least `NODE_MAX / 2` (at least 2), so 64 levels would take more
+/// entries than memory can hold.
+const DEPTH_MAX: usize = 64;
 /// Room in a node: one more than it keeps, for the entry that makes it
 /// split.
 const ROOM: usize = NODE_MAX + 1;
@@ -111,11 +117,9 @@ impl<K: Ord + Clone, V: Clone> PersistentMap<K, V> {
     /// The value to change: the path to it is copied first where another
     /// clone shares it. A key that is not there copies nothing.
     pub fn get_mut(&mut self, key: &K) -> Option<&mut V> {
-        // Found first, without copying, by the child taken at each level
-        // (every node but the rightmost of its level holds at least half
-        // of NODE_MAX, so 16 levels are more than any map can have); then
-        // the same path again, copying what is shared.
-        let mut path = [0u8; 16];
+        // Found first, without copying, by the child taken at each level;
+        // then the same path again, copying what is shared.
+        let mut path = [0u8; DEPTH_MAX];
         let mut depth = 0;
         let mut node = self.root.as_deref()?;
         let found = loop {
@@ -573,41 +577,96 @@ mod tests {
         }
 
         /// Ranges, from both ends and interleaved, yield what a
-        /// `BTreeMap`'s do.
+        /// `BTreeMap`'s do, for every pair of bounds; a range that a
+        /// `BTreeMap` refuses (its start past its end) is empty.
         #[test]
         fn ranges_as_a_btreemap(
             keys in proptest::collection::btree_set(any::<u16>(), 0..3000),
+            shuffled in any::<bool>(),
             a in any::<u16>(),
             b in any::<u16>(),
             turns in proptest::collection::vec(any::<bool>(), 0..64),
         ) {
-            let map: PersistentMap<u16, ()> = keys.iter().map(|&k| (k, ())).collect();
+            let mut entries: Vec<(u16, ())> = keys.iter().map(|&k| (k, ())).collect();
+            if shuffled {
+                // Built by inserts in a scrambled order, not appends.
+                entries.sort_by_key(|&(k, _)| k.wrapping_mul(40_503).rotate_left(7));
+            }
+            let map: PersistentMap<u16, ()> = entries.into_iter().collect();
             let model: BTreeMap<u16, ()> = keys.iter().map(|&k| (k, ())).collect();
             map.check().unwrap();
-            let (lo, hi) = (a.min(b), a.max(b));
-            let bounds = [
-                (Bound::Included(lo), Bound::Included(hi)),
-                (Bound::Included(lo), Bound::Excluded(hi)),
-                (Bound::Excluded(lo), Bound::Unbounded),
-                (Bound::Unbounded, Bound::Excluded(hi)),
-            ];
-            for bound in bounds {
-                if matches!(bound, (Bound::Excluded(x), Bound::Excluded(y)) if x == y) { continue; }
-                prop_assert!(map.range(bound).eq(model.range(bound)));
-                prop_assert!(map.range(bound).rev().eq(model.range(bound).rev()));
-                let mut mine = map.range(bound);
-                let mut theirs = model.range(bound);
-                for &back in &turns {
-                    if back {
-                        prop_assert_eq!(mine.next_back(), theirs.next_back());
-                    } else {
-                        prop_assert_eq!(mine.next(), theirs.next());
+            let bound = |k: Option<u16>, included: bool| match k {
+                None => Bound::Unbounded,
+                Some(k) if included => Bound::Included(k),
+                Some(k) => Bound::Excluded(k),
+            };
+            for (start, end) in [(a, b), (b, a)] {
+                for (s, e) in [(Some(start), Some(end)), (Some(start), None), (None, Some(end)), (None, None)] {
+                    for (s_in, e_in) in [(true, true), (true, false), (false, true), (false, false)] {
+                        let range = (bound(s, s_in), bound(e, e_in));
+                        let refused = match range {
+                            (Bound::Included(x) | Bound::Excluded(x), Bound::Included(y) | Bound::Excluded(y)) => {
+                                x > y || (x == y && matches!(range, (Bound::Excluded(_), Bound::Excluded(_))))
+                            }
+                            _ => false,
+                        };
+                        if refused {
+                            prop_assert_eq!(map.range(range).count(), 0);
+                            continue;
+                        }
+                        prop_assert!(map.range(range).eq(model.range(range)));
+                        prop_assert!(map.range(range).rev().eq(model.range(range).rev()));
+                        prop_assert_eq!(map.range(range).len(), model.range(range).count());
+                        let mut mine = map.range(range);
+                        let mut theirs = model.range(range);
+                        for &back in &turns {
+                            if back {
+                                prop_assert_eq!(mine.next_back(), theirs.next_back());
+                            } else {
+                                prop_assert_eq!(mine.next(), theirs.next());
+                            }
+                        }
+                        prop_assert!(mine.eq(theirs));
                     }
                 }
-                prop_assert!(mine.eq(theirs));
             }
-            prop_assert_eq!(map.range((Bound::Included(hi), Bound::Included(lo))).count(),
-                if lo == hi { usize::from(keys.contains(&lo)) } else { 0 });
+        }
+    }
+
+    /// Many entries in a scrambled order, with snapshots taken along the
+    /// way and changed after: a deep tree (small nodes in the unit tests)
+    /// whose branches split in the middle, and paths copied across many
+    /// shared levels.
+    #[test]
+    fn scrambled_inserts_and_changes_behave_as_a_btreemap() {
+        let mut map = PersistentMap::new();
+        let mut model = BTreeMap::new();
+        let mut snapshots = Vec::new();
+        for i in 0..20_000u32 {
+            let key = i.wrapping_mul(2_654_435_761) % 50_000;
+            assert_eq!(map.insert(key, i), model.insert(key, i));
+            if i % 997 == 0 {
+                snapshots.push((map.clone(), model.clone()));
+            }
+            if i % 3 == 0 {
+                let changed = key / 2;
+                match (map.get_mut(&changed), model.get_mut(&changed)) {
+                    (Some(a), Some(b)) => {
+                        *a += 1;
+                        *b += 1;
+                    }
+                    (None, None) => {}
+                    (a, b) => panic!("get_mut {changed}: {a:?} against {b:?}"),
+                }
+            }
+        }
+        map.check().unwrap();
+        let Some(Node::Branch(_)) = map.root.as_deref() else { panic!("a deep tree") };
+        assert!(map.iter().eq(model.iter()));
+        assert!(map.iter().rev().eq(model.iter().rev()));
+        for (snapshot, model) in &snapshots {
+            snapshot.check().unwrap();
+            assert!(snapshot.iter().eq(model.iter()), "a snapshot changed after it was taken");
         }
     }
 

@@ -289,6 +289,44 @@ pub fn unfinished_checkpoint(dir: &Path) -> PathBuf {
     dir.join(format!("{CHECKPOINT_FILE}.new"))
 }
 
+/// Removes the snapshot files that sled left half-written (`snap.*.generating`)
+/// in `dir`, before sled opens it. sled 0.34 writes a snapshot of its page
+/// table to such a file, syncs it and renames it; but as it opens a tree it
+/// reads whichever `snap.*` file sorts last, and a `.generating` one sorts
+/// after the snapshot it was to replace. A process killed, or a disk that
+/// filled, while sled was writing one (which it does while opening, and at
+/// a clean stop: [`EventLog::refresh_sled_snapshot`]) left a ledger that
+/// sled then refused as corrupt. Without it, sled reads the last whole
+/// snapshot and catches up from its log, as after any crash. Only for a
+/// directory no other process holds.
+fn remove_unfinished_sled_snapshots(dir: &Path) -> Result<(), LogError> {
+    let entries = match std::fs::read_dir(dir) {
+        Ok(entries) => entries,
+        Err(error) if error.kind() == std::io::ErrorKind::NotFound => return Ok(()),
+        Err(error) => return Err(LogError::Open { dir: dir.to_owned(), problem: io_problem(&error) }),
+    };
+    for entry in entries {
+        let entry = entry.map_err(|error| LogError::Open { dir: dir.to_owned(), problem: io_problem(&error) })?;
+        let name = entry.file_name();
+        let name = name.to_string_lossy();
+        if !(name.starts_with("snap.") && name.ends_with(".generating")) {
+            continue;
+        }
+        let path = entry.path();
+        std::fs::remove_file(&path).map_err(|error| LogError::Open {
+            dir: dir.to_owned(),
+            problem: format!(
+                "cannot remove {}, a storage snapshot left half-written by an earlier process ({}): \
+                 remove it, then start again",
+                path.display(),
+                io_problem(&error)
+            ),
+        })?;
+        tracing::info!(path = %path.display(), "removed a storage snapshot that an earlier process left half-written");
+    }
+    Ok(())
+}
+
 /// The checkpoint file in data directory `dir`, opened for reading, with
 /// its length; `None` if there is none. Needs no open log: a start reads it
 /// while sled opens (`Ledger::open`). A ledger that never stored its
@@ -323,30 +361,36 @@ impl EventLog {
     }
 
     /// Brings sled's snapshot of its page table up to date, for a log that
-    /// no handle in this process holds any more (waiting up to 10 s for
-    /// sled's own threads to let go of it). Answers how long it took.
+    /// no handle in this process holds any more. Waits up to 5 s for the
+    /// last handles to let go (a call still running, such as an export
+    /// stream, may hold one); a log still held after that is an
+    /// [`LogError::InUse`], and nothing is done. Answers how long it took.
     ///
     /// sled 0.34 writes that snapshot only while it opens a tree: an open
     /// reads the last snapshot, then every log segment written after it,
-    /// and stores a new one. A start after a long run therefore paid for
-    /// every write of that run: at 10 M events, sled's open took 1.5 s
-    /// after a stop that wrote nothing and 2.6 s after one that had written
-    /// 0.5 M events (`docs/BENCHMARKS.md`). A clean stop calls this, so that
-    /// the work is done on the way out and the next start reads the
-    /// snapshot alone. It writes no event and changes nothing the log
-    /// holds; a stop cut short during it leaves the old snapshot, which
-    /// the next open brings up to date as it always did.
+    /// and stores a new one. A start after a run that wrote paid for every
+    /// write of that run: at 10.5–11.7 M events, sled's open took 2.05–2.63
+    /// s after a process had written 0.2 M events and stopped, against
+    /// 1.55–1.73 s for the open after that one (`docs/BENCHMARKS.md`,
+    /// eleventh session). A clean stop calls this, so that the work is done
+    /// on the way out and the next start reads the snapshot alone. It
+    /// writes no event and changes nothing the log holds. A stop cut short
+    /// while sled writes the snapshot leaves a `snap.*.generating` file,
+    /// which the next open removes before sled could mistake it for the
+    /// newest snapshot; sled then reads the previous one and catches up, as
+    /// after any crash.
     pub fn refresh_sled_snapshot(dir: &Path) -> Result<std::time::Duration, LogError> {
         let started = std::time::Instant::now();
         loop {
             match EventLog::check_free(dir) {
                 Ok(()) => break,
-                Err(LogError::InUse { .. }) if started.elapsed() < std::time::Duration::from_secs(10) => {
+                Err(LogError::InUse { .. }) if started.elapsed() < std::time::Duration::from_secs(5) => {
                     std::thread::sleep(std::time::Duration::from_millis(20))
                 }
                 Err(error) => return Err(error),
             }
         }
+        remove_unfinished_sled_snapshots(dir)?;
         let db = sled_config(dir)
             .open()
             .map_err(|error| LogError::Open { dir: dir.to_owned(), problem: sled_problem(&error) })?;
@@ -375,6 +419,7 @@ impl EventLog {
         let fresh = !dir.join("db").exists();
         if !fresh {
             EventLog::check_free(dir)?;
+            remove_unfinished_sled_snapshots(dir)?;
         }
         let opened = (|| {
             std::fs::create_dir_all(dir)?;
@@ -798,6 +843,7 @@ impl LogReader {
     /// it opens them, so **only call this on a copy** of a data directory
     /// that must stay untouched (`audit::verify` does).
     pub fn open_existing(dir: &Path) -> Result<LogReader, LogError> {
+        remove_unfinished_sled_snapshots(dir)?;
         let db = sled_config(dir)
             .create_new(false)
             .open()
