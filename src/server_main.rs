@@ -55,23 +55,44 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
     crate::api::server::serve(ledger.clone(), listener, shutdown_signal()).await?;
     ledger.shutdown().await;
     tracing::info!(head = ledger.head_seq(), "stopped; every acknowledged command is on disk");
+    refresh_after_stop(ledger, &args.data_dir).await;
+    Ok(())
+}
+
+/// After the ledger has stopped: brings sled's snapshot up to date, so that
+/// the next start reads it alone instead of every log segment this run
+/// wrote (`EventLog::refresh_sled_snapshot`). Not after a storage failure
+/// stopped the writer: nothing more is written to that disk then, and the
+/// next start catches up as after a crash. Answers what was done (`None`:
+/// skipped); failures are logged, and lose nothing.
+pub async fn refresh_after_stop(
+    ledger: Ledger,
+    data_dir: &Path,
+) -> Option<Result<std::time::Duration, crate::log::LogError>> {
+    if *ledger.watch_failure().borrow() {
+        tracing::warn!(
+            "a storage failure stopped the writer: nothing more is written to this disk, so the storage \
+             engine's snapshot is left for the next start to bring up to date"
+        );
+        return None;
+    }
     drop(ledger);
-    // The next start then reads sled's snapshot alone, instead of every log
-    // segment this run wrote (`EventLog::refresh_sled_snapshot`).
-    let dir = args.data_dir.clone();
-    match tokio::task::spawn_blocking(move || EventLog::refresh_sled_snapshot(&dir)).await {
-        Ok(Ok(took)) => tracing::info!(
+    let dir = data_dir.to_owned();
+    let refreshed = tokio::task::spawn_blocking(move || EventLog::refresh_sled_snapshot(&dir))
+        .await
+        .unwrap_or_else(|panic| std::panic::resume_unwind(panic.into_panic()));
+    match &refreshed {
+        Ok(took) => tracing::info!(
             elapsed_ms = took.as_millis() as u64,
             "brought the storage engine's snapshot up to date, so that the next start is fast"
         ),
-        Ok(Err(error)) => tracing::warn!(
+        Err(error) => tracing::warn!(
             %error,
             "did not bring the storage engine's snapshot up to date; nothing is lost, but the next start \
              reads what this run wrote"
         ),
-        Err(error) => tracing::warn!(%error, "the storage engine's snapshot was not brought up to date"),
     }
-    Ok(())
+    Some(refreshed)
 }
 
 /// Resolves on SIGTERM or Ctrl-C.

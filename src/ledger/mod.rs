@@ -219,7 +219,7 @@ fn yield_to_sled_open() {
 
 /// Opens the log in `dir` and, meanwhile, reads and decodes its checkpoint
 /// file on a thread of its own. A start is mostly these two: sled's open
-/// (about a second at 10 M events, on one thread) and the checkpoint (the
+/// (about 1.5 s at 10 M events, on one thread) and the checkpoint (the
 /// rest, on two). The second value is what the checkpoint file claims, not
 /// yet checked against the log ([`Projections::load_claimed`] does that);
 /// `None` when nothing was read early: a new ledger, one in use (its
