@@ -236,17 +236,6 @@ async fn after_a_failed_fsync_every_command_is_refused_even_when_the_disk_recove
     close(ledger).await;
 }
 
-/// The names of sled's snapshot files in a data directory.
-fn sled_snapshots(dir: &Path) -> Vec<String> {
-    let mut names: Vec<String> = std::fs::read_dir(dir)
-        .unwrap()
-        .map(|entry| entry.unwrap().file_name().to_string_lossy().into_owned())
-        .filter(|name| name.starts_with("snap."))
-        .collect();
-    names.sort();
-    names
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn after_a_storage_failure_the_stop_leaves_sleds_snapshot_alone() {
     // Without a failure, the stop brings sled's snapshot up to date: the
@@ -255,10 +244,10 @@ async fn after_a_storage_failure_the_stop_leaves_sleds_snapshot_alone() {
     let ledger = Ledger::open(LedgerConfig::new(healthy.path())).unwrap();
     setup(&ledger, &["porticus".into()]).await;
     ledger.shutdown().await;
-    let before = sled_snapshots(healthy.path());
+    let before = support::sled_snapshots(healthy.path());
     let refreshed = fundledger::server_main::refresh_after_stop(ledger, healthy.path()).await;
     assert!(matches!(refreshed, Some(Ok(_))), "{refreshed:?}");
-    assert_ne!(sled_snapshots(healthy.path()), before, "the stop wrote sled's snapshot");
+    assert_ne!(support::sled_snapshots(healthy.path()), before, "the stop wrote sled's snapshot");
 
     // After a failed fsync nothing more is written to that disk, the
     // snapshot included.
@@ -271,9 +260,9 @@ async fn after_a_storage_failure_the_stop_leaves_sleds_snapshot_alone() {
     assert_outcome_unknown(ledger.submit(pledge("p1", "porticus", "1000.00")).await);
     tokio::time::timeout(Duration::from_secs(20), failed.wait_for(|f| *f)).await.unwrap().unwrap();
     ledger.shutdown().await;
-    let before = sled_snapshots(dir.path());
+    let before = support::sled_snapshots(dir.path());
     assert!(fundledger::server_main::refresh_after_stop(ledger, dir.path()).await.is_none());
-    assert_eq!(sled_snapshots(dir.path()), before, "the stop wrote to a disk that had failed");
+    assert_eq!(support::sled_snapshots(dir.path()), before, "the stop wrote to a disk that had failed");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

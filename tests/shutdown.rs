@@ -83,9 +83,10 @@ async fn sigterm_under_load_answers_or_refuses_every_command_and_loses_none() {
     // the tree again finds nothing written after it, so writes no new one
     // (a start after a long run would otherwise read all the run wrote).
     assert!(server.log().contains("brought the storage engine's snapshot up to date"), "{}", server.log());
-    let snapshots = sled_snapshots(dir.path());
+    let snapshots = support::sled_snapshots(dir.path());
+    assert!(!snapshots.is_empty(), "sled keeps a snapshot");
     drop(fundledger::log::sled_config(dir.path()).open().unwrap());
-    assert_eq!(sled_snapshots(dir.path()), snapshots, "the stop left sled's snapshot behind its log");
+    assert_eq!(support::sled_snapshots(dir.path()), snapshots, "the stop left sled's snapshot behind its log");
     let mut answers = Vec::new();
     for client in clients {
         answers.extend(client.await.unwrap());
@@ -158,17 +159,4 @@ async fn sigterm_under_load_answers_or_refuses_every_command_and_loses_none() {
     assert!(status.success(), "{status}: {}", server.log());
     drop(server);
     process::verify(dir.path());
-}
-
-/// The names of sled's snapshot files in a ledger (`snap.` and the log
-/// position it is up to date with).
-fn sled_snapshots(dir: &std::path::Path) -> Vec<String> {
-    let mut names: Vec<String> = std::fs::read_dir(dir)
-        .unwrap()
-        .map(|entry| entry.unwrap().file_name().to_string_lossy().into_owned())
-        .filter(|name| name.starts_with("snap."))
-        .collect();
-    names.sort();
-    assert!(!names.is_empty(), "sled keeps a snapshot in {}", dir.display());
-    names
 }

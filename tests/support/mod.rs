@@ -359,6 +359,18 @@ pub fn open_retrying<T>(mut open: impl FnMut() -> Result<T, String>) -> T {
     }
 }
 
+/// The names of sled's snapshot files in a data directory (`snap.` and the
+/// log position each is up to date with), sorted.
+pub fn sled_snapshots(dir: &std::path::Path) -> Vec<String> {
+    let mut names: Vec<String> = std::fs::read_dir(dir)
+        .unwrap()
+        .map(|entry| entry.unwrap().file_name().to_string_lossy().into_owned())
+        .filter(|name| name.starts_with("snap."))
+        .collect();
+    names.sort();
+    names
+}
+
 // ------------------------------------------------------------------ randomness
 
 /// A small seeded generator (SplitMix64) for tests that pick random moments
