@@ -312,19 +312,32 @@ fn remove_unfinished_sled_snapshots(dir: &Path) -> Result<(), LogError> {
         if !(name.starts_with("snap.") && name.ends_with(".generating")) {
             continue;
         }
-        let path = entry.path();
-        std::fs::remove_file(&path).map_err(|error| LogError::Open {
+        remove_left_unfinished(dir, &entry.path(), "a storage snapshot")?;
+    }
+    Ok(())
+}
+
+/// Removes `path`, `what` a process that stopped while writing it left
+/// unfinished in data directory `dir` (nothing reads it, and no other
+/// process holds the directory); absent is fine. What cannot be removed (a
+/// directory of that name, a read-only directory) refuses the open, naming
+/// the file.
+fn remove_left_unfinished(dir: &Path, path: &Path, what: &str) -> Result<(), LogError> {
+    match std::fs::remove_file(path) {
+        Ok(()) => {
+            tracing::info!(path = %path.display(), "removed {what} left unfinished by an earlier process");
+            Ok(())
+        }
+        Err(error) if error.kind() == std::io::ErrorKind::NotFound => Ok(()),
+        Err(error) => Err(LogError::Open {
             dir: dir.to_owned(),
             problem: format!(
-                "cannot remove {}, a storage snapshot left half-written by an earlier process ({}): \
-                 remove it, then start again",
+                "cannot remove {}, {what} left unfinished by an earlier process ({}): remove it, then start again",
                 path.display(),
                 io_problem(&error)
             ),
-        })?;
-        tracing::info!(path = %path.display(), "removed a storage snapshot that an earlier process left half-written");
+        }),
     }
-    Ok(())
 }
 
 /// The checkpoint file in data directory `dir`, opened for reading, with
@@ -475,26 +488,7 @@ impl EventLog {
     /// would fail the next checkpoint, which stops the writer: the start
     /// refuses now instead, naming the file.
     fn remove_unfinished_checkpoint(&self) -> Result<(), LogError> {
-        let path = unfinished_checkpoint(&self.dir);
-        match std::fs::remove_file(&path) {
-            Ok(()) => {
-                tracing::info!(
-                    path = %path.display(),
-                    "removed a checkpoint left unfinished by a process that stopped while storing it"
-                );
-                Ok(())
-            }
-            Err(error) if error.kind() == std::io::ErrorKind::NotFound => Ok(()),
-            Err(error) => Err(LogError::Open {
-                dir: self.dir.clone(),
-                problem: format!(
-                    "cannot remove {}, a checkpoint left unfinished by an earlier process ({}): \
-                     remove it, then start again",
-                    path.display(),
-                    io_problem(&error)
-                ),
-            }),
-        }
+        remove_left_unfinished(&self.dir, &unfinished_checkpoint(&self.dir), "a checkpoint")
     }
 
     /// **Tests only**: from now on, consults `plan` before every write,
