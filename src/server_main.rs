@@ -63,8 +63,11 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
 /// the next start reads it alone instead of every log segment this run
 /// wrote (`EventLog::refresh_sled_snapshot`). Not after a storage failure
 /// stopped the writer: nothing more is written to that disk then, and the
-/// next start catches up as after a crash. Answers what was done (`None`:
-/// skipped); failures are logged, and lose nothing.
+/// next start catches up as after a crash. Nor after a run that wrote
+/// nothing: sled's open brought the snapshot up to date, and a refresh
+/// would cost a second open (seconds at millions of events) for nothing.
+/// Answers what was done (`None`: skipped); failures are logged, and lose
+/// nothing.
 pub async fn refresh_after_stop(
     ledger: Ledger,
     data_dir: &Path,
@@ -74,6 +77,10 @@ pub async fn refresh_after_stop(
             "a storage failure stopped the writer: nothing more is written to this disk, so the storage \
              engine's snapshot is left for the next start to bring up to date"
         );
+        return None;
+    }
+    if !ledger.log_written_since_open() {
+        tracing::info!("nothing was written since the start: the storage engine's snapshot is up to date");
         return None;
     }
     drop(ledger);

@@ -266,6 +266,41 @@ async fn after_a_storage_failure_the_stop_leaves_sleds_snapshot_alone() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_stop_after_a_run_that_wrote_nothing_leaves_sleds_snapshot_alone() {
+    let dir = tempfile::tempdir().unwrap();
+    let ledger = Ledger::open(LedgerConfig::new(dir.path())).unwrap();
+    setup(&ledger, &["porticus".into()]).await;
+    ledger.shutdown().await;
+    assert!(ledger.log_written_since_open());
+    assert!(matches!(fundledger::server_main::refresh_after_stop(ledger, dir.path()).await, Some(Ok(_))));
+
+    // A run that only reads, and is refused a command (a rejection records
+    // nothing), writes nothing: its stop skips the refresh, a second sled
+    // open of seconds at millions of events.
+    let ledger = support::reopen(LedgerConfig::new(dir.path()));
+    assert_eq!(ledger.projections().state.partners.len(), 1);
+    let refused = ledger.submit(pledge("p1", "nobody", "1000.00")).await;
+    assert!(matches!(refused, Err(CommandError::Rejected(_))), "{refused:?}");
+    ledger.shutdown().await;
+    assert!(!ledger.log_written_since_open());
+    let before = support::sled_snapshots(dir.path());
+    assert!(fundledger::server_main::refresh_after_stop(ledger, dir.path()).await.is_none());
+    assert_eq!(support::sled_snapshots(dir.path()), before);
+    // And the snapshot was up to date: sled's next open finds nothing to
+    // bring into it.
+    drop(support::open_retrying(|| fundledger::log::sled_config(dir.path()).open().map_err(|e| e.to_string())));
+    assert_eq!(support::sled_snapshots(dir.path()), before, "the run left sled's snapshot behind its log");
+
+    // One event is enough to need the refresh.
+    let ledger = support::reopen(LedgerConfig::new(dir.path()));
+    ledger.submit(pledge("p2", "porticus", "1000.00")).await.unwrap();
+    ledger.shutdown().await;
+    assert!(ledger.log_written_since_open());
+    assert!(matches!(fundledger::server_main::refresh_after_stop(ledger, dir.path()).await, Some(Ok(_))));
+    assert_ne!(support::sled_snapshots(dir.path()), before);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_failing_flush_is_never_acknowledged() {
     let dir = tempfile::tempdir().unwrap();
     let plan = Arc::new(FaultPlan::new());

@@ -147,6 +147,8 @@ struct Shared {
     stats: WriterStats,
     /// How the projections were loaded when the ledger opened.
     loaded: Loaded,
+    /// [`EventLog::written_since_open`] of the writer's log.
+    log_written: Arc<std::sync::atomic::AtomicBool>,
 }
 
 /// Counters of the writer's work since the ledger was opened.
@@ -292,6 +294,7 @@ impl Ledger {
             as_of_queries: tokio::sync::Semaphore::new(config.as_of_queries_max.max(1)),
             stats: WriterStats::default(),
             loaded,
+            log_written: log.written_since_open(),
         });
         let (tx, rx) = mpsc::channel(config.queue_commands_max);
         let checkpoint_seq = match loaded {
@@ -485,6 +488,12 @@ impl Ledger {
     /// checkpoint (which verified against the log), or replayed, and why.
     pub fn loaded(&self) -> Loaded {
         self.shared.loaded
+    }
+
+    /// Whether anything was written to the log's storage since the ledger
+    /// opened (events, or a change of its stored format).
+    pub fn log_written_since_open(&self) -> bool {
+        self.shared.log_written.load(Ordering::Relaxed)
     }
 
     /// Stops taking commands, lets the writer answer and commit everything

@@ -3,6 +3,7 @@ use super::faults::{FaultPlan, StorageOp};
 use std::collections::{HashMap, HashSet};
 use std::fs::File;
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 
 // Key layout of the one sled tree (the default tree of the sled database in
@@ -224,6 +225,11 @@ pub struct EventLog {
     synced_blobs: HashSet<std::ffi::OsString>,
     /// Injected storage failures; `None` outside tests (see `log::faults`).
     faults: Option<Arc<FaultPlan>>,
+    /// Turns true before the first write to sled since this open (marking
+    /// or upgrading the format, appending, dropping the legacy checkpoint):
+    /// until then, sled's snapshot is as its open left it (see
+    /// [`EventLog::written_since_open`]).
+    written: Arc<AtomicBool>,
 }
 
 /// A read-only handle for concurrent readers. Reads are not bounded by
@@ -437,8 +443,10 @@ impl EventLog {
         let opened = (|| {
             std::fs::create_dir_all(dir)?;
             let db = sled_config(dir).open()?;
-            check_format(dir, &db)?;
-            EventLog::start(dir, db, fresh)
+            let marked = check_format(dir, &db)?;
+            let log = EventLog::start(dir, db, fresh)?;
+            log.written.fetch_or(marked, Ordering::Relaxed);
+            Ok(log)
         })();
         // Failures to open, mark or sync say which directory and why.
         opened.map_err(|error| match error {
@@ -458,6 +466,7 @@ impl EventLog {
             stream_versions: HashMap::new(),
             synced_blobs: HashSet::new(),
             faults: None,
+            written: Arc::new(AtomicBool::new(false)),
         };
         if let Some((key, record)) = log.reader.db.scan_prefix([EVENT]).next_back().transpose()? {
             // The head is what the next event links to: check it right
@@ -509,6 +518,15 @@ impl EventLog {
 
     pub fn head_seq(&self) -> u64 {
         self.head_seq
+    }
+
+    /// A flag that turns true when this handle first writes to sled (and
+    /// stays so): a run that leaves it false wrote nothing since sled's
+    /// open, which brought sled's snapshot up to date, so there is nothing
+    /// for [`EventLog::refresh_sled_snapshot`] to do after it. Shared, so
+    /// that it can be read after the writer that owns the log has ended.
+    pub fn written_since_open(&self) -> Arc<AtomicBool> {
+        self.written.clone()
     }
 
     pub fn head_hash(&self) -> Hash {
@@ -564,7 +582,9 @@ impl EventLog {
     /// used now: its layout is older than the checksummed one), once a
     /// checkpoint file has replaced it.
     pub fn drop_legacy_checkpoint(&mut self) -> Result<(), LogError> {
-        if self.reader.db.remove(META_CHECKPOINT)?.is_some() {
+        if self.reader.db.contains_key(META_CHECKPOINT)? {
+            self.written.store(true, Ordering::Relaxed);
+            self.reader.db.remove(META_CHECKPOINT)?;
             self.sync()?;
         }
         Ok(())
@@ -613,6 +633,7 @@ impl EventLog {
             out.push(envelopes);
         }
         self.injected(StorageOp::Write).map_err(sled::Error::Io)?;
+        self.written.store(true, Ordering::Relaxed);
         self.reader.db.apply_batch(batch)?;
         self.sync()?;
         // Only now, with the batch durable, does the in-memory head move.
@@ -941,18 +962,19 @@ impl Restorer {
 
 /// Reads the stored format marker; marks a new, empty database as this
 /// version's and upgrades a v1 log in place. Anything else is refused
-/// before it is written to. The caller makes the change durable.
-fn check_format(dir: &Path, db: &sled::Db) -> Result<(), LogError> {
+/// before it is written to. The caller makes the change durable. Answers
+/// whether it wrote.
+fn check_format(dir: &Path, db: &sled::Db) -> Result<bool, LogError> {
     match db.get(META_FORMAT)? {
-        Some(found) if found.as_ref() == STORE_FORMAT => Ok(()),
-        Some(found) if found.as_ref() == STORE_FORMAT_V1 => upgrade_from_v1(dir, db),
+        Some(found) if found.as_ref() == STORE_FORMAT => Ok(false),
+        Some(found) if found.as_ref() == STORE_FORMAT_V1 => upgrade_from_v1(dir, db).map(|()| true),
         Some(found) => Err(format_error(dir, &found)),
         None if db.first()?.is_some() => {
             Err(LogError::ForeignStore { dir: dir.to_owned(), found: "an unmarked sled database".into() })
         }
         None => {
             db.insert(META_FORMAT, STORE_FORMAT)?;
-            Ok(())
+            Ok(true)
         }
     }
 }
