@@ -32,6 +32,7 @@ use fundledger::domain::dated;
 
 use fundledger::domain::state::{Application, Grant, Pot};
 use fundledger::domain::*;
+use fundledger::projections::Projections;
 use proptest::prelude::*;
 use proptest::test_runner::{Config, FileFailurePersistence, TestError, TestRunner};
 use std::cell::RefCell;
@@ -749,6 +750,9 @@ struct Tally {
     /// Awards and payments above their round's threshold, made on approval.
     four_eyes_awards: usize,
     four_eyes_payments: usize,
+    /// Checkpoints read back with an award proposal pending, with a payment
+    /// proposal pending, with a declared conflict.
+    checkpoints_with: [usize; 3],
 }
 
 /// A proposal waiting for approval: its amount and who proposed it.
@@ -768,6 +772,12 @@ impl Play {
             Ok(_) => {
                 *tally.accepted.entry(command.name()).or_default() += 1;
                 self.accepted.insert(command.name());
+                if matches!(command.name(), "ProposeAward" | "ProposePayment" | "DeclareConflict") {
+                    let with = checkpoint_round_trip(&self.checked.state);
+                    for (count, with) in tally.checkpoints_with.iter_mut().zip(with) {
+                        *count += usize::from(with);
+                    }
+                }
             }
             Err(rejection) => {
                 let state = &self.checked.state;
@@ -778,11 +788,28 @@ impl Play {
     }
 }
 
+/// Checks that the projections' checkpoint of `state`, in chunks of three
+/// applications, reads back as `state`. Answers whether the state had an
+/// award proposal pending, a payment proposal pending, a conflict.
+fn checkpoint_round_trip(state: &FundState) -> [bool; 3] {
+    let projections = Projections { state: state.clone(), head_seq: 1, head_hash: [7; 32], head_recorded_at_micros: 0 };
+    let read =
+        Projections::decode_checkpoint(&projections.checkpoint_bytes_in_chunks(3)).expect("the checkpoint reads");
+    assert!(read.state == *state, "the checkpoint read back differs from the state it was made of");
+    let applications = || state.applications.iter().map(|(_, a)| a);
+    [
+        applications().any(|a| a.award_proposal.is_some()),
+        applications().any(|a| a.grant.as_ref().is_some_and(|g| g.payment_proposal.is_some())),
+        applications().any(|a| !a.conflicts.is_empty()),
+    ]
+}
+
 fn play(steps: &[Step], tally: &mut Tally) {
     let mut play = Play::default();
     for step in steps {
         play.step(step, tally);
     }
+    checkpoint_round_trip(&play.checked.state);
     let accepted = |event: fn(&Event) -> bool| play.checked.log.iter().any(event);
     if accepted(|e| matches!(e, Event::GrantAwarded { .. }))
         && accepted(|e| matches!(e, Event::PaymentMade { .. }))
@@ -832,6 +859,10 @@ fn random_command_sequences_keep_every_invariant() {
          awards above the threshold: {}; payments above the threshold: {}",
         tally.four_eyes_sequences, tally.four_eyes_awards, tally.four_eyes_payments
     );
+    eprintln!(
+        "checkpoints read back with an award proposal, a payment proposal, a conflict: {:?}",
+        tally.checkpoints_with
+    );
     let sequences = SEQUENCES as usize;
     for name in [
         "PledgeContribution",
@@ -868,6 +899,11 @@ fn random_command_sequences_keep_every_invariant() {
     );
     assert!(tally.four_eyes_awards >= sequences / 8, "too few awards above the threshold went through four eyes");
     assert!(tally.four_eyes_payments >= sequences / 16, "too few payments above the threshold went through four eyes");
+    assert!(
+        tally.checkpoints_with.iter().all(|&count| count >= sequences / 4),
+        "too few checkpoints read back with an award proposal, a payment proposal, a conflict: {:?}",
+        tally.checkpoints_with
+    );
     let codes: BTreeSet<&str> = tally.rejected.keys().copied().collect();
     assert!(codes.len() >= 30, "only {} kinds of rejection seen: {codes:?}", codes.len());
     for code in [

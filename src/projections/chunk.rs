@@ -386,6 +386,94 @@ mod tests {
         assert_eq!(listed[6], earmarked);
     }
 
+    /// The workload's first grant with every optional field set, and an
+    /// application with none of them.
+    fn every_field() -> (usize, [(ApplicationId, Application); 2]) {
+        let (fund_pots, applications) = workload_applications();
+        let (id, mut full) = applications[0].clone();
+        let day = |text| Date::parse(text).unwrap();
+        let amount = |minor| Amount::from_minor(minor).unwrap();
+        full.title = "Buurtgesprekken in Zuilen — één keer per maand".into();
+        full.applicant.organisation_id = "NL-KVK-12345678".into();
+        full.decision = Some(Decision {
+            reason: "past in het programma".into(),
+            decided_by: "anna".into(),
+            decided_on: day("2024-03-01"),
+        });
+        full.award_proposal = Some(Box::new(AwardProposal {
+            amount: amount(123_456),
+            reason: "tweede ronde".into(),
+            proposed_by: "bram".into(),
+            proposed_on: day("2024-03-02"),
+        }));
+        full.conflicts = ["bram".to_owned(), "cor".to_owned()].into();
+        let grant = full.grant.as_mut().unwrap();
+        // Every figure differs from every other, so that two fields read
+        // in each other's place show.
+        grant.awarded = amount(500_000);
+        grant.amount = amount(400_000);
+        let pots: Vec<PotKey> = grant.shares.keys().cloned().collect();
+        grant.shares = (pots.into_iter().enumerate())
+            .map(|(n, pot)| {
+                let n = n as i64;
+                (pot, GrantShare { amount: amount(1_000 + n), paid: amount(200 + n), refunded: amount(30 + n) })
+            })
+            .collect();
+        grant.status = GrantStatus::Settled;
+        grant.paid = amount(7);
+        grant.refunded = amount(3);
+        grant.tranches = 70_000;
+        grant.settled_on = Some(day("2024-12-31"));
+        grant.payment_proposal = Some(Box::new(PaymentProposal {
+            amount: amount(99),
+            value_date: day("2024-04-01"),
+            bank_reference: "NL91ABNA0417164300".into(),
+            proposed_by: "dirk".into(),
+        }));
+        let bare = Application {
+            round: full.round.clone(),
+            applicant: Applicant {
+                name: String::new().into(),
+                organisation_id: String::new().into(),
+                place: String::new().into(),
+                country: String::new().into(),
+            },
+            title: String::new().into(),
+            description: String::new().into(),
+            amount_requested: Amount::ZERO,
+            submitted_on: Date::from_days_since_epoch(-1),
+            status: ApplicationStatus::Withdrawn,
+            decision: None,
+            grant: None,
+            award_proposal: None,
+            conflicts: BTreeSet::new(),
+        };
+        (fund_pots, [(id, full), (ApplicationId::new("z.9").unwrap(), bare)])
+    }
+
+    #[test]
+    fn every_field_survives_a_round_trip() {
+        let (fund_pots, applications) = every_field();
+        let (bytes, _) = encoded(&applications);
+        let decoded = decode_chunk(&bytes, fund_pots).unwrap();
+        assert_eq!(decoded.len(), 2);
+        for ((id, application), (decoded_id, decoded)) in applications.iter().zip(&decoded) {
+            assert_eq!((decoded_id, &**decoded), (id, application));
+        }
+    }
+
+    #[test]
+    fn an_entry_cut_anywhere_is_refused() {
+        let (fund_pots, applications) = every_field();
+        let (bytes, _) = encoded(&applications[..1]);
+        let (_, list_ends) = codec::decode_checkpoint_entry::<Vec<PotKey>>(&bytes).unwrap();
+        assert!(decode_chunk(&bytes, fund_pots).is_ok());
+        // An error, never a panic or a shorter application.
+        for end in list_ends + 1..bytes.len() {
+            assert!(decode_chunk(&bytes[..end], fund_pots).is_err(), "cut at {end} of {}", bytes.len());
+        }
+    }
+
     #[test]
     fn a_share_beyond_its_chunks_pots_and_a_list_longer_than_the_funds_are_refused() {
         let (fund_pots, applications) = workload_applications();
