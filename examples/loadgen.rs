@@ -1220,6 +1220,9 @@ fn build_log(dir: &Path, events: u64) -> anyhow::Result<()> {
     let mut clients: Vec<WorkloadClient> = (0..8).map(|c| WorkloadClient::new(&run, c)).collect();
     let mut next_report = 0;
     while log.head_seq() < events {
+        // Past about 12 M events the setup's pledges would run out.
+        let top_ups = workload::top_up_pledges(&projections.state);
+        steps.extend(top_ups.into_iter().enumerate().map(|(p, s)| (s, format!("{run}top-up-{}-{p}", log.head_seq()))));
         while steps.len() < 4096 {
             let client = &mut clients[steps.len() % 8];
             let id = client.request_id();
