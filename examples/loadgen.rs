@@ -1221,8 +1221,10 @@ fn build_log(dir: &Path, events: u64) -> anyhow::Result<()> {
     let mut next_report = 0;
     while log.head_seq() < events {
         // Past about 12 M events the setup's pledges would run out.
-        let top_ups = workload::top_up_pledges(&projections.state);
-        steps.extend(top_ups.into_iter().enumerate().map(|(p, s)| (s, format!("{run}top-up-{}-{p}", log.head_seq()))));
+        for step in workload::top_up_pledges(&projections.state) {
+            let id = format!("{run}top-up-{}-{}", log.head_seq(), step.actor.principal);
+            steps.push((step, id));
+        }
         while steps.len() < 4096 {
             let client = &mut clients[steps.len() % 8];
             let id = client.request_id();

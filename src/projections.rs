@@ -324,7 +324,7 @@ fn decode_state(source: &mut impl std::io::Read) -> std::io::Result<Result<FundS
         loop {
             let mut length = [0u8; 8];
             if let Err(error) = source.read_exact(&mut length) {
-                return eof_is_undecodable(error);
+                return eof_is_undecodable(error, "the checkpoint ends early");
             }
             let length = u64::from_be_bytes(length);
             if length == 0 {
@@ -339,8 +339,11 @@ fn decode_state(source: &mut impl std::io::Read) -> std::io::Result<Result<FundS
             // a start's CPU samples at 10 M events). It grows a step at a
             // time as the bytes come, so that a damaged length makes it no
             // longer than the bytes there are, and a step.
+            // (Room for a chunk of up to twice the size this version cuts
+            // chunks at is reserved at once: address space, not touched.)
             let length = length as usize;
             let mut bytes = building.spare.pop().unwrap_or_default();
+            bytes.reserve(length.min(2 * CHECKPOINT_CHUNK_BYTES).saturating_sub(bytes.len()));
             let mut read = 0;
             while read < length {
                 let end = length.min(read + CHECKPOINT_CHUNK_BYTES);
@@ -348,10 +351,7 @@ fn decode_state(source: &mut impl std::io::Read) -> std::io::Result<Result<FundS
                     bytes.resize(end, 0);
                 }
                 if let Err(error) = source.read_exact(&mut bytes[read..end]) {
-                    return match error.kind() {
-                        std::io::ErrorKind::UnexpectedEof => undecodable("the checkpoint ends inside a chunk"),
-                        _ => Err(error),
-                    };
+                    return eof_is_undecodable(error, "the checkpoint ends inside a chunk");
                 }
                 read = end;
             }
@@ -442,10 +442,11 @@ fn undecodable<T>(problem: &str) -> std::io::Result<Result<T, CodecError>> {
     Ok(Err(CodecError::Decode(problem.to_owned())))
 }
 
-/// A checkpoint that ends early does not decode; other read errors are I/O.
-fn eof_is_undecodable<T>(error: std::io::Error) -> std::io::Result<Result<T, CodecError>> {
+/// A checkpoint that ends early does not decode (`problem`); other read
+/// errors are I/O.
+fn eof_is_undecodable<T>(error: std::io::Error, problem: &str) -> std::io::Result<Result<T, CodecError>> {
     match error.kind() {
-        std::io::ErrorKind::UnexpectedEof => undecodable("the checkpoint ends early"),
+        std::io::ErrorKind::UnexpectedEof => undecodable(problem),
         _ => Err(error),
     }
 }

@@ -64,8 +64,9 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
 /// wrote (`EventLog::refresh_sled_snapshot`). Not after a storage failure
 /// stopped the writer: nothing more is written to that disk then, and the
 /// next start catches up as after a crash. Nor after a run that wrote
-/// nothing: sled's open brought the snapshot up to date, and a refresh
-/// would cost a second open (seconds at millions of events) for nothing.
+/// nothing: sled's open brought the snapshot up to date (but for sled's
+/// own few page writes), and a refresh would cost a second open (seconds
+/// at millions of events) for next to nothing.
 /// Answers what was done (`None`: skipped); failures are logged, and lose
 /// nothing.
 pub async fn refresh_after_stop(

@@ -899,11 +899,6 @@ fn random_command_sequences_keep_every_invariant() {
     );
     assert!(tally.four_eyes_awards >= sequences / 8, "too few awards above the threshold went through four eyes");
     assert!(tally.four_eyes_payments >= sequences / 16, "too few payments above the threshold went through four eyes");
-    assert!(
-        tally.checkpoints_with.iter().all(|&count| count >= sequences / 4),
-        "too few checkpoints read back with an award proposal, a payment proposal, a conflict: {:?}",
-        tally.checkpoints_with
-    );
     let codes: BTreeSet<&str> = tally.rejected.keys().copied().collect();
     assert!(codes.len() >= 30, "only {} kinds of rejection seen: {codes:?}", codes.len());
     for code in [

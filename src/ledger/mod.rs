@@ -491,7 +491,9 @@ impl Ledger {
     }
 
     /// Whether anything was written to the log's storage since the ledger
-    /// opened (events, or a change of its stored format).
+    /// opened (events, a change of its stored format, the removal of the
+    /// checkpoint older versions kept in sled). Final once
+    /// [`Ledger::shutdown`] has returned.
     pub fn log_written_since_open(&self) -> bool {
         self.shared.log_written.load(Ordering::Relaxed)
     }

@@ -225,10 +225,9 @@ pub struct EventLog {
     synced_blobs: HashSet<std::ffi::OsString>,
     /// Injected storage failures; `None` outside tests (see `log::faults`).
     faults: Option<Arc<FaultPlan>>,
-    /// Turns true before the first write to sled since this open (marking
-    /// or upgrading the format, appending, dropping the legacy checkpoint):
-    /// until then, sled's snapshot is as its open left it (see
-    /// [`EventLog::written_since_open`]).
+    /// Turns true once this handle writes to sled (marking or upgrading
+    /// the format at the open, then before each batch it applies and before
+    /// dropping the legacy checkpoint): see [`EventLog::written_since_open`].
     written: Arc<AtomicBool>,
 }
 
@@ -445,7 +444,9 @@ impl EventLog {
             let db = sled_config(dir).open()?;
             let marked = check_format(dir, &db)?;
             let log = EventLog::start(dir, db, fresh)?;
-            log.written.fetch_or(marked, Ordering::Relaxed);
+            if marked {
+                log.written.store(true, Ordering::Relaxed);
+            }
             Ok(log)
         })();
         // Failures to open, mark or sync say which directory and why.
@@ -521,12 +522,21 @@ impl EventLog {
     }
 
     /// A flag that turns true when this handle first writes to sled (and
-    /// stays so): a run that leaves it false wrote nothing since sled's
-    /// open, which brought sled's snapshot up to date, so there is nothing
-    /// for [`EventLog::refresh_sled_snapshot`] to do after it. Shared, so
-    /// that it can be read after the writer that owns the log has ended.
+    /// stays so). A run that leaves it false wrote nothing since sled's
+    /// open, which brought sled's snapshot up to date: at most sled's own
+    /// few page writes are left behind it (a read may finish a leaf split
+    /// that a write began), so [`EventLog::refresh_sled_snapshot`] would
+    /// save the next start next to nothing. Shared, so that it can be read
+    /// after the writer that owns the log has ended.
     pub fn written_since_open(&self) -> Arc<AtomicBool> {
         self.written.clone()
+    }
+
+    /// Applies `batch` to sled, marking the log written first.
+    fn apply_batch(&self, batch: sled::Batch) -> Result<(), LogError> {
+        self.written.store(true, Ordering::Relaxed);
+        self.reader.db.apply_batch(batch)?;
+        Ok(())
     }
 
     pub fn head_hash(&self) -> Hash {
@@ -633,8 +643,7 @@ impl EventLog {
             out.push(envelopes);
         }
         self.injected(StorageOp::Write).map_err(sled::Error::Io)?;
-        self.written.store(true, Ordering::Relaxed);
-        self.reader.db.apply_batch(batch)?;
+        self.apply_batch(batch)?;
         self.sync()?;
         // Only now, with the batch durable, does the in-memory head move.
         for (stream, version) in versions {
@@ -941,7 +950,7 @@ impl Restorer {
     fn count_one(&mut self) -> Result<(), LogError> {
         self.pending += 1;
         if self.pending >= RESTORE_BATCH_EVENTS {
-            self.log.reader.db.apply_batch(std::mem::take(&mut self.batch))?;
+            self.log.apply_batch(std::mem::take(&mut self.batch))?;
             self.pending = 0;
         }
         Ok(())
@@ -950,7 +959,7 @@ impl Restorer {
     /// Makes the whole log durable (flush + fdatasync) and hands it over
     /// as an open log.
     pub(super) fn finish(mut self, chain: &ChainCheck) -> Result<EventLog, LogError> {
-        self.log.reader.db.apply_batch(std::mem::take(&mut self.batch))?;
+        self.log.apply_batch(std::mem::take(&mut self.batch))?;
         self.log.sync()?;
         self.log.head_seq = chain.expected_seq() - 1;
         self.log.head_hash = chain.head_hash();
