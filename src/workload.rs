@@ -122,11 +122,12 @@ pub const PLEDGE_HEADROOM_EUR: i64 = 100_000_000;
 
 /// A further pledge of each partner whose unrestricted pot has less than
 /// [`PLEDGE_HEADROOM_EUR`] pledged and not yet received, as large as the
-/// setup's. (The next limit of a long run is the rounds' budgets, 16 × 900
-/// M euros against about 900 awarded a cycle: about 70 M events.) The officers' receipts draw the setup's pledges down by about
+/// setup's. The officers' receipts draw the setup's pledges down by about
 /// 2,000 euros a cycle, which runs them out at about 12 M events; a run
 /// that goes further (the restart benchmark's builder) sends these first.
-/// Pure: what to send, from the state.
+/// (The next limit of a long run is the rounds' budgets: 16 × 900 M euros
+/// against about 900 awarded a cycle, about 70 M events.) Pure: what to
+/// send, from the state.
 pub fn top_up_pledges(state: &FundState) -> Vec<Step> {
     let headroom = Amount::from_minor(PLEDGE_HEADROOM_EUR * 100).expect("positive");
     (0..PARTNERS)
