@@ -226,8 +226,8 @@ pub struct EventLog {
     /// Injected storage failures; `None` outside tests (see `log::faults`).
     faults: Option<Arc<FaultPlan>>,
     /// Turns true once this handle writes to sled (marking or upgrading
-    /// the format at the open, then before each batch it applies and before
-    /// dropping the legacy checkpoint): see [`EventLog::written_since_open`].
+    /// the format at the open, each batch it applies, dropping the legacy
+    /// checkpoint): see [`EventLog::written_since_open`].
     written: Arc<AtomicBool>,
 }
 
@@ -592,9 +592,8 @@ impl EventLog {
     /// used now: its layout is older than the checksummed one), once a
     /// checkpoint file has replaced it.
     pub fn drop_legacy_checkpoint(&mut self) -> Result<(), LogError> {
-        if self.reader.db.contains_key(META_CHECKPOINT)? {
+        if self.reader.db.remove(META_CHECKPOINT)?.is_some() {
             self.written.store(true, Ordering::Relaxed);
-            self.reader.db.remove(META_CHECKPOINT)?;
             self.sync()?;
         }
         Ok(())
