@@ -110,7 +110,7 @@ fn every_exported_line_rehashes_to_its_hash_and_links_to_the_previous_one() {
     for (i, line) in text.lines().enumerate() {
         let v: Value = serde_json::from_str(line).unwrap();
         let keys: Vec<&str> = v.as_object().unwrap().keys().map(String::as_str).collect();
-        assert_eq!(keys.len(), 13, "line {}: {keys:?}", i + 1);
+        assert_eq!(keys.len(), 14, "line {}: {keys:?}", i + 1);
         assert_eq!(v["seq"], i as u64 + 1);
         assert_eq!(v["prev_hash"], hex::encode(prev));
         let payload = hex::decode(v["payload_hex"].as_str().unwrap()).unwrap();
@@ -126,7 +126,10 @@ fn every_exported_line_rehashes_to_its_hash_and_links_to_the_previous_one() {
             request_id: v["request_id"].as_str().unwrap().into(),
             payload: payload.clone(),
         };
-        let hash = codec::chain_hash(&prev, &codec::encode(&body));
+        // A ledger of stored format v3 covers the command's fingerprint too.
+        let fingerprint = hex::decode(v["fingerprint"].as_str().unwrap()).unwrap();
+        assert_eq!(fingerprint.len(), 32, "line {}", i + 1);
+        let hash = codec::chain_hash(&prev, &[codec::encode(&body), fingerprint].concat());
         assert_eq!(v["hash"], hex::encode(hash), "line {}", i + 1);
         // The decoded payload is what the bytes say.
         let event: Event = codec::decode(&payload).unwrap();

@@ -227,6 +227,7 @@ fn tamper_event(db: &sled::Db, seq: u64) {
     body.recorded_at_micros += 1;
     let mut record = bytes[..65].to_vec();
     record.extend_from_slice(&codec::encode(&body));
+    record.extend_from_slice(decoded.fingerprint.as_ref().map_or(&[][..], |fingerprint| &fingerprint[..]));
     db.insert(event_key(seq), record).unwrap();
 }
 
@@ -458,34 +459,34 @@ fn a_newer_stored_format_is_refused_naming_the_version() {
     let original = parent.path().join("original");
     ledger(&original);
 
-    let marker = parent.path().join("marker-v3");
+    let marker = parent.path().join("marker-v4");
     copy_dir(&original, &marker);
     with_db(&marker, |db| {
-        db.insert(b"m/format", &b"fundledger-log-v3"[..]).unwrap();
+        db.insert(b"m/format", &b"fundledger-log-v4"[..]).unwrap();
     });
     let before = Files::of(&marker);
     let shown = marker.display().to_string();
-    let expected = [shown.as_str(), "\"fundledger-log-v3\"", "cannot read", "\"fundledger-log-v2\""];
-    assert_refused(&serve(&marker), "serve, format marker v3", &expected);
-    assert_refused(&run(&["init"], &marker), "init, format marker v3", &expected);
-    assert_refused(&run(&["export", "events"], &marker), "export, format marker v3", &expected);
-    assert_refused(&run(&["verify"], &marker), "verify, format marker v3", &[&shown, "fundledger-log-v3"]);
-    assert_unchanged(&marker, &before, "format marker v3");
+    let expected = [shown.as_str(), "\"fundledger-log-v4\"", "cannot read", "\"fundledger-log-v3\""];
+    assert_refused(&serve(&marker), "serve, format marker v4", &expected);
+    assert_refused(&run(&["init"], &marker), "init, format marker v4", &expected);
+    assert_refused(&run(&["export", "events"], &marker), "export, format marker v4", &expected);
+    assert_refused(&run(&["verify"], &marker), "verify, format marker v4", &[&shown, "fundledger-log-v4"]);
+    assert_unchanged(&marker, &before, "format marker v4");
 
     // A record in a format version this build does not know, at the head
     // (where a newer fundledger's first new record would be).
-    let record = parent.path().join("record-v2");
+    let record = parent.path().join("record-v3");
     copy_dir(&original, &record);
     with_db(&record, |db| {
         let mut bytes = db.get(event_key(3)).unwrap().unwrap().to_vec();
-        bytes[0] = 2;
+        bytes[0] = 3;
         db.insert(event_key(3), bytes).unwrap();
     });
     let before = Files::of(&record);
-    let expected = ["event 3", "record format version 2", "cannot read", "version 1"];
-    assert_refused(&serve(&record), "serve, record format 2", &expected);
-    assert_refused(&run(&["init"], &record), "init, record format 2", &expected);
-    assert_unchanged(&record, &before, "record format 2");
+    let expected = ["event 3", "record format version 3", "cannot read", "versions 1 and 2"];
+    assert_refused(&serve(&record), "serve, record format 3", &expected);
+    assert_refused(&run(&["init"], &record), "init, record format 3", &expected);
+    assert_unchanged(&record, &before, "record format 3");
 }
 
 // ------------------------------------------------------------ helpers

@@ -253,7 +253,10 @@ async fn the_hash_chain_links_every_event() {
             request_id: e.envelope.request_id.clone(),
             payload: codec::encode(&e.event),
         };
-        assert_eq!(codec::chain_hash(&prev, &codec::encode(&body)), e.envelope.hash);
+        // A new ledger is of stored format v3: the hash covers the
+        // command's fingerprint after the body.
+        let fingerprint = e.envelope.fingerprint.expect("record format 2");
+        assert_eq!(codec::chain_hash(&prev, &[codec::encode(&body), fingerprint.to_vec()].concat()), e.envelope.hash);
         prev = e.envelope.hash;
     }
     assert_eq!(ledger.projections().head_hash, prev);
@@ -1039,4 +1042,144 @@ async fn a_start_removes_a_storage_snapshot_left_half_written() {
     assert!(!half.exists(), "the half-written snapshot is removed at start");
     assert!(matches!(ledger.loaded(), fundledger::projections::Loaded::FromCheckpoint { .. }), "{:?}", ledger.loaded());
     ledger.shutdown().await;
+}
+
+// ----- stored format v3: the log's indexes -----
+
+/// What a v3 log's indexes must answer, worked out from its events alone:
+/// each request id's command (first event, count, fingerprint) and each
+/// stream's events in order.
+type IndexAnswers =
+    (std::collections::BTreeMap<String, fundledger::log::RequestRecord>, std::collections::BTreeMap<String, Vec<u64>>);
+
+fn expected_answers(reader: &fundledger::log::LogReader, head: u64) -> IndexAnswers {
+    let (mut requests, mut streams) = IndexAnswers::default();
+    for (envelope, _) in reader.read(1, head, usize::MAX).unwrap() {
+        let fingerprint = envelope.fingerprint.expect("a v3 log's records carry their fingerprints");
+        let entry = requests.entry(envelope.request_id.clone()).or_insert(fundledger::log::RequestRecord {
+            fingerprint,
+            first_seq: envelope.seq,
+            count: 0,
+        });
+        assert_eq!(entry.fingerprint, fingerprint);
+        entry.count += 1;
+        streams.entry(envelope.stream.clone()).or_insert_with(Vec::new).push(envelope.seq);
+    }
+    (requests, streams)
+}
+
+fn answers(log: &mut fundledger::log::EventLog, expected: &IndexAnswers) -> IndexAnswers {
+    let reader = log.reader();
+    let requests = expected.0.keys().map(|id| (id.clone(), reader.request(id).unwrap().unwrap())).collect();
+    let streams = expected
+        .1
+        .keys()
+        .map(|stream| {
+            let entries = reader.stream_entries(stream, 1, usize::MAX).unwrap();
+            assert_eq!(log.stream_version(stream).unwrap(), entries.len() as u64);
+            assert!(entries.iter().enumerate().all(|(at, &(version, _))| version == at as u64 + 1));
+            (stream.clone(), entries.into_iter().map(|(_, seq)| seq).collect())
+        })
+        .collect();
+    assert!(reader.request("never-sent").unwrap().is_none());
+    (requests, streams)
+}
+
+#[tokio::test]
+async fn a_v3_log_starts_from_its_stored_index_and_rebuilds_one_it_cannot_trust() {
+    use fundledger::log::{EventLog, StoreFormat, LOG_INDEX_FILE};
+    let dir = tempfile::tempdir().unwrap();
+    let index_file = dir.path().join(LOG_INDEX_FILE);
+    // Stored at the checkpoint of event 3 and at the shutdown, event 6.
+    let (ledger, config) = set_up_checkpointing_every_3_events(dir.path()).await;
+    ledger.shutdown().await;
+    drop(ledger);
+    let older = std::fs::read(&index_file).unwrap();
+    let ledger = support::reopen(config);
+    ledger.submit(submit_application("s1", "app-1")).await.unwrap();
+    ledger.submit(submit_application("s2", "app-2")).await.unwrap();
+    let head = ledger.head_seq();
+    ledger.shutdown().await;
+    drop(ledger);
+    let stored = std::fs::read(&index_file).unwrap();
+    assert_ne!(older, stored);
+
+    let open = || support::open_retrying(|| EventLog::open(dir.path()).map_err(|e| e.to_string()));
+    let mut log = open();
+    assert_eq!(log.format(), StoreFormat::V3);
+    let expected = expected_answers(&log.reader(), head);
+    // The shutdown stored the index at the head.
+    assert_eq!(log.index_stored_seq(), Some(head));
+    assert_eq!(answers(&mut log, &expected), expected);
+    drop(log);
+
+    // An older one is caught up from the log.
+    std::fs::write(&index_file, &older).unwrap();
+    let mut log = open();
+    let older_head = log.index_stored_seq().unwrap();
+    assert!(0 < older_head && older_head < head, "{older_head}");
+    assert_eq!(answers(&mut log, &expected), expected);
+    drop(log);
+
+    // One whose head is not this log's event (its hash differs; the
+    // checksum made whole again), one damaged, none: rebuilt from the log.
+    let mut foreign = stored.clone();
+    foreign[16 + 8] ^= 1; // The head hash, after the magic and the head seq.
+    let body = foreign.len() - 4;
+    let crc = crc32fast::hash(&foreign[..body]).to_le_bytes();
+    foreign[body..].copy_from_slice(&crc);
+    let mut damaged = stored.clone();
+    damaged[40] ^= 1;
+    for (case, bytes) in [("foreign", Some(foreign)), ("damaged", Some(damaged)), ("missing", None)] {
+        match bytes {
+            Some(bytes) => std::fs::write(&index_file, bytes).unwrap(),
+            None => std::fs::remove_file(&index_file).unwrap(),
+        }
+        let mut log = open();
+        assert_eq!(log.index_stored_seq(), Some(0), "{case}");
+        assert_eq!(answers(&mut log, &expected), expected, "{case}");
+    }
+
+    // The next start after a rebuild stores the index again at once.
+    let ledger = support::reopen(LedgerConfig::new(dir.path()));
+    ledger.shutdown().await;
+    drop(ledger);
+    assert_eq!(std::fs::read(&index_file).unwrap(), stored);
+}
+
+#[test]
+fn a_v3_log_finds_a_command_of_several_events_by_its_request_id_after_a_rebuild_too() {
+    use fundledger::log::{Entry, EventLog, LogError, NewEvent, RequestRecord, StoreFormat};
+    let dir = tempfile::tempdir().unwrap();
+    let event = |stream: &str| NewEvent {
+        stream: stream.into(),
+        event_type: "Opaque".into(),
+        schema_version: 1,
+        payload: vec![1, 2, 3],
+    };
+    let entry = |id: &str, fingerprint: u8, events: Vec<NewEvent>| Entry {
+        request_id: id.into(),
+        fingerprint: [fingerprint; 32],
+        actor: "someone".into(),
+        events,
+    };
+    let mut log = EventLog::open_with(dir.path(), StoreFormat::V3).unwrap();
+    let entries = [entry("a", 1, vec![event("s/1"), event("s/2"), event("s/1")]), entry("b", 2, vec![event("s/2")])];
+    log.append(1, &entries).unwrap();
+    // The log keeps a command as its events: one without any is refused,
+    // and nothing of its batch is written.
+    let refused = log.append(2, &[entry("c", 3, vec![event("s/3")]), entry("empty", 4, vec![])]);
+    assert!(matches!(refused, Err(LogError::EmptyEntry { ref request_id }) if request_id == "empty"), "{refused:?}");
+    assert_eq!(log.head_seq(), 4);
+    drop(log);
+    // No index was stored (no checkpoint was taken): rebuilt from the log.
+    let mut log = support::open_retrying(|| EventLog::open(dir.path()).map_err(|e| e.to_string()));
+    assert_eq!(log.index_stored_seq(), Some(0));
+    let reader = log.reader();
+    assert_eq!(reader.request("a").unwrap(), Some(RequestRecord { fingerprint: [1; 32], first_seq: 1, count: 3 }));
+    assert_eq!(reader.request("b").unwrap(), Some(RequestRecord { fingerprint: [2; 32], first_seq: 4, count: 1 }));
+    assert_eq!(reader.request("c").unwrap(), None);
+    assert_eq!(reader.stream_entries("s/1", 1, 10).unwrap(), [(1, 1), (2, 3)]);
+    assert_eq!(reader.stream_entries("s/2", 1, 10).unwrap(), [(1, 2), (2, 4)]);
+    assert_eq!((log.stream_version("s/1").unwrap(), log.stream_version("s/3").unwrap()), (2, 0));
 }

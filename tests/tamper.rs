@@ -15,7 +15,7 @@ use fundledger::domain::{
 };
 use fundledger::ledger::{CommandRequest, Ledger, LedgerConfig};
 use fundledger::log::codec::{self, Hash, RecordBody};
-use fundledger::log::LogReader;
+use fundledger::log::{LogReader, StoreFormat};
 use std::path::Path;
 
 // ---------------------------------------------------------------- the ledger
@@ -153,9 +153,15 @@ const EVENTS: u64 = 14;
 /// Builds the ledger in `dir` and stops it. Returns the checkpoints signed
 /// after each of the events `checkpoints_at`.
 fn build(dir: &Path, checkpoints_at: &[u64]) -> Vec<SignedCheckpoint> {
+    build_in(StoreFormat::NEW, dir, checkpoints_at)
+}
+
+/// [`build`], in stored format `format`.
+fn build_in(format: StoreFormat, dir: &Path, checkpoints_at: &[u64]) -> Vec<SignedCheckpoint> {
     let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
     runtime.block_on(async {
-        let ledger = Ledger::open(LedgerConfig::new(dir)).unwrap();
+        let config = LedgerConfig { new_store_format: format, ..LedgerConfig::new(dir) };
+        let ledger = Ledger::open(config).unwrap();
         let mut signed = Vec::new();
         for command in commands() {
             ledger.submit(command).await.unwrap();
@@ -227,25 +233,53 @@ fn with_amount(body: &RecordBody, minor: i64) -> RecordBody {
     RecordBody { payload: codec::encode(&event), ..body.clone() }
 }
 
-/// Stores a record with the given hashes, whatever its body.
+/// The request fingerprint event `seq`'s record carries (record format 2,
+/// stored format v3), if any.
+fn fingerprint(db: &sled::Db, seq: u64) -> Option<Hash> {
+    codec::decode_record(&db.get(event_key(seq)).unwrap().unwrap()).unwrap().fingerprint
+}
+
+/// The record of `body` after `prev_hash`, with `fingerprint` (format 2)
+/// or without (format 1), and its hash.
+fn encode(prev_hash: &Hash, body: &RecordBody, fingerprint: Option<Hash>) -> (Vec<u8>, Hash) {
+    match fingerprint {
+        Some(fingerprint) => codec::encode_record_v2(prev_hash, body, &fingerprint),
+        None => codec::encode_record(prev_hash, body),
+    }
+}
+
+/// Stores a record with the given hashes, whatever its body, in the record
+/// format event `seq` has.
 fn put_record(db: &sled::Db, seq: u64, prev_hash: &Hash, hash: &Hash, body: &RecordBody) {
-    let mut bytes = vec![1];
+    let fingerprint = fingerprint(db, seq);
+    let mut bytes = vec![if fingerprint.is_some() { 2 } else { 1 }];
     bytes.extend_from_slice(prev_hash);
     bytes.extend_from_slice(hash);
     bytes.extend_from_slice(&codec::encode(body));
+    bytes.extend_from_slice(fingerprint.as_ref().map_or(&[][..], |fingerprint| &fingerprint[..]));
     db.insert(event_key(seq), bytes).unwrap();
 }
 
 /// Rewrites event `from` with `change` and re-hashes every event from it
 /// on, consistently: the chain itself verifies afterwards.
 fn rewrite_from(db: &sled::Db, from: u64, change: impl FnOnce(&RecordBody) -> RecordBody) {
+    rewrite_with_fingerprint(db, from, |body, fingerprint| (change(body), fingerprint));
+}
+
+/// [`rewrite_from`], changing event `from`'s fingerprint too.
+fn rewrite_with_fingerprint(
+    db: &sled::Db,
+    from: u64,
+    change: impl FnOnce(&RecordBody, Option<Hash>) -> (RecordBody, Option<Hash>),
+) {
     let (mut prev_hash, _, body) = record(db, from);
-    let mut body = change(&body);
+    let (mut body, mut fingerprint) = change(&body, self::fingerprint(db, from));
     for seq in from..=EVENTS {
         if seq > from {
             body = record(db, seq).2;
+            fingerprint = self::fingerprint(db, seq);
         }
-        let (bytes, hash) = codec::encode_record(&prev_hash, &body);
+        let (bytes, hash) = encode(&prev_hash, &body, fingerprint);
         db.insert(event_key(seq), bytes).unwrap();
         prev_hash = hash;
     }
@@ -334,7 +368,7 @@ fn tampering_is_detected_at_the_first_broken_event() {
             "an event re-linked to a forged predecessor",
             |db| {
                 let (_, _, body) = record(db, 5);
-                let (bytes, _) = codec::encode_record(&[7; 32], &body);
+                let (bytes, _) = encode(&[7; 32], &body, fingerprint(db, 5));
                 db.insert(event_key(5), bytes).unwrap();
             },
             5,
@@ -366,6 +400,10 @@ fn tampering_is_detected_at_the_first_broken_event() {
             12,
             "payload_mismatch",
         ),
+    ];
+    // Stored format v2 keeps idempotency and stream index entries beside
+    // the events, which must agree with them.
+    let v2_cases: &[(&str, Tamper, u64, &str)] = &[
         (
             "a request entry pointing at another event",
             |db| {
@@ -411,15 +449,43 @@ fn tampering_is_detected_at_the_first_broken_event() {
             "index_wrong",
         ),
     ];
-    for (name, tamper, seq, code) in cases {
-        let dir = tempfile::tempdir().unwrap();
-        build(dir.path(), &[]);
-        with_db(dir.path(), tamper);
-        let report = verify(dir.path(), None);
-        let broken = report.broken.as_ref().unwrap_or_else(|| panic!("{name}: not detected"));
-        assert_eq!((broken.seq, broken.problem.code()), (Some(*seq), *code), "{name}: found {broken}");
-        // Only events before the broken one count as verified.
-        assert!(report.events < *seq, "{name}: {} events verified", report.events);
+    // Stored format v3 keeps each command's fingerprint in its records.
+    let v3_cases: &[(&str, Tamper, u64, &str)] = &[
+        (
+            "an event of format 1, without a fingerprint, re-hashed",
+            |db| rewrite_with_fingerprint(db, 6, |body, _| (body.clone(), None)),
+            6,
+            "fingerprint_missing",
+        ),
+        (
+            "an event joined to the command before it, with its own fingerprint, re-hashed",
+            |db| {
+                // Events 2 and 3 now both carry "admit-porticus", with two
+                // fingerprints: one command cannot have two.
+                rewrite_from(db, 3, |body| RecordBody { request_id: "admit-porticus".into(), ..body.clone() })
+            },
+            3,
+            "fingerprint_differs",
+        ),
+        (
+            "a request id used again by a later command, re-hashed",
+            |db| rewrite_from(db, 12, |body| RecordBody { request_id: "submit-1".into(), ..body.clone() }),
+            12,
+            "request_repeated",
+        ),
+    ];
+    for (format, specific) in [(StoreFormat::V2, v2_cases), (StoreFormat::V3, v3_cases)] {
+        for (name, tamper, seq, code) in cases.iter().chain(specific) {
+            let dir = tempfile::tempdir().unwrap();
+            build_in(format, dir.path(), &[]);
+            with_db(dir.path(), tamper);
+            let report = verify(dir.path(), None);
+            let broken = report.broken.as_ref().unwrap_or_else(|| panic!("{format:?}, {name}: not detected"));
+            let found = (broken.seq, broken.problem.code());
+            assert_eq!(found, (Some(*seq), *code), "{format:?}, {name}: found {broken}");
+            // Only events before the broken one count as verified.
+            assert!(report.events < *seq, "{format:?}, {name}: {} events verified", report.events);
+        }
     }
 }
 

@@ -9,8 +9,10 @@ what docs/AUDIT.md documents. For every line (one event) it
 
   1. rebuilds the record body, byte for byte, from the JSON envelope and the
      payload bytes (`payload_hex`), and recomputes
-     hash = SHA-256(prev_hash || body), with prev_hash = 32 zero bytes before
-     the first event;
+     hash = SHA-256(prev_hash || body || fingerprint), with prev_hash = 32
+     zero bytes before the first event and fingerprint the 32 bytes of the
+     line's `fingerprint` (nothing when it is null: events recorded before
+     stored format v3);
   2. checks the chain: sequence numbers gapless from 1, each prev_hash equal
      to the previous line's hash, stream versions consecutive per stream,
      the recording time text equal to its microseconds;
@@ -33,7 +35,7 @@ import sys
 GENESIS = bytes(32)
 ENVELOPE_KEYS = [
     "seq", "stream", "stream_version", "event_type", "schema_version", "recorded_at",
-    "recorded_at_micros", "actor", "request_id", "prev_hash", "hash", "payload", "payload_hex",
+    "recorded_at_micros", "actor", "request_id", "prev_hash", "hash", "fingerprint", "payload", "payload_hex",
 ]
 EPOCH_DAY = datetime.date(1970, 1, 1)
 EPOCH_TIME = datetime.datetime(1970, 1, 1, tzinfo=datetime.timezone.utc)
@@ -326,11 +328,12 @@ def verify(lines):
             except ValueError:
                 raise Mismatch("payload_hex is not hex")
             body = record_body(line, payload)
-            computed = hashlib.sha256(prev_hash + body).digest()
+            fingerprint = b"" if line["fingerprint"] is None else hex_hash(line, "fingerprint")
+            computed = hashlib.sha256(prev_hash + body + fingerprint).digest()
             stated = hex_hash(line, "hash")
             if computed != stated:
-                raise Mismatch(f"hash {stated.hex()} is not SHA-256(prev_hash || body) = {computed.hex()}: "
-                               "the envelope or the payload bytes were changed")
+                raise Mismatch(f"hash {stated.hex()} is not SHA-256(prev_hash || body || fingerprint) = "
+                               f"{computed.hex()}: the envelope, its fingerprint or the payload bytes were changed")
             version = versions.get(line["stream"], 0) + 1
             if line["stream_version"] != version:
                 raise Mismatch(f"stream {line['stream']} is at version {line['stream_version']}, expected {version}")

@@ -13,7 +13,11 @@
 //! every idempotency entry claims events that carry its request id, and
 //! together they cover every event once; every stream index entry names the
 //! event at that version of that stream, with none missing; every stream
-//! head is the stream's last version.
+//! head is the stream's last version. A log of stored format v3 keeps no
+//! such entries (its indexes are built from the events): there the walk
+//! checks that every record carries its command's fingerprint, that a
+//! command's events all carry the same one, and that no request id names
+//! two commands.
 //!
 //! It reports the **first** broken event: the lowest sequence number at
 //! which any check fails. A history rewritten consistently (every hash
@@ -35,7 +39,7 @@
 use super::checkpoint::{format_micros, SignedCheckpoint};
 use super::key::{self, KeyError};
 use crate::ledger::Ledger;
-use crate::log::{ChainBreak, Envelope, EventLog, Hash, LogError, LogReader, WalkError, GENESIS_HASH};
+use crate::log::{ChainBreak, Envelope, EventLog, Hash, LogError, LogReader, StoreFormat, WalkError, GENESIS_HASH};
 use crate::projections::{decode_event, Projections};
 use ed25519_dalek::VerifyingKey;
 use std::collections::HashMap;
@@ -112,7 +116,8 @@ pub struct Report {
     pub events: u64,
     /// Streams among those events.
     pub streams: u64,
-    /// Idempotency entries checked.
+    /// Idempotency entries checked (stored format v3: commands among the
+    /// events that passed).
     pub requests: u64,
     /// The last event that passed: its sequence, hash and recording time.
     pub head_seq: u64,
@@ -230,6 +235,17 @@ pub enum Problem {
     IndexBeyondLog { stream: String, version: u64, points_at: u64, last: u64 },
     #[error("stored entry {key} is malformed: {problem}")]
     MalformedEntry { key: String, problem: String },
+    #[error(
+        "it carries no request fingerprint (record format 1), but the log is of stored format v3, which keeps \
+         each command's fingerprint in its records"
+    )]
+    FingerprintMissing,
+    #[error("it carries another request fingerprint than the event before it, of the same request {request_id:?}")]
+    FingerprintDiffers { request_id: String },
+    #[error(
+        "it carries request {request_id:?}, which event {first_seq} already began: a request id names one command"
+    )]
+    RequestRepeated { request_id: String, first_seq: u64 },
 }
 
 impl Problem {
@@ -264,6 +280,9 @@ impl Problem {
             Problem::IndexMissing { .. } => "index_missing",
             Problem::IndexBeyondLog { .. } => "index_beyond_log",
             Problem::MalformedEntry { .. } => "malformed_entry",
+            Problem::FingerprintMissing => "fingerprint_missing",
+            Problem::FingerprintDiffers { .. } => "fingerprint_differs",
+            Problem::RequestRepeated { .. } => "request_repeated",
         }
     }
 }
@@ -423,6 +442,62 @@ struct Run<'a> {
     /// Per (stream, version): its sequence number; built only when an index
     /// problem has to be placed.
     locator: Option<HashMap<(String, u64), u64>>,
+    /// Stored format v3: the commands among the events that passed.
+    commands: Commands,
+}
+
+/// The commands a v3 log's walk has met: each request id's first event, by
+/// the digest of the id (a second id with the same digest is told apart by
+/// reading the first one's record).
+#[derive(Default)]
+struct Commands {
+    first_seqs: HashMap<u64, u64>,
+    /// First seqs of commands whose id's digest another id had already.
+    collided: Vec<(u64, u64)>,
+    /// The last event's request id and fingerprint.
+    last: Option<(String, Option<Hash>)>,
+    count: u64,
+}
+
+impl Commands {
+    /// Takes the next event that passed the chain checks, or says what is
+    /// wrong with it.
+    fn check(&mut self, reader: &LogReader, envelope: &Envelope) -> Result<Result<(), Problem>, LogError> {
+        if envelope.fingerprint.is_none() {
+            return Ok(Err(Problem::FingerprintMissing));
+        }
+        if let Some((request_id, fingerprint)) = &self.last {
+            if *request_id == envelope.request_id {
+                if *fingerprint != envelope.fingerprint {
+                    return Ok(Err(Problem::FingerprintDiffers { request_id: request_id.clone() }));
+                }
+                return Ok(Ok(()));
+            }
+        }
+        let digest = crate::log::request_digest(&envelope.request_id);
+        let earlier = self
+            .first_seqs
+            .get(&digest)
+            .into_iter()
+            .chain(self.collided.iter().filter(|(d, _)| *d == digest).map(|(_, seq)| seq));
+        for &first_seq in earlier {
+            let (earlier, _) = reader
+                .get(first_seq)?
+                .ok_or_else(|| LogError::Corrupt { seq: first_seq, problem: "missing from the log".into() })?;
+            if earlier.request_id == envelope.request_id {
+                return Ok(Err(Problem::RequestRepeated { request_id: earlier.request_id, first_seq }));
+            }
+        }
+        match self.first_seqs.entry(digest) {
+            std::collections::hash_map::Entry::Occupied(_) => self.collided.push((digest, envelope.seq)),
+            std::collections::hash_map::Entry::Vacant(vacant) => {
+                vacant.insert(envelope.seq);
+            }
+        }
+        self.last = Some((envelope.request_id.clone(), envelope.fingerprint));
+        self.count += 1;
+        Ok(Ok(()))
+    }
 }
 
 /// A problem at an event, for picking the first one.
@@ -457,6 +532,7 @@ impl<'a> Run<'a> {
             passed: (0, GENESIS_HASH, 0),
             streams: HashMap::new(),
             locator: None,
+            commands: Commands::default(),
         }
     }
 
@@ -512,15 +588,22 @@ impl<'a> Run<'a> {
         if walk_clean {
             first = self.after_walk(target, stored.as_ref(), checkpoint.as_ref().map(|c| c.checkpoint.seq));
         }
-        self.progress.phase("stream index", limit);
-        if let Some(found) = self.check_index(limit, complete)? {
-            keep_first(&mut first, found);
-        }
-        self.progress.phase("requests", limit);
-        let (requests, found) = self.check_requests(limit, complete, walk_clean)?;
-        if let Some(found) = found {
-            keep_first(&mut first, found);
-        }
+        let requests = match self.reader.format() {
+            // The walk checked the commands; there are no stored entries.
+            StoreFormat::V3 => self.commands.count,
+            StoreFormat::V2 => {
+                self.progress.phase("stream index", limit);
+                if let Some(found) = self.check_index(limit, complete)? {
+                    keep_first(&mut first, found);
+                }
+                self.progress.phase("requests", limit);
+                let (requests, found) = self.check_requests(limit, complete, walk_clean)?;
+                if let Some(found) = found {
+                    keep_first(&mut first, found);
+                }
+                requests
+            }
+        };
 
         // Events from the first broken one on do not count as verified, even
         // when the walk passed them and another entry gave them away.
@@ -560,6 +643,11 @@ impl<'a> Run<'a> {
                 }
                 Err(WalkError::Storage(error)) => return Err(LogError::Storage(error)),
             };
+            if self.reader.format() == StoreFormat::V3 {
+                if let Err(problem) = self.commands.check(self.reader, &envelope)? {
+                    return Ok(Some(Finding::at(&envelope, problem)));
+                }
+            }
             if let Err(problem) = fold(&mut self.replay, &envelope, &payload) {
                 return Ok(Some(Finding::at(&envelope, problem)));
             }

@@ -14,8 +14,8 @@
 //! the canonical state bytes are unchanged.
 
 use super::ids::ApplicationId;
-use super::persistent_map::PersistentMap;
 use super::state::Application;
+use crate::persistent_map::PersistentMap;
 use serde::de::{MapAccess, Visitor};
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
 use std::fmt;

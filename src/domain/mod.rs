@@ -15,7 +15,6 @@ pub mod event;
 pub mod ids;
 pub mod journal;
 pub mod money;
-pub mod persistent_map;
 pub mod rejection;
 pub mod state;
 pub mod stream;

@@ -6,7 +6,9 @@
 //! A line's keys, in this order: `seq`, `stream`, `stream_version`,
 //! `event_type`, `schema_version`, `recorded_at` (RFC 3339, UTC, with
 //! microseconds), `recorded_at_micros`, `actor`, `request_id`, `prev_hash`,
-//! `hash` (64 lowercase hex digits each), `payload`, `payload_hex`. In the
+//! `hash` (64 lowercase hex digits each), `fingerprint` (the request
+//! fingerprint the hash covers after the body, 64 hex digits, or null for a
+//! record that carries none), `payload`, `payload_hex`. In the
 //! payload, amounts are `{"value": "12500.00", "currency": "EUR"}` (exact
 //! decimal text with all the currency's digits), dates `YYYY-MM-DD`, pots
 //! `{"partner": …, "earmark": round or null}`; field names are those of
@@ -61,6 +63,7 @@ struct Line<'a> {
     request_id: &'a str,
     prev_hash: String,
     hash: String,
+    fingerprint: Option<String>,
     payload: Payload<'a>,
     payload_hex: String,
 }
@@ -79,6 +82,7 @@ fn line<'a>(currency: &'a Currency, e: &'a LoggedEvent) -> Result<Line<'a>, Expo
         request_id: &envelope.request_id,
         prev_hash: hex::encode(envelope.prev_hash),
         hash: hex::encode(envelope.hash),
+        fingerprint: envelope.fingerprint.map(hex::encode),
         payload: payload(currency, &e.event),
         payload_hex: hex::encode(&e.payload),
     })

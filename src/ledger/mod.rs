@@ -24,7 +24,7 @@ pub use history::{AsOf, AsOfError, Cursor, EventFilter, PointInTime, Position, S
 
 use crate::domain::{Actor, Command, Event, Rejection, StreamId};
 use crate::log::faults::FaultPlan;
-use crate::log::{Envelope, EventLog, LogError, LogReader};
+use crate::log::{Envelope, EventLog, LogError, LogReader, StoreFormat};
 use crate::projections::{decode_event, Claimed, Loaded, Projections};
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -51,6 +51,10 @@ pub struct LedgerConfig {
     /// Point-in-time queries replaying the log at the same time; further
     /// ones wait. Each may replay the whole log (see `history`).
     pub as_of_queries_max: usize,
+    /// The stored format of a ledger created by this open (an existing one
+    /// keeps its own): [`StoreFormat::NEW`] unless an older fundledger,
+    /// which reads only v2, must still open it.
+    pub new_store_format: StoreFormat,
     /// **Tests only**: storage failures to inject into the log's writes,
     /// flushes and fsyncs once it is open (see `log::faults`). `None`, the
     /// default, injects nothing.
@@ -66,6 +70,7 @@ impl LedgerConfig {
             batch_commands_max: 4096,
             checkpoint_events_interval: 100_000,
             as_of_queries_max: 2,
+            new_store_format: StoreFormat::NEW,
             storage_faults: None,
         }
     }
@@ -231,7 +236,10 @@ fn yield_to_sled_open() {
 /// as usual, with [`Projections::load`], which meets and reports any error.
 /// (An open that fails for another reason once the read has started waits
 /// for the read to end before it reports.)
-fn open_reading_checkpoint(dir: &std::path::Path) -> (Result<EventLog, LogError>, Option<Claimed>) {
+fn open_reading_checkpoint(
+    dir: &std::path::Path,
+    new_format: StoreFormat,
+) -> (Result<EventLog, LogError>, Option<Claimed>) {
     std::thread::scope(|scope| {
         let early = (EventLog::check_present(dir).is_ok() && EventLog::check_free(dir).is_ok())
             .then(|| {
@@ -244,7 +252,7 @@ fn open_reading_checkpoint(dir: &std::path::Path) -> (Result<EventLog, LogError>
                     .ok()
             })
             .flatten();
-        let log = EventLog::open(dir);
+        let log = EventLog::open_with(dir, new_format);
         let early = early.and_then(|reading| reading.join().unwrap_or_else(|panic| std::panic::resume_unwind(panic)));
         (log, early)
     })
@@ -255,7 +263,7 @@ impl Ledger {
     /// rebuilds the projections from the log and starts the writer.
     pub fn open(config: LedgerConfig) -> Result<Ledger, LedgerError> {
         let started = std::time::Instant::now();
-        let (log, early_checkpoint) = open_reading_checkpoint(&config.data_dir);
+        let (log, early_checkpoint) = open_reading_checkpoint(&config.data_dir, config.new_store_format);
         let mut log = log?;
         if let Some(plan) = &config.storage_faults {
             log.inject_faults(plan.clone());
@@ -523,7 +531,7 @@ mod tests {
     fn open_again(dir: &std::path::Path) -> (EventLog, Option<Claimed>) {
         let started = std::time::Instant::now();
         loop {
-            match open_reading_checkpoint(dir) {
+            match open_reading_checkpoint(dir, StoreFormat::NEW) {
                 (Ok(log), early) => return (log, early),
                 (Err(LogError::InUse { .. }), _) if started.elapsed() < std::time::Duration::from_secs(10) => {
                     std::thread::sleep(std::time::Duration::from_millis(20))
@@ -537,13 +545,13 @@ mod tests {
     fn a_start_reads_the_checkpoint_file_early_only_for_a_ledger_it_may_open() {
         let dir = tempfile::tempdir().unwrap();
         // A new ledger: nothing to read.
-        let (mut log, early) = open_reading_checkpoint(dir.path());
+        let (mut log, early) = open_reading_checkpoint(dir.path(), StoreFormat::NEW);
         assert!(early.is_none());
         let checkpoint = Projections::default();
         log.as_mut().unwrap().put_checkpoint(&checkpoint.checkpoint_bytes()).unwrap();
 
         // In use: refused, and nothing read.
-        let (refused, early) = open_reading_checkpoint(dir.path());
+        let (refused, early) = open_reading_checkpoint(dir.path(), StoreFormat::NEW);
         assert!(matches!(refused, Err(LogError::InUse { .. })), "{:?}", refused.err());
         assert!(early.is_none());
         drop(log);

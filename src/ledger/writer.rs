@@ -2,7 +2,7 @@
 
 use super::{CommandError, CommandOutcome, CommandRequest, RecordedEvent, Shared};
 use crate::domain::{decide, Actor, Context, Event, FundState, Rejection, EVENT_SCHEMA_VERSION};
-use crate::log::{codec, CheckpointFile, Entry, EventLog, Hash, NewEvent};
+use crate::log::{codec, CheckpointFile, Entry, EventLog, Hash, LogIndex, NewEvent};
 use crate::projections::Projections;
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
@@ -79,11 +79,12 @@ enum Pending {
 /// The thread that encodes and stores projection checkpoints, so that the
 /// writer only hands over a snapshot (an O(1) clone of the published
 /// projections) and goes on committing. A 1 GB checkpoint takes seconds to
-/// encode, write and fsync; on the writer it held up every command.
+/// encode, write and fsync; on the writer it held up every command. A v3
+/// log's indexes are stored with it, at the same head.
 struct Checkpointer {
     /// A rendezvous channel: a snapshot is handed over only when the thread
     /// is idle, never queued behind one still being stored.
-    snapshots: Option<std::sync::mpsc::SyncSender<Projections>>,
+    snapshots: Option<std::sync::mpsc::SyncSender<Snapshot>>,
     thread: Option<std::thread::JoinHandle<()>>,
     /// The size of the last checkpoint stored.
     stored_bytes: Arc<AtomicUsize>,
@@ -91,18 +92,22 @@ struct Checkpointer {
     stored_seq: Arc<AtomicU64>,
 }
 
+/// The published projections and, for a v3 log, its indexes, at one head.
+type Snapshot = (Projections, Option<LogIndex>);
+
 impl Checkpointer {
     fn start(file: CheckpointFile, queue: mpsc::WeakSender<Message>) -> std::io::Result<Checkpointer> {
-        let (snapshots, received) = std::sync::mpsc::sync_channel::<Projections>(0);
+        let (snapshots, received) = std::sync::mpsc::sync_channel::<Snapshot>(0);
         let stored_bytes = Arc::new(AtomicUsize::new(0));
         let stored_seq = Arc::new(AtomicU64::new(0));
         let (stored, stored_at) = (stored_bytes.clone(), stored_seq.clone());
         let thread = std::thread::Builder::new().name("fundledger-checkpoint".into()).spawn(move || {
-            for snapshot in received {
+            for (snapshot, index) in received {
                 let (seq, bytes) = (snapshot.head_seq, snapshot.checkpoint_bytes());
                 // What only the snapshot still holds is freed before the write.
                 drop(snapshot);
-                match file.store(&bytes) {
+                let result = file.store(&bytes).and_then(|()| index.map_or(Ok(()), |index| file.store_index(&index)));
+                match result {
                     Ok(()) => {
                         stored.store(bytes.len(), Ordering::Relaxed);
                         stored_at.store(seq, Ordering::Relaxed);
@@ -125,7 +130,7 @@ impl Checkpointer {
     /// Hands `snapshot` over if the thread is idle; false if it is busy.
     /// With `wait`, waits until the thread takes it (false only if it
     /// stopped on a failure).
-    fn offer(&self, snapshot: Projections, wait: bool) -> bool {
+    fn offer(&self, snapshot: Snapshot, wait: bool) -> bool {
         self.snapshots.as_ref().is_some_and(|snapshots| {
             if wait {
                 snapshots.send(snapshot).is_ok()
@@ -138,8 +143,8 @@ impl Checkpointer {
     /// Stores a last checkpoint of `snapshot` (if any) and waits for the
     /// thread. False if the thread had stopped on a failure, or failed to
     /// store this one.
-    fn finish(&mut self, snapshot: Option<Projections>) -> bool {
-        let wanted = snapshot.as_ref().map(|snapshot| snapshot.head_seq);
+    fn finish(&mut self, snapshot: Option<Snapshot>) -> bool {
+        let wanted = snapshot.as_ref().map(|(snapshot, _)| snapshot.head_seq);
         let handed_over = match (self.snapshots.take(), snapshot) {
             // Fails only if the thread has stopped on an earlier failure.
             (Some(snapshots), Some(snapshot)) => snapshots.send(snapshot).is_ok(),
@@ -165,6 +170,10 @@ impl Writer {
         // The writer's own queue, for the checkpoint thread to report a
         // failure on; weak, so that it does not keep the queue open.
         let checkpointer = Checkpointer::start(log.checkpoint_file(), queue)?;
+        // A v3 log's stored indexes may be older than the checkpoint (or
+        // missing, and rebuilt from the whole log): the next checkpoint is
+        // due by the older of the two.
+        let checkpoint_seq = checkpoint_seq.min(log.index_stored_seq().unwrap_or(u64::MAX));
         Ok(Writer { log, state, shared, limits, checkpoint_seq, checkpointer, legacy_checkpoint_dropped: false })
     }
 
@@ -178,12 +187,22 @@ impl Writer {
         if self.log.head_seq() - self.checkpoint_seq < interval {
             return Ok(());
         }
-        let snapshot = self.shared.projections.read().expect("projection lock").clone();
-        let seq = snapshot.head_seq;
+        let snapshot = self.snapshot();
+        let seq = snapshot.0.head_seq;
         if self.checkpointer.offer(snapshot, wait) {
             self.checkpoint_seq = seq;
         }
         Ok(())
+    }
+
+    /// The published projections and the log's indexes, both at the head:
+    /// the writer publishes the projections of every commit before it
+    /// takes the next.
+    fn snapshot(&self) -> Snapshot {
+        let projections = self.shared.projections.read().expect("projection lock").clone();
+        let index = self.log.index_snapshot();
+        debug_assert!(index.as_ref().is_none_or(|index| index.head_seq() == projections.head_seq));
+        (projections, index)
     }
 
     /// Older versions kept the checkpoint inside sled: removed once this run
@@ -248,8 +267,7 @@ impl Writer {
                 return;
             }
         }
-        let snapshot = (self.log.head_seq() != self.checkpoint_seq)
-            .then(|| self.shared.projections.read().expect("projection lock").clone());
+        let snapshot = (self.log.head_seq() != self.checkpoint_seq).then(|| self.snapshot());
         if !self.checkpointer.finish(snapshot) {
             tracing::warn!("no checkpoint at shutdown; the next start replays more of the log");
         } else if let Err(failure) = self.drop_legacy_checkpoint() {

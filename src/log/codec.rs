@@ -9,18 +9,25 @@
 //! A stored record is laid out as
 //!
 //! ```text
-//! [0]       record format version (1)
+//! [0]       record format version (1 or 2)
 //! [1..33]   previous event's hash (32 zero bytes before the first event)
 //! [33..65]  this event's hash = SHA-256(previous hash ‖ body)
 //! [65..]    body: bincode-legacy(RecordBody)
+//!           in format 2, followed by the command's fingerprint (32 bytes)
 //! ```
 //!
-//! so that the chain can be checked with nothing but SHA-256.
+//! so that the chain can be checked with nothing but SHA-256. Format 2
+//! (written by stored format v3, `log::store`) carries the fingerprint of
+//! the command that recorded the event, which format 1 kept only in the
+//! log's idempotency entry: a v3 log answers a retry from its records
+//! alone. The hash covers the fingerprint too.
 
 use serde::{de::DeserializeOwned, Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
 pub const RECORD_FORMAT_V1: u8 = 1;
+/// Format 2: the body is followed by the command's fingerprint.
+pub const RECORD_FORMAT_V2: u8 = 2;
 pub const HASH_BYTES: usize = 32;
 const HEADER_BYTES: usize = 1 + 2 * HASH_BYTES;
 
@@ -199,6 +206,20 @@ pub fn encode_record_ref(prev_hash: &Hash, body: &RecordBodyRef) -> (Vec<u8>, Ha
     record_of(prev_hash, encode(body))
 }
 
+/// A stored record in format 2 (the body, then the fingerprint of the
+/// command that records it), with its hash.
+pub fn encode_record_v2<B: Serialize>(prev_hash: &Hash, body: &B, fingerprint: &Hash) -> (Vec<u8>, Hash) {
+    let mut record = Vec::with_capacity(ENCODE_CAPACITY);
+    record.push(RECORD_FORMAT_V2);
+    record.extend_from_slice(prev_hash);
+    record.extend_from_slice(&GENESIS_HASH); // The hash, once it is known.
+    encode_into(body, &mut record);
+    record.extend_from_slice(fingerprint);
+    let hash = chain_hash(prev_hash, &record[HEADER_BYTES..]);
+    record[1 + HASH_BYTES..HEADER_BYTES].copy_from_slice(&hash);
+    (record, hash)
+}
+
 /// The stored record of an encoded body, and its hash.
 fn record_of(prev_hash: &Hash, body_bytes: Vec<u8>) -> (Vec<u8>, Hash) {
     let hash = chain_hash(prev_hash, &body_bytes);
@@ -216,8 +237,12 @@ fn record_of(prev_hash: &Hash, body_bytes: Vec<u8>) -> (Vec<u8>, Hash) {
 pub struct DecodedRecord<'a, B = RecordBody> {
     pub prev_hash: Hash,
     pub hash: Hash,
+    /// What the hash covers: the encoded body, and in format 2 the
+    /// fingerprint after it.
     pub body_bytes: &'a [u8],
     pub body: B,
+    /// The recording command's fingerprint (format 2; `None` in format 1).
+    pub fingerprint: Option<Hash>,
 }
 
 impl<B> DecodedRecord<'_, B> {
@@ -240,12 +265,22 @@ fn decode_record_as<'a, B: Deserialize<'a>>(record: &'a [u8]) -> Result<DecodedR
     if record.len() < HEADER_BYTES {
         return Err(CodecError::Truncated(record.len()));
     }
-    if record[0] != RECORD_FORMAT_V1 {
-        return Err(CodecError::UnknownFormat(record[0]));
-    }
     let prev_hash: Hash = record[1..1 + HASH_BYTES].try_into().expect("sized");
     let hash: Hash = record[1 + HASH_BYTES..HEADER_BYTES].try_into().expect("sized");
     let body_bytes = &record[HEADER_BYTES..];
-    let body = decode_borrowed(body_bytes)?;
-    Ok(DecodedRecord { prev_hash, hash, body_bytes, body })
+    let (body, fingerprint) = match record[0] {
+        RECORD_FORMAT_V1 => (decode_borrowed(body_bytes)?, None),
+        RECORD_FORMAT_V2 => {
+            let Some(split) = body_bytes.len().checked_sub(HASH_BYTES) else {
+                return Err(CodecError::Decode(format!(
+                    "a format 2 record's body of {} bytes has no room for its {HASH_BYTES}-byte fingerprint",
+                    body_bytes.len()
+                )));
+            };
+            let fingerprint: Hash = body_bytes[split..].try_into().expect("sized");
+            (decode_borrowed(&body_bytes[..split])?, Some(fingerprint))
+        }
+        other => return Err(CodecError::UnknownFormat(other)),
+    };
+    Ok(DecodedRecord { prev_hash, hash, body_bytes, body, fingerprint })
 }

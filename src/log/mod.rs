@@ -11,11 +11,13 @@ pub mod backup;
 pub mod codec;
 #[doc(hidden)]
 pub mod faults;
+mod index;
 mod store;
 
 pub use codec::{Hash, GENESIS_HASH};
+pub use index::{request_digest, LogIndex};
 pub use store::{
     open_checkpoint_file, sled_config, unfinished_checkpoint, BrokenEvent, ChainBreak, ChainWalk, CheckedRecord,
-    CheckpointFile, Entry, Envelope, EventLog, Link, LogError, LogReader, NewEvent, RequestRecord, StoredCheckpoint,
-    VerifyReport, WalkError, CHECKPOINT_FILE, STORE_FORMAT,
+    CheckpointFile, Entry, Envelope, EventLog, Link, LogError, LogReader, NewEvent, RequestRecord, StoreFormat,
+    StoredCheckpoint, VerifyReport, WalkError, CHECKPOINT_FILE, LOG_INDEX_FILE, STORE_FORMAT, STORE_FORMAT_V3,
 };

@@ -1,18 +1,25 @@
 use super::codec::{self, CodecError, DecodedRecord, Hash, RecordBodyRef, GENESIS_HASH};
 use super::faults::{FaultPlan, StorageOp};
+use super::index::LogIndex;
 use std::collections::{HashMap, HashSet};
 use std::fs::File;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::Arc;
+use std::sync::{Arc, RwLock};
 
 // Key layout of the one sled tree (the default tree of the sled database in
 // the data directory). One tree keeps every append a single atomic
 // `apply_batch`. Integers are big-endian, so keys sort in sequence and
 // version order; stream and request ids never contain a 0 byte.
+//
+// Stored format v3 keeps only the events (in record format 2, which
+// carries the command's fingerprint): one key per event. Its stream and
+// request indexes are projections of the log, in memory (`log::index`),
+// stored beside the projections' checkpoint in `LOG_INDEX_FILE`. Format
+// v2 keeps them in the tree, as the `r` and `s` keys below.
 const EVENT: u8 = b'e'; // e ‖ seq (u64 BE)               -> record
-const REQUEST: u8 = b'r'; // r ‖ request id                -> fingerprint ‖ first seq ‖ count
-const STREAM_INDEX: u8 = b's'; // s ‖ stream ‖ 0 ‖ version (u64 BE) -> seq (u64 BE)
+const REQUEST: u8 = b'r'; // v2: r ‖ request id            -> fingerprint ‖ first seq ‖ count
+const STREAM_INDEX: u8 = b's'; // v2: s ‖ stream ‖ 0 ‖ version (u64 BE) -> seq (u64 BE)
 
 // Stored format v1 also kept every stream's head version under
 // `v ‖ stream`: a fourth key per event, scattered over the key space, that
@@ -29,8 +36,32 @@ const META_CHECKPOINT: &[u8] = b"m/checkpoint";
 /// rewrites that leaf: at 200,000 events it cut durable throughput by 60%.
 pub const CHECKPOINT_FILE: &str = "projections.checkpoint";
 const STORE_FORMAT_V1: &[u8] = b"fundledger-log-v1";
-/// The stored format this version writes (see the key layout above).
+/// Stored format v2: three keys per event (see the key layout above).
 pub const STORE_FORMAT: &[u8] = b"fundledger-log-v2";
+/// Stored format v3: one key per event, the indexes in memory.
+pub const STORE_FORMAT_V3: &[u8] = b"fundledger-log-v3";
+/// Where a v3 log stores its indexes (`log::index`), beside the checkpoint.
+pub const LOG_INDEX_FILE: &str = "log.index";
+
+/// The stored formats this version writes. A log keeps the format it was
+/// created in (a v1 log is upgraded to v2 as it opens).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum StoreFormat {
+    V2,
+    V3,
+}
+
+impl StoreFormat {
+    /// The format of the logs [`EventLog::open`] creates.
+    pub const NEW: StoreFormat = StoreFormat::V3;
+
+    fn marker(self) -> &'static [u8] {
+        match self {
+            StoreFormat::V2 => STORE_FORMAT,
+            StoreFormat::V3 => STORE_FORMAT_V3,
+        }
+    }
+}
 
 /// The envelope of a recorded event: everything but the payload.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -48,6 +79,11 @@ pub struct Envelope {
     pub request_id: String,
     pub prev_hash: Hash,
     pub hash: Hash,
+    /// The fingerprint of the command that recorded it, as its record
+    /// carries it (record format 2, written by stored format v3); `None`
+    /// for a record of format 1, whose log keeps it in its idempotency
+    /// entry.
+    pub fingerprint: Option<Hash>,
 }
 
 impl Envelope {
@@ -71,7 +107,7 @@ impl Envelope {
     }
 
     /// The envelope of a record with this body and these hashes.
-    fn of(body: &RecordBodyRef, prev_hash: Hash, hash: Hash) -> Envelope {
+    fn of(body: &RecordBodyRef, prev_hash: Hash, hash: Hash, fingerprint: Option<Hash>) -> Envelope {
         Envelope {
             seq: body.seq,
             stream: body.stream.to_owned(),
@@ -83,6 +119,7 @@ impl Envelope {
             request_id: body.request_id.to_owned(),
             prev_hash,
             hash,
+            fingerprint,
         }
     }
 }
@@ -109,7 +146,7 @@ impl CheckedRecord<'_> {
 
     /// Its envelope and payload, copied out of storage.
     pub fn to_owned_parts(&self) -> (Envelope, Vec<u8>) {
-        (Envelope::of(&self.body, self.prev_hash, self.hash), self.body.payload.to_vec())
+        (Envelope::of(&self.body, self.prev_hash, self.hash, self.fingerprint), self.body.payload.to_vec())
     }
 }
 
@@ -160,17 +197,19 @@ pub enum LogError {
     #[error("{} holds {found:?}, not a fundledger log", dir.display())]
     ForeignStore { dir: PathBuf, found: String },
     #[error(
-        "{} holds a log in stored format {found:?}, which this fundledger cannot read (it reads {:?} and {:?}): \
-         a newer fundledger wrote it; run that version",
+        "{} holds a log in stored format {found:?}, which this fundledger cannot read (it reads {:?}, {:?} and \
+         {:?}): a newer fundledger wrote it; run that version",
         dir.display(),
+        String::from_utf8_lossy(STORE_FORMAT_V3),
         String::from_utf8_lossy(STORE_FORMAT),
         String::from_utf8_lossy(STORE_FORMAT_V1)
     )]
     UnknownStoreFormat { dir: PathBuf, found: String },
     #[error(
         "event {seq} is stored in record format version {found}, which this fundledger cannot read (it reads \
-         version {}): a newer fundledger wrote it, or the record is corrupt (run `fundledger verify`)",
-        codec::RECORD_FORMAT_V1
+         versions {} and {}): a newer fundledger wrote it, or the record is corrupt (run `fundledger verify`)",
+        codec::RECORD_FORMAT_V1,
+        codec::RECORD_FORMAT_V2
     )]
     UnknownRecordFormat { seq: u64, found: u8 },
     #[error("storage error: {0}")]
@@ -181,6 +220,13 @@ pub enum LogError {
     Corrupt { seq: u64, problem: String },
     #[error("stored entry {key} is malformed: {problem}")]
     MalformedEntry { key: String, problem: String },
+    #[error("request {request_id:?} records no events: a log in stored format v3 keeps a command as its events")]
+    EmptyEntry { request_id: String },
+    #[error(
+        "this reader of a log in stored format v3 was opened without its indexes (to verify a copy): it cannot \
+         look up streams or requests"
+    )]
+    IndexNotLoaded,
 }
 
 impl LogError {
@@ -213,13 +259,18 @@ pub struct VerifyReport {
 pub struct EventLog {
     reader: LogReader,
     dir: PathBuf,
+    format: StoreFormat,
+    /// v3: the head of the indexes stored in [`LOG_INDEX_FILE`] when the
+    /// log was opened (0 when they were rebuilt from the log).
+    index_stored_seq: u64,
     head_seq: u64,
     head_hash: Hash,
     head_recorded_at_micros: i64,
-    /// Current version of the streams written or looked up since the log
-    /// was opened, read from their last index entry on first use (so that
-    /// opening a log with millions of streams reads none of them). One
+    /// v2: current version of the streams written or looked up since the
+    /// log was opened, read from their last index entry on first use (so
+    /// that opening a log with millions of streams reads none of them). One
     /// entry per stream: it grows with the fund's entities, not its events.
+    /// (v3 reads it from its index.)
     stream_versions: HashMap<String, u64>,
     /// sled blob files already fsynced (large values live outside `db`).
     synced_blobs: HashSet<std::ffi::OsString>,
@@ -238,6 +289,20 @@ pub struct LogReader {
     db: sled::Db,
     /// The data directory, for the checkpoint file.
     dir: PathBuf,
+    /// Where its streams' and requests' indexes are.
+    index: Indexes,
+}
+
+#[derive(Clone)]
+enum Indexes {
+    /// Stored format v2: in the sled tree.
+    InTree,
+    /// Stored format v3: in memory, shared with the writer, which adds each
+    /// append's events once it is durable.
+    InMemory(Arc<RwLock<LogIndex>>),
+    /// Stored format v3, opened to verify a copy without them
+    /// ([`LogReader::open_existing`]): the audit reads only events.
+    NotLoaded,
 }
 
 /// How the log configures sled (also what the storage-limit benchmark
@@ -272,26 +337,115 @@ impl CheckpointFile {
     /// written to a new file, synced, and renamed over the old one, so that
     /// a crash leaves the old checkpoint or the new one, whole.
     pub fn store(&self, bytes: &[u8]) -> Result<(), LogError> {
-        let injected = |op| injected(&self.faults, op);
-        let path = self.dir.join(CHECKPOINT_FILE);
-        let new = unfinished_checkpoint(&self.dir);
-        {
-            injected(StorageOp::Write)?;
-            let mut file = File::create(&new)?;
-            std::io::Write::write_all(&mut file, bytes)?;
-            injected(StorageOp::Fsync)?;
-            file.sync_all()?;
-        }
-        std::fs::rename(&new, &path)?;
-        File::open(&self.dir)?.sync_all()?;
-        Ok(())
+        store_file(&self.dir, CHECKPOINT_FILE, bytes, &self.faults)
     }
+
+    /// Stores a v3 log's indexes as they were at `index`'s head, in the
+    /// same way ([`LOG_INDEX_FILE`]). Like a checkpoint, it only saves
+    /// time: a start that finds none, or one that does not match the log,
+    /// rebuilds the indexes from the log.
+    pub fn store_index(&self, index: &LogIndex) -> Result<(), LogError> {
+        store_file(&self.dir, LOG_INDEX_FILE, &index.to_bytes(), &self.faults)
+    }
+}
+
+/// Writes `bytes` to a new file, syncs it, and renames it over `name` in
+/// `dir`: a crash leaves the old file or the new one, whole.
+fn store_file(dir: &Path, name: &str, bytes: &[u8], faults: &Option<Arc<FaultPlan>>) -> Result<(), LogError> {
+    let new = unfinished(dir, name);
+    {
+        injected(faults, StorageOp::Write)?;
+        let mut file = File::create(&new)?;
+        std::io::Write::write_all(&mut file, bytes)?;
+        injected(faults, StorageOp::Fsync)?;
+        file.sync_all()?;
+    }
+    std::fs::rename(&new, dir.join(name))?;
+    File::open(dir)?.sync_all()?;
+    Ok(())
 }
 
 /// Where [`CheckpointFile::store`] writes a checkpoint before renaming it
 /// into place. One found at start is what a process killed mid-write left.
 pub fn unfinished_checkpoint(dir: &Path) -> PathBuf {
-    dir.join(format!("{CHECKPOINT_FILE}.new"))
+    unfinished(dir, CHECKPOINT_FILE)
+}
+
+/// Where [`store_file`] writes file `name` before renaming it into place.
+fn unfinished(dir: &Path, name: &str) -> PathBuf {
+    dir.join(format!("{name}.new"))
+}
+
+/// A v3 log's indexes at its head `head_seq`: those stored in
+/// [`LOG_INDEX_FILE`] if the file is whole and its head is an event of
+/// this log (same sequence number, same hash), caught up from the events
+/// after it; otherwise rebuilt from the whole log. A stale or damaged file
+/// is never trusted: it is only ever a head start. Answers the indexes and
+/// the head of those stored (0 when there were none that matched).
+fn load_index(reader: &LogReader, head_seq: u64) -> Result<(LogIndex, u64), LogError> {
+    let path = reader.dir.join(LOG_INDEX_FILE);
+    let stored = match std::fs::read(&path) {
+        Ok(bytes) => Some(LogIndex::from_bytes(&bytes)),
+        Err(error) if error.kind() == std::io::ErrorKind::NotFound => None,
+        Err(error) => Some(Err(io_problem(&error))),
+    };
+    let stored = match stored {
+        None => None,
+        Some(Err(problem)) => {
+            tracing::warn!(path = %path.display(), problem, "the stored log index is unusable; rebuilding it from the log");
+            None
+        }
+        Some(Ok(index)) => match index_head_in_log(reader, &index, head_seq)? {
+            Ok(()) => Some(index),
+            Err(problem) => {
+                tracing::warn!(path = %path.display(), problem, "the stored log index does not match the log; rebuilding it");
+                None
+            }
+        },
+    };
+    let mut index = stored.unwrap_or_default();
+    let from = index.head_seq();
+    if from < head_seq {
+        let started = std::time::Instant::now();
+        // Whether the previous event's command goes on: an event starts a
+        // command when its request id differs from the previous event's
+        // (a command's events are consecutive, and the writer never records
+        // a request id twice).
+        let mut previous = match from {
+            0 => None,
+            seq => reader.get(seq)?.map(|(envelope, _)| envelope.request_id),
+        };
+        reader.read_each(from + 1, head_seq, usize::MAX, |record| {
+            let first = previous.as_deref() != Some(record.body.request_id);
+            if first {
+                previous = Some(record.body.request_id.to_owned());
+            }
+            index.add(record.body.seq, record.hash, record.body.stream, record.body.request_id, first);
+            Ok(())
+        })?;
+        tracing::info!(from = from + 1, to = head_seq, took = ?started.elapsed(), "log index caught up from the log");
+    }
+    Ok((index, from))
+}
+
+/// Whether a stored index's head is an event of this log, at or before its
+/// head `head_seq`.
+fn index_head_in_log(reader: &LogReader, index: &LogIndex, head_seq: u64) -> Result<Result<(), String>, LogError> {
+    let seq = index.head_seq();
+    if seq > head_seq {
+        return Ok(Err(format!("its head is event {seq}, after the log's last event {head_seq}")));
+    }
+    let hash = match seq {
+        0 => GENESIS_HASH,
+        seq => match reader.db.get(event_key(seq))? {
+            Some(record) => check_record(seq, &record)?.hash,
+            None => return Ok(Err(format!("its head, event {seq}, is not in the log"))),
+        },
+    };
+    if hash != index.head_hash() {
+        return Ok(Err(format!("its head, event {seq}, has another hash in the log")));
+    }
+    Ok(Ok(()))
 }
 
 /// Removes the snapshot files that sled left half-written (`snap.*.generating`)
@@ -429,11 +583,17 @@ impl EventLog {
         }
     }
 
-    /// Opens (or creates) the log in `dir`. Nothing is written before the
-    /// stored format marker was read and found to be this version's or v1,
-    /// which is upgraded in place (sled itself may bring its own snapshot
-    /// file up to date as it opens).
+    /// Opens (or creates, in [`StoreFormat::NEW`]) the log in `dir`.
+    /// Nothing is written before the stored format marker was read and
+    /// found to be v3, v2, or v1, which is upgraded to v2 in place (sled
+    /// itself may bring its own snapshot file up to date as it opens).
     pub fn open(dir: &Path) -> Result<EventLog, LogError> {
+        EventLog::open_with(dir, StoreFormat::NEW)
+    }
+
+    /// [`open`](Self::open), creating a log that does not exist yet in
+    /// `new_format` (an existing log keeps its own).
+    pub fn open_with(dir: &Path, new_format: StoreFormat) -> Result<EventLog, LogError> {
         let fresh = !dir.join("db").exists();
         if !fresh {
             EventLog::check_free(dir)?;
@@ -442,8 +602,8 @@ impl EventLog {
         let opened = (|| {
             std::fs::create_dir_all(dir)?;
             let db = sled_config(dir).open()?;
-            let marked = check_format(dir, &db)?;
-            let log = EventLog::start(dir, db, fresh)?;
+            let (format, marked) = check_format(dir, &db, new_format)?;
+            let log = EventLog::start(dir, db, fresh, format)?;
             if marked {
                 log.written.store(true, Ordering::Relaxed);
             }
@@ -457,10 +617,12 @@ impl EventLog {
         })
     }
 
-    fn start(dir: &Path, db: sled::Db, fresh: bool) -> Result<EventLog, LogError> {
+    fn start(dir: &Path, db: sled::Db, fresh: bool, format: StoreFormat) -> Result<EventLog, LogError> {
         let mut log = EventLog {
-            reader: LogReader { db, dir: dir.to_owned() },
+            reader: LogReader { db, dir: dir.to_owned(), index: Indexes::InTree },
             dir: dir.to_owned(),
+            format,
+            index_stored_seq: 0,
             head_seq: 0,
             head_hash: GENESIS_HASH,
             head_recorded_at_micros: 0,
@@ -477,8 +639,14 @@ impl EventLog {
             log.head_hash = head.hash;
             log.head_recorded_at_micros = head.recorded_at_micros;
         }
+        if format == StoreFormat::V3 {
+            let (index, stored_seq) = load_index(&log.reader, log.head_seq)?;
+            log.index_stored_seq = stored_seq;
+            log.reader.index = Indexes::InMemory(Arc::new(RwLock::new(index)));
+        }
         log.sync()?;
         log.remove_unfinished_checkpoint()?;
+        remove_left_unfinished(dir, &unfinished(dir, LOG_INDEX_FILE), "an index file")?;
         if fresh {
             // The directory entries of sled's new files, and of the data
             // directory itself, must survive a crash too.
@@ -548,8 +716,32 @@ impl EventLog {
         self.head_recorded_at_micros
     }
 
+    /// The stored format of this log.
+    pub fn format(&self) -> StoreFormat {
+        self.format
+    }
+
+    /// v3: the head of the indexes stored beside the checkpoint when the
+    /// log was opened (0 if there were none that matched the log, and they
+    /// were rebuilt from it); `None` in v2.
+    pub fn index_stored_seq(&self) -> Option<u64> {
+        (self.format == StoreFormat::V3).then_some(self.index_stored_seq)
+    }
+
+    /// A v3 log's indexes as they are now, at its head (an O(1) copy that
+    /// shares them, for the checkpoint thread to store); `None` in v2.
+    pub fn index_snapshot(&self) -> Option<LogIndex> {
+        match &self.reader.index {
+            Indexes::InMemory(index) => Some(index.read().expect("index lock").clone()),
+            Indexes::InTree | Indexes::NotLoaded => None,
+        }
+    }
+
     /// The current version of a stream (0 for a stream without events).
     pub fn stream_version(&mut self, stream: &str) -> Result<u64, LogError> {
+        if let Some(index) = self.reader.memory_index()? {
+            return Ok(index.read().expect("index lock").stream_version(stream));
+        }
         if let Some(&version) = self.stream_versions.get(stream) {
             return Ok(version);
         }
@@ -631,22 +823,53 @@ impl EventLog {
                     request_id: &entry.request_id,
                     payload: &event.payload,
                 };
-                let (record, new_hash) = codec::encode_record_ref(&hash, &body);
+                let (record, new_hash, fingerprint) = match self.format {
+                    StoreFormat::V2 => {
+                        let (record, new_hash) = codec::encode_record_ref(&hash, &body);
+                        (record, new_hash, None)
+                    }
+                    StoreFormat::V3 => {
+                        let (record, new_hash) = codec::encode_record_v2(&hash, &body, &entry.fingerprint);
+                        (record, new_hash, Some(entry.fingerprint))
+                    }
+                };
                 batch.insert(&event_key(seq)[..], record);
-                batch.insert(stream_index_key(&event.stream, *version), &seq.to_be_bytes()[..]);
-                envelopes.push(Envelope::of(&body, hash, new_hash));
+                if self.format == StoreFormat::V2 {
+                    batch.insert(stream_index_key(&event.stream, *version), &seq.to_be_bytes()[..]);
+                }
+                envelopes.push(Envelope::of(&body, hash, new_hash, fingerprint));
                 hash = new_hash;
             }
-            let count = u32::try_from(entry.events.len()).expect("a request records few events");
-            batch.insert(request_key(&entry.request_id), request_value(&entry.fingerprint, first_seq, count));
+            match self.format {
+                StoreFormat::V2 => {
+                    let count = u32::try_from(entry.events.len()).expect("a request records few events");
+                    batch.insert(request_key(&entry.request_id), request_value(&entry.fingerprint, first_seq, count));
+                }
+                // The log keeps a command as its events, the first of
+                // which its index points to.
+                StoreFormat::V3 if entry.events.is_empty() => {
+                    return Err(LogError::EmptyEntry { request_id: entry.request_id.clone() })
+                }
+                StoreFormat::V3 => {}
+            }
             out.push(envelopes);
         }
         self.injected(StorageOp::Write).map_err(sled::Error::Io)?;
         self.apply_batch(batch)?;
         self.sync()?;
         // Only now, with the batch durable, does the in-memory head move.
-        for (stream, version) in versions {
-            self.stream_versions.insert(stream.to_owned(), version);
+        if let Indexes::InMemory(index) = &self.reader.index {
+            let mut index = index.write().expect("index lock");
+            for (entry, envelopes) in entries.iter().zip(&out) {
+                for (at, envelope) in envelopes.iter().enumerate() {
+                    index.add(envelope.seq, envelope.hash, &envelope.stream, &entry.request_id, at == 0);
+                }
+            }
+        }
+        if self.format == StoreFormat::V2 {
+            for (stream, version) in versions {
+                self.stream_versions.insert(stream.to_owned(), version);
+            }
         }
         self.head_seq = seq;
         self.head_hash = hash;
@@ -682,6 +905,24 @@ impl EventLog {
 }
 
 impl LogReader {
+    /// The stored format of the log it reads.
+    pub fn format(&self) -> StoreFormat {
+        match self.index {
+            Indexes::InTree => StoreFormat::V2,
+            Indexes::InMemory(_) | Indexes::NotLoaded => StoreFormat::V3,
+        }
+    }
+
+    /// A v3 log's indexes in memory; `None` in v2, which keeps them in
+    /// the tree.
+    fn memory_index(&self) -> Result<Option<&Arc<RwLock<LogIndex>>>, LogError> {
+        match &self.index {
+            Indexes::InTree => Ok(None),
+            Indexes::InMemory(index) => Ok(Some(index)),
+            Indexes::NotLoaded => Err(LogError::IndexNotLoaded),
+        }
+    }
+
     /// Up to `limit` events with `from_seq <= seq <= to_seq`, in order.
     pub fn read(&self, from_seq: u64, to_seq: u64, limit: usize) -> Result<Vec<(Envelope, Vec<u8>)>, LogError> {
         // Room for the events asked for (a bounded guess: the range may
@@ -718,6 +959,9 @@ impl LogReader {
 
     /// The sequence numbers of a stream's events, in stream order.
     pub fn stream_seqs(&self, stream: &str, limit: usize) -> Result<Vec<u64>, LogError> {
+        if self.memory_index()?.is_some() {
+            return Ok(self.stream_entries(stream, 1, limit)?.into_iter().map(|(_, seq)| seq).collect());
+        }
         self.db.scan_prefix(stream_index_prefix(stream)).take(limit).map(|item| Ok(u64_of(&item?.1))).collect()
     }
 
@@ -726,6 +970,9 @@ impl LogReader {
     /// reads on from the version after the last one it saw, so it never
     /// scans what it has seen, nor other streams' events.
     pub fn stream_entries(&self, stream: &str, from_version: u64, limit: usize) -> Result<Vec<(u64, u64)>, LogError> {
+        if let Some(index) = self.memory_index()? {
+            return Ok(index.read().expect("index lock").stream_entries(stream, from_version, limit));
+        }
         let prefix = stream_index_prefix(stream);
         let start = stream_index_key(stream, from_version.max(1));
         self.db
@@ -793,8 +1040,38 @@ impl LogReader {
     }
 
     pub fn request(&self, request_id: &str) -> Result<Option<RequestRecord>, LogError> {
-        let key = request_key(request_id);
-        self.db.get(&key)?.map(|value| parse_request_value(&key, &value)).transpose()
+        let Some(index) = self.memory_index()? else {
+            let key = request_key(request_id);
+            return self.db.get(&key)?.map(|value| parse_request_value(&key, &value)).transpose();
+        };
+        let (candidates, head_seq) = {
+            let index = index.read().expect("index lock");
+            (index.request_candidates(request_id), index.head_seq())
+        };
+        // Each candidate is the first event of a command whose request id
+        // has the same digest: the one that carries this id, if any, is it.
+        for first_seq in candidates {
+            let record = self.db.get(event_key(first_seq))?.ok_or_else(|| LogError::Corrupt {
+                seq: first_seq,
+                problem: "missing from the log, though its index names it".into(),
+            })?;
+            let first = check_record(first_seq, &record)?;
+            if first.body.request_id != request_id {
+                continue;
+            }
+            let fingerprint = fingerprint_of(&first)?;
+            // Its events are the consecutive ones that carry its id.
+            let mut count = 1u32;
+            for item in self.db.range(event_key(first_seq + 1)..=event_key(head_seq.max(first_seq + 1))) {
+                let (key, record) = item?;
+                if check_record(seq_of_key(&key), &record)?.body.request_id != request_id {
+                    break;
+                }
+                count += 1;
+            }
+            return Ok(Some(RequestRecord { fingerprint, first_seq, count }));
+        }
+        Ok(None)
     }
 
     /// Walks the whole log: every record decodes, sequence numbers are
@@ -832,7 +1109,8 @@ impl LogReader {
         Ok(self.db.scan_prefix([EVENT]).next_back().transpose()?.map_or(0, |(key, _)| seq_of_key(&key)))
     }
 
-    /// Every idempotency entry, in request id order. A malformed entry is a
+    /// The stored format's idempotency entries (v2; a v3 log has none),
+    /// in request id order. A malformed entry is a
     /// [`LogError::MalformedEntry`].
     pub fn requests(&self) -> impl Iterator<Item = Result<(String, RequestRecord), LogError>> + '_ {
         self.db.scan_prefix([REQUEST]).map(|item| {
@@ -842,8 +1120,8 @@ impl LogReader {
         })
     }
 
-    /// Every stream index entry (stream, version, seq), in stream and
-    /// version order.
+    /// The stored format's stream index entries (stream, version, seq; v2:
+    /// a v3 log has none), in stream and version order.
     pub fn stream_index(&self) -> impl Iterator<Item = Result<(String, u64, u64), LogError>> + '_ {
         self.db.scan_prefix([STREAM_INDEX]).map(|item| {
             let (key, value) = item?;
@@ -864,7 +1142,9 @@ impl LogReader {
     /// Opens an existing log for reading, without creating or marking
     /// anything. sled 0.34 has no read-only mode and writes to its files when
     /// it opens them, so **only call this on a copy** of a data directory
-    /// that must stay untouched (`audit::verify` does).
+    /// that must stay untouched (`audit::verify` does). A v3 log's indexes
+    /// are not loaded: what verification reads is the events, and their
+    /// head may be the damage it is to report.
     pub fn open_existing(dir: &Path) -> Result<LogReader, LogError> {
         remove_unfinished_sled_snapshots(dir)?;
         let db = sled_config(dir)
@@ -874,7 +1154,10 @@ impl LogReader {
         match db.get(META_FORMAT)? {
             // A v1 log reads as v2: its stream head entries are ignored.
             Some(found) if found.as_ref() == STORE_FORMAT || found.as_ref() == STORE_FORMAT_V1 => {
-                Ok(LogReader { db, dir: dir.to_owned() })
+                Ok(LogReader { db, dir: dir.to_owned(), index: Indexes::InTree })
+            }
+            Some(found) if found.as_ref() == STORE_FORMAT_V3 => {
+                Ok(LogReader { db, dir: dir.to_owned(), index: Indexes::NotLoaded })
             }
             Some(found) => Err(format_error(dir, &found)),
             None => Err(LogError::ForeignStore { dir: dir.to_owned(), found: "an unmarked sled database".into() }),
@@ -908,14 +1191,26 @@ impl LogReader {
 }
 
 /// Fills a new log from a backup's records and request entries
-/// (`log::backup`), rebuilding the stream index from the records. Writes in large unsynced batches and makes everything durable
-/// once, in [`Restorer::finish`]: a restore that fails half-way is thrown
-/// away with its directory, never used.
+/// (`log::backup`), rebuilding the stream index from the records. The new
+/// log takes the stored format of the log the backup was taken of, told
+/// by its records: v3 for records in format 2 (which carry their request
+/// fingerprints, so the backup holds no idempotency entries), v2 for
+/// format 1 (idempotency entries included), the new logs' format for a
+/// backup of no events. Writes in large unsynced batches and makes
+/// everything durable once, in [`Restorer::finish`]: a restore that fails
+/// half-way is thrown away with its directory, never used.
 pub(super) struct Restorer {
-    log: EventLog,
+    dir: PathBuf,
+    /// Opened at the first record, in the format it tells.
+    log: Option<EventLog>,
     batch: sled::Batch,
     pending: usize,
     head_recorded_at_micros: i64,
+    /// A v3 log's indexes, built as the records come.
+    index: LogIndex,
+    /// The request id of the last record (v3: a record with another one
+    /// starts a command).
+    last_request_id: Option<String>,
 }
 
 /// Records per sled batch while restoring.
@@ -924,24 +1219,84 @@ const RESTORE_BATCH_EVENTS: usize = 4096;
 impl Restorer {
     /// A new, empty log in `dir` (which must not hold one yet).
     pub(super) fn create(dir: &Path) -> Result<Restorer, LogError> {
-        let log = EventLog::open(dir)?;
-        if log.head_seq != 0 || log.reader.db.scan_prefix([REQUEST]).next().is_some() {
-            return Err(LogError::Open { dir: dir.to_owned(), problem: "a restore needs an empty directory".into() });
+        let mut restorer = Restorer {
+            dir: dir.to_owned(),
+            log: None,
+            batch: sled::Batch::default(),
+            pending: 0,
+            head_recorded_at_micros: 0,
+            index: LogIndex::default(),
+            last_request_id: None,
+        };
+        if dir.join("db").exists() {
+            restorer.open(None)?; // Refused now if it is not empty.
         }
-        Ok(Restorer { log, batch: sled::Batch::default(), pending: 0, head_recorded_at_micros: 0 })
+        Ok(restorer)
+    }
+
+    /// The log restored into, opened (or created in `format`, or the new
+    /// logs' format) the first time.
+    fn open(&mut self, format: Option<StoreFormat>) -> Result<&mut EventLog, LogError> {
+        if self.log.is_none() {
+            let log = EventLog::open_with(&self.dir, format.unwrap_or(StoreFormat::NEW))?;
+            if log.head_seq != 0 || log.reader.db.scan_prefix([REQUEST]).next().is_some() {
+                let problem = "a restore needs an empty directory".into();
+                return Err(LogError::Open { dir: self.dir.clone(), problem });
+            }
+            self.log = Some(log);
+        }
+        let log = self.log.as_mut().expect("opened above");
+        if let Some(format) = format.filter(|&format| format != log.format) {
+            let problem = format!(
+                "the backup's records are of stored format {format:?}, but the empty log there is of {:?}: restore \
+                 into a new directory",
+                log.format
+            );
+            return Err(LogError::Open { dir: self.dir.clone(), problem });
+        }
+        Ok(log)
     }
 
     /// Stores one record, already checked against the chain (it is
-    /// `envelope`), and its stream index entry.
+    /// `envelope`), and indexes it.
     pub(super) fn event(&mut self, envelope: &Envelope, record: &[u8]) -> Result<(), LogError> {
+        let format = match envelope.fingerprint {
+            None => StoreFormat::V2,
+            Some(_) => StoreFormat::V3,
+        };
+        let first_format = self.log.as_ref().map(|log| log.format);
+        if first_format.is_some_and(|first| first != format) {
+            let problem = "its record format differs from the backup's first record's: a log holds one".into();
+            return Err(LogError::Corrupt { seq: envelope.seq, problem });
+        }
+        self.open(Some(format))?;
         self.batch.insert(&event_key(envelope.seq)[..], record);
-        self.batch.insert(stream_index_key(&envelope.stream, envelope.stream_version), &envelope.seq.to_be_bytes()[..]);
+        match format {
+            StoreFormat::V2 => self
+                .batch
+                .insert(stream_index_key(&envelope.stream, envelope.stream_version), &envelope.seq.to_be_bytes()[..]),
+            StoreFormat::V3 => {
+                let first = self.last_request_id.as_deref() != Some(&envelope.request_id);
+                if first {
+                    self.last_request_id = Some(envelope.request_id.clone());
+                }
+                self.index.add(envelope.seq, envelope.hash, &envelope.stream, &envelope.request_id, first);
+            }
+        }
         self.head_recorded_at_micros = envelope.recorded_at_micros;
         self.count_one()
     }
 
-    /// Stores one idempotency entry.
+    /// Stores one idempotency entry (v2: a v3 log derives them from its
+    /// records, and refuses them).
     pub(super) fn request(&mut self, request_id: &str, record: &RequestRecord) -> Result<(), LogError> {
+        if self.open(None)?.format == StoreFormat::V3 {
+            let problem = format!(
+                "the backup holds an idempotency entry ({request_id:?}), which a log of stored format v3 keeps in \
+                 its records"
+            );
+            return Err(LogError::Open { dir: self.dir.clone(), problem });
+        }
         self.batch.insert(request_key(request_id), request_value(&record.fingerprint, record.first_seq, record.count));
         self.count_one()
     }
@@ -949,7 +1304,8 @@ impl Restorer {
     fn count_one(&mut self) -> Result<(), LogError> {
         self.pending += 1;
         if self.pending >= RESTORE_BATCH_EVENTS {
-            self.log.apply_batch(std::mem::take(&mut self.batch))?;
+            let batch = std::mem::take(&mut self.batch);
+            self.open(None)?.apply_batch(batch)?;
             self.pending = 0;
         }
         Ok(())
@@ -958,31 +1314,38 @@ impl Restorer {
     /// Makes the whole log durable (flush + fdatasync) and hands it over
     /// as an open log.
     pub(super) fn finish(mut self, chain: &ChainCheck) -> Result<EventLog, LogError> {
-        self.log.apply_batch(std::mem::take(&mut self.batch))?;
-        self.log.sync()?;
-        self.log.head_seq = chain.expected_seq() - 1;
-        self.log.head_hash = chain.head_hash();
-        self.log.head_recorded_at_micros = self.head_recorded_at_micros;
-        self.log.stream_versions = chain.stream_versions().clone();
-        Ok(self.log)
+        let batch = std::mem::take(&mut self.batch);
+        self.open(None)?;
+        let mut log = self.log.expect("opened above");
+        log.apply_batch(batch)?;
+        log.sync()?;
+        log.head_seq = chain.expected_seq() - 1;
+        log.head_hash = chain.head_hash();
+        log.head_recorded_at_micros = self.head_recorded_at_micros;
+        match log.format {
+            StoreFormat::V2 => log.stream_versions = chain.stream_versions().clone(),
+            StoreFormat::V3 => log.reader.index = Indexes::InMemory(Arc::new(RwLock::new(self.index))),
+        }
+        Ok(log)
     }
 }
 
-/// Reads the stored format marker; marks a new, empty database as this
-/// version's and upgrades a v1 log in place. Anything else is refused
-/// before it is written to. The caller makes the change durable. Answers
-/// whether it wrote.
-fn check_format(dir: &Path, db: &sled::Db) -> Result<bool, LogError> {
+/// Reads the stored format marker; marks a new, empty database as
+/// `new_format` and upgrades a v1 log to v2 in place. Anything else is
+/// refused before it is written to. The caller makes the change durable.
+/// Answers the log's format, and whether it wrote.
+fn check_format(dir: &Path, db: &sled::Db, new_format: StoreFormat) -> Result<(StoreFormat, bool), LogError> {
     match db.get(META_FORMAT)? {
-        Some(found) if found.as_ref() == STORE_FORMAT => Ok(false),
-        Some(found) if found.as_ref() == STORE_FORMAT_V1 => upgrade_from_v1(dir, db).map(|()| true),
+        Some(found) if found.as_ref() == STORE_FORMAT_V3 => Ok((StoreFormat::V3, false)),
+        Some(found) if found.as_ref() == STORE_FORMAT => Ok((StoreFormat::V2, false)),
+        Some(found) if found.as_ref() == STORE_FORMAT_V1 => upgrade_from_v1(dir, db).map(|()| (StoreFormat::V2, true)),
         Some(found) => Err(format_error(dir, &found)),
         None if db.first()?.is_some() => {
             Err(LogError::ForeignStore { dir: dir.to_owned(), found: "an unmarked sled database".into() })
         }
         None => {
-            db.insert(META_FORMAT, STORE_FORMAT)?;
-            Ok(true)
+            db.insert(META_FORMAT, new_format.marker())?;
+            Ok((new_format, true))
         }
     }
 }
@@ -1209,6 +1572,14 @@ fn check_record(seq: u64, record: &[u8]) -> Result<CheckedRecord<'_>, LogError> 
         return Err(LogError::Corrupt { seq, problem: "record does not match its key or hash".into() });
     }
     Ok(decoded)
+}
+
+/// The fingerprint a v3 log's record carries (record format 2).
+fn fingerprint_of(record: &CheckedRecord) -> Result<Hash, LogError> {
+    record.fingerprint.ok_or_else(|| LogError::Corrupt {
+        seq: record.body.seq,
+        problem: "in record format 1, which carries no request fingerprint, in a log of stored format v3".into(),
+    })
 }
 
 fn corrupt(seq: u64, error: CodecError) -> LogError {

@@ -3,7 +3,8 @@
 //! ([`Arc::make_mut`]), and that is built in one pass from entries given
 //! in key order.
 //!
-//! It replaces `imbl::OrdMap` under [`super::Applications`]. Both clone in
+//! It replaces `imbl::OrdMap` under [`crate::domain::Applications`], and
+//! holds the log's indexes in stored format v3 (`log::index`). Both clone in
 //! O(1) and copy a path on change; what imbl 7 cannot do is take entries
 //! that are already in order without searching and splitting its way to
 //! each one, and its median splits leave an ordered build's leaves half
@@ -23,6 +24,7 @@
 //! ([`PersistentMap::check`] states all of it for the tests).
 
 use arrayvec::ArrayVec;
+use std::borrow::Borrow;
 use std::cmp::Ordering;
 use std::ops::{Bound, RangeBounds};
 use std::sync::Arc;
@@ -98,25 +100,36 @@ impl<K: Ord + Clone, V: Clone> PersistentMap<K, V> {
         self.len == 0
     }
 
-    pub fn get(&self, key: &K) -> Option<&V> {
+    /// The value under `key`, which may be given borrowed (as with a
+    /// `BTreeMap`, `K`'s order must be `Q`'s).
+    pub fn get<Q: Ord + ?Sized>(&self, key: &Q) -> Option<&V>
+    where
+        K: Borrow<Q>,
+    {
         let mut node = self.root.as_deref()?;
         loop {
             match node {
                 Node::Leaf(entries) => {
-                    return entries.binary_search_by(|(k, _)| k.cmp(key)).ok().map(|i| &entries[i].1);
+                    return entries.binary_search_by(|(k, _)| k.borrow().cmp(key)).ok().map(|i| &entries[i].1);
                 }
                 Node::Branch(branch) => node = &branch.children[branch.child_for(key)],
             }
         }
     }
 
-    pub fn contains_key(&self, key: &K) -> bool {
+    pub fn contains_key<Q: Ord + ?Sized>(&self, key: &Q) -> bool
+    where
+        K: Borrow<Q>,
+    {
         self.get(key).is_some()
     }
 
     /// The value to change: the path to it is copied first where another
     /// clone shares it. A key that is not there copies nothing.
-    pub fn get_mut(&mut self, key: &K) -> Option<&mut V> {
+    pub fn get_mut<Q: Ord + ?Sized>(&mut self, key: &Q) -> Option<&mut V>
+    where
+        K: Borrow<Q>,
+    {
         // Found first, without copying, by the child taken at each level;
         // then the same path again, copying what is shared.
         let mut path = [0u8; DEPTH_MAX];
@@ -124,7 +137,7 @@ impl<K: Ord + Clone, V: Clone> PersistentMap<K, V> {
         let mut node = self.root.as_deref()?;
         let found = loop {
             match node {
-                Node::Leaf(entries) => break entries.binary_search_by(|(k, _)| k.cmp(key)).ok()?,
+                Node::Leaf(entries) => break entries.binary_search_by(|(k, _)| k.borrow().cmp(key)).ok()?,
                 Node::Branch(branch) => {
                     let i = branch.child_for(key);
                     path[depth] = i as u8;
@@ -314,8 +327,11 @@ impl<K: Ord + Clone, V: Clone> PersistentMap<K, V> {
 
 impl<K: Ord, V> Branch<K, V> {
     /// The child whose keys include `key`'s place.
-    fn child_for(&self, key: &K) -> usize {
-        self.keys.partition_point(|k| k <= key)
+    fn child_for<Q: Ord + ?Sized>(&self, key: &Q) -> usize
+    where
+        K: Borrow<Q>,
+    {
+        self.keys.partition_point(|k| k.borrow() <= key)
     }
 }
 
@@ -413,6 +429,12 @@ impl<K: Ord + Clone, V: Clone> FromIterator<(K, V)> for PersistentMap<K, V> {
         let mut map = PersistentMap::new();
         map.extend(entries);
         map
+    }
+}
+
+impl<K: Ord + Clone + std::fmt::Debug, V: Clone + std::fmt::Debug> std::fmt::Debug for PersistentMap<K, V> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_map().entries(self.iter()).finish()
     }
 }
 

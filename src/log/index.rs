@@ -1,0 +1,338 @@
+//! The log's two indexes in stored format v3, held in memory: the events of
+//! each stream, and the first event of the command each request id names.
+//!
+//! Format v2 kept both in sled, as two more keys per event (`s ‖ stream ‖
+//! version` and `r ‖ request id`), scattered over the key space: sled's
+//! costs are per key and per tree node, and those two keys made the writer
+//! about half as fast, the disk three times the record and sled's open three
+//! times as long (`docs/FORMAT-V3.md`). In v3 each event is one sled key,
+//! and the indexes are projections of the log: built from the records'
+//! envelopes (stream, request id), updated after each durable append, stored
+//! beside the projections' checkpoint at the same head ([`IndexFile`]), loaded
+//! at start and caught up from the log; missing, damaged or not matching the
+//! log, they are rebuilt by a scan of it. They know no business rules.
+//!
+//! Both are [`PersistentMap`]s, so that a snapshot for the checkpoint
+//! thread is an O(1) clone and the writer goes on meanwhile.
+//!
+//! A request id is indexed by a 64-bit digest (the first bytes of its
+//! SHA-256), not its text: 16 bytes per command. Two ids may share a digest;
+//! a lookup reads the record at each candidate and compares the id, so a
+//! collision costs a read, never a wrong answer. Request ids are chosen by
+//! clients, but a second id with a given digest takes about 2^64 tries, and
+//! a pair of colliding ids about 2^32, so nobody can pile many commands on
+//! one digest.
+
+use super::codec::{Hash, HASH_BYTES};
+use crate::persistent_map::PersistentMap;
+use sha2::{Digest, Sha256};
+
+/// The digest a request id is indexed by.
+pub fn request_digest(request_id: &str) -> u64 {
+    let digest = Sha256::digest(request_id.as_bytes());
+    u64::from_be_bytes(digest[..8].try_into().expect("a SHA-256 has 32 bytes"))
+}
+
+/// The indexes of a log's events 1 to `head_seq`.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct LogIndex {
+    /// `(request digest, first seq)` of every command.
+    requests: PersistentMap<(u64, u64), ()>,
+    /// Every stream's events' sequence numbers, in stream order: a
+    /// stream's version is their count.
+    streams: PersistentMap<Box<str>, Vec<u64>>,
+    head_seq: u64,
+    head_hash: Hash,
+    /// Events indexed.
+    events: u64,
+}
+
+impl LogIndex {
+    /// The last event indexed (0 for none).
+    pub fn head_seq(&self) -> u64 {
+        self.head_seq
+    }
+
+    /// The hash of event [`head_seq`](Self::head_seq).
+    pub fn head_hash(&self) -> Hash {
+        self.head_hash
+    }
+
+    /// How many commands and streams it holds.
+    pub fn commands(&self) -> usize {
+        self.requests.len()
+    }
+
+    pub fn streams(&self) -> usize {
+        self.streams.len()
+    }
+
+    /// Indexes event `seq` of `stream`, which has hash `hash`; `first`
+    /// when it is the first event of its command, recorded under
+    /// `request_id`. Events come in order, each once.
+    pub(super) fn add(&mut self, seq: u64, hash: Hash, stream: &str, request_id: &str, first: bool) {
+        debug_assert_eq!(seq, self.head_seq + 1, "events are indexed in order");
+        if first {
+            self.requests.insert((request_digest(request_id), seq), ());
+        }
+        match self.streams.get_mut(stream) {
+            Some(seqs) => seqs.push(seq),
+            None => {
+                self.streams.insert(stream.into(), vec![seq]);
+            }
+        }
+        self.head_seq = seq;
+        self.head_hash = hash;
+        self.events += 1;
+    }
+
+    /// The first seqs of the commands whose request id has the digest of
+    /// `request_id`: the command recorded under it, if any, is one of them.
+    pub(super) fn request_candidates(&self, request_id: &str) -> Vec<u64> {
+        let digest = request_digest(request_id);
+        self.requests.range((digest, 0)..=(digest, u64::MAX)).map(|((_, seq), ())| *seq).collect()
+    }
+
+    /// The current version of a stream (0 for one without events).
+    pub(super) fn stream_version(&self, stream: &str) -> u64 {
+        self.streams.get(stream).map_or(0, |seqs| seqs.len() as u64)
+    }
+
+    /// Up to `limit` entries `(stream version, seq)` of a stream, from
+    /// `from_version` on.
+    pub(super) fn stream_entries(&self, stream: &str, from_version: u64, limit: usize) -> Vec<(u64, u64)> {
+        let Some(seqs) = self.streams.get(stream) else { return Vec::new() };
+        let skip = usize::try_from(from_version.max(1) - 1).unwrap_or(usize::MAX);
+        seqs.iter().enumerate().skip(skip).take(limit).map(|(at, &seq)| (at as u64 + 1, seq)).collect()
+    }
+
+    /// The index's bytes, as [`IndexFile`] stores them (layout there).
+    pub(super) fn to_bytes(&self) -> Vec<u8> {
+        let names: usize = self.streams.iter().map(|(name, _)| name.len()).sum();
+        let capacity = HEADER_BYTES
+            + 8
+            + self.requests.len() * 16
+            + 8
+            + self.streams.len() * 12
+            + names
+            + self.events as usize * 8
+            + 4;
+        let mut bytes = Vec::with_capacity(capacity);
+        bytes.extend_from_slice(MAGIC);
+        bytes.extend_from_slice(&self.head_seq.to_le_bytes());
+        bytes.extend_from_slice(&self.head_hash);
+        bytes.extend_from_slice(&(self.requests.len() as u64).to_le_bytes());
+        for ((digest, seq), ()) in self.requests.iter() {
+            bytes.extend_from_slice(&digest.to_le_bytes());
+            bytes.extend_from_slice(&seq.to_le_bytes());
+        }
+        bytes.extend_from_slice(&(self.streams.len() as u64).to_le_bytes());
+        for (name, seqs) in self.streams.iter() {
+            bytes.extend_from_slice(&(name.len() as u32).to_le_bytes());
+            bytes.extend_from_slice(name.as_bytes());
+            bytes.extend_from_slice(&(seqs.len() as u64).to_le_bytes());
+            for seq in seqs {
+                bytes.extend_from_slice(&seq.to_le_bytes());
+            }
+        }
+        let crc = crc32fast::hash(&bytes);
+        bytes.extend_from_slice(&crc.to_le_bytes());
+        bytes
+    }
+
+    /// An index from [`to_bytes`](Self::to_bytes)' bytes, checked: its
+    /// checksum, its form, keys in order, every stream's seqs increasing
+    /// and at most the head. Whether its head is in the log is the
+    /// caller's to check.
+    pub(super) fn from_bytes(bytes: &[u8]) -> Result<LogIndex, String> {
+        let Some(body_len) = bytes.len().checked_sub(4).filter(|&len| len >= HEADER_BYTES) else {
+            return Err(format!("{} bytes, shorter than its header", bytes.len()));
+        };
+        if &bytes[..MAGIC.len()] != MAGIC {
+            return Err("it does not start with the index file's magic".into());
+        }
+        let (body, crc) = bytes.split_at(body_len);
+        if crc32fast::hash(body) != u32::from_le_bytes(crc.try_into().expect("4 bytes")) {
+            return Err("its checksum does not match its contents".into());
+        }
+        let mut input = Input { bytes: body, at: MAGIC.len() };
+        let head_seq = input.u64()?;
+        let head_hash: Hash = input.take(HASH_BYTES)?.try_into().expect("sized");
+        let mut index = LogIndex { head_seq, head_hash, ..LogIndex::default() };
+        let requests = input.u64()?;
+        if requests > (input.left() / 16) as u64 {
+            return Err(format!("it claims {requests} commands, more than its bytes hold"));
+        }
+        let mut last = None;
+        for _ in 0..requests {
+            let key = (input.u64()?, input.u64()?);
+            if last.is_some_and(|last| last >= key) || key.1 == 0 || key.1 > head_seq {
+                return Err(format!("command entry {key:?} is out of order or beyond the head"));
+            }
+            index.requests.insert(key, ());
+            last = Some(key);
+        }
+        let streams = input.u64()?;
+        let mut last: Option<&str> = None;
+        for _ in 0..streams {
+            let name_len = input.u32()? as usize;
+            let name =
+                std::str::from_utf8(input.take(name_len)?).map_err(|_| "a stream's name is not text".to_owned())?;
+            if last.is_some_and(|last| last >= name) {
+                return Err(format!("stream {name:?} is out of order or repeated"));
+            }
+            let count = input.u64()?;
+            if count == 0 || count > (input.left() / 8) as u64 {
+                return Err(format!("stream {name:?} claims {count} events"));
+            }
+            let mut seqs = Vec::with_capacity(count as usize);
+            for _ in 0..count {
+                let seq = input.u64()?;
+                if seqs.last().is_some_and(|&last| last >= seq) || seq == 0 || seq > head_seq {
+                    return Err(format!("stream {name:?}'s events are out of order or beyond the head"));
+                }
+                seqs.push(seq);
+            }
+            index.events += count;
+            index.streams.insert(name.into(), seqs);
+            last = Some(name);
+        }
+        if input.left() != 0 {
+            return Err(format!("{} bytes after its streams", input.left()));
+        }
+        if index.events != head_seq {
+            return Err(format!("its streams hold {} events, but its head is event {head_seq}", index.events));
+        }
+        Ok(index)
+    }
+}
+
+/// The file's first bytes; the version is part of it.
+const MAGIC: &[u8; 16] = b"fundledger-idx1\n";
+const HEADER_BYTES: usize = MAGIC.len() + 8 + HASH_BYTES;
+
+/// Reads the file's little-endian fields in order.
+struct Input<'a> {
+    bytes: &'a [u8],
+    at: usize,
+}
+
+impl<'a> Input<'a> {
+    fn left(&self) -> usize {
+        self.bytes.len() - self.at
+    }
+
+    fn take(&mut self, n: usize) -> Result<&'a [u8], String> {
+        if n > self.left() {
+            return Err(format!("it ends inside an entry, after {} bytes", self.bytes.len()));
+        }
+        self.at += n;
+        Ok(&self.bytes[self.at - n..self.at])
+    }
+
+    fn u64(&mut self) -> Result<u64, String> {
+        Ok(u64::from_le_bytes(self.take(8)?.try_into().expect("sized")))
+    }
+
+    fn u32(&mut self) -> Result<u32, String> {
+        Ok(u32::from_le_bytes(self.take(4)?.try_into().expect("sized")))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Events 1 to 7: commands of one or two events on three streams.
+    fn sample() -> LogIndex {
+        let mut index = LogIndex::default();
+        let events = [
+            ("fund", "open", true),
+            ("partner/a", "admit-a", true),
+            ("partner/a", "admit-a", false),
+            ("application/x", "submit-x", true),
+            ("partner/a", "receipt-1", true),
+            ("application/x", "award-x", true),
+            ("fund", "award-x", false),
+        ];
+        for (at, (stream, request, first)) in events.into_iter().enumerate() {
+            index.add(at as u64 + 1, [at as u8 + 1; 32], stream, request, first);
+        }
+        index
+    }
+
+    #[test]
+    fn it_answers_streams_and_requests() {
+        let index = sample();
+        assert_eq!((index.head_seq(), index.head_hash()), (7, [7; 32]));
+        assert_eq!((index.commands(), index.streams()), (5, 3));
+        assert_eq!(index.stream_version("partner/a"), 3);
+        assert_eq!(index.stream_version("partner/b"), 0);
+        assert_eq!(index.stream_entries("partner/a", 1, 10), [(1, 2), (2, 3), (3, 5)]);
+        assert_eq!(index.stream_entries("partner/a", 2, 1), [(2, 3)]);
+        assert_eq!(index.stream_entries("partner/a", 0, 10).len(), 3, "version 0 reads from the first");
+        assert!(index.stream_entries("partner/a", 4, 10).is_empty());
+        assert!(index.stream_entries("nobody", 1, 10).is_empty());
+        assert_eq!(index.request_candidates("admit-a"), [2]);
+        assert_eq!(index.request_candidates("award-x"), [6]);
+        assert!(index.request_candidates("never").is_empty());
+    }
+
+    #[test]
+    fn ids_with_one_digest_are_all_candidates() {
+        let mut index = sample();
+        // Another command whose id has the digest of "open" (forged here:
+        // finding such an id takes about 2^64 tries).
+        index.requests.insert((request_digest("open"), 6), ());
+        assert_eq!(index.request_candidates("open"), [1, 6]);
+    }
+
+    #[test]
+    fn its_bytes_round_trip() {
+        for index in [LogIndex::default(), sample()] {
+            assert_eq!(LogIndex::from_bytes(&index.to_bytes()), Ok(index));
+        }
+    }
+
+    #[test]
+    fn a_damaged_or_cut_file_is_refused() {
+        let bytes = sample().to_bytes();
+        for cut in 0..bytes.len() {
+            assert!(LogIndex::from_bytes(&bytes[..cut]).is_err(), "cut at {cut}");
+        }
+        for at in 0..bytes.len() {
+            let mut damaged = bytes.clone();
+            damaged[at] ^= 0x10;
+            assert!(LogIndex::from_bytes(&damaged).is_err(), "byte {at} changed");
+        }
+    }
+
+    /// Bytes that are whole (their checksum holds) but say what no log can.
+    #[test]
+    fn a_whole_file_that_contradicts_itself_is_refused() {
+        let resealed = |mut bytes: Vec<u8>| {
+            let body = bytes.len() - 4;
+            let crc = crc32fast::hash(&bytes[..body]);
+            bytes[body..].copy_from_slice(&crc.to_le_bytes());
+            LogIndex::from_bytes(&bytes).unwrap_err()
+        };
+        let bytes = sample().to_bytes();
+        let requests_at = HEADER_BYTES + 8;
+        // The first command's first seq beyond the head.
+        let mut beyond = bytes.clone();
+        beyond[requests_at + 8..requests_at + 16].copy_from_slice(&99u64.to_le_bytes());
+        assert!(resealed(beyond).contains("beyond the head"));
+        // The head moved back: the streams hold more events than it.
+        let mut head = bytes.clone();
+        head[MAGIC.len()..MAGIC.len() + 8].copy_from_slice(&8u64.to_le_bytes());
+        assert!(resealed(head).contains("hold 7 events, but its head is event 8"));
+        // Commands out of order.
+        let mut swapped = bytes.clone();
+        let (first, second) = (requests_at..requests_at + 16, requests_at + 16..requests_at + 32);
+        let a = swapped[first.clone()].to_vec();
+        let b = swapped[second.clone()].to_vec();
+        swapped[first].copy_from_slice(&b);
+        swapped[second].copy_from_slice(&a);
+        assert!(resealed(swapped).contains("out of order"));
+    }
+}
