@@ -38,7 +38,7 @@ use fundledger::api::convert::batch_command;
 use fundledger::api::pb;
 use fundledger::domain::{Event, PrincipalId};
 use fundledger::ledger::{CommandRequest, Ledger, LedgerConfig};
-use fundledger::log::{codec, EventLog};
+use fundledger::log::{codec, EventLog, StoreFormat};
 use fundledger::projections::Projections;
 use fundledger::workload::{self, ClientKind, Step, WorkloadClient};
 use std::collections::BTreeMap;
@@ -111,6 +111,22 @@ struct Args {
     /// Internal: grow the log in `--data-dir` to this many events, then exit.
     #[arg(long, hide = true, requires = "data_dir")]
     build_until: Option<u64>,
+    /// The stored format of the ledgers this run creates: v3 (what
+    /// `fundledger init` creates) or v2 (the earlier one, to compare).
+    #[arg(long, default_value = "v3", value_parser = ["v2", "v3"])]
+    store_format: String,
+}
+
+/// The stored format of the ledgers this run creates (`--store-format`).
+static STORE_FORMAT: std::sync::OnceLock<StoreFormat> = std::sync::OnceLock::new();
+
+/// A ledger's configuration, created in `--store-format`.
+fn ledger_config(dir: impl Into<PathBuf>) -> LedgerConfig {
+    LedgerConfig { new_store_format: store_format(), ..LedgerConfig::new(dir) }
+}
+
+fn store_format() -> StoreFormat {
+    *STORE_FORMAT.get().unwrap_or(&StoreFormat::NEW)
 }
 
 impl Args {
@@ -146,6 +162,8 @@ fn main() -> anyhow::Result<()> {
     // As the `fundledger` binary runs (the restart probe is this program).
     fundledger::server_main::disable_transparent_huge_pages();
     let mut args = Args::parse();
+    let format = if args.store_format == "v2" { StoreFormat::V2 } else { StoreFormat::V3 };
+    STORE_FORMAT.set(format).expect("set once");
     if let Some(dir) = args.probe.clone() {
         return probe(&dir);
     }
@@ -342,7 +360,7 @@ fn state_section(report: &mut Report, commands: u64) {
 /// Durable commands/s through the single writer, in process.
 async fn writer_section(report: &mut Report, dir: &Path, commands: u64) -> anyhow::Result<()> {
     const IN_FLIGHT: u64 = 256;
-    let mut config = LedgerConfig::new(dir);
+    let mut config = ledger_config(dir);
     if let Ok(interval) = std::env::var("LOADGEN_CHECKPOINT_INTERVAL") {
         config.checkpoint_events_interval = interval.parse()?;
     }
@@ -524,7 +542,7 @@ fn replay_section(report: &mut Report, dir: &Path) -> anyhow::Result<()> {
     wait_released(dir)?;
     // Restart: open, check the stored checkpoint against the log, load it.
     let started = Instant::now();
-    let ledger = Ledger::open(LedgerConfig::new(dir))?;
+    let ledger = Ledger::open(ledger_config(dir))?;
     let restart = started.elapsed();
     drop(ledger);
     let scan_rate = per_second(events, scan);
@@ -611,7 +629,7 @@ async fn grpc_target(args: &Args) -> anyhow::Result<Target> {
         Some(url) => (url.clone(), args.token.clone().expect("clap requires it"), None, None),
         None => {
             let dir = tempfile::tempdir()?;
-            let ledger = Ledger::open(LedgerConfig::new(dir.path().join("ledger")))?;
+            let ledger = Ledger::open(ledger_config(dir.path().join("ledger")))?;
             let admin = fundledger::api::auth::init_admin(&ledger, PrincipalId::new("admin")?).await?;
             let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
             let url = format!("http://{}", listener.local_addr()?);
@@ -1102,6 +1120,7 @@ async fn restart_section(report: &mut Report, dir: &Path, events: u64, starts: u
     while std::mem::take(&mut first) || head < events {
         let until = (head + 1_000_000).min(events);
         let status = std::process::Command::new(std::env::current_exe()?)
+            .args(["--store-format", &format!("{:?}", store_format()).to_lowercase()])
             .arg("--build-until")
             .arg(until.to_string())
             .arg("--data-dir")
@@ -1209,7 +1228,7 @@ fn build_log(dir: &Path, events: u64) -> anyhow::Result<()> {
     use fundledger::domain::{Context, EVENT_SCHEMA_VERSION};
     use fundledger::log::{Entry, NewEvent};
     let started = Instant::now();
-    let mut log = EventLog::open(dir)?;
+    let mut log = EventLog::open_with(dir, store_format())?;
     let (mut projections, _) = Projections::load(&log.reader(), log.head_seq())?;
     let mut steps: Vec<(Step, String)> = Vec::new();
     if log.head_seq() == 0 {
@@ -1264,10 +1283,13 @@ fn build_log(dir: &Path, events: u64) -> anyhow::Result<()> {
                 started.elapsed().as_secs_f64(),
                 resident_kib().0 / 1024
             );
-            next_report += 250_000;
+            next_report = log.head_seq() + 250_000;
         }
     }
     log.put_checkpoint(&projections.checkpoint_bytes())?;
+    if let Some(index) = log.index_snapshot() {
+        log.checkpoint_file().store_index(&index)?;
+    }
     let head = log.head_seq();
     drop(log);
     // As a server's clean stop does; the log is complete either way.
@@ -1341,7 +1363,7 @@ fn probe(dir: &Path) -> anyhow::Result<()> {
     let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
     runtime.block_on(async {
         let started = Instant::now();
-        let ledger = Ledger::open(LedgerConfig::new(dir))?;
+        let ledger = Ledger::open(ledger_config(dir))?;
         let open = started.elapsed().as_secs_f64();
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
         println!("http://{} {open:.3}", listener.local_addr()?);

@@ -26,6 +26,7 @@
 use super::codec::{Hash, HASH_BYTES};
 use crate::persistent_map::PersistentMap;
 use sha2::{Digest, Sha256};
+use std::sync::Arc;
 
 /// The digest a request id is indexed by.
 pub fn request_digest(request_id: &str) -> u64 {
@@ -33,18 +34,70 @@ pub fn request_digest(request_id: &str) -> u64 {
     u64::from_be_bytes(digest[..8].try_into().expect("a SHA-256 has 32 bytes"))
 }
 
-/// The indexes of a log's events 1 to `head_seq`.
-#[derive(Clone, Debug, Default, PartialEq, Eq)]
+/// The indexes of a log's events 1 to `head_seq`: those loaded from
+/// [`LOG_INDEX_FILE`](super::LOG_INDEX_FILE) at start, as flat sorted
+/// arrays ([`Base`]: a handful of allocations, whatever the log's size),
+/// and what was added since, in [`PersistentMap`]s (a stream changed since
+/// the load is there with all its seqs).
+#[derive(Clone, Debug, Default)]
 pub struct LogIndex {
-    /// `(request digest, first seq)` of every command.
+    base: Arc<Base>,
+    /// `(request digest, first seq)` of every command since the base.
     requests: PersistentMap<(u64, u64), ()>,
-    /// Every stream's events' sequence numbers, in stream order: a
-    /// stream's version is their count.
+    /// Every stream with an event since the base: its events' sequence
+    /// numbers, in stream order (a stream's version is their count).
     streams: PersistentMap<Box<str>, Vec<u64>>,
+    /// Streams of the base that are not among `streams`.
+    base_streams_unchanged: usize,
     head_seq: u64,
     head_hash: Hash,
     /// Events indexed.
     events: u64,
+}
+
+/// An index as loaded: every array sorted, each in one allocation.
+#[derive(Debug, Default)]
+struct Base {
+    /// `(request digest, first seq)`, in order.
+    requests: Vec<(u64, u64)>,
+    /// The streams' names, one after the other, in name order.
+    names: String,
+    /// Where each stream's name ends in `names`.
+    name_ends: Vec<usize>,
+    /// Where each stream's seqs end in `seqs`.
+    seq_ends: Vec<usize>,
+    seqs: Vec<u64>,
+}
+
+impl Base {
+    fn name(&self, at: usize) -> &str {
+        let start = if at == 0 { 0 } else { self.name_ends[at - 1] };
+        &self.names[start..self.name_ends[at]]
+    }
+
+    fn seqs(&self, at: usize) -> &[u64] {
+        let start = if at == 0 { 0 } else { self.seq_ends[at - 1] };
+        &self.seqs[start..self.seq_ends[at]]
+    }
+
+    /// A stream's seqs, if the base has it.
+    fn stream(&self, stream: &str) -> Option<&[u64]> {
+        let at = self.find(stream).ok()?;
+        Some(self.seqs(at))
+    }
+
+    fn find(&self, stream: &str) -> Result<usize, usize> {
+        let (mut low, mut high) = (0, self.name_ends.len());
+        while low < high {
+            let middle = low + (high - low) / 2;
+            match self.name(middle).cmp(stream) {
+                std::cmp::Ordering::Less => low = middle + 1,
+                std::cmp::Ordering::Greater => high = middle,
+                std::cmp::Ordering::Equal => return Ok(middle),
+            }
+        }
+        Err(low)
+    }
 }
 
 impl LogIndex {
@@ -60,11 +113,19 @@ impl LogIndex {
 
     /// How many commands and streams it holds.
     pub fn commands(&self) -> usize {
-        self.requests.len()
+        self.base.requests.len() + self.requests.len()
     }
 
     pub fn streams(&self) -> usize {
-        self.streams.len()
+        self.base_streams_unchanged + self.streams.len()
+    }
+
+    /// A stream's seqs.
+    fn stream(&self, stream: &str) -> Option<&[u64]> {
+        match self.streams.get(stream) {
+            Some(seqs) => Some(seqs),
+            None => self.base.stream(stream),
+        }
     }
 
     /// Indexes event `seq` of `stream`, which has hash `hash`; `first`
@@ -78,7 +139,13 @@ impl LogIndex {
         match self.streams.get_mut(stream) {
             Some(seqs) => seqs.push(seq),
             None => {
-                self.streams.insert(stream.into(), vec![seq]);
+                let mut seqs = Vec::new();
+                if let Some(earlier) = self.base.stream(stream) {
+                    seqs.extend_from_slice(earlier);
+                    self.base_streams_unchanged -= 1;
+                }
+                seqs.push(seq);
+                self.streams.insert(stream.into(), seqs);
             }
         }
         self.head_seq = seq;
@@ -90,44 +157,72 @@ impl LogIndex {
     /// `request_id`: the command recorded under it, if any, is one of them.
     pub(super) fn request_candidates(&self, request_id: &str) -> Vec<u64> {
         let digest = request_digest(request_id);
-        self.requests.range((digest, 0)..=(digest, u64::MAX)).map(|((_, seq), ())| *seq).collect()
+        let base = &self.base.requests;
+        let from = base.partition_point(|&(d, _)| d < digest);
+        let loaded = base[from..].iter().take_while(|&&(d, _)| d == digest).map(|&(_, seq)| seq);
+        let since = self.requests.range((digest, 0)..=(digest, u64::MAX)).map(|((_, seq), ())| *seq);
+        loaded.chain(since).collect()
     }
 
     /// The current version of a stream (0 for one without events).
     pub(super) fn stream_version(&self, stream: &str) -> u64 {
-        self.streams.get(stream).map_or(0, |seqs| seqs.len() as u64)
+        self.stream(stream).map_or(0, |seqs| seqs.len() as u64)
     }
 
     /// Up to `limit` entries `(stream version, seq)` of a stream, from
     /// `from_version` on.
     pub(super) fn stream_entries(&self, stream: &str, from_version: u64, limit: usize) -> Vec<(u64, u64)> {
-        let Some(seqs) = self.streams.get(stream) else { return Vec::new() };
+        let Some(seqs) = self.stream(stream) else { return Vec::new() };
         let skip = usize::try_from(from_version.max(1) - 1).unwrap_or(usize::MAX);
         seqs.iter().enumerate().skip(skip).take(limit).map(|(at, &seq)| (at as u64 + 1, seq)).collect()
     }
 
+    /// Every command in order, the base's and those since merged.
+    fn all_requests(&self) -> impl Iterator<Item = (u64, u64)> + '_ {
+        let mut loaded = self.base.requests.iter().copied().peekable();
+        let mut since = self.requests.iter().map(|(key, ())| *key).peekable();
+        std::iter::from_fn(move || match (loaded.peek(), since.peek()) {
+            (Some(a), Some(b)) if a <= b => loaded.next(),
+            (Some(_), Some(_)) | (None, Some(_)) => since.next(),
+            (Some(_), None) => loaded.next(),
+            (None, None) => None,
+        })
+    }
+
+    /// Every stream in name order with its seqs: the base's, unless it
+    /// changed since.
+    fn all_streams(&self) -> impl Iterator<Item = (&str, &[u64])> + '_ {
+        let base = &self.base;
+        let mut loaded = (0..base.name_ends.len()).map(|at| (base.name(at), base.seqs(at))).peekable();
+        let mut since = self.streams.iter().map(|(name, seqs)| (&**name, seqs.as_slice())).peekable();
+        std::iter::from_fn(move || match (loaded.peek(), since.peek()) {
+            (Some(a), Some(b)) if a.0 < b.0 => loaded.next(),
+            (Some(a), Some(b)) if a.0 == b.0 => {
+                loaded.next();
+                since.next()
+            }
+            (Some(_), Some(_)) | (None, Some(_)) => since.next(),
+            (Some(_), None) => loaded.next(),
+            (None, None) => None,
+        })
+    }
+
     /// The index's bytes, as [`IndexFile`] stores them (layout there).
     pub(super) fn to_bytes(&self) -> Vec<u8> {
-        let names: usize = self.streams.iter().map(|(name, _)| name.len()).sum();
-        let capacity = HEADER_BYTES
-            + 8
-            + self.requests.len() * 16
-            + 8
-            + self.streams.len() * 12
-            + names
-            + self.events as usize * 8
-            + 4;
+        let names: usize = self.all_streams().map(|(name, _)| name.len()).sum();
+        let capacity =
+            HEADER_BYTES + 8 + self.commands() * 16 + 8 + self.streams() * 12 + names + self.events as usize * 8 + 4;
         let mut bytes = Vec::with_capacity(capacity);
         bytes.extend_from_slice(MAGIC);
         bytes.extend_from_slice(&self.head_seq.to_le_bytes());
         bytes.extend_from_slice(&self.head_hash);
-        bytes.extend_from_slice(&(self.requests.len() as u64).to_le_bytes());
-        for ((digest, seq), ()) in self.requests.iter() {
+        bytes.extend_from_slice(&(self.commands() as u64).to_le_bytes());
+        for (digest, seq) in self.all_requests() {
             bytes.extend_from_slice(&digest.to_le_bytes());
             bytes.extend_from_slice(&seq.to_le_bytes());
         }
-        bytes.extend_from_slice(&(self.streams.len() as u64).to_le_bytes());
-        for (name, seqs) in self.streams.iter() {
+        bytes.extend_from_slice(&(self.streams() as u64).to_le_bytes());
+        for (name, seqs) in self.all_streams() {
             bytes.extend_from_slice(&(name.len() as u32).to_le_bytes());
             bytes.extend_from_slice(name.as_bytes());
             bytes.extend_from_slice(&(seqs.len() as u64).to_le_bytes());
@@ -143,7 +238,8 @@ impl LogIndex {
     /// An index from [`to_bytes`](Self::to_bytes)' bytes, checked: its
     /// checksum, its form, keys in order, every stream's seqs increasing
     /// and at most the head. Whether its head is in the log is the
-    /// caller's to check.
+    /// caller's to check. It becomes the base: flat arrays, filled in one
+    /// pass.
     pub(super) fn from_bytes(bytes: &[u8]) -> Result<LogIndex, String> {
         let Some(body_len) = bytes.len().checked_sub(4).filter(|&len| len >= HEADER_BYTES) else {
             return Err(format!("{} bytes, shorter than its header", bytes.len()));
@@ -158,52 +254,65 @@ impl LogIndex {
         let mut input = Input { bytes: body, at: MAGIC.len() };
         let head_seq = input.u64()?;
         let head_hash: Hash = input.take(HASH_BYTES)?.try_into().expect("sized");
-        let mut index = LogIndex { head_seq, head_hash, ..LogIndex::default() };
         let requests = input.u64()?;
         if requests > (input.left() / 16) as u64 {
             return Err(format!("it claims {requests} commands, more than its bytes hold"));
         }
-        let mut last = None;
+        let mut base = Base { requests: Vec::with_capacity(requests as usize), ..Base::default() };
         for _ in 0..requests {
             let key = (input.u64()?, input.u64()?);
-            if last.is_some_and(|last| last >= key) || key.1 == 0 || key.1 > head_seq {
+            if base.requests.last().is_some_and(|&last| last >= key) || key.1 == 0 || key.1 > head_seq {
                 return Err(format!("command entry {key:?} is out of order or beyond the head"));
             }
-            index.requests.insert(key, ());
-            last = Some(key);
+            base.requests.push(key);
         }
         let streams = input.u64()?;
-        let mut last: Option<&str> = None;
-        for _ in 0..streams {
+        // Each stream takes at least 4 + 8 + 8 bytes.
+        if streams > (input.left() / 20) as u64 {
+            return Err(format!("it claims {streams} streams, more than its bytes hold"));
+        }
+        base.name_ends.reserve_exact(streams as usize);
+        base.seq_ends.reserve_exact(streams as usize);
+        base.seqs.reserve_exact(head_seq.min((input.left() / 8) as u64) as usize);
+        for at in 0..streams as usize {
             let name_len = input.u32()? as usize;
             let name =
                 std::str::from_utf8(input.take(name_len)?).map_err(|_| "a stream's name is not text".to_owned())?;
-            if last.is_some_and(|last| last >= name) {
+            if at > 0 && base.name(at - 1) >= name {
                 return Err(format!("stream {name:?} is out of order or repeated"));
             }
+            base.names.push_str(name);
+            base.name_ends.push(base.names.len());
             let count = input.u64()?;
             if count == 0 || count > (input.left() / 8) as u64 {
                 return Err(format!("stream {name:?} claims {count} events"));
             }
-            let mut seqs = Vec::with_capacity(count as usize);
+            let mut last = 0;
             for _ in 0..count {
                 let seq = input.u64()?;
-                if seqs.last().is_some_and(|&last| last >= seq) || seq == 0 || seq > head_seq {
+                if seq <= last || seq > head_seq {
                     return Err(format!("stream {name:?}'s events are out of order or beyond the head"));
                 }
-                seqs.push(seq);
+                base.seqs.push(seq);
+                last = seq;
             }
-            index.events += count;
-            index.streams.insert(name.into(), seqs);
-            last = Some(name);
+            base.seq_ends.push(base.seqs.len());
         }
         if input.left() != 0 {
             return Err(format!("{} bytes after its streams", input.left()));
         }
-        if index.events != head_seq {
-            return Err(format!("its streams hold {} events, but its head is event {head_seq}", index.events));
+        let events = base.seqs.len() as u64;
+        if events != head_seq {
+            return Err(format!("its streams hold {events} events, but its head is event {head_seq}"));
         }
-        Ok(index)
+        Ok(LogIndex {
+            base_streams_unchanged: base.name_ends.len(),
+            base: Arc::new(base),
+            head_seq,
+            head_hash,
+            events,
+            ..LogIndex::default()
+        })
     }
 }
 
@@ -281,17 +390,66 @@ mod tests {
     #[test]
     fn ids_with_one_digest_are_all_candidates() {
         let mut index = sample();
-        // Another command whose id has the digest of "open" (forged here:
-        // finding such an id takes about 2^64 tries).
+        // Other commands whose ids have the digest of "open" (forged here:
+        // finding such an id takes about 2^64 tries), in the loaded base
+        // and since.
         index.requests.insert((request_digest("open"), 6), ());
+        let mut loaded = LogIndex::from_bytes(&index.to_bytes()).unwrap();
+        loaded.add(8, [8; 32], "fund", "open", true);
         assert_eq!(index.request_candidates("open"), [1, 6]);
+        assert_eq!(loaded.request_candidates("open"), [1, 6, 8]);
+    }
+
+    /// What an index answers, for comparing two: candidates per request
+    /// id, entries per stream, head, commands, streams.
+    type Answers = (Vec<Vec<u64>>, Vec<Vec<(u64, u64)>>, u64, usize, usize);
+
+    fn answers(index: &LogIndex) -> Answers {
+        let requests = ["open", "admit-a", "submit-x", "receipt-1", "award-x", "later", "never"];
+        let streams = ["fund", "partner/a", "partner/b", "application/x", "application/y", "nobody"];
+        (
+            requests.iter().map(|id| index.request_candidates(id)).collect(),
+            streams.iter().map(|stream| index.stream_entries(stream, 1, 100)).collect(),
+            index.head_seq(),
+            index.commands(),
+            index.streams(),
+        )
     }
 
     #[test]
     fn its_bytes_round_trip() {
         for index in [LogIndex::default(), sample()] {
-            assert_eq!(LogIndex::from_bytes(&index.to_bytes()), Ok(index));
+            let loaded = LogIndex::from_bytes(&index.to_bytes()).unwrap();
+            assert_eq!(loaded.to_bytes(), index.to_bytes());
+            assert_eq!(answers(&loaded), answers(&index));
         }
+    }
+
+    /// A loaded index goes on as the one it was stored from: streams of
+    /// the base, new streams, new commands; and stores the same bytes.
+    #[test]
+    fn a_loaded_index_goes_on_as_the_one_it_was_stored_from() {
+        let mut built = sample();
+        let mut loaded = LogIndex::from_bytes(&built.to_bytes()).unwrap();
+        let more = [
+            ("partner/a", "receipt-2", true),
+            ("application/y", "submit-y", true),
+            ("partner/b", "later", true),
+            ("partner/a", "later", false),
+            ("application/x", "pay-x", true),
+        ];
+        for index in [&mut built, &mut loaded] {
+            for (at, (stream, request, first)) in more.into_iter().enumerate() {
+                index.add(at as u64 + 8, [at as u8 + 8; 32], stream, request, first);
+            }
+        }
+        assert_eq!(answers(&loaded), answers(&built));
+        assert_eq!(loaded.stream_entries("partner/a", 1, 10), [(1, 2), (2, 3), (3, 5), (4, 8), (5, 11)]);
+        assert_eq!((loaded.commands(), loaded.streams()), (9, 5));
+        assert_eq!(loaded.to_bytes(), built.to_bytes());
+        // Stored and loaded again, twice over.
+        let again = LogIndex::from_bytes(&loaded.to_bytes()).unwrap();
+        assert_eq!(answers(&again), answers(&built));
     }
 
     #[test]

@@ -376,19 +376,30 @@ fn unfinished(dir: &Path, name: &str) -> PathBuf {
     dir.join(format!("{name}.new"))
 }
 
-/// A v3 log's indexes at its head `head_seq`: those stored in
-/// [`LOG_INDEX_FILE`] if the file is whole and its head is an event of
-/// this log (same sequence number, same hash), caught up from the events
-/// after it; otherwise rebuilt from the whole log. A stale or damaged file
-/// is never trusted: it is only ever a head start. Answers the indexes and
-/// the head of those stored (0 when there were none that matched).
-fn load_index(reader: &LogReader, head_seq: u64) -> Result<(LogIndex, u64), LogError> {
-    let path = reader.dir.join(LOG_INDEX_FILE);
-    let stored = match std::fs::read(&path) {
+/// The indexes stored in `dir`'s [`LOG_INDEX_FILE`], read and checked on
+/// their own ([`LogIndex::from_bytes`]), or why they cannot be used;
+/// `None` when there is no such file.
+fn read_index(dir: &Path) -> Option<Result<LogIndex, String>> {
+    match std::fs::read(dir.join(LOG_INDEX_FILE)) {
         Ok(bytes) => Some(LogIndex::from_bytes(&bytes)),
         Err(error) if error.kind() == std::io::ErrorKind::NotFound => None,
         Err(error) => Some(Err(io_problem(&error))),
-    };
+    }
+}
+
+/// A v3 log's indexes at its head `head_seq`: those `stored` in
+/// [`LOG_INDEX_FILE`] ([`read_index`]) if the file is whole and its head is
+/// an event of this log (same sequence number, same hash), caught up from
+/// the events after it; otherwise rebuilt from the whole log. A stale or
+/// damaged file is never trusted: it is only ever a head start. Answers
+/// the indexes and the head of those stored (0 when there were none that
+/// matched).
+fn load_index(
+    reader: &LogReader,
+    head_seq: u64,
+    stored: Option<Result<LogIndex, String>>,
+) -> Result<(LogIndex, u64), LogError> {
+    let path = reader.dir.join(LOG_INDEX_FILE);
     let stored = match stored {
         None => None,
         Some(Err(problem)) => {
@@ -599,16 +610,28 @@ impl EventLog {
             EventLog::check_free(dir)?;
             remove_unfinished_sled_snapshots(dir)?;
         }
-        let opened = (|| {
-            std::fs::create_dir_all(dir)?;
-            let db = sled_config(dir).open()?;
-            let (format, marked) = check_format(dir, &db, new_format)?;
-            let log = EventLog::start(dir, db, fresh, format)?;
-            if marked {
-                log.written.store(true, Ordering::Relaxed);
-            }
-            Ok(log)
-        })();
+        let opened = std::thread::scope(|scope| {
+            // A v3 log's stored indexes are read and parsed while sled
+            // opens (a few hundred megabytes at 10 M events).
+            let reading = (!fresh && dir.join(LOG_INDEX_FILE).is_file())
+                .then(|| std::thread::Builder::new().name("index-read".into()).spawn_scoped(scope, || read_index(dir)))
+                .and_then(Result::ok);
+            (|| {
+                std::fs::create_dir_all(dir)?;
+                let db = sled_config(dir).open()?;
+                let (format, marked) = check_format(dir, &db, new_format)?;
+                let stored = match reading {
+                    Some(reading) => reading.join().unwrap_or_else(|panic| std::panic::resume_unwind(panic)),
+                    None if format == StoreFormat::V3 => read_index(dir),
+                    None => None,
+                };
+                let log = EventLog::start(dir, db, fresh, format, stored)?;
+                if marked {
+                    log.written.store(true, Ordering::Relaxed);
+                }
+                Ok(log)
+            })()
+        });
         // Failures to open, mark or sync say which directory and why.
         opened.map_err(|error| match error {
             LogError::Storage(error) => LogError::Open { dir: dir.to_owned(), problem: sled_problem(&error) },
@@ -617,7 +640,16 @@ impl EventLog {
         })
     }
 
-    fn start(dir: &Path, db: sled::Db, fresh: bool, format: StoreFormat) -> Result<EventLog, LogError> {
+    /// The log in `dir`, opened as `db`, with its head read back and
+    /// checked; a v3 log's indexes loaded from `stored`, what was read of
+    /// its index file (`None`: no file), and caught up.
+    fn start(
+        dir: &Path,
+        db: sled::Db,
+        fresh: bool,
+        format: StoreFormat,
+        stored: Option<Result<LogIndex, String>>,
+    ) -> Result<EventLog, LogError> {
         let mut log = EventLog {
             reader: LogReader { db, dir: dir.to_owned(), index: Indexes::InTree },
             dir: dir.to_owned(),
@@ -640,7 +672,7 @@ impl EventLog {
             log.head_recorded_at_micros = head.recorded_at_micros;
         }
         if format == StoreFormat::V3 {
-            let (index, stored_seq) = load_index(&log.reader, log.head_seq)?;
+            let (index, stored_seq) = load_index(&log.reader, log.head_seq, stored)?;
             log.index_stored_seq = stored_seq;
             log.reader.index = Indexes::InMemory(Arc::new(RwLock::new(index)));
         }
