@@ -320,6 +320,13 @@ async fn backup_under_load_restores(format: StoreFormat) {
     assert!(report.verified(), "{:?}", report.broken);
     assert_eq!((report.events, report.head_hash), (head, summary.head_hash));
     assert_eq!(report.projections_checked_at, Some(head), "the restore stored the projections, and they replay");
+    // A v3 log's indexes too, built from the records (and checked by the
+    // verification above, which takes the index a start would use).
+    assert_eq!(restored_dir.join(fundledger::log::LOG_INDEX_FILE).exists(), format == StoreFormat::V3);
+    if format == StoreFormat::V3 {
+        let log = fundledger::log::EventLog::open(&restored_dir).unwrap();
+        assert_eq!(log.index_stored_seq(), Some(head), "the first start loads the index the restore stored");
+    }
 
     // A server on the restored ledger: the original's tokens work, the
     // figures are the original's as of the backup's head.

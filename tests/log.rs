@@ -8,6 +8,7 @@ use fundledger::domain::{
 };
 use fundledger::ledger::{CommandError, CommandRequest, Ledger, LedgerConfig};
 use fundledger::log::codec::{self, RecordBody, GENESIS_HASH};
+use fundledger::log::StoreFormat;
 use fundledger::projections::Projections;
 
 fn eur(value: &str) -> MoneyInput {
@@ -91,13 +92,25 @@ fn submit_application(id: &str, app: &str) -> CommandRequest {
 
 /// Opens the ledger in `dir`, new or just closed by this test.
 async fn open(dir: &std::path::Path) -> Ledger {
-    support::reopen(LedgerConfig::new(dir))
+    open_in(StoreFormat::NEW, dir).await
+}
+
+/// [`open`], creating a ledger in stored format `format`: what depends on
+/// the stored format is tested in both.
+async fn open_in(format: StoreFormat, dir: &std::path::Path) -> Ledger {
+    support::reopen(LedgerConfig { new_store_format: format, ..LedgerConfig::new(dir) })
 }
 
 #[tokio::test]
 async fn reopen_keeps_every_acknowledged_event_and_identical_projections() {
+    for format in [StoreFormat::V2, StoreFormat::V3] {
+        reopen_keeps_every_acknowledged_event_and_identical_projections_in(format).await;
+    }
+}
+
+async fn reopen_keeps_every_acknowledged_event_and_identical_projections_in(format: StoreFormat) {
     let dir = tempfile::tempdir().unwrap();
-    let ledger = open(dir.path()).await;
+    let ledger = open_in(format, dir.path()).await;
     for r in setup() {
         ledger.submit(r).await.unwrap();
     }
@@ -107,7 +120,7 @@ async fn reopen_keeps_every_acknowledged_event_and_identical_projections() {
     ledger.shutdown().await;
     drop(ledger);
 
-    let ledger = open(dir.path()).await;
+    let ledger = open_in(format, dir.path()).await;
     assert_eq!(ledger.head_seq(), 6);
     assert_eq!(ledger.read_events(1, 100).unwrap(), events_before);
     assert_eq!(ledger.projections().encoded(), live.encoded(), "replayed projections must be byte-identical");
@@ -118,8 +131,14 @@ async fn reopen_keeps_every_acknowledged_event_and_identical_projections() {
 
 #[tokio::test]
 async fn a_retry_returns_the_original_outcome_and_records_nothing() {
+    for format in [StoreFormat::V2, StoreFormat::V3] {
+        a_retry_returns_the_original_outcome_and_records_nothing_in(format).await;
+    }
+}
+
+async fn a_retry_returns_the_original_outcome_and_records_nothing_in(format: StoreFormat) {
     let dir = tempfile::tempdir().unwrap();
-    let ledger = open(dir.path()).await;
+    let ledger = open_in(format, dir.path()).await;
     for r in setup() {
         ledger.submit(r).await.unwrap();
     }
@@ -133,7 +152,7 @@ async fn a_retry_returns_the_original_outcome_and_records_nothing() {
     // Also after a restart: idempotency is persistent.
     ledger.shutdown().await;
     drop(ledger);
-    let ledger = open(dir.path()).await;
+    let ledger = open_in(format, dir.path()).await;
     let retry = ledger.submit(submit_application("submit-app-1", "app-1")).await.unwrap();
     assert!(retry.replayed);
     assert_eq!(retry.events, first.events);
@@ -142,8 +161,14 @@ async fn a_retry_returns_the_original_outcome_and_records_nothing() {
 
 #[tokio::test]
 async fn reusing_a_request_id_for_another_request_is_refused() {
+    for format in [StoreFormat::V2, StoreFormat::V3] {
+        reusing_a_request_id_for_another_request_is_refused_in(format).await;
+    }
+}
+
+async fn reusing_a_request_id_for_another_request_is_refused_in(format: StoreFormat) {
     let dir = tempfile::tempdir().unwrap();
-    let ledger = open(dir.path()).await;
+    let ledger = open_in(format, dir.path()).await;
     for r in setup() {
         ledger.submit(r).await.unwrap();
     }
@@ -156,8 +181,14 @@ async fn reusing_a_request_id_for_another_request_is_refused() {
 
 #[tokio::test]
 async fn concurrent_duplicates_in_one_batch_record_once() {
+    for format in [StoreFormat::V2, StoreFormat::V3] {
+        concurrent_duplicates_in_one_batch_record_once_in(format).await;
+    }
+}
+
+async fn concurrent_duplicates_in_one_batch_record_once_in(format: StoreFormat) {
     let dir = tempfile::tempdir().unwrap();
-    let ledger = open(dir.path()).await;
+    let ledger = open_in(format, dir.path()).await;
     for r in setup() {
         ledger.submit(r).await.unwrap();
     }
@@ -178,8 +209,14 @@ async fn concurrent_duplicates_in_one_batch_record_once() {
 
 #[tokio::test]
 async fn a_wrong_expected_version_is_refused_and_a_right_one_accepted() {
+    for format in [StoreFormat::V2, StoreFormat::V3] {
+        a_wrong_expected_version_is_refused_and_a_right_one_accepted_in(format).await;
+    }
+}
+
+async fn a_wrong_expected_version_is_refused_and_a_right_one_accepted_in(format: StoreFormat) {
     let dir = tempfile::tempdir().unwrap();
-    let ledger = open(dir.path()).await;
+    let ledger = open_in(format, dir.path()).await;
     for r in setup() {
         ledger.submit(r).await.unwrap();
     }
@@ -1140,7 +1177,8 @@ async fn a_v3_log_starts_from_its_stored_index_and_rebuilds_one_it_cannot_trust(
         assert_eq!(answers(&mut log, &expected), expected, "{case}");
     }
 
-    // The next start after a rebuild stores the index again at once.
+    // A run after a rebuild stores the index again (at its first
+    // checkpoint, due at once, or at the latest at its shutdown).
     let ledger = support::reopen(LedgerConfig::new(dir.path()));
     ledger.shutdown().await;
     drop(ledger);

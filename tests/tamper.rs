@@ -702,3 +702,60 @@ fn verify_refuses_a_ledger_that_is_open() {
         ledger.shutdown().await;
     });
 }
+
+/// Changes the stored log index of the stopped ledger in `dir`, then makes
+/// its checksum whole again, as a forger would.
+fn with_index(dir: &Path, change: impl FnOnce(&mut Vec<u8>)) {
+    let path = dir.join(fundledger::log::LOG_INDEX_FILE);
+    let mut bytes = std::fs::read(&path).unwrap();
+    change(&mut bytes);
+    let body = bytes.len() - 4;
+    let crc = crc32fast::hash(&bytes[..body]).to_le_bytes();
+    bytes[body..].copy_from_slice(&crc);
+    std::fs::write(&path, bytes).unwrap();
+}
+
+/// Where, in a stored log index, `stream`'s first seq is.
+fn first_seq_of_stream(bytes: &[u8], stream: &str) -> usize {
+    let entry = [&(stream.len() as u32).to_le_bytes()[..], stream.as_bytes()].concat();
+    let at = bytes.windows(entry.len()).position(|w| w == entry).unwrap();
+    at + entry.len() + 8
+}
+
+#[test]
+fn a_stored_index_that_disagrees_with_the_events_is_found() {
+    type Change = fn(&mut Vec<u8>);
+    let cases: &[(&str, Change, u64, &str)] = &[
+        (
+            "two streams' first events swapped",
+            |bytes| {
+                let (one, two) =
+                    (first_seq_of_stream(bytes, "application/app-1"), first_seq_of_stream(bytes, "application/app-2"));
+                bytes[one..one + 8].copy_from_slice(&10u64.to_le_bytes());
+                bytes[two..two + 8].copy_from_slice(&9u64.to_le_bytes());
+            },
+            9,
+            "has event 10 as version 1 of application/app-1, not this event",
+        ),
+        (
+            "a request pointed at another command's event",
+            |bytes| {
+                let entry = fundledger::log::request_digest("submit-3").to_le_bytes();
+                let at = bytes.windows(8).position(|w| w == entry).unwrap();
+                bytes[at + 8..at + 16].copy_from_slice(&13u64.to_le_bytes());
+            },
+            14,
+            "does not find request \"submit-3\", which this event begins",
+        ),
+    ];
+    for (name, change, seq, says) in cases {
+        let dir = tempfile::tempdir().unwrap();
+        build_in(StoreFormat::V3, dir.path(), &[]);
+        assert!(verify(dir.path(), None).verified(), "{name}: the untouched index verifies");
+        with_index(dir.path(), change);
+        let report = verify(dir.path(), None);
+        assert_broken(&report, Some(*seq), "log_index_wrong");
+        let broken = report.broken.unwrap().to_string();
+        assert!(broken.contains(says), "{name}: {broken}");
+    }
+}

@@ -246,6 +246,11 @@ pub enum Problem {
         "it carries request {request_id:?}, which event {first_seq} already began: a request id names one command"
     )]
     RequestRepeated { request_id: String, first_seq: u64 },
+    #[error(
+        "the log's index (the running ledger's, or log.index, which a start would use) {what}: remove log.index \
+         from a stopped ledger to have it rebuilt from the log"
+    )]
+    LogIndexWrong { what: String },
 }
 
 impl Problem {
@@ -282,6 +287,7 @@ impl Problem {
             Problem::MalformedEntry { .. } => "malformed_entry",
             Problem::FingerprintMissing => "fingerprint_missing",
             Problem::FingerprintDiffers { .. } => "fingerprint_differs",
+            Problem::LogIndexWrong { .. } => "log_index_wrong",
             Problem::RequestRepeated { .. } => "request_repeated",
         }
     }
@@ -444,25 +450,30 @@ struct Run<'a> {
     locator: Option<HashMap<(String, u64), u64>>,
     /// Stored format v3: the commands among the events that passed.
     commands: Commands,
+    /// Stored format v3: the index a start would use, if any.
+    index: Option<IndexCheck>,
 }
 
 /// The commands a v3 log's walk has met: each request id's first event, by
 /// the digest of the id (a second id with the same digest is told apart by
-/// reading the first one's record).
+/// reading the first one's record). About 20 bytes per command.
 #[derive(Default)]
 struct Commands {
     first_seqs: HashMap<u64, u64>,
     /// First seqs of commands whose id's digest another id had already.
-    collided: Vec<(u64, u64)>,
+    collided: HashMap<u64, Vec<u64>>,
     /// The last event's request id and fingerprint.
     last: Option<(String, Option<Hash>)>,
+    /// The first events of the commands met: their count, and the last
+    /// one's seq.
     count: u64,
+    last_first_seq: u64,
 }
 
 impl Commands {
     /// Takes the next event that passed the chain checks, or says what is
-    /// wrong with it.
-    fn check(&mut self, reader: &LogReader, envelope: &Envelope) -> Result<Result<(), Problem>, LogError> {
+    /// wrong with it. Answers whether it begins a command.
+    fn check(&mut self, reader: &LogReader, envelope: &Envelope) -> Result<Result<bool, Problem>, LogError> {
         if envelope.fingerprint.is_none() {
             return Ok(Err(Problem::FingerprintMissing));
         }
@@ -471,15 +482,11 @@ impl Commands {
                 if *fingerprint != envelope.fingerprint {
                     return Ok(Err(Problem::FingerprintDiffers { request_id: request_id.clone() }));
                 }
-                return Ok(Ok(()));
+                return Ok(Ok(false));
             }
         }
         let digest = crate::log::request_digest(&envelope.request_id);
-        let earlier = self
-            .first_seqs
-            .get(&digest)
-            .into_iter()
-            .chain(self.collided.iter().filter(|(d, _)| *d == digest).map(|(_, seq)| seq));
+        let earlier = self.first_seqs.get(&digest).into_iter().chain(self.collided.get(&digest).into_iter().flatten());
         for &first_seq in earlier {
             let (earlier, _) = reader
                 .get(first_seq)?
@@ -489,14 +496,75 @@ impl Commands {
             }
         }
         match self.first_seqs.entry(digest) {
-            std::collections::hash_map::Entry::Occupied(_) => self.collided.push((digest, envelope.seq)),
+            std::collections::hash_map::Entry::Occupied(_) => {
+                self.collided.entry(digest).or_default().push(envelope.seq)
+            }
             std::collections::hash_map::Entry::Vacant(vacant) => {
                 vacant.insert(envelope.seq);
             }
         }
         self.last = Some((envelope.request_id.clone(), envelope.fingerprint));
         self.count += 1;
-        Ok(Ok(()))
+        self.last_first_seq = envelope.seq;
+        Ok(Ok(true))
+    }
+
+    /// Commands whose first event is at or before `seq`.
+    fn up_to(&self, seq: u64) -> u64 {
+        self.count - u64::from(self.last_first_seq > seq)
+    }
+}
+
+/// A v3 log's index (the one a start would use) against the events: each
+/// event is in its stream at its version, each command's first event is a
+/// candidate of its request id, and (after the walk) the index holds no
+/// more commands and streams than the events up to its head.
+struct IndexCheck {
+    index: crate::log::LogIndex,
+    /// Streams whose first event is at or before the index's head.
+    streams: u64,
+    /// Commands whose first event is at or before the index's head.
+    commands: u64,
+}
+
+impl IndexCheck {
+    fn event(&mut self, envelope: &Envelope, begins_command: bool) -> Result<(), Problem> {
+        if envelope.seq > self.index.head_seq() {
+            return Ok(());
+        }
+        let wrong = |what| Err(Problem::LogIndexWrong { what });
+        let at = self.index.stream_entries(&envelope.stream, envelope.stream_version, 1);
+        if at.first() != Some(&(envelope.stream_version, envelope.seq)) {
+            let found = at.first().map_or("nothing".to_owned(), |(_, seq)| format!("event {seq}"));
+            return wrong(format!(
+                "has {found} as version {} of {}, not this event",
+                envelope.stream_version, envelope.stream
+            ));
+        }
+        self.streams += u64::from(envelope.stream_version == 1);
+        if begins_command {
+            self.commands += 1;
+            if !self.index.request_candidates(&envelope.request_id).contains(&envelope.seq) {
+                return wrong(format!("does not find request {:?}, which this event begins", envelope.request_id));
+            }
+        }
+        Ok(())
+    }
+
+    /// After a clean walk of at least the index's head.
+    fn totals(&self) -> Result<(), Problem> {
+        let (commands, streams) = (self.index.commands() as u64, self.index.streams() as u64);
+        if (commands, streams) != (self.commands, self.streams) {
+            return Err(Problem::LogIndexWrong {
+                what: format!(
+                    "holds {commands} commands and {streams} streams, but events 1 to {} hold {} and {}",
+                    self.index.head_seq(),
+                    self.commands,
+                    self.streams
+                ),
+            });
+        }
+        Ok(())
     }
 }
 
@@ -533,6 +601,7 @@ impl<'a> Run<'a> {
             streams: HashMap::new(),
             locator: None,
             commands: Commands::default(),
+            index: None,
         }
     }
 
@@ -579,6 +648,7 @@ impl<'a> Run<'a> {
             report.projections_checked_at = Some(0);
         }
 
+        self.index = self.reader.index_to_check()?.map(|index| IndexCheck { index, streams: 0, commands: 0 });
         let mut first = self.walk(target, stored.as_ref(), checkpoint.as_ref().map(|c| c.checkpoint))?;
         let walk_clean = first.is_none();
         // The other entries are checked against the events that passed;
@@ -589,8 +659,15 @@ impl<'a> Run<'a> {
             first = self.after_walk(target, stored.as_ref(), checkpoint.as_ref().map(|c| c.checkpoint.seq));
         }
         let requests = match self.reader.format() {
-            // The walk checked the commands; there are no stored entries.
-            StoreFormat::V3 => self.commands.count,
+            // The walk checked the commands and the index against the
+            // events; there are no stored entries.
+            StoreFormat::V3 => {
+                let index = self.index.as_ref().filter(|index| walk_clean && index.index.head_seq() <= limit);
+                if let Some(Err(problem)) = index.map(IndexCheck::totals) {
+                    keep_first(&mut first, Finding { seq: None, stream: None, problem });
+                }
+                self.commands.up_to(self.passed.0)
+            }
             StoreFormat::V2 => {
                 self.progress.phase("stream index", limit);
                 if let Some(found) = self.check_index(limit, complete)? {
@@ -644,7 +721,11 @@ impl<'a> Run<'a> {
                 Err(WalkError::Storage(error)) => return Err(LogError::Storage(error)),
             };
             if self.reader.format() == StoreFormat::V3 {
-                if let Err(problem) = self.commands.check(self.reader, &envelope)? {
+                let begins_command = match self.commands.check(self.reader, &envelope)? {
+                    Ok(begins) => begins,
+                    Err(problem) => return Ok(Some(Finding::at(&envelope, problem))),
+                };
+                if let Some(Err(problem)) = self.index.as_mut().map(|index| index.event(&envelope, begins_command)) {
                     return Ok(Some(Finding::at(&envelope, problem)));
                 }
             }

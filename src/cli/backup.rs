@@ -22,6 +22,7 @@ use crate::api::pb;
 use crate::audit::checkpoint::format_micros;
 use crate::audit::verify::{self, NoProgress, Target};
 use crate::log::backup::{self, BackupSummary};
+use crate::log::StoreFormat;
 use crate::projections::Projections;
 use anyhow::Context as _;
 use clap::Args;
@@ -91,7 +92,7 @@ pub async fn run_backup(args: BackupArgs) -> anyhow::Result<()> {
     sync_dir(parent)?;
     let elapsed = started.elapsed();
     super::emit(format!(
-        "backup of events 1 to {} (head hash {}, recorded {}), {} request ids: {}, {} bytes, in {}.{:03} s",
+        "backup of events 1 to {} (head hash {}, recorded {}), {} request entries: {}, {} bytes, in {}.{:03} s",
         summary.head_seq,
         hex::encode(summary.head_hash),
         format_micros(summary.head_recorded_at_micros),
@@ -108,6 +109,8 @@ pub async fn run_backup(args: BackupArgs) -> anyhow::Result<()> {
 pub struct Restored {
     pub backup: BackupSummary,
     pub report: verify::Report,
+    /// The stored format of the log restored: the backed-up log's.
+    pub format: StoreFormat,
 }
 
 /// `fundledger restore`.
@@ -117,7 +120,7 @@ pub async fn run_restore(args: RestoreArgs) -> anyhow::Result<()> {
     let (backup, report) = (&restored.backup, &restored.report);
     super::emit(format!("restored {} into {}", args.file.display(), args.data_dir.display()))?;
     super::emit(format!(
-        "  {} events, {} streams, {} request ids; head: event {}, hash {}, recorded {}",
+        "  {} events, {} streams, {} requests; head: event {}, hash {}, recorded {}",
         report.events,
         report.streams,
         report.requests,
@@ -125,9 +128,12 @@ pub async fn run_restore(args: RestoreArgs) -> anyhow::Result<()> {
         hex::encode(report.head_hash),
         format_micros(report.head_recorded_at_micros)
     ))?;
+    let entries = match restored.format {
+        StoreFormat::V2 => "the idempotency entries and the stream index",
+        StoreFormat::V3 => "each command's fingerprint and request id",
+    };
     super::emit(format!(
-        "  verified: the hash chain, the idempotency entries and the stream index; projections rebuilt by replay \
-         ({} bytes of backup)",
+        "  verified: the hash chain, {entries}; projections rebuilt by replay ({} bytes of backup)",
         backup.bytes
     ))?;
     super::emit(
@@ -160,6 +166,12 @@ pub fn restore_data_dir(file: &Path, data_dir: &Path) -> anyhow::Result<Restored
     // The same fold has just run through every event without complaint.
     let projections = Projections::replay(&reader, summary.head_seq).with_context(refused)?;
     log.put_checkpoint(&projections.checkpoint_bytes()).with_context(refused)?;
+    // A v3 log's indexes, built as the records came, at the same head: the
+    // first start loads them instead of scanning the log.
+    if let Some(index) = log.index_snapshot() {
+        log.checkpoint_file().store_index(&index).with_context(refused)?;
+    }
+    let format = log.format();
     drop(reader);
     drop(log);
 
@@ -173,7 +185,7 @@ pub fn restore_data_dir(file: &Path, data_dir: &Path) -> anyhow::Result<Restored
     // Renamed away: nothing is left for the guard to remove.
     let _ = building.keep();
     sync_dir(parent)?;
-    Ok(Restored { backup: summary, report })
+    Ok(Restored { backup: summary, report, format })
 }
 
 /// A restore goes into a new directory, or an empty one: never over a

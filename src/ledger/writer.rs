@@ -106,12 +106,16 @@ impl Checkpointer {
                 let (seq, bytes) = (snapshot.head_seq, snapshot.checkpoint_bytes());
                 // What only the snapshot still holds is freed before the write.
                 drop(snapshot);
-                let result = file.store(&bytes).and_then(|()| index.map_or(Ok(()), |index| file.store_index(&index)));
+                let length = bytes.len();
+                let result = file.store(&bytes).and_then(|()| {
+                    drop(bytes);
+                    index.map_or(Ok(()), |index| file.store_index(&index))
+                });
                 match result {
                     Ok(()) => {
-                        stored.store(bytes.len(), Ordering::Relaxed);
+                        stored.store(length, Ordering::Relaxed);
                         stored_at.store(seq, Ordering::Relaxed);
-                        tracing::debug!(seq, bytes = bytes.len(), "projection checkpoint stored");
+                        tracing::debug!(seq, bytes = length, "projection checkpoint stored");
                     }
                     Err(failure) => {
                         tracing::error!(%failure, "storing a projection checkpoint failed");

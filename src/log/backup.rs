@@ -9,11 +9,12 @@
 //! head. It checks the chain as it reads, so a log that is already broken
 //! gives no backup instead of one that restore would refuse.
 //!
-//! [`restore`] builds a new log from a backup: the same record bytes (so the
-//! same hashes), the idempotency entries as they were (their request
-//! fingerprints cannot be derived from the events, and a client's retry
-//! after a restore must still get its original answer), and the stream
-//! index rebuilt from the records. It checks everything
+//! [`restore`] builds a new log from a backup, in the stored format of the
+//! log backed up: the same record bytes (so the same hashes), a v2 log's
+//! idempotency entries as they were (its records do not carry the request
+//! fingerprints, and a client's retry after a restore must still get its
+//! original answer; a v3 log's records carry them, and its backup holds no
+//! entries), and the indexes rebuilt from the records. It checks everything
 //! before it trusts anything: the chain of every record, the head hash the
 //! header promises, the form of every request entry, and the SHA-256 of the
 //! whole file. Projections are not in a backup (a replay makes them), nor is

@@ -12,7 +12,8 @@
 //! at start and caught up from the log; missing, damaged or not matching the
 //! log, they are rebuilt by a scan of it. They know no business rules.
 //!
-//! Both are [`PersistentMap`]s, so that a snapshot for the checkpoint
+//! As loaded they are flat sorted arrays ([`Base`]); what is added after
+//! the load is in [`PersistentMap`]s, so that a snapshot for the checkpoint
 //! thread is an O(1) clone and the writer goes on meanwhile.
 //!
 //! A request id is indexed by a 64-bit digest (the first bytes of its
@@ -155,7 +156,7 @@ impl LogIndex {
 
     /// The first seqs of the commands whose request id has the digest of
     /// `request_id`: the command recorded under it, if any, is one of them.
-    pub(super) fn request_candidates(&self, request_id: &str) -> Vec<u64> {
+    pub fn request_candidates(&self, request_id: &str) -> Vec<u64> {
         let digest = request_digest(request_id);
         let base = &self.base.requests;
         let from = base.partition_point(|&(d, _)| d < digest);
@@ -171,7 +172,7 @@ impl LogIndex {
 
     /// Up to `limit` entries `(stream version, seq)` of a stream, from
     /// `from_version` on.
-    pub(super) fn stream_entries(&self, stream: &str, from_version: u64, limit: usize) -> Vec<(u64, u64)> {
+    pub fn stream_entries(&self, stream: &str, from_version: u64, limit: usize) -> Vec<(u64, u64)> {
         let Some(seqs) = self.stream(stream) else { return Vec::new() };
         let skip = usize::try_from(from_version.max(1) - 1).unwrap_or(usize::MAX);
         seqs.iter().enumerate().skip(skip).take(limit).map(|(at, &seq)| (at as u64 + 1, seq)).collect()
@@ -271,6 +272,12 @@ impl LogIndex {
         if streams > (input.left() / 20) as u64 {
             return Err(format!("it claims {streams} streams, more than its bytes hold"));
         }
+        // Every event is in exactly one stream (8 bytes each): one bit per
+        // event, allocated only for as many events as the bytes can hold.
+        if head_seq > (input.left() / 8) as u64 {
+            return Err(format!("its head is event {head_seq}, more events than its bytes hold"));
+        }
+        let mut seen = vec![0u64; usize::try_from(head_seq / 64 + 1).map_err(|_| "its head is too far")?];
         base.name_ends.reserve_exact(streams as usize);
         base.seq_ends.reserve_exact(streams as usize);
         base.seqs.reserve_exact(head_seq.min((input.left() / 8) as u64) as usize);
@@ -293,6 +300,11 @@ impl LogIndex {
                 if seq <= last || seq > head_seq {
                     return Err(format!("stream {name:?}'s events are out of order or beyond the head"));
                 }
+                let (word, bit) = ((seq / 64) as usize, 1 << (seq % 64));
+                if seen[word] & bit != 0 {
+                    return Err(format!("event {seq} is in two streams"));
+                }
+                seen[word] |= bit;
                 base.seqs.push(seq);
                 last = seq;
             }
@@ -492,5 +504,12 @@ mod tests {
         swapped[first].copy_from_slice(&b);
         swapped[second].copy_from_slice(&a);
         assert!(resealed(swapped).contains("out of order"));
+        // Event 7 (the fund's second) said to be partner/a's third too, in
+        // place of event 5: every stream still counts and orders its own.
+        let mut twice = sample().to_bytes();
+        let five = 5u64.to_le_bytes();
+        let at = twice.windows(8).rposition(|w| w == five).unwrap();
+        twice[at..at + 8].copy_from_slice(&7u64.to_le_bytes());
+        assert!(resealed(twice).contains("event 7 is in two streams"));
     }
 }

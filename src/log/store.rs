@@ -427,6 +427,10 @@ fn load_index(
             seq => reader.get(seq)?.map(|(envelope, _)| envelope.request_id),
         };
         reader.read_each(from + 1, head_seq, usize::MAX, |record| {
+            if record.body.seq != index.head_seq() + 1 {
+                let problem = "missing from the log, which goes on after it".into();
+                return Err(LogError::Corrupt { seq: index.head_seq() + 1, problem });
+            }
             let first = previous.as_deref() != Some(record.body.request_id);
             if first {
                 previous = Some(record.body.request_id.to_owned());
@@ -945,6 +949,30 @@ impl LogReader {
         }
     }
 
+    /// The indexes a start of this log would use, for an audit to check
+    /// against the events: an open v3 log's live ones; for a v3 log opened
+    /// to verify a copy, those stored in its [`LOG_INDEX_FILE`] if a start
+    /// would trust them (their checksum holds and their head is an event
+    /// of this log, hash included). `None` in v2, and when a start would
+    /// rebuild them from the log.
+    pub fn index_to_check(&self) -> Result<Option<LogIndex>, LogError> {
+        let stored = match &self.index {
+            Indexes::InTree => return Ok(None),
+            Indexes::InMemory(index) => return Ok(Some(index.read().expect("index lock").clone())),
+            Indexes::NotLoaded => match read_index(&self.dir) {
+                Some(Ok(stored)) => stored,
+                None | Some(Err(_)) => return Ok(None),
+            },
+        };
+        // A head record that is damaged is the walk's to report.
+        let trusted = match self.db.get(event_key(stored.head_seq()))? {
+            _ if stored.head_seq() == 0 => true,
+            Some(record) => check_record(stored.head_seq(), &record).is_ok_and(|r| r.hash == stored.head_hash()),
+            None => false,
+        };
+        Ok(trusted.then_some(stored))
+    }
+
     /// A v3 log's indexes in memory; `None` in v2, which keeps them in
     /// the tree.
     fn memory_index(&self) -> Result<Option<&Arc<RwLock<LogIndex>>>, LogError> {
@@ -1094,7 +1122,9 @@ impl LogReader {
             let fingerprint = fingerprint_of(&first)?;
             // Its events are the consecutive ones that carry its id.
             let mut count = 1u32;
-            for item in self.db.range(event_key(first_seq + 1)..=event_key(head_seq.max(first_seq + 1))) {
+            let following =
+                (first_seq < head_seq).then(|| self.db.range(event_key(first_seq + 1)..=event_key(head_seq)));
+            for item in following.into_iter().flatten() {
                 let (key, record) = item?;
                 if check_record(seq_of_key(&key), &record)?.body.request_id != request_id {
                     break;
