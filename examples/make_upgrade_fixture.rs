@@ -1,7 +1,7 @@
 //! Makes the upgrade fixture of the stored format this build writes,
 //! `tests/fixtures/ledger-v<N>`: `cargo run --example make_upgrade_fixture`.
-//! fundledger 0.1.0 made `ledger-v1`, the first stored format made
-//! `ledger-v2`. It refuses to run when the fixture exists: **never
+//! fundledger 0.1.0 made `ledger-v1`, the first version of stored format
+//! v2 `ledger-v2`, the first of v3 `ledger-v3`. It refuses to run when the fixture exists: **never
 //! regenerate one** (see `tests/fixtures/README.md`); a new stored format
 //! gets a new fixture beside the old ones.
 
@@ -20,7 +20,7 @@ const EVENTS: u64 = 33;
 
 /// Where the fixture of this build's stored format lives.
 fn fixture() -> PathBuf {
-    let format = String::from_utf8_lossy(fundledger::log::STORE_FORMAT);
+    let format = String::from_utf8_lossy(fundledger::log::StoreFormat::NEW.marker());
     let version = format.strip_prefix("fundledger-log-").expect("the marker names the format version");
     Path::new(env!("CARGO_MANIFEST_DIR")).join(format!("tests/fixtures/ledger-{version}"))
 }

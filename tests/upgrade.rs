@@ -1,6 +1,7 @@
 //! Upgrade safety: a ledger written in each stored format, committed under
-//! `tests/fixtures/ledger-v1/` (fundledger 0.1.0) and `ledger-v2/`, must be
-//! read by every later version; a v1 ledger is upgraded to v2 in place.
+//! `tests/fixtures/ledger-v1/` (fundledger 0.1.0), `ledger-v2/` and
+//! `ledger-v3/`, must be read by every later version; a v1 ledger is
+//! upgraded to v2 in place.
 //!
 //! A fixture holds sled's files as its version left them (see
 //! `tests/fixtures/README.md`). Each test works on a private copy, because
@@ -36,6 +37,9 @@ const EVENTS: u64 = 33;
 const HEAD_HASH: &str = "08f0876a77bd62ed1df42fdc1d2e5b311ffc1c7aba4ef8fb40f22556a4189d29";
 /// The v2 fixture's: the same events, recorded at other times.
 const HEAD_HASH_V2: &str = "d711e811774b96a33ffbefb556678b2850c0e207ccf6eabbbef4b2ac11b7e2b3";
+/// The v3 fixture's: the same events again, each record carrying its
+/// command's fingerprint.
+const HEAD_HASH_V3: &str = "097c9682cdfd9385ee822d53930fa74cd674015905d3581770f5dae5d2d61b4d";
 /// Partner `porticus`'s unrestricted pot, in euro cents: EUR 40,000
 /// received; awarded app-1 8,000 reduced by 1,000, app-2 12,000 settled at
 /// 5,000, app-5 5,000 withdrawn: EUR 28,000 available.
@@ -121,6 +125,46 @@ async fn the_v2_fixture_opens_decodes_verifies_and_replays_to_the_same_figures()
     // older format now: replayed, and replaced.
     let how = Loaded::Replayed { reason: fundledger::projections::CHECKPOINT_OLDER_FORMAT };
     opens_decodes_verifies_and_replays("ledger-v2", HEAD_HASH_V2, how).await;
+}
+
+#[tokio::test]
+async fn the_v3_fixture_opens_decodes_verifies_and_replays_to_the_same_figures() {
+    // Its checkpoint is of the current layout: loaded as stored.
+    let how = Loaded::FromCheckpoint { checkpoint_seq: EVENTS };
+    opens_decodes_verifies_and_replays("ledger-v3", HEAD_HASH_V3, how).await;
+}
+
+/// Every record of the v3 fixture, rebuilt from its parts with this
+/// version's codec (record format 2: the body, then the command's
+/// fingerprint), has the hash it was stored with; and its stored log index
+/// is loaded as it is, with the command of each request id found.
+#[test]
+fn the_v3_fixtures_records_and_index_read_as_written() {
+    let copy = copy_of_fixture("ledger-v3");
+    let log = EventLog::open(copy.path()).unwrap();
+    assert_eq!(log.format(), fundledger::log::StoreFormat::V3);
+    assert_eq!(log.index_stored_seq(), Some(EVENTS), "the stored index is trusted and used");
+    let reader = log.reader();
+    for (envelope, payload) in reader.read(1, EVENTS, usize::MAX).unwrap() {
+        let body = codec::RecordBody {
+            seq: envelope.seq,
+            stream: envelope.stream.clone(),
+            stream_version: envelope.stream_version,
+            event_type: envelope.event_type.clone(),
+            schema_version: envelope.schema_version,
+            recorded_at_micros: envelope.recorded_at_micros,
+            actor: envelope.actor.clone(),
+            request_id: envelope.request_id.clone(),
+            payload,
+        };
+        let fingerprint = envelope.fingerprint.expect("record format 2");
+        let (record, hash) = codec::encode_record_v2(&envelope.prev_hash, &body, &fingerprint);
+        assert_eq!((record[0], hash), (codec::RECORD_FORMAT_V2, envelope.hash), "event {}", envelope.seq);
+        let command = reader.request(&envelope.request_id).unwrap().expect("every command is found");
+        assert_eq!((command.first_seq, command.fingerprint), (envelope.seq, fingerprint));
+        let entries = reader.stream_entries(&envelope.stream, envelope.stream_version, 1).unwrap();
+        assert_eq!(entries, [(envelope.stream_version, envelope.seq)]);
+    }
 }
 
 async fn opens_decodes_verifies_and_replays(name: &str, head_hash: &str, how: Loaded) {
@@ -253,8 +297,8 @@ fn a_stored_record_of_the_v1_fixture_has_the_golden_bytes() {
 }
 
 #[test]
-fn the_binary_verifies_the_v1_and_v2_fixtures() {
-    for (name, head_hash) in [("ledger-v1", HEAD_HASH), ("ledger-v2", HEAD_HASH_V2)] {
+fn the_binary_verifies_the_v1_v2_and_v3_fixtures() {
+    for (name, head_hash) in [("ledger-v1", HEAD_HASH), ("ledger-v2", HEAD_HASH_V2), ("ledger-v3", HEAD_HASH_V3)] {
         binary_verifies(name, head_hash);
     }
 }

@@ -55,7 +55,8 @@ impl StoreFormat {
     /// The format of the logs [`EventLog::open`] creates.
     pub const NEW: StoreFormat = StoreFormat::V3;
 
-    fn marker(self) -> &'static [u8] {
+    /// The marker that names it in a log (`fundledger-log-v3`, …).
+    pub fn marker(self) -> &'static [u8] {
         match self {
             StoreFormat::V2 => STORE_FORMAT,
             StoreFormat::V3 => STORE_FORMAT_V3,
