@@ -146,19 +146,8 @@ fn the_v3_fixtures_records_and_index_read_as_written() {
     assert_eq!(log.index_stored_seq(), Some(EVENTS), "the stored index is trusted and used");
     let reader = log.reader();
     for (envelope, payload) in reader.read(1, EVENTS, usize::MAX).unwrap() {
-        let body = codec::RecordBody {
-            seq: envelope.seq,
-            stream: envelope.stream.clone(),
-            stream_version: envelope.stream_version,
-            event_type: envelope.event_type.clone(),
-            schema_version: envelope.schema_version,
-            recorded_at_micros: envelope.recorded_at_micros,
-            actor: envelope.actor.clone(),
-            request_id: envelope.request_id.clone(),
-            payload,
-        };
         let fingerprint = envelope.fingerprint.expect("record format 2");
-        let (record, hash) = codec::encode_record_v2(&envelope.prev_hash, &body, &fingerprint);
+        let (record, hash) = codec::encode_record_v2(&envelope.prev_hash, &envelope.body(&payload), &fingerprint);
         assert_eq!((record[0], hash), (codec::RECORD_FORMAT_V2, envelope.hash), "event {}", envelope.seq);
         let command = reader.request(&envelope.request_id).unwrap().expect("every command is found");
         assert_eq!((command.first_seq, command.fingerprint), (envelope.seq, fingerprint));

@@ -364,6 +364,14 @@ impl<'a> Input<'a> {
 mod tests {
     use super::*;
 
+    /// Adds `events` (stream, request id, whether it begins its command)
+    /// from `first_seq` on, event `n` with hash `[n; 32]`.
+    fn add_events(index: &mut LogIndex, first_seq: u64, events: &[(&str, &str, bool)]) {
+        for (seq, &(stream, request, first)) in (first_seq..).zip(events) {
+            index.add(seq, [seq as u8; 32], stream, request, first);
+        }
+    }
+
     /// Events 1 to 7: commands of one or two events on three streams.
     fn sample() -> LogIndex {
         let mut index = LogIndex::default();
@@ -376,9 +384,7 @@ mod tests {
             ("application/x", "award-x", true),
             ("fund", "award-x", false),
         ];
-        for (at, (stream, request, first)) in events.into_iter().enumerate() {
-            index.add(at as u64 + 1, [at as u8 + 1; 32], stream, request, first);
-        }
+        add_events(&mut index, 1, &events);
         index
     }
 
@@ -451,9 +457,7 @@ mod tests {
             ("application/x", "pay-x", true),
         ];
         for index in [&mut built, &mut loaded] {
-            for (at, (stream, request, first)) in more.into_iter().enumerate() {
-                index.add(at as u64 + 8, [at as u8 + 8; 32], stream, request, first);
-            }
+            add_events(index, 8, &more);
         }
         assert_eq!(answers(&loaded), answers(&built));
         assert_eq!(loaded.stream_entries("partner/a", 1, 10), [(1, 2), (2, 3), (3, 5), (4, 8), (5, 11)]);
