@@ -454,7 +454,12 @@ fn index_head_in_log(reader: &LogReader, index: &LogIndex, head_seq: u64) -> Res
     let hash = match seq {
         0 => GENESIS_HASH,
         seq => match reader.db.get(event_key(seq))? {
-            Some(record) => check_record(seq, &record)?.hash,
+            // A damaged head record is not trusted either (a rebuild, or
+            // an audit's walk, meets and reports it).
+            Some(record) => match check_record(seq, &record) {
+                Ok(record) => record.hash,
+                Err(error) => return Ok(Err(format!("its head, event {seq}, does not read: {error}"))),
+            },
             None => return Ok(Err(format!("its head, event {seq}, is not in the log"))),
         },
     };
@@ -965,13 +970,7 @@ impl LogReader {
                 None | Some(Err(_)) => return Ok(None),
             },
         };
-        // A head record that is damaged is the walk's to report.
-        let trusted = match self.db.get(event_key(stored.head_seq()))? {
-            _ if stored.head_seq() == 0 => true,
-            Some(record) => check_record(stored.head_seq(), &record).is_ok_and(|r| r.hash == stored.head_hash()),
-            None => false,
-        };
-        Ok(trusted.then_some(stored))
+        Ok(index_head_in_log(self, &stored, self.last_seq()?)?.is_ok().then_some(stored))
     }
 
     /// A v3 log's indexes in memory; `None` in v2, which keeps them in
