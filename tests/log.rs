@@ -1221,3 +1221,16 @@ fn a_v3_log_finds_a_command_of_several_events_by_its_request_id_after_a_rebuild_
     assert_eq!(reader.stream_entries("s/2", 1, 10).unwrap(), [(1, 2), (2, 4)]);
     assert_eq!((log.stream_version("s/1").unwrap(), log.stream_version("s/3").unwrap()), (2, 0));
 }
+
+#[tokio::test]
+async fn a_start_removes_an_index_file_left_unfinished_and_keeps_the_stored_one() {
+    use fundledger::log::{EventLog, LOG_INDEX_FILE};
+    let dir = tempfile::tempdir().unwrap();
+    let (_, _) = six_events_then_shut_down(dir.path()).await;
+    // What a process killed while storing the index leaves beside it.
+    let unfinished = dir.path().join(format!("{LOG_INDEX_FILE}.new"));
+    std::fs::write(&unfinished, b"half an index").unwrap();
+    let log = support::open_retrying(|| EventLog::open(dir.path()).map_err(|e| e.to_string()));
+    assert!(!unfinished.exists(), "the unfinished file is removed");
+    assert_eq!(log.index_stored_seq(), Some(6), "the stored index, whole, is used");
+}
