@@ -83,21 +83,21 @@ impl Base {
 
     /// A stream's seqs, if the base has it.
     fn stream(&self, stream: &str) -> Option<&[u64]> {
-        let at = self.find(stream).ok()?;
-        Some(self.seqs(at))
+        self.find(stream).map(|at| self.seqs(at))
     }
 
-    fn find(&self, stream: &str) -> Result<usize, usize> {
+    /// Where `stream` is among the names (a binary search), if it is.
+    fn find(&self, stream: &str) -> Option<usize> {
         let (mut low, mut high) = (0, self.name_ends.len());
         while low < high {
             let middle = low + (high - low) / 2;
             match self.name(middle).cmp(stream) {
                 std::cmp::Ordering::Less => low = middle + 1,
                 std::cmp::Ordering::Greater => high = middle,
-                std::cmp::Ordering::Equal => return Ok(middle),
+                std::cmp::Ordering::Equal => return Some(middle),
             }
         }
-        Err(low)
+        None
     }
 }
 
@@ -208,7 +208,8 @@ impl LogIndex {
         })
     }
 
-    /// The index's bytes, as [`IndexFile`] stores them (layout there).
+    /// The index's bytes, as `CheckpointFile::store_index` stores them
+    /// (layout at [`MAGIC`]).
     pub(super) fn to_bytes(&self) -> Vec<u8> {
         let names: usize = self.all_streams().map(|(name, _)| name.len()).sum();
         let capacity =
@@ -238,8 +239,8 @@ impl LogIndex {
 
     /// An index from [`to_bytes`](Self::to_bytes)' bytes, checked: its
     /// checksum, its form, keys in order, every stream's seqs increasing
-    /// and at most the head. Whether its head is in the log is the
-    /// caller's to check. It becomes the base: flat arrays, filled in one
+    /// and at most the head, every event 1 to the head in exactly one
+    /// stream. Whether its head is in the log is the caller's to check. It becomes the base: flat arrays, filled in one
     /// pass.
     pub(super) fn from_bytes(bytes: &[u8]) -> Result<LogIndex, String> {
         let Some(body_len) = bytes.len().checked_sub(4).filter(|&len| len >= HEADER_BYTES) else {
@@ -328,7 +329,21 @@ impl LogIndex {
     }
 }
 
-/// The file's first bytes; the version is part of it.
+/// The file's first bytes; the version is part of it. The layout
+/// (`log.index`), integers little-endian:
+///
+/// ```text
+/// 16   magic "fundledger-idx1\n"
+///  8   head seq: the last event indexed
+/// 32   head hash: that event's hash
+///  8   commands, then per command, by (digest, first seq):
+///        8  the request id's digest (first 8 bytes of its SHA-256, big-endian)
+///        8  the command's first seq
+///  8   streams, then per stream, by name:
+///        4  name length, then the name (UTF-8)
+///        8  events, then each event's seq, in stream order (8 each)
+///  4   CRC-32 of every byte before it
+/// ```
 const MAGIC: &[u8; 16] = b"fundledger-idx1\n";
 const HEADER_BYTES: usize = MAGIC.len() + 8 + HASH_BYTES;
 
