@@ -1287,9 +1287,6 @@ fn build_log(dir: &Path, events: u64) -> anyhow::Result<()> {
         }
     }
     log.put_checkpoint(&projections.checkpoint_bytes())?;
-    if let Some(index) = log.index_snapshot() {
-        log.checkpoint_file().store_index(&index)?;
-    }
     let head = log.head_seq();
     drop(log);
     // As a server's clean stop does; the log is complete either way.

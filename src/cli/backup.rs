@@ -165,12 +165,8 @@ pub fn restore_data_dir(file: &Path, data_dir: &Path) -> anyhow::Result<Restored
     }
     // The same fold has just run through every event without complaint.
     let projections = Projections::replay(&reader, summary.head_seq).with_context(refused)?;
+    // With a v3 log's indexes, built as the records came, at the same head.
     log.put_checkpoint(&projections.checkpoint_bytes()).with_context(refused)?;
-    // A v3 log's indexes, built as the records came, at the same head: the
-    // first start loads them instead of scanning the log.
-    if let Some(index) = log.index_snapshot() {
-        log.checkpoint_file().store_index(&index).with_context(refused)?;
-    }
     let format = log.format();
     drop(reader);
     drop(log);

@@ -815,10 +815,17 @@ impl EventLog {
         CheckpointFile { dir: self.dir.clone(), faults: self.faults.clone() }
     }
 
-    /// Stores the projections' checkpoint ([`CheckpointFile::store`]), then
-    /// drops the one that older versions kept inside sled, if any.
+    /// Stores the projections' checkpoint ([`CheckpointFile::store`]) and,
+    /// in a v3 log, its indexes as they are at its head
+    /// ([`CheckpointFile::store_index`]; the next start loads them instead
+    /// of scanning the log), then drops the checkpoint that older versions
+    /// kept inside sled, if any. For callers without a writer (a restore, a
+    /// builder); the writer stores both on its checkpoint thread.
     pub fn put_checkpoint(&mut self, bytes: &[u8]) -> Result<(), LogError> {
         self.checkpoint_file().store(bytes)?;
+        if let Some(index) = self.index_snapshot() {
+            self.checkpoint_file().store_index(&index)?;
+        }
         self.drop_legacy_checkpoint()
     }
 
