@@ -1132,7 +1132,7 @@ async fn restart_section(report: &mut Report, dir: &Path, events: u64, starts: u
     let head = log_head(dir)?;
     report.line(format!(
         "\n## Restart with {} events\n\n{}; disk {} bytes ({:.0} per event).\n\n\
-         | start | to serving (health SERVING), s | ledger open, s | resident memory after start | peak resident memory |\n|---|---:|---:|---:|---:|",
+         | start | to serving (health SERVING), s | ledger open, s | first application lookup, ms | checkpoint's applications all decoded, s | resident memory at serving | resident memory once decoded | peak resident memory |\n|---|---:|---:|---:|---:|---:|---:|---:|",
         thousands(head as f64),
         dir.display(),
         thousands(disk_bytes(dir) as f64),
@@ -1160,15 +1160,17 @@ async fn restart_section(report: &mut Report, dir: &Path, events: u64, starts: u
         if drop_checkpoint {
             std::fs::rename(&aside, &checkpoint)?;
         }
-        let (ready, open, rss, peak) = measured?;
+        let Started { ready, open, lookup_ms, decoded, rss, decoded_rss, peak } = measured?;
         if !drop_checkpoint {
             opens.push(ready);
             ledger_opens.push(open);
         }
+        let mib = |kib: u64| format!("{} MiB", thousands(kib as f64 / 1024.0));
         report.line(format!(
-            "| {label} | {ready:.2} | {open:.2} | {} MiB | {} MiB |",
-            thousands(rss as f64 / 1024.0),
-            thousands(peak as f64 / 1024.0)
+            "| {label} | {ready:.2} | {open:.2} | {lookup_ms:.1} | {decoded:.2} | {} | {} | {} |",
+            mib(rss),
+            mib(decoded_rss),
+            mib(peak)
         ));
     }
     let in_run_order = engine.iter().map(|s| format!("{s:.2}")).collect::<Vec<_>>().join(" · ");
@@ -1319,9 +1321,8 @@ fn resident_kib_of(pid: &str) -> (u64, u64) {
 }
 
 /// Starts this program as `--probe DIR` and waits until its server says
-/// SERVING. Answers (seconds to serving, seconds to open, RSS and peak RSS
-/// in KiB).
-async fn restart_once(dir: &Path) -> anyhow::Result<(f64, f64, u64, u64)> {
+/// SERVING, and then until it has decoded the checkpoint's applications.
+async fn restart_once(dir: &Path) -> anyhow::Result<Started> {
     use tokio::io::AsyncBufReadExt;
     let started = Instant::now();
     let mut child = tokio::process::Command::new(std::env::current_exe()?)
@@ -1332,10 +1333,11 @@ async fn restart_once(dir: &Path) -> anyhow::Result<(f64, f64, u64, u64)> {
         .spawn()?;
     let mut lines = tokio::io::BufReader::new(child.stdout.take().expect("piped")).lines();
     let first = lines.next_line().await?.ok_or_else(|| anyhow::anyhow!("the probe said nothing"))?;
-    // "URL OPEN_SECONDS"
+    // "URL OPEN_SECONDS LOOKUP_MS FOUND"
     let mut parts = first.split_whitespace();
     let url = parts.next().unwrap_or_default().to_owned();
     let open: f64 = parts.next().unwrap_or("nan").parse()?;
+    let lookup_ms: f64 = parts.next().unwrap_or("nan").parse()?;
     let channel = tonic::transport::Endpoint::from_shared(url)?.connect().await?;
     let mut health = tonic_health::pb::health_client::HealthClient::new(channel);
     loop {
@@ -1348,9 +1350,28 @@ async fn restart_once(dir: &Path) -> anyhow::Result<(f64, f64, u64, u64)> {
         tokio::time::sleep(Duration::from_millis(5)).await;
     }
     let ready = started.elapsed().as_secs_f64();
-    let (rss, peak) = resident_kib_of(&child.id().unwrap_or(0).to_string());
+    let pid = child.id().unwrap_or(0).to_string();
+    let (rss, _) = resident_kib_of(&pid);
+    // "decoded SECONDS", timed by the probe from its start.
+    let decoded = tokio::time::timeout(Duration::from_secs(120), lines.next_line()).await??;
+    let decoded: f64 = decoded.as_deref().and_then(|l| l.strip_prefix("decoded ")).unwrap_or("nan").parse()?;
+    let (decoded_rss, peak) = resident_kib_of(&pid);
     child.kill().await?;
-    Ok((ready, open, rss, peak))
+    Ok(Started { ready, open, lookup_ms, decoded, rss, decoded_rss, peak })
+}
+
+/// One start of [`restart_once`]: seconds to serving and to the ledger's
+/// open, the first lookup of an application in milliseconds, seconds from
+/// the probe's start until the checkpoint's applications were all decoded,
+/// resident memory (KiB) at serving and once decoded, and its peak.
+struct Started {
+    ready: f64,
+    open: f64,
+    lookup_ms: f64,
+    decoded: f64,
+    rss: u64,
+    decoded_rss: u64,
+    peak: u64,
 }
 
 /// The child of [`restart_once`]: opens the ledger, serves it on
@@ -1362,8 +1383,24 @@ fn probe(dir: &Path) -> anyhow::Result<()> {
         let started = Instant::now();
         let ledger = Ledger::open(ledger_config(dir))?;
         let open = started.elapsed().as_secs_f64();
+        // An application looked up as a command would: its chunk of the
+        // checkpoint is decoded on this first use (the workload's ids; one
+        // that is not there costs the same search).
+        let id = fundledger::domain::ApplicationId::new("r0-c3-a100000")?;
+        let lookup = Instant::now();
+        let found = ledger.projections().state.applications.get(&id).is_some();
+        let lookup_ms = lookup.elapsed().as_secs_f64() * 1e3;
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
-        println!("http://{} {open:.3}", listener.local_addr()?);
+        println!("http://{} {open:.3} {lookup_ms:.2} {found}", listener.local_addr()?);
+        // When the checkpoint's applications are all decoded (a thread of
+        // the ledger's does it in the background once it serves).
+        let stored = ledger.projections().state.applications.stored();
+        std::thread::spawn(move || {
+            while stored.as_ref().is_some_and(|stored| !stored.is_decoded()) {
+                std::thread::sleep(Duration::from_millis(10));
+            }
+            println!("decoded {:.3}", started.elapsed().as_secs_f64());
+        });
         fundledger::api::server::serve(ledger, listener, std::future::pending()).await?;
         anyhow::Ok(())
     })

@@ -6,12 +6,11 @@
 //! in [`Projections::encoded`]. It never sees an event that is not durable.
 
 use crate::domain::applications::Applications;
+use crate::domain::applications::Stored;
 use crate::domain::{Event, FundState};
 use crate::log::codec::{CodecError, RecordBodyRef};
 use crate::log::{codec, Envelope, Hash, Link, LogError, LogReader, StoredCheckpoint, GENESIS_HASH};
-use chunk::{decode_chunk, Chunk, ChunkEncoder};
-use std::collections::VecDeque;
-use std::sync::mpsc::{TryRecvError, TrySendError};
+use chunk::{decode_chunk, ChunkEncoder};
 
 mod chunk;
 
@@ -164,8 +163,15 @@ impl Projections {
     /// Decodes a checkpoint without looking at the log: what it claims, not
     /// yet checked. `Err(reason)` when it is of an unknown format or does not
     /// decode.
+    /// Every application is decoded (a start decodes them as they are
+    /// used: [`Projections::read_checkpoint`]).
     pub fn decode_checkpoint(bytes: &[u8]) -> Result<Projections, &'static str> {
-        Projections::read_checkpoint(bytes, bytes.len() as u64).expect("reading from memory cannot fail")
+        let projections =
+            Projections::read_checkpoint(bytes, bytes.len() as u64).expect("reading from memory cannot fail")?;
+        match projections.state.applications.decode_stored() {
+            Ok(()) => Ok(projections),
+            Err(_) => Err("checkpoint state does not decode"),
+        }
     }
 
     /// [`Projections::decode_checkpoint`] from a reader of `len` bytes, read
@@ -279,15 +285,15 @@ impl Projections {
 /// The state of a checkpoint (format 5), read from `source`: the rest of
 /// the state, then the applications' chunks up to the zero length.
 ///
-/// At 10 M events a start is decoding, building the applications' map and
-/// the kernel zeroing fresh pages for both; this spreads all of it over two
-/// threads. This thread reads every chunk and offers it to a scoped helper;
-/// when the helper already has [`HELPER_CHUNKS_QUEUED`] waiting, this
-/// thread decodes the chunk itself. It adds every decoded chunk to the map
-/// as soon as the chunks before it are in, so that the map is built while
-/// the helper decodes, not after (it used to be a quarter of a start, on one
-/// core). The applications go in in the checkpoint's order, so a repeated id
-/// keeps its last value, as a map decodes.
+/// The chunks are read, not decoded: each is kept as bytes, with the first
+/// application id it holds, and decoded when first used
+/// ([`crate::domain::applications::Stored`]; the ledger starts a thread
+/// that decodes them all once it serves). At 10 M events decoding them was
+/// 70% of a start's CPU, and a start is now bound by sled's open instead.
+/// What is checked here: the framing (every length within bounds, the zero
+/// length that ends them, nothing after it), each chunk's list of pots and
+/// first id, and that the chunks' first ids rise; the rest of a chunk when
+/// it is decoded.
 ///
 /// `Ok(Err)` when the bytes do not decode (or end early); `Err` is an I/O
 /// error of the reader.
@@ -301,140 +307,36 @@ fn decode_state(source: &mut impl std::io::Read) -> std::io::Result<Result<FundS
     }
     // Every grant's share draws on one of the fund's pots.
     let pots_max = state.pots.len();
-    let decoded = std::thread::scope(|scope| {
-        let (to_helper, work) = std::sync::mpsc::sync_channel::<(Vec<u8>, usize)>(HELPER_CHUNKS_QUEUED);
-        // The helper's chunks come back in the order they went, each with
-        // its buffer for a next chunk: a fresh buffer of megabytes is fresh
-        // pages the kernel must zero.
-        let (from_helper, done) = std::sync::mpsc::channel::<(Result<Chunk, CodecError>, Vec<u8>)>();
-        let decoding = std::thread::Builder::new().name("checkpoint-decode".into());
-        let helper = decoding.spawn_scoped(scope, move || {
-            for (bytes, length) in work {
-                if from_helper.send((decode_chunk(&bytes[..length], pots_max), bytes)).is_err() {
-                    break;
-                }
-            }
-        });
-        // Named (for `top -H`, `perf`, panics); the scope joins it. With no
-        // thread to be had, its end of the queue is gone with it, and this
-        // thread decodes every chunk itself.
-        drop(helper);
-        let mut building =
-            MapBuilder { applications: Applications::new(), pending: VecDeque::new(), spare: Vec::new() };
-        loop {
-            let mut length = [0u8; 8];
-            if let Err(error) = source.read_exact(&mut length) {
-                return eof_is_undecodable(error, "the checkpoint ends early");
-            }
-            let length = u64::from_be_bytes(length);
-            if length == 0 {
-                break;
-            }
-            if length > CHECKPOINT_CHUNK_BYTES_MAX {
-                return undecodable("a chunk longer than a chunk can be");
-            }
-            // A buffer is read into in place and keeps its largest length:
-            // a reused one is written over, not zeroed first (reading to the
-            // end of an emptied one zeroed every chunk's bytes, about 3% of
-            // a start's CPU samples at 10 M events). It grows a step at a
-            // time as the bytes come, so that a damaged length makes it no
-            // longer than the bytes there are, and a step.
-            // (Room for a chunk of up to twice the size this version cuts
-            // chunks at is reserved at once: address space, not touched.)
-            let length = length as usize;
-            let mut bytes = building.spare.pop().unwrap_or_default();
-            bytes.reserve(length.min(2 * CHECKPOINT_CHUNK_BYTES).saturating_sub(bytes.len()));
-            let mut read = 0;
-            while read < length {
-                let end = length.min(read + CHECKPOINT_CHUNK_BYTES);
-                if bytes.len() < end {
-                    bytes.resize(end, 0);
-                }
-                if let Err(error) = source.read_exact(&mut bytes[read..end]) {
-                    return eof_is_undecodable(error, "the checkpoint ends inside a chunk");
-                }
-                read = end;
-            }
-            match to_helper.try_send((bytes, length)) {
-                Ok(()) => building.pending.push_back(None),
-                // The helper is busy (or gone): this thread decodes it.
-                Err(TrySendError::Full((bytes, length)) | TrySendError::Disconnected((bytes, length))) => {
-                    building.pending.push_back(Some(decode_chunk(&bytes[..length], pots_max)));
-                    building.spare.push(bytes);
-                }
-            }
-            // Chunks decoded here wait behind one the helper has not
-            // finished; past a few, wait for that one.
-            let wait = building.pending.len() > CHUNKS_PENDING_MAX;
-            if let Err(error) = building.add_ready(&done, wait) {
-                return Ok(Err(error));
-            }
+    let mut chunks = Vec::new();
+    loop {
+        let mut length = [0u8; 8];
+        if let Err(error) = source.read_exact(&mut length) {
+            return eof_is_undecodable(error, "the checkpoint ends early");
         }
-        drop(to_helper);
-        while !building.pending.is_empty() {
-            if let Err(error) = building.add_ready(&done, true) {
-                return Ok(Err(error));
-            }
+        let length = u64::from_be_bytes(length);
+        if length == 0 {
+            break;
         }
-        Ok(Ok(building.applications))
-    });
-    match decoded? {
-        Ok(applications) => {
-            state.applications = applications;
+        if length > CHECKPOINT_CHUNK_BYTES_MAX {
+            return undecodable("a chunk longer than a chunk can be");
+        }
+        // Fresh pages come zeroed from the kernel: no pass over them first.
+        let mut bytes = vec![0u8; length as usize].into_boxed_slice();
+        if let Err(error) = source.read_exact(&mut bytes) {
+            return eof_is_undecodable(error, "the checkpoint ends inside a chunk");
+        }
+        match chunk::first_id(&bytes, pots_max) {
+            Ok(first) => chunks.push((first, bytes)),
+            Err(error) => return Ok(Err(error)),
+        }
+    }
+    let decode = move |bytes: &[u8]| decode_chunk(bytes, pots_max).map_err(|error| error.to_string());
+    match Stored::new(chunks, Box::new(decode)) {
+        Ok(stored) => {
+            state.applications = Applications::from_stored(stored);
             Ok(Ok(state))
         }
-        Err(error) => Ok(Err(error)),
-    }
-}
-
-/// How many chunks may wait for the checkpoint's decoding helper: past
-/// them, the reading thread decodes a chunk itself.
-const HELPER_CHUNKS_QUEUED: usize = 2;
-
-/// How many chunks may be pending (decoded here, or at the helper) before
-/// the reading thread waits for the first of them.
-const CHUNKS_PENDING_MAX: usize = 8;
-
-/// The applications' map of [`decode_state`], and its chunks in order that
-/// are not in it yet: `None` while the helper decodes one, else decoded here.
-struct MapBuilder {
-    applications: Applications,
-    pending: VecDeque<Option<Result<Chunk, CodecError>>>,
-    spare: Vec<Vec<u8>>,
-}
-
-impl MapBuilder {
-    /// Adds the chunks that are ready, in order, up to the first that the
-    /// helper has not finished; when `wait`, waits for the first such chunk
-    /// (once). The first chunk in order that does not decode is the error.
-    fn add_ready(
-        &mut self,
-        helper: &std::sync::mpsc::Receiver<(Result<Chunk, CodecError>, Vec<u8>)>,
-        mut wait: bool,
-    ) -> Result<(), CodecError> {
-        while let Some(next) = self.pending.front_mut() {
-            if next.is_none() {
-                let answer = if std::mem::take(&mut wait) {
-                    helper.recv().map_err(|_| TryRecvError::Disconnected)
-                } else {
-                    helper.try_recv()
-                };
-                let (chunk, bytes) = match answer {
-                    Ok(answer) => answer,
-                    Err(TryRecvError::Empty) => return Ok(()),
-                    // The helper ended without it: it panicked (and the
-                    // scope passes the panic on).
-                    Err(TryRecvError::Disconnected) => {
-                        return Err(CodecError::Decode("the checkpoint's decoding thread stopped".to_owned()))
-                    }
-                };
-                *next = Some(chunk);
-                self.spare.push(bytes);
-            }
-            let chunk = self.pending.pop_front().flatten().expect("filled above")?;
-            self.applications.extend(chunk);
-        }
-        Ok(())
+        Err(problem) => Ok(Err(CodecError::Decode(problem))),
     }
 }
 

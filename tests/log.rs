@@ -733,7 +733,7 @@ fn a_checkpoints_bytes_are_pinned_to_its_layout_version() {
 const PINNED_CHECKPOINT_SHA256: &str = "19b93b0f880dea7ce481bbd4d7cacf2525b6c06531b369a6be717fa48527470a";
 
 /// A checkpoint stores the applications in chunks, which a start decodes
-/// on two threads: any number of chunks decodes to the same projections,
+/// as they are used: any number of chunks decodes to the same projections,
 /// in id order; a damaged chunk length is refused without allocating what
 /// it claims, and so are a checkpoint that ends inside a chunk and a chunk
 /// that does not decode.
@@ -781,8 +781,9 @@ fn a_checkpoint_in_any_number_of_chunks_decodes_to_the_same_projections() {
     let last_chunk = chunks.last().unwrap().start;
     let prefix = &body[..rest_ends];
 
-    // Chunks are taken in order, as a map decodes: the same application
-    // twice, in chunks decoded by different threads, keeps the later one.
+    // Chunks hold rising ids, each chunk's beyond the last one's: the same
+    // application twice (in one order or the other), or chunks out of
+    // order, are refused, not decoded into one of the two.
     let one_per_chunk = projections.checkpoint_bytes_in_chunks(1);
     let body_of_ones = &one_per_chunk[..one_per_chunk.len() - 4];
     let ones: Vec<&[u8]> = chunks_of(body_of_ones).into_iter().map(|chunk| &body_of_ones[chunk]).collect();
@@ -795,23 +796,36 @@ fn a_checkpoint_in_any_number_of_chunks_decodes_to_the_same_projections() {
     let altered_ones = altered.checkpoint_bytes_in_chunks(1);
     let altered_body = &altered_ones[..altered_ones.len() - 4];
     let changed_chunk = altered_body[chunks_of(altered_body)[0].clone()].to_vec();
-    for (order, expected_title) in
-        [([&changed_chunk[..], ones[0]], first.title.as_str()), ([ones[0], &changed_chunk[..]], "changed")]
-    {
+    let with_chunks = |chunks: &[&[u8]]| {
         let mut body = prefix.to_vec();
-        body.extend_from_slice(ones[1]);
-        body.extend_from_slice(order[0]);
-        body.extend_from_slice(order[1]);
-        ones[2..].iter().for_each(|chunk| body.extend_from_slice(chunk));
+        chunks.iter().for_each(|chunk| body.extend_from_slice(chunk));
         body.extend_from_slice(&0u64.to_be_bytes());
-        let decoded = Projections::decode_checkpoint(&with_checksum(body)).unwrap();
-        assert_eq!(decoded.state.applications.len(), applications);
-        assert_eq!(decoded.state.applications[first_id].title, expected_title);
+        Projections::decode_checkpoint(&with_checksum(body))
+    };
+    let in_order: Vec<&[u8]> = ones.clone();
+    assert_eq!(with_chunks(&in_order).unwrap(), projections);
+    let mut with_changed = vec![&changed_chunk[..]];
+    with_changed.extend(&ones[1..]);
+    assert_eq!(with_chunks(&with_changed).unwrap(), altered);
+    for twice in [[&changed_chunk[..], ones[0]], [ones[0], &changed_chunk[..]]] {
+        let mut chunks = twice.to_vec();
+        chunks.extend(&ones[1..]);
+        assert_eq!(with_chunks(&chunks), Err("checkpoint state does not decode"));
     }
+    let mut swapped = ones.clone();
+    swapped.swap(3, 4);
+    assert_eq!(with_chunks(&swapped), Err("checkpoint state does not decode"));
+    // Two applications in one chunk, the second's id not below the next
+    // chunk's first, is refused when the chunk is decoded.
+    let pairs = projections.checkpoint_bytes_in_chunks(2);
+    let pairs_body = &pairs[..pairs.len() - 4];
+    let pair_chunks: Vec<&[u8]> = chunks_of(pairs_body).into_iter().map(|chunk| &pairs_body[chunk]).collect();
+    let mut overlapping = vec![pair_chunks[0], ones[1]];
+    overlapping.extend(&ones[2..]);
+    assert_eq!(with_chunks(&overlapping), Err("checkpoint state does not decode"));
 
     // A chunk in the middle that does not decode (its list of pots claims
-    // more than there are), between chunks that do: refused, whichever
-    // thread decoded it.
+    // more than there are), between chunks that do: refused.
     let mut undecodable = body_of_ones.to_vec();
     let middle = chunks_of(body_of_ones)[applications / 2].start;
     undecodable[middle + 8..middle + 16].copy_from_slice(&u64::MAX.to_le_bytes());

@@ -7,7 +7,16 @@
 //! whole copies. Here a clone is O(1): both views share every application
 //! that neither has changed since, and a change copies one application and
 //! the map's path to it ([`PersistentMap`], a B+ tree of reference-counted
-//! nodes, built in one pass from a checkpoint's applications in id order).
+//! nodes).
+//!
+//! A start from a checkpoint does not decode its applications before it
+//! serves: decoding them was most of a start's CPU at 10 M events. They
+//! come as [`Stored`] chunks in id order, each decoded the first time an
+//! application of it is asked for (and by a background thread that the
+//! ledger starts, so that all of them are soon decoded). What changes or is
+//! added after the start goes into the persistent map, which is looked at
+//! first; a stored application that changes is copied there, and its
+//! stored copy stays, unused, until the next start.
 //!
 //! It behaves as a `BTreeMap<ApplicationId, Application>`: the same order,
 //! equality, `Debug`, and serde form (a map in key order), so checkpoints and
@@ -18,63 +27,271 @@ use super::state::Application;
 use crate::persistent_map::PersistentMap;
 use serde::de::{MapAccess, Visitor};
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
+use std::cmp::Ordering;
 use std::fmt;
-use std::ops::{Index, RangeBounds};
-use std::sync::Arc;
+use std::iter::Peekable;
+use std::ops::{Bound, Index, RangeBounds};
+use std::sync::{Arc, Mutex, OnceLock, PoisonError};
 
-#[derive(Clone, Default, PartialEq, Eq)]
-pub struct Applications(PersistentMap<ApplicationId, Arc<Application>>);
+#[derive(Clone, Default)]
+pub struct Applications {
+    /// A checkpoint's applications, decoded as they are asked for.
+    stored: Option<Arc<Stored>>,
+    /// Every application added or changed since the checkpoint (all of
+    /// them when there was none): it wins over `stored`.
+    changed: PersistentMap<ApplicationId, Arc<Application>>,
+    /// How many of `changed` are not in `stored`.
+    added: usize,
+}
 
 impl Applications {
     pub fn new() -> Applications {
         Applications::default()
     }
 
+    /// A checkpoint's applications, none decoded yet.
+    pub fn from_stored(stored: Stored) -> Applications {
+        Applications { stored: Some(Arc::new(stored)), changed: PersistentMap::new(), added: 0 }
+    }
+
+    /// The checkpoint's applications these started from, if any: for a
+    /// thread that decodes them all ahead of use ([`Stored::decode_all`]).
+    pub fn stored(&self) -> Option<Arc<Stored>> {
+        self.stored.clone()
+    }
+
+    /// Decodes the stored applications not decoded yet: the error of the
+    /// first chunk that does not decode.
+    pub fn decode_stored(&self) -> Result<(), String> {
+        self.stored.as_ref().map_or(Ok(()), |stored| stored.decode_all())
+    }
+
+    /// (Decodes every stored application.)
     pub fn len(&self) -> usize {
-        self.0.len()
+        self.stored.as_ref().map_or(0, |stored| stored.len()) + self.added
     }
 
     pub fn is_empty(&self) -> bool {
-        self.0.is_empty()
+        self.len() == 0
     }
 
     pub fn contains_key(&self, id: &ApplicationId) -> bool {
-        self.0.contains_key(id)
+        self.get(id).is_some()
     }
 
     pub fn get(&self, id: &ApplicationId) -> Option<&Application> {
-        self.0.get(id).map(|application| &**application)
+        self.get_shared(id).map(|application| &**application)
     }
 
-    /// The application to change: copied first if another view shares it.
+    fn get_shared(&self, id: &ApplicationId) -> Option<&Arc<Application>> {
+        self.changed.get(id).or_else(|| self.stored.as_ref()?.get(id))
+    }
+
+    /// The application to change: copied first if another view shares it
+    /// (or it is still the checkpoint's).
     pub fn get_mut(&mut self, id: &ApplicationId) -> Option<&mut Application> {
-        self.0.get_mut(id).map(Arc::make_mut)
+        if !self.changed.contains_key(id) {
+            let stored = self.stored.as_ref()?.get(id)?.clone();
+            self.changed.insert(id.clone(), stored);
+        }
+        self.changed.get_mut(id).map(Arc::make_mut)
     }
 
     pub fn insert(&mut self, id: ApplicationId, application: Application) -> Option<Application> {
-        self.0.insert(id, Arc::new(application)).map(Arc::unwrap_or_clone)
+        let stored = self.stored.as_ref().and_then(|stored| stored.get(&id)).cloned();
+        match self.changed.insert(id, Arc::new(application)) {
+            Some(earlier) => Some(Arc::unwrap_or_clone(earlier)),
+            None => {
+                if stored.is_none() {
+                    self.added += 1;
+                }
+                stored.map(Arc::unwrap_or_clone)
+            }
+        }
     }
 
     /// In id order.
-    pub fn iter(&self) -> impl DoubleEndedIterator<Item = (&ApplicationId, &Application)> + '_ {
-        self.0.iter().map(|(id, application)| (id, &**application))
+    pub fn iter(&self) -> impl Iterator<Item = (&ApplicationId, &Application)> + '_ {
+        self.range(..)
     }
 
-    pub fn keys(&self) -> impl DoubleEndedIterator<Item = &ApplicationId> + '_ {
-        self.0.iter().map(|(id, _)| id)
+    pub fn keys(&self) -> impl Iterator<Item = &ApplicationId> + '_ {
+        self.iter().map(|(id, _)| id)
     }
 
-    pub fn values(&self) -> impl DoubleEndedIterator<Item = &Application> + '_ {
-        self.0.iter().map(|(_, application)| &**application)
+    pub fn values(&self) -> impl Iterator<Item = &Application> + '_ {
+        self.iter().map(|(_, application)| application)
     }
 
-    pub fn range<R: RangeBounds<ApplicationId>>(
+    pub fn range<R: RangeBounds<ApplicationId> + Clone>(
         &self,
         range: R,
-    ) -> impl DoubleEndedIterator<Item = (&ApplicationId, &Application)> + '_ {
-        self.0.range(range).map(|(id, application)| (id, &**application))
+    ) -> impl Iterator<Item = (&ApplicationId, &Application)> + '_ {
+        let stored = self.stored.as_deref().map(|stored| stored.range(range.clone())).into_iter().flatten();
+        Merged { stored: stored.peekable(), changed: self.changed.range(range).peekable() }
+            .map(|(id, application)| (id, &**application))
     }
 }
+
+/// Two sorted sources of applications as one: on the same id, `changed`.
+struct Merged<'a, S, C>
+where
+    S: Iterator<Item = (&'a ApplicationId, &'a Arc<Application>)>,
+    C: Iterator<Item = (&'a ApplicationId, &'a Arc<Application>)>,
+{
+    stored: Peekable<S>,
+    changed: Peekable<C>,
+}
+
+impl<'a, S, C> Iterator for Merged<'a, S, C>
+where
+    S: Iterator<Item = (&'a ApplicationId, &'a Arc<Application>)>,
+    C: Iterator<Item = (&'a ApplicationId, &'a Arc<Application>)>,
+{
+    type Item = (&'a ApplicationId, &'a Arc<Application>);
+
+    fn next(&mut self) -> Option<Self::Item> {
+        let order = match (self.stored.peek(), self.changed.peek()) {
+            (Some((stored, _)), Some((changed, _))) => stored.cmp(changed),
+            (Some(_), None) => Ordering::Less,
+            (None, _) => Ordering::Greater,
+        };
+        match order {
+            Ordering::Less => self.stored.next(),
+            Ordering::Equal => {
+                self.stored.next();
+                self.changed.next()
+            }
+            Ordering::Greater => self.changed.next(),
+        }
+    }
+}
+
+/// Decodes one stored chunk: its applications in the order stored.
+pub type DecodeChunk = dyn Fn(&[u8]) -> Result<Vec<(ApplicationId, Arc<Application>)>, String> + Send + Sync;
+
+/// A checkpoint's applications: chunks of encoded applications in id order,
+/// each decoded once, on first use, and then kept decoded (its encoded
+/// bytes freed). Shared by every view of the state started from it, and
+/// never changed but for that decoding.
+pub struct Stored {
+    chunks: Vec<StoredChunk>,
+    decode: Box<DecodeChunk>,
+}
+
+struct StoredChunk {
+    /// The chunk's first application: chunk `k` holds the ids from its
+    /// first up to (not including) chunk `k + 1`'s first.
+    first: ApplicationId,
+    /// Until decoded; locked while decoding, so that a chunk is decoded once.
+    encoded: Mutex<Option<Box<[u8]>>>,
+    decoded: OnceLock<Vec<(ApplicationId, Arc<Application>)>>,
+}
+
+impl Stored {
+    /// Chunks given as (first application id, encoded bytes) in id order:
+    /// an error if their first ids are not in strictly rising order.
+    pub fn new(chunks: Vec<(ApplicationId, Box<[u8]>)>, decode: Box<DecodeChunk>) -> Result<Stored, String> {
+        if let Some(pair) = chunks.windows(2).find(|pair| pair[0].0 >= pair[1].0) {
+            return Err(format!("chunks out of order: {:?} before {:?}", pair[0].0, pair[1].0));
+        }
+        let chunks = chunks
+            .into_iter()
+            .map(|(first, bytes)| StoredChunk { first, encoded: Mutex::new(Some(bytes)), decoded: OnceLock::new() })
+            .collect();
+        Ok(Stored { chunks, decode })
+    }
+
+    /// Decodes every chunk not decoded yet: the error of the first one that
+    /// does not decode.
+    pub fn decode_all(&self) -> Result<(), String> {
+        (0..self.chunks.len()).try_for_each(|k| self.decoded(k).map(drop))
+    }
+
+    /// Whether every chunk is decoded.
+    pub fn is_decoded(&self) -> bool {
+        self.chunks.iter().all(|chunk| chunk.decoded.get().is_some())
+    }
+
+    /// (Decodes every chunk.)
+    fn len(&self) -> usize {
+        (0..self.chunks.len()).map(|k| self.chunk(k).len()).sum()
+    }
+
+    fn get(&self, id: &ApplicationId) -> Option<&Arc<Application>> {
+        let k = self.chunks.partition_point(|chunk| chunk.first <= *id).checked_sub(1)?;
+        let chunk = self.chunk(k);
+        chunk.binary_search_by(|(stored, _)| stored.cmp(id)).ok().map(|at| &chunk[at].1)
+    }
+
+    fn range<R: RangeBounds<ApplicationId>>(
+        &self,
+        range: R,
+    ) -> impl Iterator<Item = (&ApplicationId, &Arc<Application>)> + '_ {
+        // The chunks that can hold ids in the range; its ends filtered.
+        let from = match range.start_bound() {
+            Bound::Included(id) | Bound::Excluded(id) => {
+                self.chunks.partition_point(|chunk| chunk.first <= *id).saturating_sub(1)
+            }
+            Bound::Unbounded => 0,
+        };
+        let to = match range.end_bound() {
+            Bound::Included(id) => self.chunks.partition_point(|chunk| chunk.first <= *id),
+            Bound::Excluded(id) => self.chunks.partition_point(|chunk| chunk.first < *id),
+            Bound::Unbounded => self.chunks.len(),
+        };
+        let bounds = (range.start_bound().cloned(), range.end_bound().cloned());
+        (from..to.max(from))
+            .flat_map(move |k| self.chunk(k).iter())
+            .filter(move |(id, _)| bounds.contains(id))
+            .map(|(id, application)| (id, application))
+    }
+
+    /// Chunk `k`, decoded; a chunk that does not decode is a broken
+    /// checkpoint that its checksum did not catch (a bug of the version
+    /// that wrote it): the state cannot be answered from, so it panics.
+    fn chunk(&self, k: usize) -> &[(ApplicationId, Arc<Application>)] {
+        self.decoded(k).unwrap_or_else(|problem| panic!("the checkpoint's applications do not decode: {problem}"))
+    }
+
+    fn decoded(&self, k: usize) -> Result<&[(ApplicationId, Arc<Application>)], String> {
+        let chunk = &self.chunks[k];
+        if let Some(decoded) = chunk.decoded.get() {
+            return Ok(decoded);
+        }
+        let mut encoded = chunk.encoded.lock().unwrap_or_else(PoisonError::into_inner);
+        // Decoded by another thread while this one waited.
+        if let Some(decoded) = chunk.decoded.get() {
+            return Ok(decoded);
+        }
+        let bytes = encoded.as_deref().expect("a chunk keeps its bytes until it is decoded");
+        let applications = (self.decode)(bytes).map_err(|problem| format!("chunk {k}: {problem}"))?;
+        let next = self.chunks.get(k + 1).map(|next| &next.first);
+        let in_order = applications.first().is_some_and(|(id, _)| *id == chunk.first)
+            && applications.windows(2).all(|pair| pair[0].0 < pair[1].0)
+            && next.is_none_or(|next| applications.last().is_some_and(|(id, _)| id < next));
+        if !in_order {
+            return Err(format!("chunk {k}: its applications are not in order, from {:?}", chunk.first));
+        }
+        *encoded = None;
+        Ok(chunk.decoded.get_or_init(|| applications))
+    }
+}
+
+impl fmt::Debug for Stored {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let decoded = self.chunks.iter().filter(|chunk| chunk.decoded.get().is_some()).count();
+        write!(f, "Stored {{ chunks: {}, decoded: {decoded} }}", self.chunks.len())
+    }
+}
+
+impl PartialEq for Applications {
+    fn eq(&self, other: &Applications) -> bool {
+        self.len() == other.len() && self.iter().eq(other.iter())
+    }
+}
+
+impl Eq for Applications {}
 
 impl Index<&ApplicationId> for Applications {
     type Output = Application;
@@ -86,7 +303,7 @@ impl Index<&ApplicationId> for Applications {
 
 impl<'a> IntoIterator for &'a Applications {
     type Item = (&'a ApplicationId, &'a Application);
-    type IntoIter = Box<dyn DoubleEndedIterator<Item = (&'a ApplicationId, &'a Application)> + 'a>;
+    type IntoIter = Box<dyn Iterator<Item = (&'a ApplicationId, &'a Application)> + 'a>;
 
     fn into_iter(self) -> Self::IntoIter {
         Box::new(self.iter())
@@ -95,16 +312,11 @@ impl<'a> IntoIterator for &'a Applications {
 
 impl FromIterator<(ApplicationId, Application)> for Applications {
     fn from_iter<I: IntoIterator<Item = (ApplicationId, Application)>>(iter: I) -> Applications {
-        Applications(iter.into_iter().map(|(id, application)| (id, Arc::new(application))).collect())
-    }
-}
-
-/// Applications already shared (a checkpoint's chunks move each one into
-/// its `Arc` as it is decoded), added in order: a repeated id keeps the
-/// last.
-impl Extend<(ApplicationId, Arc<Application>)> for Applications {
-    fn extend<I: IntoIterator<Item = (ApplicationId, Arc<Application>)>>(&mut self, iter: I) {
-        self.0.extend(iter)
+        let mut applications = Applications::new();
+        for (id, application) in iter {
+            applications.insert(id, application);
+        }
+        applications
     }
 }
 
@@ -116,7 +328,13 @@ impl fmt::Debug for Applications {
 
 impl Serialize for Applications {
     fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
-        serializer.collect_map(self.iter())
+        use serde::ser::SerializeMap;
+        // The length first (bincode writes it ahead of the entries).
+        let mut map = serializer.serialize_map(Some(self.len()))?;
+        for (id, application) in self.iter() {
+            map.serialize_entry(id, application)?;
+        }
+        map.end()
     }
 }
 
@@ -132,15 +350,165 @@ impl<'de> Deserialize<'de> for Applications {
             }
 
             fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Applications, A::Error> {
-                let mut applications = PersistentMap::new();
+                let mut applications = Applications::new();
                 while let Some((id, application)) = map.next_entry::<ApplicationId, Application>()? {
                     // As a BTreeMap: a repeated key keeps the last value.
-                    applications.insert(id, Arc::new(application));
+                    applications.insert(id, application);
                 }
-                Ok(Applications(applications))
+                Ok(applications)
             }
         }
 
         deserializer.deserialize_map(MapVisitor)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::domain::{decide, Context, FundState};
+    use crate::workload::{self, ClientKind, WorkloadClient};
+    use proptest::prelude::*;
+    use std::collections::BTreeMap;
+
+    /// An application of the workload, to be told apart by its title.
+    fn template() -> Application {
+        let mut state = FundState::default();
+        let mut client = WorkloadClient::of_kind("apps", 0, ClientKind::Officer);
+        for step in workload::setup().into_iter().chain((0..4).map(|_| client.next_step())) {
+            for event in decide(&state, &step.command, &Context { actor: step.actor }).unwrap() {
+                state.evolve(&event);
+            }
+        }
+        let first = state.applications.values().next().expect("the workload submitted one").clone();
+        first
+    }
+
+    fn id(n: u16) -> ApplicationId {
+        ApplicationId::new(&format!("a{n:05}")).unwrap()
+    }
+
+    fn titled(template: &Application, title: String) -> Application {
+        Application { title: title.into(), ..template.clone() }
+    }
+
+    /// Stored chunks of `ids` (sorted, distinct) cut before each place in
+    /// `cuts`; a chunk's bytes are its number, decoded from a copy kept here.
+    fn stored(template: &Application, ids: &[u16], cuts: &[usize]) -> Stored {
+        let mut chunks: Vec<Vec<(ApplicationId, Arc<Application>)>> = vec![Vec::new()];
+        for (place, &n) in ids.iter().enumerate() {
+            if cuts.contains(&place) && !chunks.last().unwrap().is_empty() {
+                chunks.push(Vec::new());
+            }
+            chunks.last_mut().unwrap().push((id(n), Arc::new(titled(template, format!("stored {n}")))));
+        }
+        chunks.retain(|chunk| !chunk.is_empty());
+        let encoded = chunks.iter().enumerate().map(|(k, chunk)| (chunk[0].0.clone(), Box::from(k.to_be_bytes())));
+        let encoded = encoded.collect();
+        let decode = move |bytes: &[u8]| Ok(chunks[usize::from_be_bytes(bytes.try_into().unwrap())].clone());
+        Stored::new(encoded, Box::new(decode)).unwrap()
+    }
+
+    #[derive(Clone, Debug)]
+    enum Op {
+        Insert(u16),
+        Change(u16),
+        /// A clone taken now must not see later changes.
+        Snapshot,
+        Range(u16, u16),
+    }
+
+    fn op() -> impl Strategy<Value = Op> {
+        prop_oneof![
+            3 => (0u16..200).prop_map(Op::Insert),
+            3 => (0u16..200).prop_map(Op::Change),
+            1 => Just(Op::Snapshot),
+            1 => (0u16..200, 0u16..200).prop_map(|(a, b)| Op::Range(a, b)),
+        ]
+    }
+
+    fn same(applications: &Applications, model: &BTreeMap<ApplicationId, Application>) -> Result<(), TestCaseError> {
+        prop_assert_eq!(applications.len(), model.len());
+        prop_assert!(applications.iter().eq(model.iter()));
+        Ok(())
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(128))]
+
+        /// Stored chunks with changes over them behave as a `BTreeMap`:
+        /// lookups, changes, additions, ranges, length, order and clones.
+        #[test]
+        fn stored_applications_with_changes_behave_as_a_map(
+            stored_ids in proptest::collection::btree_set(0u16..200, 0..60),
+            cuts in proptest::collection::vec(0usize..60, 0..12),
+            ops in proptest::collection::vec(op(), 0..80),
+        ) {
+            let template = template();
+            let ids: Vec<u16> = stored_ids.into_iter().collect();
+            let mut applications = Applications::from_stored(stored(&template, &ids, &cuts));
+            let mut model: BTreeMap<ApplicationId, Application> =
+                ids.iter().map(|&n| (id(n), titled(&template, format!("stored {n}")))).collect();
+            let mut snapshots = Vec::new();
+            for (step, op) in ops.into_iter().enumerate() {
+                match op {
+                    Op::Insert(n) => {
+                        let new = titled(&template, format!("inserted {step}"));
+                        let earlier = applications.insert(id(n), new.clone());
+                        prop_assert_eq!(earlier, model.insert(id(n), new));
+                    }
+                    Op::Change(n) => {
+                        let title = format!("changed {step}");
+                        let changed = applications.get_mut(&id(n)).map(|a| a.title = title.as_str().into());
+                        let expected = model.get_mut(&id(n)).map(|a| a.title = title.as_str().into());
+                        prop_assert_eq!(changed, expected);
+                    }
+                    Op::Snapshot => snapshots.push((applications.clone(), model.clone())),
+                    Op::Range(a, b) => {
+                        let (from, to) = (id(a.min(b)), id(a.max(b)));
+                        prop_assert!(applications.range(from.clone()..to.clone()).eq(model.range(from.clone()..to.clone())));
+                        prop_assert!(applications.range(from.clone()..=to.clone()).eq(model.range(from.clone()..=to.clone())));
+                        let after = (Bound::Excluded(from.clone()), Bound::Unbounded);
+                        prop_assert!(applications.range(after).eq(model.range(after_of(&from))));
+                    }
+                }
+                for n in [0, 100, 199] {
+                    prop_assert_eq!(applications.get(&id(n)), model.get(&id(n)));
+                    prop_assert_eq!(applications.contains_key(&id(n)), model.contains_key(&id(n)));
+                }
+            }
+            same(&applications, &model)?;
+            for (snapshot, model) in &snapshots {
+                same(snapshot, model)?;
+            }
+            // Equal to the same map built without stored chunks, and the
+            // same bytes.
+            let plain: Applications = model.clone().into_iter().collect();
+            prop_assert_eq!(&applications, &plain);
+            prop_assert_eq!(crate::log::codec::encode(&applications), crate::log::codec::encode(&plain));
+        }
+    }
+
+    fn after_of(id: &ApplicationId) -> (Bound<ApplicationId>, Bound<ApplicationId>) {
+        (Bound::Excluded(id.clone()), Bound::Unbounded)
+    }
+
+    #[test]
+    fn a_chunk_that_does_not_decode_or_is_out_of_order_is_an_error_and_stays_encoded() {
+        let template = template();
+        let chunk = vec![(id(5), Arc::new(template.clone())), (id(9), Arc::new(template))];
+        let decode = move |bytes: &[u8]| match bytes {
+            [0] => Ok(chunk.clone()),
+            _ => Err("broken".to_owned()),
+        };
+        // Chunk 0 holds ids 5 and 9, and the next chunk begins at 7.
+        let stored = Stored::new(vec![(id(5), Box::from([0u8])), (id(7), Box::from([1u8]))], Box::new(decode)).unwrap();
+        assert!(stored.decode_all().unwrap_err().contains("not in order"));
+        assert!(!stored.is_decoded());
+        let broken = Stored::new(vec![(id(5), Box::from([1u8]))], Box::new(|_: &[u8]| Err("broken".to_owned())));
+        assert_eq!(broken.unwrap().decode_all(), Err("chunk 0: broken".to_owned()));
+        let unordered =
+            Stored::new(vec![(id(7), Box::from([0u8])), (id(5), Box::from([0u8]))], Box::new(|_: &[u8]| Ok(vec![])));
+        assert!(unordered.is_err());
     }
 }

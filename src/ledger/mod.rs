@@ -22,6 +22,7 @@ use crate::audit::checkpoint::{Checkpoint, SignedCheckpoint};
 use crate::audit::key::KeyError;
 pub use history::{AsOf, AsOfError, Cursor, EventFilter, PointInTime, Position, StreamSelector};
 
+use crate::domain::applications::Stored;
 use crate::domain::{Actor, Command, Event, Rejection, StreamId};
 use crate::log::faults::FaultPlan;
 use crate::log::{Envelope, EventLog, LogError, LogReader, StoreFormat};
@@ -220,6 +221,11 @@ struct Control {
 /// At a lower priority the decoding runs on what sled leaves, then on both
 /// cores. Best effort: where the OS refuses, nothing changes.
 fn yield_to_sled_open() {
+    lower_priority();
+}
+
+/// Lowers this thread's scheduling priority; best effort.
+fn lower_priority() {
     #[cfg(target_os = "linux")]
     let _ = rustix::process::setpriority_process(Some(rustix::thread::gettid()), 10);
 }
@@ -258,6 +264,51 @@ fn open_reading_checkpoint(
     })
 }
 
+/// Decodes a checkpoint's applications on a thread of its own, at a lower
+/// priority, once the ledger serves: until then each chunk of them is
+/// decoded when first used. A chunk that does not decode (its checksum held:
+/// the version that wrote it has a bug) leaves a state that cannot be
+/// answered from; the checkpoint is moved aside, so that the next start
+/// replays the log, and the process stops, as when the writer panics.
+fn decode_in_background(stored: Arc<Stored>, dir: &std::path::Path) {
+    let dir = dir.to_owned();
+    let decoding = std::thread::Builder::new().name("checkpoint-decode".into()).spawn(move || {
+        lower_priority();
+        let started = std::time::Instant::now();
+        match stored.decode_all() {
+            Ok(()) => tracing::info!(
+                elapsed_ms = started.elapsed().as_millis() as u64,
+                "decoded the checkpoint's applications"
+            ),
+            Err(problem) => {
+                eprintln!("fundledger: {}; stopping the process", set_checkpoint_aside(&dir, &problem));
+                std::process::abort();
+            }
+        }
+    });
+    // Without a thread, each chunk is decoded when first used.
+    if let Err(error) = decoding {
+        tracing::warn!(%error, "no thread to decode the checkpoint's applications ahead of use");
+    }
+}
+
+/// Moves the checkpoint file of the ledger in `dir` aside, to
+/// `projections.checkpoint.undecodable`, so that the next start replays
+/// the log: what to report of a checkpoint whose applications do not decode
+/// (`problem`).
+fn set_checkpoint_aside(dir: &std::path::Path, problem: &str) -> String {
+    let checkpoint = dir.join(crate::log::CHECKPOINT_FILE);
+    let aside = dir.join(format!("{}.undecodable", crate::log::CHECKPOINT_FILE));
+    let moved = match std::fs::rename(&checkpoint, &aside) {
+        Ok(()) => format!("moved to {}", aside.display()),
+        Err(error) => format!("could not be moved aside ({error}): remove {}", checkpoint.display()),
+    };
+    format!(
+        "the checkpoint's applications do not decode ({problem}); the checkpoint {moved}, so that the next \
+         start replays the log"
+    )
+}
+
 impl Ledger {
     /// Opens the ledger in `config.data_dir` (creating it if needed),
     /// rebuilds the projections from the log and starts the writer.
@@ -290,6 +341,9 @@ impl Ledger {
             elapsed_ms = started.elapsed().as_millis() as u64,
             "ledger opened"
         );
+        if let Some(stored) = projections.state.applications.stored() {
+            decode_in_background(stored, &config.data_dir);
+        }
         let (head, _) = watch::channel(projections.head_seq);
         let state = projections.state.clone();
         let shared = Arc::new(Shared {
@@ -572,5 +626,30 @@ mod tests {
         std::fs::remove_file(dir.path().join(crate::log::CHECKPOINT_FILE)).unwrap();
         let (_log, early) = open_again(dir.path());
         assert!(early.is_none());
+    }
+
+    /// A checkpoint whose applications do not decode is moved aside (the
+    /// next start finds none and replays), and the report says so.
+    #[test]
+    fn a_checkpoint_that_does_not_decode_is_set_aside() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join(crate::log::CHECKPOINT_FILE);
+        std::fs::write(&file, b"the checkpoint").unwrap();
+        let report = set_checkpoint_aside(dir.path(), "chunk 3: broken");
+        assert!(!file.exists());
+        let aside = dir.path().join("projections.checkpoint.undecodable");
+        assert_eq!(std::fs::read(&aside).unwrap(), b"the checkpoint");
+        assert_eq!(
+            report,
+            format!(
+                "the checkpoint's applications do not decode (chunk 3: broken); the checkpoint moved to {}, so \
+                 that the next start replays the log",
+                aside.display()
+            )
+        );
+        // Gone already: the report says to remove it.
+        let report = set_checkpoint_aside(dir.path(), "chunk 3: broken");
+        assert!(report.contains("could not be moved aside"), "{report}");
+        assert!(report.contains(&format!("remove {}", file.display())), "{report}");
     }
 }

@@ -170,6 +170,18 @@ pub(super) fn decode_chunk(bytes: &[u8], pots_max: usize) -> Result<Chunk, Codec
     Ok(applications)
 }
 
+/// The id of a chunk's first application, read without decoding the rest:
+/// its list of pots is decoded (and bounded by `pots_max`, as
+/// [`decode_chunk`] does) to find where its applications begin.
+pub(super) fn first_id(bytes: &[u8], pots_max: usize) -> Result<ApplicationId, CodecError> {
+    let (pots, used) = codec::decode_checkpoint_entry::<Vec<PotKey>>(bytes)?;
+    if pots.len() > pots_max {
+        return Err(CodecError::Decode(format!("a chunk lists {} pots, and the fund has {pots_max}", pots.len())));
+    }
+    let (first, _) = codec::decode_checkpoint_entry::<ApplicationId>(&bytes[used..])?;
+    Ok(first)
+}
+
 #[derive(Serialize)]
 struct ApplicationOut<'a> {
     round: &'a RoundId,
