@@ -27,13 +27,19 @@ const REPLAY_BATCH_EVENTS_MAX: usize = 4096;
 const CHECKPOINT_FORMAT: u8 = 5;
 /// A checkpoint's chunk of applications ends after this many applications
 /// or once it holds [`CHECKPOINT_CHUNK_BYTES`], whichever comes first.
-const CHECKPOINT_CHUNK_APPLICATIONS: usize = 16_384;
-const CHECKPOINT_CHUNK_BYTES: usize = 8 << 20;
+/// A chunk is what a start decodes at the first use of one of its
+/// applications (about 1 MB, 3–4 ms at 10 M events; chunks of 16,384, up
+/// to the fourteenth session, took 20–30 ms).
+const CHECKPOINT_CHUNK_APPLICATIONS: usize = 2_048;
+const CHECKPOINT_CHUNK_BYTES: usize = 1 << 20;
+/// The most bytes of applications a chunk of any version of layout 5 was
+/// cut at: earlier versions cut at 8 MiB, and their checkpoints still read.
+const CHECKPOINT_CHUNK_BYTES_READ: usize = 8 << 20;
 /// The longest chunk a checkpoint may claim: a full chunk plus one
 /// application of the most a decoder accepts
 /// ([`codec::CHECKPOINT_ENTRY_BYTES_MAX`]; a real one is kilobytes, which
 /// leaves the room for the chunk's list of pots). A longer length is damage.
-pub const CHECKPOINT_CHUNK_BYTES_MAX: u64 = (CHECKPOINT_CHUNK_BYTES + codec::CHECKPOINT_ENTRY_BYTES_MAX) as u64;
+pub const CHECKPOINT_CHUNK_BYTES_MAX: u64 = (CHECKPOINT_CHUNK_BYTES_READ + codec::CHECKPOINT_ENTRY_BYTES_MAX) as u64;
 /// format ‖ head seq ‖ head hash ‖ head recording time.
 const CHECKPOINT_HEADER_BYTES: usize = 1 + 8 + 32 + 8;
 /// CRC-32 (IEEE) of everything before it, big-endian. It finds damage (a

@@ -742,13 +742,13 @@ fn a_checkpoint_in_any_number_of_chunks_decodes_to_the_same_projections() {
     let projections = workload_projections();
     let applications = projections.state.applications.len();
     assert_eq!(applications, 10);
-    for per_chunk in [1, 2, 3, 9, 10, 11, 16_384] {
+    for per_chunk in [1, 2, 3, 9, 10, 11, 2_048] {
         let bytes = projections.checkpoint_bytes_in_chunks(per_chunk);
         let decoded = Projections::decode_checkpoint(&bytes).unwrap();
         assert_eq!(decoded, projections, "{per_chunk} per chunk");
         assert_eq!(decoded.encoded(), projections.encoded());
     }
-    assert_eq!(projections.checkpoint_bytes(), projections.checkpoint_bytes_in_chunks(16_384));
+    assert_eq!(projections.checkpoint_bytes(), projections.checkpoint_bytes_in_chunks(2_048));
     let empty = Projections::default();
     assert_eq!(Projections::decode_checkpoint(&empty.checkpoint_bytes()).unwrap(), empty);
 
