@@ -1182,7 +1182,7 @@ async fn restart_section(report: &mut Report, dir: &Path, events: u64, starts: u
          sled's own open of this tree (in a process of its own before each start: sled opened as the \
          log opens it and its last event read, timed inside that process): {in_run_order}, median \
          {engine_median:.2} s. The ledger's open (the table's third column, median {ledger_open:.2} s: \
-         sled's open beside the checkpoint's decoding) takes **{:.2}×** that.",
+         sled's open beside the checkpoint's reading) takes **{:.2}×** that.",
         opens.len(),
         ledger_open / engine_median,
     ));
