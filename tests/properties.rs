@@ -759,12 +759,23 @@ struct Tally {
 struct Play {
     checked: Invariants,
     accepted: BTreeSet<&'static str>,
+    /// From the middle of the sequence on: the state as a start from a
+    /// checkpoint taken there has it (its applications still encoded, each
+    /// chunk decoded when first used), deciding the same commands.
+    restarted: Option<FundState>,
 }
 
 impl Play {
     fn step(&mut self, step: &Step, tally: &mut Tally) {
         let command = command(&self.checked.state, &step.op);
         let actor = actor(&self.checked.state, step.who, &command);
+        if let Some(restarted) = &mut self.restarted {
+            let decided = decide(restarted, &command, &Context { actor: actor.clone() });
+            assert_eq!(decided, decide(&self.checked.state, &command, &Context { actor: actor.clone() }));
+            for event in decided.iter().flatten() {
+                restarted.evolve(event);
+            }
+        }
         match self.checked.apply(&command, &actor) {
             Ok(_) => {
                 *tally.accepted.entry(command.name()).or_default() += 1;
@@ -793,12 +804,31 @@ fn checkpoint_round_trip(state: &FundState) {
     assert!(read.state == *state, "the checkpoint read back differs from the state it was made of");
 }
 
+/// `state` as a start reads it from its checkpoint (in chunks of three
+/// applications): none of the applications decoded yet.
+fn started_from_checkpoint(state: &FundState) -> FundState {
+    let projections = Projections { state: state.clone(), head_seq: 1, head_hash: [7; 32], head_recorded_at_micros: 0 };
+    let bytes = projections.checkpoint_bytes_in_chunks(3);
+    let read = Projections::read_checkpoint(&bytes[..], bytes.len() as u64).unwrap().expect("the checkpoint reads");
+    let stored = read.state.applications.stored();
+    assert!(stored.is_none_or(|stored| !stored.is_decoded()) || state.applications.is_empty());
+    read.state
+}
+
 fn play(steps: &[Step], tally: &mut Tally) {
     let mut play = Play::default();
-    for step in steps {
+    let middle = steps.len() / 2;
+    for (n, step) in steps.iter().enumerate() {
+        if n == middle {
+            play.restarted = Some(started_from_checkpoint(&play.checked.state));
+        }
         play.step(step, tally);
     }
     checkpoint_round_trip(&play.checked.state);
+    if let Some(restarted) = &play.restarted {
+        assert!(*restarted == play.checked.state, "a start from the checkpoint went elsewhere");
+        assert_eq!(fundledger::log::codec::encode(restarted), fundledger::log::codec::encode(&play.checked.state));
+    }
     let accepted = |event: fn(&Event) -> bool| play.checked.log.iter().any(event);
     if accepted(|e| matches!(e, Event::GrantAwarded { .. }))
         && accepted(|e| matches!(e, Event::PaymentMade { .. }))
