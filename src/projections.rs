@@ -28,8 +28,9 @@ const CHECKPOINT_FORMAT: u8 = 5;
 /// A checkpoint's chunk of applications ends after this many applications
 /// or once it holds [`CHECKPOINT_CHUNK_BYTES`], whichever comes first.
 /// A chunk is what a start decodes at the first use of one of its
-/// applications (about 1 MB, 3–4 ms at 10 M events; chunks of 16,384, up
-/// to the fourteenth session, took 20–30 ms).
+/// applications (about 1 MB: a first lookup took 2.3–6.9 ms at 10 M
+/// events, against 17–32 ms for the 16,384 applications a chunk held
+/// before).
 const CHECKPOINT_CHUNK_APPLICATIONS: usize = 2_048;
 const CHECKPOINT_CHUNK_BYTES: usize = 1 << 20;
 /// The most bytes of applications a chunk of any version of layout 5 was
@@ -100,28 +101,45 @@ impl Projections {
     /// Loads the projections as of `head_seq`: from the stored checkpoint
     /// plus the events after it when the checkpoint verifies against the
     /// log, otherwise by a full replay. Says which in the second value.
+    /// Every application of the checkpoint is decoded first (one that does
+    /// not decode is a checkpoint not used); a start, which decodes them as
+    /// they are used, goes through [`Projections::claim`] and
+    /// [`Projections::load_claimed`].
     pub fn load(reader: &LogReader, head_seq: u64) -> Result<(Projections, Loaded), LogError> {
-        let claimed = Projections::claimed(reader.open_checkpoint()?)?;
+        let claimed = Projections::claim(reader)?.map(|claimed| {
+            claimed.and_then(|projections| match projections.state.applications.decode_stored() {
+                Ok(()) => Ok(projections),
+                Err(_) => Err("checkpoint state does not decode"),
+            })
+        });
         Projections::load_claimed(reader, head_seq, claimed)
     }
 
-    /// What a stored checkpoint (if there is one) claims, read and decoded.
+    /// What the log's stored checkpoint (if there is one) claims, read but
+    /// for its applications, which are decoded as they are used.
+    pub fn claim(reader: &LogReader) -> Result<Option<Claimed>, LogError> {
+        Projections::claimed(reader.open_checkpoint()?)
+    }
+
+    /// What a stored checkpoint (if there is one) claims, read but for its
+    /// applications.
     fn claimed(stored: Option<(StoredCheckpoint, u64)>) -> Result<Option<Claimed>, LogError> {
         stored.map(|(source, len)| Projections::read_checkpoint(source, len).map_err(LogError::Sync)).transpose()
     }
 
-    /// The checkpoint file in data directory `dir`, read and decoded
-    /// without the log: what it claims, not yet checked (`Err(reason)` if
-    /// it does not decode); `None` if there is no file. For a start, which
-    /// reads it while the log opens, then hands it to
+    /// The checkpoint file in data directory `dir`, read without the log
+    /// (its applications not decoded): what it claims, not yet checked
+    /// (`Err(reason)` if it does not read); `None` if there is no file. For
+    /// a start, which reads it while the log opens, then hands it to
     /// [`Projections::load_claimed`].
     pub fn read_checkpoint_file(dir: &std::path::Path) -> Result<Option<Claimed>, LogError> {
         Projections::claimed(crate::log::open_checkpoint_file(dir)?)
     }
 
-    /// [`Projections::load`] with the checkpoint already read and decoded:
-    /// `claimed` is trusted only if it verifies against the log, as there.
-    /// `None`: there is no checkpoint.
+    /// [`Projections::load`] with the checkpoint already read: `claimed` is
+    /// trusted only if it verifies against the log, as there, and its
+    /// applications are left as they are (decoded as they are used, when
+    /// read by [`Projections::claim`]). `None`: there is no checkpoint.
     pub fn load_claimed(
         reader: &LogReader,
         head_seq: u64,
@@ -180,13 +198,15 @@ impl Projections {
         }
     }
 
-    /// [`Projections::decode_checkpoint`] from a reader of `len` bytes, read
-    /// once and never held whole in memory: at 10 M events the checkpoint is
-    /// 1.1 GB, and a buffer of it was a fifth of a start's memory and of its
-    /// time (fresh pages). The CRC-32 is computed as the bytes go by; a
-    /// state decoded from bytes whose checksum does not match is dropped,
-    /// and the checksum is reported before any decoding error. The outer
-    /// error is an I/O error of the reader.
+    /// A checkpoint from a reader of `len` bytes, read once, its
+    /// applications kept as encoded chunks to be decoded as they are used
+    /// (about half the size of the decoded applications; each chunk's
+    /// bytes are freed once it is decoded), the rest of the state decoded.
+    /// The CRC-32 is computed as the bytes go by; a state read from bytes
+    /// whose checksum does not match is dropped, and the checksum is
+    /// reported before any decoding error. The outer error is an I/O error
+    /// of the reader. [`Projections::decode_checkpoint`] also decodes the
+    /// applications.
     pub fn read_checkpoint(
         mut source: impl std::io::Read,
         len: u64,
@@ -304,6 +324,7 @@ impl Projections {
 /// `Ok(Err)` when the bytes do not decode (or end early); `Err` is an I/O
 /// error of the reader.
 fn decode_state(source: &mut impl std::io::Read) -> std::io::Result<Result<FundState, CodecError>> {
+    use std::io::Read as _;
     let mut state: FundState = match codec::decode_checkpoint_from(source) {
         Ok(state) => state,
         Err(error) => return Ok(Err(error)),
@@ -326,11 +347,15 @@ fn decode_state(source: &mut impl std::io::Read) -> std::io::Result<Result<FundS
         if length > CHECKPOINT_CHUNK_BYTES_MAX {
             return undecodable("a chunk longer than a chunk can be");
         }
-        // Fresh pages come zeroed from the kernel: no pass over them first.
-        let mut bytes = vec![0u8; length as usize].into_boxed_slice();
-        if let Err(error) = source.read_exact(&mut bytes) {
-            return eof_is_undecodable(error, "the checkpoint ends inside a chunk");
+        // Grown as the bytes come, from room for a chunk of the most any
+        // version cuts: a damaged length allocates no more than the bytes
+        // there are, and a step.
+        let mut bytes = Vec::with_capacity((length as usize).min(CHECKPOINT_CHUNK_BYTES_READ));
+        source.by_ref().take(length).read_to_end(&mut bytes)?;
+        if bytes.len() as u64 != length {
+            return undecodable("the checkpoint ends inside a chunk");
         }
+        let bytes = bytes.into_boxed_slice();
         match chunk::first_id(&bytes, pots_max) {
             Ok(first) => chunks.push((first, bytes)),
             Err(error) => return Ok(Err(error)),

@@ -559,6 +559,69 @@ async fn six_events_then_shut_down(dir: &std::path::Path) -> (Projections, Ledge
     (live, config)
 }
 
+/// A checkpoint whose CRC holds and whose chunks' framing, pots and first
+/// ids read, but whose application does not decode: a start (which
+/// decodes applications as they are used) trusts it, and meets the damage
+/// where the application is first used, which calls the function the
+/// ledger sets (it moves the checkpoint aside and stops the process);
+/// `Projections::load`, which decodes everything first, replays instead.
+#[tokio::test]
+async fn a_checkpoint_whose_application_does_not_decode_is_met_where_it_is_used() {
+    use fundledger::domain::{ApplicationId, PotKey};
+    use fundledger::log::EventLog;
+    use fundledger::projections::Loaded;
+    use std::sync::{Arc, Mutex};
+    let dir = tempfile::tempdir().unwrap();
+    let (live, _) = six_events_then_shut_down(dir.path()).await;
+    assert_eq!(live.state.applications.len(), 1);
+    let mut log = support::open_retrying(|| EventLog::open(dir.path()).map_err(|e| e.to_string()));
+    let reader = log.reader();
+
+    // The one chunk, its application cut to its id and three bad bytes.
+    let bytes = live.checkpoint_bytes();
+    let rest = fundledger::domain::FundState { applications: Default::default(), ..live.state.clone() };
+    let rest_ends = 1 + 8 + 32 + 8 + codec::encode(&rest).len();
+    let chunk = &bytes[rest_ends + 8..bytes.len() - 12];
+    let (pots, pots_end) = codec::decode_checkpoint_entry::<Vec<PotKey>>(chunk).unwrap();
+    let (id, _) = codec::decode_checkpoint_entry::<ApplicationId>(&chunk[pots_end..]).unwrap();
+    assert_eq!(id.as_str(), "app-1");
+    let mut damaged_chunk = codec::encode(&pots);
+    damaged_chunk.extend_from_slice(&codec::encode(&id));
+    damaged_chunk.extend_from_slice(&[0xff; 3]);
+    let mut damaged = bytes[..rest_ends].to_vec();
+    damaged.extend_from_slice(&(damaged_chunk.len() as u64).to_be_bytes());
+    damaged.extend_from_slice(&damaged_chunk);
+    damaged.extend_from_slice(&0u64.to_be_bytes());
+    let checksum = crc32fast::hash(&damaged);
+    damaged.extend_from_slice(&checksum.to_be_bytes());
+    log.put_checkpoint(&damaged).unwrap();
+
+    // Loaded with everything decoded first: not used, the log replayed.
+    let (loaded, how) = Projections::load(&reader, 6).unwrap();
+    assert_eq!(how, Loaded::Replayed { reason: "checkpoint state does not decode" });
+    assert_eq!(loaded.encoded(), live.encoded());
+    assert_eq!(Projections::decode_checkpoint(&damaged), Err("checkpoint state does not decode"));
+
+    // As a start reads it: trusted, the application not decoded yet.
+    let claimed = Projections::claim(&reader).unwrap().unwrap().unwrap();
+    let (started, how) = Projections::load_claimed(&reader, 6, Some(Ok(claimed))).unwrap();
+    assert_eq!(how, Loaded::FromCheckpoint { checkpoint_seq: 6 });
+    let stored = started.state.applications.stored().expect("started from the checkpoint");
+    assert!(!stored.is_decoded());
+    assert!(stored.decode_all().unwrap_err().contains("chunk 0"));
+    // The first use of the application calls the ledger's function, then
+    // panics (the ledger's does not return: it stops the process).
+    let met = Arc::new(Mutex::new(Vec::new()));
+    let seen = met.clone();
+    stored.on_undecodable(Box::new(move |problem| seen.lock().unwrap().push(problem.to_owned())));
+    let lookup =
+        std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| started.state.applications.get(&id).is_some()));
+    assert!(lookup.is_err());
+    let met = met.lock().unwrap();
+    assert_eq!(met.len(), 1);
+    assert!(met[0].starts_with("chunk 0: "), "{met:?}");
+}
+
 #[tokio::test]
 async fn a_restart_loads_the_checkpoint_and_equals_a_full_replay() {
     use fundledger::log::EventLog;
@@ -734,9 +797,9 @@ const PINNED_CHECKPOINT_SHA256: &str = "19b93b0f880dea7ce481bbd4d7cacf2525b6c065
 
 /// A checkpoint stores the applications in chunks, which a start decodes
 /// as they are used: any number of chunks decodes to the same projections,
-/// in id order; a damaged chunk length is refused without allocating what
-/// it claims, and so are a checkpoint that ends inside a chunk and a chunk
-/// that does not decode.
+/// in id order; a damaged chunk length is refused (room for more than the
+/// bytes there are is never made), and so are a checkpoint that ends inside
+/// a chunk and a chunk that does not decode.
 #[test]
 fn a_checkpoint_in_any_number_of_chunks_decodes_to_the_same_projections() {
     let projections = workload_projections();

@@ -58,7 +58,7 @@ impl ExportService {
     async fn stream(&self, export: Export, one_line_per_chunk: bool) -> Result<Response<ChunkStream>, Status> {
         let head = self.ledger.head_seq();
         {
-            let projections = self.ledger.projections();
+            let projections = self.ledger.snapshot();
             let state = &projections.state;
             if state.fund.is_none() {
                 return Err(rejection_status(&Rejection::FundNotOpened));

@@ -709,7 +709,7 @@ impl pb::ledger_server::Ledger for LedgerService {
         }
         let as_of = convert::as_of(request.as_of).map_err(|e| invalid_field(&e))?;
         let answer = match as_of {
-            None => partner_balances(Figures::Live(&self.ledger.projections()), partner.as_ref()),
+            None => partner_balances(Figures::Live(&self.ledger.snapshot()), partner.as_ref()),
             Some(point) => partner_balances(Figures::of(&self.point_in_time(point).await?), partner.as_ref()),
         };
         answer.map(Response::new)
@@ -722,7 +722,7 @@ impl pb::ledger_server::Ledger for LedgerService {
         self.reader(&request, Read::SharedFigures)?;
         let as_of = convert::as_of(request.into_inner().as_of).map_err(|e| invalid_field(&e))?;
         let answer = match as_of {
-            None => fund_summary(Figures::Live(&self.ledger.projections())),
+            None => fund_summary(Figures::Live(&self.ledger.snapshot())),
             Some(point) => fund_summary(Figures::of(&self.point_in_time(point).await?)),
         };
         answer.map(Response::new)
@@ -738,7 +738,7 @@ impl pb::ledger_server::Ledger for LedgerService {
             request.round_id.map(|id| convert::round_id("round_id", &id)).transpose().map_err(|e| invalid_field(&e))?;
         let as_of = convert::as_of(request.as_of).map_err(|e| invalid_field(&e))?;
         let answer = match as_of {
-            None => round_figures(Figures::Live(&self.ledger.projections()), round.as_ref()),
+            None => round_figures(Figures::Live(&self.ledger.snapshot()), round.as_ref()),
             Some(point) => round_figures(Figures::of(&self.point_in_time(point).await?), round.as_ref()),
         };
         answer.map(Response::new)
@@ -797,7 +797,7 @@ impl pb::ledger_server::Ledger for LedgerService {
     ) -> Result<Response<pb::ListApplicationsResponse>, Status> {
         self.reader(&request, Read::Details)?;
         let query = convert::application_query(request.into_inner()).map_err(|e| invalid_field(&e))?;
-        let projections = self.ledger.projections();
+        let projections = self.ledger.snapshot();
         let state = &projections.state;
         let currency = fund_currency(state)?;
         if let Some(round) = &query.round {

@@ -72,7 +72,7 @@ impl Applications {
     }
 
     pub fn is_empty(&self) -> bool {
-        self.len() == 0
+        self.added == 0 && self.stored.as_ref().is_none_or(|stored| stored.is_empty())
     }
 
     pub fn contains_key(&self, id: &ApplicationId) -> bool {
@@ -98,16 +98,15 @@ impl Applications {
     }
 
     pub fn insert(&mut self, id: ApplicationId, application: Application) -> Option<Application> {
-        let stored = self.stored.as_ref().and_then(|stored| stored.get(&id)).cloned();
-        match self.changed.insert(id, Arc::new(application)) {
-            Some(earlier) => Some(Arc::unwrap_or_clone(earlier)),
-            None => {
-                if stored.is_none() {
-                    self.added += 1;
-                }
-                stored.map(Arc::unwrap_or_clone)
-            }
+        if let Some(earlier) = self.changed.get_mut(&id) {
+            return Some(Arc::unwrap_or_clone(std::mem::replace(earlier, Arc::new(application))));
         }
+        let stored = self.stored.as_ref().and_then(|stored| stored.get(&id)).cloned();
+        if stored.is_none() {
+            self.added += 1;
+        }
+        self.changed.insert(id, Arc::new(application));
+        stored.map(Arc::unwrap_or_clone)
     }
 
     /// In id order.
@@ -170,6 +169,11 @@ where
 /// Decodes one stored chunk: its applications in the order stored.
 pub type DecodeChunk = dyn Fn(&[u8]) -> Result<Vec<(ApplicationId, Arc<Application>)>, String> + Send + Sync;
 
+/// What to do when a chunk does not decode where the state is used (a
+/// lookup cannot answer an error): set by the ledger, which cannot go on
+/// serving from such a state. Without one, the lookup panics.
+pub type OnUndecodable = dyn Fn(&str) + Send + Sync;
+
 /// A checkpoint's applications: chunks of encoded applications in id order,
 /// each decoded once, on first use, and then kept decoded (its encoded
 /// bytes freed). Shared by every view of the state started from it, and
@@ -177,14 +181,18 @@ pub type DecodeChunk = dyn Fn(&[u8]) -> Result<Vec<(ApplicationId, Arc<Applicati
 pub struct Stored {
     chunks: Vec<StoredChunk>,
     decode: Box<DecodeChunk>,
+    on_undecodable: OnceLock<Box<OnUndecodable>>,
 }
 
 struct StoredChunk {
     /// The chunk's first application: chunk `k` holds the ids from its
     /// first up to (not including) chunk `k + 1`'s first.
     first: ApplicationId,
-    /// Until decoded; locked while decoding, so that a chunk is decoded once.
-    encoded: Mutex<Option<Box<[u8]>>>,
+    /// Until decoded. Taken out of the lock to be decoded, so that no
+    /// thread waits on another's decoding (a background thread at a low
+    /// priority decodes them too); two threads may decode a chunk at the
+    /// same time, and the first to finish sets it.
+    encoded: Mutex<Option<Arc<[u8]>>>,
     decoded: OnceLock<Vec<(ApplicationId, Arc<Application>)>>,
 }
 
@@ -197,9 +205,19 @@ impl Stored {
         }
         let chunks = chunks
             .into_iter()
-            .map(|(first, bytes)| StoredChunk { first, encoded: Mutex::new(Some(bytes)), decoded: OnceLock::new() })
+            .map(|(first, bytes)| StoredChunk {
+                first,
+                encoded: Mutex::new(Some(Arc::from(bytes))),
+                decoded: OnceLock::new(),
+            })
             .collect();
-        Ok(Stored { chunks, decode })
+        Ok(Stored { chunks, decode, on_undecodable: OnceLock::new() })
+    }
+
+    /// Sets what a lookup does when its chunk does not decode, instead of
+    /// panicking (once; a second call changes nothing).
+    pub fn on_undecodable(&self, f: Box<OnUndecodable>) {
+        let _ = self.on_undecodable.set(f);
     }
 
     /// Decodes every chunk not decoded yet: the error of the first one that
@@ -216,6 +234,11 @@ impl Stored {
     /// (Decodes every chunk.)
     fn len(&self) -> usize {
         (0..self.chunks.len()).map(|k| self.chunk(k).len()).sum()
+    }
+
+    /// Every chunk holds at least one application (checked as it decodes).
+    fn is_empty(&self) -> bool {
+        self.chunks.is_empty()
     }
 
     fn get(&self, id: &ApplicationId) -> Option<&Arc<Application>> {
@@ -247,11 +270,18 @@ impl Stored {
             .map(|(id, application)| (id, application))
     }
 
-    /// Chunk `k`, decoded; a chunk that does not decode is a broken
+    /// Chunk `k`, decoded. A chunk that does not decode is a broken
     /// checkpoint that its checksum did not catch (a bug of the version
-    /// that wrote it): the state cannot be answered from, so it panics.
+    /// that wrote it): the state cannot be answered from, so this calls
+    /// [`Stored::on_undecodable`]'s function (the ledger's moves the
+    /// checkpoint aside and stops the process), or panics.
     fn chunk(&self, k: usize) -> &[(ApplicationId, Arc<Application>)] {
-        self.decoded(k).unwrap_or_else(|problem| panic!("the checkpoint's applications do not decode: {problem}"))
+        self.decoded(k).unwrap_or_else(|problem| {
+            if let Some(on_undecodable) = self.on_undecodable.get() {
+                on_undecodable(&problem);
+            }
+            panic!("the checkpoint's applications do not decode: {problem}")
+        })
     }
 
     fn decoded(&self, k: usize) -> Result<&[(ApplicationId, Arc<Application>)], String> {
@@ -259,13 +289,12 @@ impl Stored {
         if let Some(decoded) = chunk.decoded.get() {
             return Ok(decoded);
         }
-        let mut encoded = chunk.encoded.lock().unwrap_or_else(PoisonError::into_inner);
-        // Decoded by another thread while this one waited.
-        if let Some(decoded) = chunk.decoded.get() {
-            return Ok(decoded);
-        }
-        let bytes = encoded.as_deref().expect("a chunk keeps its bytes until it is decoded");
-        let applications = (self.decode)(bytes).map_err(|problem| format!("chunk {k}: {problem}"))?;
+        let encoded = chunk.encoded.lock().unwrap_or_else(PoisonError::into_inner).clone();
+        let Some(bytes) = encoded else {
+            // Freed once decoded: another thread decoded it meanwhile.
+            return Ok(chunk.decoded.get().expect("a chunk's bytes are freed once it is decoded"));
+        };
+        let applications = (self.decode)(&bytes).map_err(|problem| format!("chunk {k}: {problem}"))?;
         let next = self.chunks.get(k + 1).map(|next| &next.first);
         let in_order = applications.first().is_some_and(|(id, _)| *id == chunk.first)
             && applications.windows(2).all(|pair| pair[0].0 < pair[1].0)
@@ -273,8 +302,10 @@ impl Stored {
         if !in_order {
             return Err(format!("chunk {k}: its applications are not in order, from {:?}", chunk.first));
         }
-        *encoded = None;
-        Ok(chunk.decoded.get_or_init(|| applications))
+        // The first thread to finish sets it; a second's copy is dropped.
+        let decoded = chunk.decoded.get_or_init(|| applications);
+        *chunk.encoded.lock().unwrap_or_else(PoisonError::into_inner) = None;
+        Ok(decoded)
     }
 }
 
@@ -491,6 +522,67 @@ mod tests {
 
     fn after_of(id: &ApplicationId) -> (Bound<ApplicationId>, Bound<ApplicationId>) {
         (Bound::Excluded(id.clone()), Bound::Unbounded)
+    }
+
+    /// Ten chunks of ten applications (ids 0 to 99), counting decodes.
+    fn counted(template: &Application) -> (Applications, Arc<std::sync::atomic::AtomicUsize>) {
+        let chunks: Vec<Vec<(ApplicationId, Arc<Application>)>> = (0..10u16)
+            .map(|k| (0..10).map(|n| (id(k * 10 + n), Arc::new(titled(template, format!("{}", k * 10 + n))))).collect())
+            .collect();
+        let decodes = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+        let counter = decodes.clone();
+        let encoded = (0..10u16).map(|k| (id(k * 10), Box::from(usize::from(k).to_be_bytes()))).collect();
+        let decode = move |bytes: &[u8]| {
+            counter.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+            Ok(chunks[usize::from_be_bytes(bytes.try_into().unwrap())].clone())
+        };
+        (Applications::from_stored(Stored::new(encoded, Box::new(decode)).unwrap()), decodes)
+    }
+
+    #[test]
+    fn stored_chunks_are_decoded_only_when_used_and_once() {
+        use std::sync::atomic::Ordering::SeqCst;
+        let template = template();
+        let (mut applications, decodes) = counted(&template);
+        assert!(!applications.is_empty());
+        assert_eq!(decodes.load(SeqCst), 0, "nothing decoded before use");
+        assert_eq!(applications.get(&id(42)).unwrap().title, "42");
+        assert_eq!(applications.get(&id(47)).unwrap().title, "47");
+        assert_eq!(decodes.load(SeqCst), 1, "one chunk, once");
+        let in_range: Vec<_> = applications.range(id(55)..=id(63)).map(|(id, _)| id.clone()).collect();
+        assert_eq!(in_range, (55..=63).map(id).collect::<Vec<_>>());
+        assert_eq!(decodes.load(SeqCst), 3, "the chunks of 50 and 60 too");
+        applications.get_mut(&id(5)).unwrap().title = "changed".into();
+        applications.insert(id(100), titled(&template, "new".into()));
+        assert_eq!(decodes.load(SeqCst), 5, "the chunks of 0 and 90 (where 100 would be)");
+        assert_eq!(applications.len(), 101);
+        assert_eq!(decodes.load(SeqCst), 10);
+        assert_eq!(applications.get(&id(5)).unwrap().title, "changed");
+        assert!(applications.stored().unwrap().is_decoded());
+    }
+
+    #[test]
+    fn threads_decoding_at_once_all_read_the_same_applications() {
+        let template = template();
+        let (applications, decodes) = counted(&template);
+        let stored = applications.stored().unwrap();
+        std::thread::scope(|scope| {
+            scope.spawn(|| stored.decode_all().unwrap());
+            for offset in 0..4u16 {
+                let applications = &applications;
+                scope.spawn(move || {
+                    for n in (0..100u16).map(|n| (n * 7 + offset * 13) % 100) {
+                        assert_eq!(applications.get(&id(n)).unwrap().title, format!("{n}"));
+                    }
+                    assert_eq!(applications.len(), 100);
+                });
+            }
+        });
+        assert!(stored.is_decoded());
+        // Two threads may decode a chunk at the same time; never more than
+        // the threads there are.
+        let decodes = decodes.load(std::sync::atomic::Ordering::SeqCst);
+        assert!((10..=50).contains(&decodes), "{decodes}");
     }
 
     #[test]

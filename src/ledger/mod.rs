@@ -267,9 +267,8 @@ fn open_reading_checkpoint(
 /// Decodes a checkpoint's applications on a thread of its own, at a lower
 /// priority, once the ledger serves: until then each chunk of them is
 /// decoded when first used. A chunk that does not decode (its checksum held:
-/// the version that wrote it has a bug) leaves a state that cannot be
-/// answered from; the checkpoint is moved aside, so that the next start
-/// replays the log, and the process stops, as when the writer panics.
+/// the version that wrote it has a bug) stops the process
+/// ([`stop_on_undecodable`]), here as where it is used.
 fn decode_in_background(stored: Arc<Stored>, dir: &std::path::Path) {
     let dir = dir.to_owned();
     let decoding = std::thread::Builder::new().name("checkpoint-decode".into()).spawn(move || {
@@ -280,16 +279,22 @@ fn decode_in_background(stored: Arc<Stored>, dir: &std::path::Path) {
                 elapsed_ms = started.elapsed().as_millis() as u64,
                 "decoded the checkpoint's applications"
             ),
-            Err(problem) => {
-                eprintln!("fundledger: {}; stopping the process", set_checkpoint_aside(&dir, &problem));
-                std::process::abort();
-            }
+            Err(problem) => stop_on_undecodable(&dir, &problem),
         }
     });
     // Without a thread, each chunk is decoded when first used.
     if let Err(error) = decoding {
         tracing::warn!(%error, "no thread to decode the checkpoint's applications ahead of use");
     }
+}
+
+/// A checkpoint's applications do not decode (`problem`): the state cannot
+/// be answered from. Moves the checkpoint aside, so that the next start
+/// replays the log, says so, and stops the process, as when the writer
+/// panics (a restart that met the same chunk again would loop).
+fn stop_on_undecodable(dir: &std::path::Path, problem: &str) -> ! {
+    eprintln!("fundledger: {}; stopping the process", set_checkpoint_aside(dir, problem));
+    std::process::abort();
 }
 
 /// Moves the checkpoint file of the ledger in `dir` aside, to
@@ -300,7 +305,11 @@ fn set_checkpoint_aside(dir: &std::path::Path, problem: &str) -> String {
     let checkpoint = dir.join(crate::log::CHECKPOINT_FILE);
     let aside = dir.join(format!("{}.undecodable", crate::log::CHECKPOINT_FILE));
     let moved = match std::fs::rename(&checkpoint, &aside) {
-        Ok(()) => format!("moved to {}", aside.display()),
+        // The rename made durable (best effort: the process stops next).
+        Ok(()) => match std::fs::File::open(dir).and_then(|dir| dir.sync_all()) {
+            Ok(()) => format!("moved to {}", aside.display()),
+            Err(error) => format!("moved to {} (the directory not synced: {error})", aside.display()),
+        },
         Err(error) => format!("could not be moved aside ({error}): remove {}", checkpoint.display()),
     };
     format!(
@@ -329,10 +338,20 @@ impl Ledger {
             );
         }
         let reader = log.reader();
-        let (projections, loaded) = match early_checkpoint {
-            Some(claimed) => Projections::load_claimed(&reader, log.head_seq(), Some(claimed))?,
-            None => Projections::load(&reader, log.head_seq())?,
+        let claimed = match early_checkpoint {
+            Some(claimed) => Some(claimed),
+            None => Projections::claim(&reader)?,
         };
+        // From here on, the checkpoint's applications are decoded as they
+        // are used: by the catch-up below, the writer, queries, and the
+        // thread that decodes the rest. One that does not decode stops the
+        // process wherever it is met, the checkpoint set aside first.
+        if let Some(stored) = claimed.as_ref().and_then(|c| c.as_ref().ok()).and_then(|c| c.state.applications.stored())
+        {
+            let dir = config.data_dir.clone();
+            stored.on_undecodable(Box::new(move |problem| stop_on_undecodable(&dir, problem)));
+        }
+        let (projections, loaded) = Projections::load_claimed(&reader, log.head_seq(), claimed)?;
         tracing::info!(
             data_dir = %config.data_dir.display(),
             events = projections.head_seq,
@@ -479,6 +498,17 @@ impl Ledger {
 
     fn failure_message(&self) -> String {
         self.shared.failure.lock().expect("failure lock").clone().unwrap_or_else(|| "the writer has stopped".into())
+    }
+
+    /// The projections as of the durable head, as a copy of their own
+    /// (cheap: it shares every application, see `domain::applications`;
+    /// the fund's few partners, pots, rounds and principals are copied),
+    /// for a query that reads much of the state: it holds no lock while it
+    /// works, so the writer's publishing and other readers do not wait
+    /// for it (after a start, such a query may first decode every
+    /// application of the checkpoint).
+    pub fn snapshot(&self) -> Projections {
+        self.shared.projections.read().expect("projection lock").clone()
     }
 
     /// The projections as of the durable head. Hold the guard briefly.
