@@ -324,7 +324,6 @@ impl Projections {
 /// `Ok(Err)` when the bytes do not decode (or end early); `Err` is an I/O
 /// error of the reader.
 fn decode_state(source: &mut impl std::io::Read) -> std::io::Result<Result<FundState, CodecError>> {
-    use std::io::Read as _;
     let mut state: FundState = match codec::decode_checkpoint_from(source) {
         Ok(state) => state,
         Err(error) => return Ok(Err(error)),
@@ -347,13 +346,22 @@ fn decode_state(source: &mut impl std::io::Read) -> std::io::Result<Result<FundS
         if length > CHECKPOINT_CHUNK_BYTES_MAX {
             return undecodable("a chunk longer than a chunk can be");
         }
-        // Grown as the bytes come, from room for a chunk of the most any
-        // version cuts: a damaged length allocates no more than the bytes
-        // there are, and a step.
-        let mut bytes = Vec::with_capacity((length as usize).min(CHECKPOINT_CHUNK_BYTES_READ));
-        source.by_ref().take(length).read_to_end(&mut bytes)?;
-        if bytes.len() as u64 != length {
-            return undecodable("the checkpoint ends inside a chunk");
+        // Grown a step at a time as the bytes come (a step is a chunk of the
+        // most any version cuts), so that a damaged length allocates no more
+        // than the bytes there are, and a step. The first step's pages come
+        // zeroed from the allocator's fresh memory.
+        let length = length as usize;
+        let mut bytes = vec![0u8; length.min(CHECKPOINT_CHUNK_BYTES_READ)];
+        let mut read = 0;
+        loop {
+            if let Err(error) = source.read_exact(&mut bytes[read..]) {
+                return eof_is_undecodable(error, "the checkpoint ends inside a chunk");
+            }
+            read = bytes.len();
+            if read == length {
+                break;
+            }
+            bytes.resize(length.min(read + CHECKPOINT_CHUNK_BYTES_READ), 0);
         }
         let bytes = bytes.into_boxed_slice();
         match chunk::first_id(&bytes, pots_max) {

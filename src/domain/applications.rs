@@ -192,7 +192,8 @@ struct StoredChunk {
     /// thread waits on another's decoding (a background thread at a low
     /// priority decodes them too); two threads may decode a chunk at the
     /// same time, and the first to finish sets it.
-    encoded: Mutex<Option<Arc<[u8]>>>,
+    /// (An `Arc` of the box: `Arc<[u8]>` would copy the bytes in.)
+    encoded: Mutex<Option<Arc<Box<[u8]>>>>,
     decoded: OnceLock<Vec<(ApplicationId, Arc<Application>)>>,
 }
 
@@ -207,7 +208,7 @@ impl Stored {
             .into_iter()
             .map(|(first, bytes)| StoredChunk {
                 first,
-                encoded: Mutex::new(Some(Arc::from(bytes))),
+                encoded: Mutex::new(Some(Arc::new(bytes))),
                 decoded: OnceLock::new(),
             })
             .collect();
