@@ -355,7 +355,14 @@ impl Writer {
             let stream = request.command.stream().to_string();
             let actual = match batch_versions.get(&stream) {
                 Some(&version) => version,
-                None => self.log.stream_version(&stream).map_err(|e| e.to_string())?,
+                None => {
+                    // Kept for the batch: the command's events are mostly
+                    // on its own stream, and a lookup in the log's index
+                    // (comparing stream names) costs more than this one.
+                    let version = self.log.stream_version(&stream).map_err(|e| e.to_string())?;
+                    batch_versions.insert(stream.clone(), version);
+                    version
+                }
             };
             if let Some(expected) = request.expected_version {
                 if expected != actual {
