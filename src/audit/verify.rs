@@ -381,10 +381,11 @@ pub fn verify_ledger(ledger: &Ledger, claim: Option<&CheckpointClaim>) -> Result
     // moved past it, so reading the checkpoint first and the projections
     // second always gives a checkpoint at or before the head.
     let stored_projections = reader.checkpoint()?;
-    let (live, head_seq) = {
-        let projections = ledger.projections();
-        (projections.encoded(), projections.head_seq)
-    };
+    // Encoded from a copy: encoding every application (decoding them first
+    // after a start) must not hold the lock the writer publishes under.
+    let projections = ledger.snapshot();
+    let (live, head_seq) = (projections.encoded(), projections.head_seq);
+    drop(projections);
     let target = Target { head_seq, complete: false, stored_projections, live_projections: Some(live) };
     verify_log(&reader, target, claim, &NoProgress)
 }

@@ -214,12 +214,11 @@ struct Control {
 
 /// Lowers this thread's scheduling priority (and so that of the threads it
 /// starts). A start waits for sled's open, on the calling thread, which
-/// takes about 1.5 s of one core at 10 M events and cannot be split;
-/// decoding the checkpoint beside it needs more CPU than that but has time
-/// to spare. On two cores the three threads shared them evenly, so sled's
-/// open took the whole start and ended last, with a core idle at the end.
-/// At a lower priority the decoding runs on what sled leaves, then on both
-/// cores. Best effort: where the OS refuses, nothing changes.
+/// cannot be split (0.5–0.8 s of one core for a v3 log at 10 M events,
+/// 1.5 s for v2). When the checkpoint's applications were decoded at the
+/// start, the decoding threads shared two cores evenly with it, and sled's
+/// open ended last; at a lower priority the checkpoint's reading runs on
+/// what sled leaves. Best effort: where the OS refuses, nothing changes.
 fn yield_to_sled_open() {
     lower_priority();
 }
@@ -230,16 +229,15 @@ fn lower_priority() {
     let _ = rustix::process::setpriority_process(Some(rustix::thread::gettid()), 10);
 }
 
-/// Opens the log in `dir` and, meanwhile, reads and decodes its checkpoint
-/// file on a thread of its own. A start is mostly these two: sled's open
-/// (about 1.5 s at 10 M events, on one thread) and the checkpoint (the
-/// rest, on two). The second value is what the checkpoint file claims, not
-/// yet checked against the log ([`Projections::load_claimed`] does that);
+/// Opens the log in `dir` and, meanwhile, reads its checkpoint file on a
+/// thread of its own (the applications kept encoded, decoded as they are
+/// used). The second value is what the checkpoint file claims, not yet
+/// checked against the log ([`Projections::load_claimed`] does that);
 /// `None` when nothing was read early: a new ledger, one in use (its
 /// refusal is not held up by a decode it does not need), no checkpoint
 /// file (an older ledger may keep its checkpoint in the sled tree), no
-/// thread to be had, or an error reading the file. The caller then loads
-/// as usual, with [`Projections::load`], which meets and reports any error.
+/// thread to be had, or an error reading the file. The caller then reads
+/// it with [`Projections::claim`], which meets and reports any error.
 /// (An open that fails for another reason once the read has started waits
 /// for the read to end before it reports.)
 fn open_reading_checkpoint(
@@ -293,6 +291,10 @@ fn decode_in_background(stored: Arc<Stored>, dir: &std::path::Path) {
 /// replays the log, says so, and stops the process, as when the writer
 /// panics (a restart that met the same chunk again would loop).
 fn stop_on_undecodable(dir: &std::path::Path, problem: &str) -> ! {
+    // Once: a second thread that meets a bad chunk waits here for the
+    // first to move the checkpoint aside and stop the process.
+    static STOPPING: Mutex<()> = Mutex::new(());
+    let _stopping = STOPPING.lock();
     eprintln!("fundledger: {}; stopping the process", set_checkpoint_aside(dir, problem));
     std::process::abort();
 }
@@ -652,7 +654,7 @@ mod tests {
         assert!(matches!(early, Some(Err(_))), "{early:?}");
         drop(log);
 
-        // No file: nothing read early (`Projections::load` also looks inside sled).
+        // No file: nothing read early (`Projections::claim` also looks inside sled).
         std::fs::remove_file(dir.path().join(crate::log::CHECKPOINT_FILE)).unwrap();
         let (_log, early) = open_again(dir.path());
         assert!(early.is_none());
