@@ -722,7 +722,14 @@ impl pb::ledger_server::Ledger for LedgerService {
         self.reader(&request, Read::SharedFigures)?;
         let as_of = convert::as_of(request.into_inner().as_of).map_err(|e| invalid_field(&e))?;
         let answer = match as_of {
-            None => fund_summary(Figures::Live(&self.ledger.snapshot())),
+            // Every application is read (after a start, maybe decoded first):
+            // on a blocking thread, not on one of the server's workers.
+            None => {
+                let snapshot = self.ledger.snapshot();
+                tokio::task::spawn_blocking(move || fund_summary(Figures::Live(&snapshot)))
+                    .await
+                    .map_err(|e| status(Code::Internal, "summary_failed", format!("the fund summary stopped: {e}")))?
+            }
             Some(point) => fund_summary(Figures::of(&self.point_in_time(point).await?)),
         };
         answer.map(Response::new)
