@@ -90,18 +90,29 @@ impl Applications {
     /// The application to change: copied first if another view shares it
     /// (or it is still the checkpoint's).
     pub fn get_mut(&mut self, id: &ApplicationId) -> Option<&mut Application> {
-        if !self.changed.contains_key(id) {
-            let stored = self.stored.as_ref()?.get(id)?.clone();
-            self.changed.insert(id.clone(), stored);
+        // (Without a checkpoint's applications, one walk of the map, as
+        // before there were any.)
+        if let Some(stored) = &self.stored {
+            if !self.changed.contains_key(id) {
+                let stored = stored.get(id)?.clone();
+                self.changed.insert(id.clone(), stored);
+            }
         }
         self.changed.get_mut(id).map(Arc::make_mut)
     }
 
     pub fn insert(&mut self, id: ApplicationId, application: Application) -> Option<Application> {
+        let Some(stored) = &self.stored else {
+            let earlier = self.changed.insert(id, Arc::new(application));
+            if earlier.is_none() {
+                self.added += 1;
+            }
+            return earlier.map(Arc::unwrap_or_clone);
+        };
         if let Some(earlier) = self.changed.get_mut(&id) {
             return Some(Arc::unwrap_or_clone(std::mem::replace(earlier, Arc::new(application))));
         }
-        let stored = self.stored.as_ref().and_then(|stored| stored.get(&id)).cloned();
+        let stored = stored.get(&id).cloned();
         if stored.is_none() {
             self.added += 1;
         }
