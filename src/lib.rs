@@ -14,6 +14,7 @@ pub mod domain;
 pub mod export;
 pub mod ledger;
 pub mod log;
+mod merge;
 pub mod persistent_map;
 pub mod projections;
 pub mod server_main;

@@ -159,12 +159,9 @@ impl Projections {
             Ok(claimed) => Projections::checked_against(reader, claimed, head_seq)?,
             Err(reason) => Err(reason),
         };
-        let trusted = trusted.and_then(|projections| {
-            match decode_all {
-                true => projections.state.applications.decode_stored().map(|()| projections),
-                false => Ok(projections),
-            }
-            .map_err(|_| "checkpoint state does not decode")
+        let trusted = trusted.and_then(|projections| match decode_all {
+            true => projections.all_decoded(),
+            false => Ok(projections),
         });
         match trusted {
             Ok(mut projections) => {
@@ -199,15 +196,19 @@ impl Projections {
     }
 
     /// Decodes a checkpoint without looking at the log: what it claims, not
-    /// yet checked. `Err(reason)` when it is of an unknown format or does not
-    /// decode.
-    /// Every application is decoded (a start decodes them as they are
-    /// used: [`Projections::read_checkpoint`]).
+    /// yet checked, every application decoded (a start decodes them as they
+    /// are used: [`Projections::read_checkpoint`]). `Err(reason)` when it is
+    /// of an unknown format or does not decode.
     pub fn decode_checkpoint(bytes: &[u8]) -> Result<Projections, &'static str> {
-        let projections =
-            Projections::read_checkpoint(bytes, bytes.len() as u64).expect("reading from memory cannot fail")?;
-        match projections.state.applications.decode_stored() {
-            Ok(()) => Ok(projections),
+        Projections::read_checkpoint(bytes, bytes.len() as u64).expect("reading from memory cannot fail")?.all_decoded()
+    }
+
+    /// These projections with every application of their checkpoint
+    /// decoded; a checkpoint whose applications do not all decode is not
+    /// used.
+    fn all_decoded(self) -> Result<Projections, &'static str> {
+        match self.state.applications.decode_stored() {
+            Ok(()) => Ok(self),
             Err(_) => Err("checkpoint state does not decode"),
         }
     }

@@ -24,12 +24,11 @@
 
 use super::ids::ApplicationId;
 use super::state::Application;
+use crate::merge::merge_sorted;
 use crate::persistent_map::PersistentMap;
 use serde::de::{MapAccess, Visitor};
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
-use std::cmp::Ordering;
 use std::fmt;
-use std::iter::Peekable;
 use std::ops::{Bound, Index, RangeBounds};
 use std::sync::{Arc, Mutex, OnceLock, PoisonError};
 
@@ -80,11 +79,8 @@ impl Applications {
     }
 
     pub fn get(&self, id: &ApplicationId) -> Option<&Application> {
-        self.get_shared(id).map(|application| &**application)
-    }
-
-    fn get_shared(&self, id: &ApplicationId) -> Option<&Arc<Application>> {
-        self.changed.get(id).or_else(|| self.stored.as_ref()?.get(id))
+        let shared = self.changed.get(id).or_else(|| self.stored.as_ref()?.get(id));
+        shared.map(|application| &**application)
     }
 
     /// The application to change: copied first if another view shares it
@@ -138,42 +134,8 @@ impl Applications {
         range: R,
     ) -> impl Iterator<Item = (&ApplicationId, &Application)> + '_ {
         let stored = self.stored.as_deref().map(|stored| stored.range(range.clone())).into_iter().flatten();
-        Merged { stored: stored.peekable(), changed: self.changed.range(range).peekable() }
+        merge_sorted(stored, self.changed.range(range), |a, b| a.0.cmp(b.0))
             .map(|(id, application)| (id, &**application))
-    }
-}
-
-/// Two sorted sources of applications as one: on the same id, `changed`.
-struct Merged<'a, S, C>
-where
-    S: Iterator<Item = (&'a ApplicationId, &'a Arc<Application>)>,
-    C: Iterator<Item = (&'a ApplicationId, &'a Arc<Application>)>,
-{
-    stored: Peekable<S>,
-    changed: Peekable<C>,
-}
-
-impl<'a, S, C> Iterator for Merged<'a, S, C>
-where
-    S: Iterator<Item = (&'a ApplicationId, &'a Arc<Application>)>,
-    C: Iterator<Item = (&'a ApplicationId, &'a Arc<Application>)>,
-{
-    type Item = (&'a ApplicationId, &'a Arc<Application>);
-
-    fn next(&mut self) -> Option<Self::Item> {
-        let order = match (self.stored.peek(), self.changed.peek()) {
-            (Some((stored, _)), Some((changed, _))) => stored.cmp(changed),
-            (Some(_), None) => Ordering::Less,
-            (None, _) => Ordering::Greater,
-        };
-        match order {
-            Ordering::Less => self.stored.next(),
-            Ordering::Equal => {
-                self.stored.next();
-                self.changed.next()
-            }
-            Ordering::Greater => self.changed.next(),
-        }
     }
 }
 

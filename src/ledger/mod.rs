@@ -212,17 +212,6 @@ struct Control {
     queue_commands_max: usize,
 }
 
-/// Lowers this thread's scheduling priority (and so that of the threads it
-/// starts). A start waits for sled's open, on the calling thread, which
-/// cannot be split (0.5–0.8 s of one core for a v3 log at 10 M events,
-/// 1.5 s for v2). When the checkpoint's applications were decoded at the
-/// start, the decoding threads shared two cores evenly with it, and sled's
-/// open ended last; at a lower priority the checkpoint's reading runs on
-/// what sled leaves. Best effort: where the OS refuses, nothing changes.
-fn yield_to_sled_open() {
-    lower_priority();
-}
-
 /// Lowers this thread's scheduling priority; best effort.
 fn lower_priority() {
     #[cfg(target_os = "linux")]
@@ -250,7 +239,11 @@ fn open_reading_checkpoint(
                 std::thread::Builder::new()
                     .name("checkpoint-read".into())
                     .spawn_scoped(scope, || {
-                        yield_to_sled_open();
+                        // A start waits for sled's open, on this thread's
+                        // caller, which cannot be split (0.5–0.8 s of one
+                        // core for a v3 log at 10 M events, 1.5 s for v2):
+                        // the checkpoint's reading runs on what it leaves.
+                        lower_priority();
                         Projections::read_checkpoint_file(dir).ok().flatten()
                     })
                     .ok()
@@ -266,7 +259,7 @@ fn open_reading_checkpoint(
 /// priority, once the ledger serves: until then each chunk of them is
 /// decoded when first used. A chunk that does not decode (its checksum held:
 /// the version that wrote it has a bug) stops the process
-/// ([`stop_on_undecodable`]), here as where it is used.
+/// ([`stop_on_undecodable`]), here as anywhere else it is met.
 fn decode_in_background(stored: Arc<Stored>, dir: &std::path::Path) {
     let dir = dir.to_owned();
     let decoding = std::thread::Builder::new().name("checkpoint-decode".into()).spawn(move || {

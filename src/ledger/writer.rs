@@ -353,17 +353,7 @@ impl Writer {
                 None => {}
             }
             let stream = request.command.stream().to_string();
-            let actual = match batch_versions.get(&stream) {
-                Some(&version) => version,
-                None => {
-                    // Kept for the batch: the command's events are mostly
-                    // on its own stream, and a lookup in the log's index
-                    // (comparing stream names) costs more than this one.
-                    let version = self.log.stream_version(&stream).map_err(|e| e.to_string())?;
-                    batch_versions.insert(stream.clone(), version);
-                    version
-                }
-            };
+            let actual = *batch_version(&mut self.log, &mut batch_versions, &stream)?;
             if let Some(expected) = request.expected_version {
                 if expected != actual {
                     pending.push(Pending::Done(Err(CommandError::WrongExpectedVersion { stream, expected, actual })));
@@ -384,11 +374,7 @@ impl Writer {
                     for event in &events {
                         self.state.evolve(event);
                         let stream = event.stream().to_string();
-                        let version = match batch_versions.get(&stream) {
-                            Some(&version) => version,
-                            None => self.log.stream_version(&stream).map_err(|e| e.to_string())?,
-                        };
-                        batch_versions.insert(stream.clone(), version + 1);
+                        *batch_version(&mut self.log, &mut batch_versions, &stream)? += 1;
                         new_events.push(NewEvent {
                             stream,
                             event_type: event.type_name().to_owned(),
@@ -502,6 +488,22 @@ impl Writer {
             .map_err(|e| e.to_string())?;
         Ok(Ok(CommandOutcome { events, replayed: true }))
     }
+}
+
+/// A stream's version in a batch being decided: after the batch's events so
+/// far, or, the first time the batch meets the stream, as the log has it
+/// (kept for the batch: a command's events are mostly on its own stream, and
+/// a lookup in the log's index, comparing stream names, costs more).
+fn batch_version<'a>(
+    log: &mut EventLog,
+    versions: &'a mut HashMap<String, u64>,
+    stream: &str,
+) -> Result<&'a mut u64, String> {
+    if !versions.contains_key(stream) {
+        let version = log.stream_version(stream).map_err(|e| e.to_string())?;
+        versions.insert(stream.to_owned(), version);
+    }
+    Ok(versions.get_mut(stream).expect("inserted above"))
 }
 
 /// Once anyone has access, only an active principal in its recorded role

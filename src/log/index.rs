@@ -8,7 +8,8 @@
 //! times as long (`docs/FORMAT-V3.md`). In v3 each event is one sled key,
 //! and the indexes are projections of the log: built from the records'
 //! envelopes (stream, request id), updated after each durable append, stored
-//! beside the projections' checkpoint at the same head ([`IndexFile`]), loaded
+//! beside the projections' checkpoint at the same head
+//! (`CheckpointFile::store_index`), loaded
 //! at start and caught up from the log; missing, damaged or not matching the
 //! log, they are rebuilt by a scan of it. They know no business rules.
 //!
@@ -25,6 +26,7 @@
 //! one digest.
 
 use super::codec::{Hash, HASH_BYTES};
+use crate::merge::merge_sorted;
 use crate::persistent_map::PersistentMap;
 use sha2::{Digest, Sha256};
 use std::sync::Arc;
@@ -52,8 +54,6 @@ pub struct LogIndex {
     base_streams_unchanged: usize,
     head_seq: u64,
     head_hash: Hash,
-    /// Events indexed.
-    events: u64,
 }
 
 /// An index as loaded: every array sorted, each in one allocation.
@@ -151,7 +151,6 @@ impl LogIndex {
         }
         self.head_seq = seq;
         self.head_hash = hash;
-        self.events += 1;
     }
 
     /// The first seqs of the commands whose request id has the digest of
@@ -180,32 +179,18 @@ impl LogIndex {
 
     /// Every command in order, the base's and those since merged.
     fn all_requests(&self) -> impl Iterator<Item = (u64, u64)> + '_ {
-        let mut loaded = self.base.requests.iter().copied().peekable();
-        let mut since = self.requests.iter().map(|(key, ())| *key).peekable();
-        std::iter::from_fn(move || match (loaded.peek(), since.peek()) {
-            (Some(a), Some(b)) if a <= b => loaded.next(),
-            (Some(_), Some(_)) | (None, Some(_)) => since.next(),
-            (Some(_), None) => loaded.next(),
-            (None, None) => None,
-        })
+        // A command's first seq is its own: no key is in both.
+        let since = self.requests.iter().map(|(key, ())| *key);
+        merge_sorted(self.base.requests.iter().copied(), since, |a, b| a.cmp(b))
     }
 
     /// Every stream in name order with its seqs: the base's, unless it
     /// changed since.
     fn all_streams(&self) -> impl Iterator<Item = (&str, &[u64])> + '_ {
         let base = &self.base;
-        let mut loaded = (0..base.name_ends.len()).map(|at| (base.name(at), base.seqs(at))).peekable();
-        let mut since = self.streams.iter().map(|(name, seqs)| (&**name, seqs.as_slice())).peekable();
-        std::iter::from_fn(move || match (loaded.peek(), since.peek()) {
-            (Some(a), Some(b)) if a.0 < b.0 => loaded.next(),
-            (Some(a), Some(b)) if a.0 == b.0 => {
-                loaded.next();
-                since.next()
-            }
-            (Some(_), Some(_)) | (None, Some(_)) => since.next(),
-            (Some(_), None) => loaded.next(),
-            (None, None) => None,
-        })
+        let loaded = (0..base.name_ends.len()).map(|at| (base.name(at), base.seqs(at)));
+        let since = self.streams.iter().map(|(name, seqs)| (&**name, seqs.as_slice()));
+        merge_sorted(loaded, since, |a, b| a.0.cmp(b.0))
     }
 
     /// The index's bytes, as `CheckpointFile::store_index` stores them
@@ -213,7 +198,7 @@ impl LogIndex {
     pub(super) fn to_bytes(&self) -> Vec<u8> {
         let names: usize = self.all_streams().map(|(name, _)| name.len()).sum();
         let capacity =
-            HEADER_BYTES + 8 + self.commands() * 16 + 8 + self.streams() * 12 + names + self.events as usize * 8 + 4;
+            HEADER_BYTES + 8 + self.commands() * 16 + 8 + self.streams() * 12 + names + self.head_seq as usize * 8 + 4;
         let mut bytes = Vec::with_capacity(capacity);
         bytes.extend_from_slice(MAGIC);
         bytes.extend_from_slice(&self.head_seq.to_le_bytes());
@@ -240,8 +225,8 @@ impl LogIndex {
     /// An index from [`to_bytes`](Self::to_bytes)' bytes, checked: its
     /// checksum, its form, keys in order, every stream's seqs increasing
     /// and at most the head, every event 1 to the head in exactly one
-    /// stream. Whether its head is in the log is the caller's to check. It becomes the base: flat arrays, filled in one
-    /// pass.
+    /// stream. Whether its head is in the log is the caller's to check.
+    /// It becomes the base: flat arrays, filled in one pass.
     pub(super) fn from_bytes(bytes: &[u8]) -> Result<LogIndex, String> {
         let Some(body_len) = bytes.len().checked_sub(4).filter(|&len| len >= HEADER_BYTES) else {
             return Err(format!("{} bytes, shorter than its header", bytes.len()));
@@ -323,7 +308,6 @@ impl LogIndex {
             base: Arc::new(base),
             head_seq,
             head_hash,
-            events,
             ..LogIndex::default()
         })
     }

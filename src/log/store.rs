@@ -822,9 +822,10 @@ impl EventLog {
     /// kept inside sled, if any. For callers without a writer (a restore, a
     /// builder); the writer stores both on its checkpoint thread.
     pub fn put_checkpoint(&mut self, bytes: &[u8]) -> Result<(), LogError> {
-        self.checkpoint_file().store(bytes)?;
+        let file = self.checkpoint_file();
+        file.store(bytes)?;
         if let Some(index) = self.index_snapshot() {
-            self.checkpoint_file().store_index(&index)?;
+            file.store_index(&index)?;
         }
         self.drop_legacy_checkpoint()
     }
