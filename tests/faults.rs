@@ -349,6 +349,126 @@ async fn a_failed_checkpoint_fsync_stops_the_writer_after_its_batch_was_answered
     close(ledger).await;
 }
 
+/// Waits until `condition` holds (20 s at most: a hang fails the test).
+async fn wait_until(what: &str, condition: impl Fn() -> bool) {
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while !condition() {
+        assert!(Instant::now() < deadline, "waited 20 s for {what}");
+        tokio::time::sleep(Duration::from_millis(2)).await;
+    }
+}
+
+/// Submits in a task of its own, so that the test can look on while the
+/// command waits for its answer.
+fn submit_in_background(
+    ledger: &Ledger,
+    requests: Vec<CommandRequest>,
+) -> tokio::task::JoinHandle<Result<Vec<Result<CommandOutcome, CommandError>>, CommandError>> {
+    let ledger = ledger.clone();
+    tokio::spawn(async move { ledger.submit_many(requests).await })
+}
+
+/// Holds the sync of one batch, and has the writer write a second batch
+/// behind it: the first command, then `behind`. Answers both tasks and
+/// the log's head before them.
+async fn second_batch_written_while_first_syncs(
+    ledger: &Ledger,
+    plan: &FaultPlan,
+    behind: Vec<CommandRequest>,
+) -> (
+    tokio::task::JoinHandle<Result<Vec<Result<CommandOutcome, CommandError>>, CommandError>>,
+    tokio::task::JoinHandle<Result<Vec<Result<CommandOutcome, CommandError>>, CommandError>>,
+) {
+    plan.hold(StorageOp::Flush);
+    let first = submit_in_background(ledger, vec![pledge("p1", "porticus", "1000.00")]);
+    wait_until("the first batch's sync", || plan.waiting(StorageOp::Flush) == 1).await;
+    let writes = plan.calls(StorageOp::Write);
+    let second = submit_in_background(ledger, behind);
+    wait_until("the second batch's write", || plan.calls(StorageOp::Write) == writes + 1).await;
+    (first, second)
+}
+
+/// The writer decides and writes a batch while the one before it is being
+/// synced. Neither is shown or answered before it is durable, and a retry
+/// of a command that is written but not yet durable replays it (in v3 the
+/// log's index does not hold it yet: the log answers it from what it
+/// wrote).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_batch_written_while_the_one_before_syncs_is_answered_once_both_are_durable() {
+    for format in [StoreFormat::V2, StoreFormat::V3] {
+        let dir = tempfile::tempdir().unwrap();
+        let plan = Arc::new(FaultPlan::new());
+        let ledger = Ledger::open(LedgerConfig { new_store_format: format, ..faulty(dir.path(), &plan) }).unwrap();
+        setup(&ledger, &["porticus".into()]).await;
+        let head = ledger.head_seq();
+        let before = ledger.projections().encoded();
+
+        let behind = vec![pledge("p2", "porticus", "2000.00"), pledge("p1", "porticus", "1000.00")];
+        let (first, second) = second_batch_written_while_first_syncs(&ledger, &plan, behind).await;
+        // Both written, neither durable: nothing answered, nothing shown.
+        assert!(!first.is_finished() && !second.is_finished(), "{format:?}");
+        assert_eq!(ledger.head_seq(), head, "{format:?}");
+        assert_eq!(ledger.projections().encoded(), before, "{format:?}");
+        assert!(ledger.read_events(head + 1, 10).unwrap().is_empty(), "{format:?}");
+
+        plan.release();
+        let first = first.await.unwrap().unwrap().pop().unwrap().unwrap();
+        let mut second = second.await.unwrap().unwrap().into_iter();
+        let p2 = second.next().unwrap().unwrap();
+        let retry = second.next().unwrap().unwrap();
+        assert!(!first.replayed && !p2.replayed, "{format:?}");
+        assert_eq!((seqs(&first), seqs(&p2)), (vec![head + 1], vec![head + 2]), "{format:?}");
+        assert!(retry.replayed, "{format:?}: the retry of a command being synced was recorded again");
+        assert_eq!(retry.events, first.events, "{format:?}");
+        assert_eq!(ledger.head_seq(), head + 2, "{format:?}");
+        // The log answers the same once its index holds both.
+        let again = ledger.submit(pledge("p1", "porticus", "1000.00")).await.unwrap();
+        assert!(again.replayed && again.events == first.events, "{format:?}");
+        close(ledger).await;
+
+        let ledger = support::reopen(LedgerConfig::new(dir.path()));
+        let logged = check_log(&ledger);
+        assert_eq!((&logged["p1"], &logged["p2"]), (&vec![head + 1], &vec![head + 2]), "{format:?}");
+        close(ledger).await;
+    }
+}
+
+/// When the sync of one batch fails, the batch the writer wrote behind it
+/// is not acknowledged either (its decisions rest on the first), and
+/// nothing more reaches the disk.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn when_a_sync_fails_the_batch_written_behind_it_fails_too() {
+    for format in [StoreFormat::V2, StoreFormat::V3] {
+        let dir = tempfile::tempdir().unwrap();
+        let plan = Arc::new(FaultPlan::new());
+        let ledger = Ledger::open(LedgerConfig { new_store_format: format, ..faulty(dir.path(), &plan) }).unwrap();
+        setup(&ledger, &["porticus".into()]).await;
+        let head = ledger.head_seq();
+
+        let behind = vec![pledge("p2", "porticus", "2000.00")];
+        let (first, second) = second_batch_written_while_first_syncs(&ledger, &plan, behind).await;
+        plan.fail(StorageOp::Fsync, 1, Persistence::Once);
+        plan.release();
+        assert_outcome_unknown(first.await.unwrap().unwrap().pop().unwrap());
+        assert_outcome_unknown(second.await.unwrap().unwrap().pop().unwrap());
+        assert_eq!(plan.failures(StorageOp::Fsync), 1, "{format:?}");
+        let after_failure = calls(&plan);
+        assert_refused(ledger.submit(pledge("p3", "porticus", "3000.00")).await);
+        assert_eq!(calls(&plan), after_failure, "{format:?}: the ledger touched the disk after a failed fsync");
+        assert_eq!(ledger.head_seq(), head, "{format:?}");
+        close(ledger).await;
+
+        // Both were flushed to the OS before the fsync failed: their
+        // retries replay them, each recorded once.
+        let ledger = support::reopen(LedgerConfig::new(dir.path()));
+        let logged = check_log(&ledger);
+        assert!(retry_unknown(&ledger, &logged, pledge("p1", "porticus", "1000.00")).await, "{format:?}");
+        assert!(retry_unknown(&ledger, &logged, pledge("p2", "porticus", "2000.00")).await, "{format:?}");
+        check_log(&ledger);
+        close(ledger).await;
+    }
+}
+
 /// One run of concurrent clients against a ledger whose `nth` call of `op`
 /// (after set-up) fails.
 async fn concurrent_run(seed: u64) {

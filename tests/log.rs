@@ -1299,6 +1299,76 @@ fn a_v3_log_finds_a_command_of_several_events_by_its_request_id_after_a_rebuild_
     assert_eq!((log.stream_version("s/1").unwrap(), log.stream_version("s/3").unwrap()), (2, 0));
 }
 
+/// The writer writes the next batch while the one before is synced: until
+/// a batch is durable and in the index, the log answers its streams'
+/// versions and its requests from what it wrote, and the index (what
+/// readers see) holds only what was synced and indexed.
+#[test]
+fn a_log_answers_what_it_wrote_before_the_index_holds_it() {
+    use fundledger::log::{Entry, EventLog, NewEvent, RequestRecord, StoreFormat};
+    for format in [StoreFormat::V2, StoreFormat::V3] {
+        let dir = tempfile::tempdir().unwrap();
+        let event = |stream: &str| NewEvent {
+            stream: stream.into(),
+            event_type: "Opaque".into(),
+            schema_version: 1,
+            payload: vec![1, 2, 3],
+        };
+        let entry = |id: &str, events: Vec<NewEvent>| Entry {
+            request_id: id.into(),
+            fingerprint: [id.len() as u8; 32],
+            actor: "someone".into(),
+            events,
+        };
+        let mut log = EventLog::open_with(dir.path(), format).unwrap();
+        let syncer = log.syncer();
+        let first = log.write(1, &[entry("a", vec![event("s/1"), event("s/2")])]).unwrap();
+        let second = log.write(2, &[entry("bb", vec![event("s/1")])]).unwrap();
+        assert_eq!(second.envelopes[0][0].stream_version, 2, "{format:?}");
+        assert_eq!(log.head_seq(), 3);
+        let record =
+            |first_seq, count, id: &str| Some(RequestRecord { fingerprint: [id.len() as u8; 32], first_seq, count });
+        let check = |log: &mut EventLog| {
+            assert_eq!((log.stream_version("s/1").unwrap(), log.stream_version("s/2").unwrap()), (2, 1), "{format:?}");
+            assert_eq!(log.request("a").unwrap(), record(1, 2, "a"), "{format:?}");
+            assert_eq!(log.request("bb").unwrap(), record(3, 1, "bb"), "{format:?}");
+        };
+        check(&mut log);
+        if format == StoreFormat::V3 {
+            // What readers see: nothing before it is indexed.
+            assert_eq!(log.reader().request("a").unwrap(), None);
+            assert!(log.reader().stream_entries("s/1", 1, 10).unwrap().is_empty());
+        }
+        syncer.sync().unwrap();
+        syncer.index(&first);
+        // The next write drops what the index now holds; the rest stays.
+        let third = log.write(3, &[entry("ccc", vec![event("s/3")])]).unwrap();
+        check(&mut log);
+        assert_eq!((log.stream_version("s/3").unwrap(), log.request("ccc").unwrap()), (1, record(4, 1, "ccc")));
+        if format == StoreFormat::V3 {
+            assert_eq!(log.reader().request("a").unwrap(), record(1, 2, "a"));
+            assert_eq!(log.reader().request("bb").unwrap(), None);
+            assert_eq!(log.reader().stream_entries("s/1", 1, 10).unwrap(), [(1, 1)]);
+        }
+        syncer.sync().unwrap();
+        syncer.index(&second);
+        syncer.index(&third);
+        log.write(4, &[entry("dddd", vec![event("s/1")])]).unwrap();
+        assert_eq!(log.stream_version("s/1").unwrap(), 3, "{format:?}");
+        check_reader(&log.reader());
+        drop((log, syncer));
+        let reopened = support::open_retrying(|| EventLog::open(dir.path()).map_err(|e| e.to_string()));
+        check_reader(&reopened.reader());
+    }
+
+    fn check_reader(reader: &fundledger::log::LogReader) {
+        assert_eq!(reader.request("bb").unwrap().map(|r| (r.first_seq, r.count)), Some((3, 1)));
+        assert_eq!(reader.request("ccc").unwrap().map(|r| (r.first_seq, r.count)), Some((4, 1)));
+        assert_eq!(reader.stream_entries("s/1", 1, 10).unwrap()[..2], [(1, 1), (2, 3)]);
+        assert_eq!(reader.verify().unwrap().events, reader.last_seq().unwrap());
+    }
+}
+
 #[tokio::test]
 async fn a_start_removes_an_index_file_left_unfinished_and_keeps_the_stored_one() {
     use fundledger::log::{EventLog, LOG_INDEX_FILE};
