@@ -369,8 +369,8 @@ fn submit_in_background(
 }
 
 /// Holds the sync of one batch, and has the writer write a second batch
-/// behind it: the first command, then `behind`. Answers both tasks and
-/// the log's head before them.
+/// behind it: p1 and 31 more pledges (the writer overlaps only batches of
+/// 32 commands or more with the next), then `behind`. Answers both tasks.
 async fn second_batch_written_while_first_syncs(
     ledger: &Ledger,
     plan: &FaultPlan,
@@ -380,7 +380,9 @@ async fn second_batch_written_while_first_syncs(
     tokio::task::JoinHandle<Result<Vec<Result<CommandOutcome, CommandError>>, CommandError>>,
 ) {
     plan.hold(StorageOp::Flush);
-    let first = submit_in_background(ledger, vec![pledge("p1", "porticus", "1000.00")]);
+    let mut commands = vec![pledge("p1", "porticus", "1000.00")];
+    commands.extend((1..32).map(|n| pledge(&format!("fill-{n}"), "porticus", "1.00")));
+    let first = submit_in_background(ledger, commands);
     wait_until("the first batch's sync", || plan.waiting(StorageOp::Flush) == 1).await;
     let writes = plan.calls(StorageOp::Write);
     let second = submit_in_background(ledger, behind);
@@ -412,15 +414,15 @@ async fn a_batch_written_while_the_one_before_syncs_is_answered_once_both_are_du
         assert!(ledger.read_events(head + 1, 10).unwrap().is_empty(), "{format:?}");
 
         plan.release();
-        let first = first.await.unwrap().unwrap().pop().unwrap().unwrap();
+        let first = first.await.unwrap().unwrap().swap_remove(0).unwrap();
         let mut second = second.await.unwrap().unwrap().into_iter();
         let p2 = second.next().unwrap().unwrap();
         let retry = second.next().unwrap().unwrap();
         assert!(!first.replayed && !p2.replayed, "{format:?}");
-        assert_eq!((seqs(&first), seqs(&p2)), (vec![head + 1], vec![head + 2]), "{format:?}");
+        assert_eq!((seqs(&first), seqs(&p2)), (vec![head + 1], vec![head + 33]), "{format:?}");
         assert!(retry.replayed, "{format:?}: the retry of a command being synced was recorded again");
         assert_eq!(retry.events, first.events, "{format:?}");
-        assert_eq!(ledger.head_seq(), head + 2, "{format:?}");
+        assert_eq!(ledger.head_seq(), head + 33, "{format:?}");
         // The log answers the same once its index holds both.
         let again = ledger.submit(pledge("p1", "porticus", "1000.00")).await.unwrap();
         assert!(again.replayed && again.events == first.events, "{format:?}");
@@ -428,7 +430,7 @@ async fn a_batch_written_while_the_one_before_syncs_is_answered_once_both_are_du
 
         let ledger = support::reopen(LedgerConfig::new(dir.path()));
         let logged = check_log(&ledger);
-        assert_eq!((&logged["p1"], &logged["p2"]), (&vec![head + 1], &vec![head + 2]), "{format:?}");
+        assert_eq!((&logged["p1"], &logged["p2"]), (&vec![head + 1], &vec![head + 33]), "{format:?}");
         close(ledger).await;
     }
 }
@@ -449,8 +451,9 @@ async fn when_a_sync_fails_the_batch_written_behind_it_fails_too() {
         let (first, second) = second_batch_written_while_first_syncs(&ledger, &plan, behind).await;
         plan.fail(StorageOp::Fsync, 1, Persistence::Once);
         plan.release();
-        assert_outcome_unknown(first.await.unwrap().unwrap().pop().unwrap());
-        assert_outcome_unknown(second.await.unwrap().unwrap().pop().unwrap());
+        for answer in first.await.unwrap().unwrap().into_iter().chain(second.await.unwrap().unwrap()) {
+            assert_outcome_unknown(answer);
+        }
         assert_eq!(plan.failures(StorageOp::Fsync), 1, "{format:?}");
         let after_failure = calls(&plan);
         assert_refused(ledger.submit(pledge("p3", "porticus", "3000.00")).await);

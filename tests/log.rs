@@ -236,13 +236,35 @@ async fn a_wrong_expected_version_is_refused_and_a_right_one_accepted_in(format:
     assert_eq!(ledger.head_seq(), 5);
 
     pledge.expected_version = Some(3);
-    let outcome = ledger.submit(pledge).await.unwrap();
+    let outcome = ledger.submit(pledge.clone()).await.unwrap();
     assert_eq!(outcome.events[0].envelope.stream_version, 4);
 
     // A new stream is at version 0.
     let mut submit = submit_application("s-1", "app-9");
     submit.expected_version = Some(0);
     assert_eq!(ledger.submit(submit).await.unwrap().events[0].envelope.stream_version, 1);
+
+    // In one batch, a command sees the versions after the commands before
+    // it, whether or not they named a version.
+    let pledge_in_batch = |id: &str, expected| {
+        let mut pledge = pledge.clone();
+        pledge.request_id = id.into();
+        pledge.expected_version = expected;
+        pledge
+    };
+    let answers = ledger
+        .submit_many(vec![
+            pledge_in_batch("pledge-3", None),
+            pledge_in_batch("pledge-4", Some(5)),
+            pledge_in_batch("pledge-5", Some(5)),
+            pledge_in_batch("pledge-6", Some(6)),
+        ])
+        .await
+        .unwrap();
+    let versions: Vec<_> =
+        answers.into_iter().map(|answer| answer.map(|outcome| outcome.events[0].envelope.stream_version)).collect();
+    let stale = CommandError::WrongExpectedVersion { stream: "partner/porticus".into(), expected: 5, actual: 6 };
+    assert_eq!(versions, [Ok(5), Ok(6), Err(stale), Ok(7)], "{format:?}");
 }
 
 #[tokio::test]
