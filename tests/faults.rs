@@ -368,9 +368,10 @@ fn submit_in_background(
     tokio::spawn(async move { ledger.submit_many(requests).await })
 }
 
-/// Holds the sync of one batch, and has the writer write a second batch
-/// behind it: p1 and 31 more pledges (the writer overlaps only batches of
-/// 32 commands or more with the next), then `behind`. Answers both tasks.
+/// Has the writer write a second batch while the sync of the first is
+/// held: the first is p1; the second, `behind` and 7 pledges of 1.00
+/// (queued-1 to queued-7), is queued while the first is being written.
+/// Answers the tasks of p1 and of `behind`, still waiting for answers.
 async fn second_batch_written_while_first_syncs(
     ledger: &Ledger,
     plan: &FaultPlan,
@@ -379,15 +380,39 @@ async fn second_batch_written_while_first_syncs(
     tokio::task::JoinHandle<Result<Vec<Result<CommandOutcome, CommandError>>, CommandError>>,
     tokio::task::JoinHandle<Result<Vec<Result<CommandOutcome, CommandError>>, CommandError>>,
 ) {
+    plan.hold(StorageOp::Write);
     plan.hold(StorageOp::Flush);
-    let mut commands = vec![pledge("p1", "porticus", "1000.00")];
-    commands.extend((1..32).map(|n| pledge(&format!("fill-{n}"), "porticus", "1.00")));
-    let first = submit_in_background(ledger, commands);
-    wait_until("the first batch's sync", || plan.waiting(StorageOp::Flush) == 1).await;
     let writes = plan.calls(StorageOp::Write);
-    let second = submit_in_background(ledger, behind);
-    wait_until("the second batch's write", || plan.calls(StorageOp::Write) == writes + 1).await;
+    let first = submit_in_background(ledger, vec![pledge("p1", "porticus", "1000.00")]);
+    wait_until("the first batch's write", || plan.waiting(StorageOp::Write) == 1).await;
+    // Queued before the first batch is written, with 7 more submissions:
+    // the writer goes on while a sync runs only when several wait.
+    let second = queue_now(ledger, behind).await;
+    for n in 1..8 {
+        drop(queue_now(ledger, vec![pledge(&format!("queued-{n}"), "porticus", "1.00")]).await);
+    }
+    plan.release(StorageOp::Write);
+    wait_until("the second batch's write", || plan.calls(StorageOp::Write) == writes + 2).await;
+    wait_until("the first batch's sync", || plan.waiting(StorageOp::Flush) == 1).await;
     (first, second)
+}
+
+/// Submits, and answers once the commands are queued (`submit_many`
+/// queues them in its first poll, before it waits for the answer).
+async fn queue_now(
+    ledger: &Ledger,
+    requests: Vec<CommandRequest>,
+) -> tokio::task::JoinHandle<Result<Vec<Result<CommandOutcome, CommandError>>, CommandError>> {
+    let mut submitted = Box::pin({
+        let ledger = ledger.clone();
+        async move { ledger.submit_many(requests).await }
+    });
+    tokio::select! {
+        biased;
+        _ = &mut submitted => panic!("answered before it was written"),
+        () = std::future::ready(()) => {}
+    }
+    tokio::spawn(submitted)
 }
 
 /// The writer decides and writes a batch while the one before it is being
@@ -413,16 +438,16 @@ async fn a_batch_written_while_the_one_before_syncs_is_answered_once_both_are_du
         assert_eq!(ledger.projections().encoded(), before, "{format:?}");
         assert!(ledger.read_events(head + 1, 10).unwrap().is_empty(), "{format:?}");
 
-        plan.release();
-        let first = first.await.unwrap().unwrap().swap_remove(0).unwrap();
+        plan.release(StorageOp::Flush);
+        let first = first.await.unwrap().unwrap().pop().unwrap().unwrap();
         let mut second = second.await.unwrap().unwrap().into_iter();
         let p2 = second.next().unwrap().unwrap();
         let retry = second.next().unwrap().unwrap();
         assert!(!first.replayed && !p2.replayed, "{format:?}");
-        assert_eq!((seqs(&first), seqs(&p2)), (vec![head + 1], vec![head + 33]), "{format:?}");
+        assert_eq!((seqs(&first), seqs(&p2)), (vec![head + 1], vec![head + 2]), "{format:?}");
         assert!(retry.replayed, "{format:?}: the retry of a command being synced was recorded again");
         assert_eq!(retry.events, first.events, "{format:?}");
-        assert_eq!(ledger.head_seq(), head + 33, "{format:?}");
+        assert_eq!(ledger.head_seq(), head + 9, "{format:?}");
         // The log answers the same once its index holds both.
         let again = ledger.submit(pledge("p1", "porticus", "1000.00")).await.unwrap();
         assert!(again.replayed && again.events == first.events, "{format:?}");
@@ -430,7 +455,7 @@ async fn a_batch_written_while_the_one_before_syncs_is_answered_once_both_are_du
 
         let ledger = support::reopen(LedgerConfig::new(dir.path()));
         let logged = check_log(&ledger);
-        assert_eq!((&logged["p1"], &logged["p2"]), (&vec![head + 1], &vec![head + 33]), "{format:?}");
+        assert_eq!((&logged["p1"], &logged["p2"]), (&vec![head + 1], &vec![head + 2]), "{format:?}");
         close(ledger).await;
     }
 }
@@ -450,7 +475,7 @@ async fn when_a_sync_fails_the_batch_written_behind_it_fails_too() {
         let behind = vec![pledge("p2", "porticus", "2000.00")];
         let (first, second) = second_batch_written_while_first_syncs(&ledger, &plan, behind).await;
         plan.fail(StorageOp::Fsync, 1, Persistence::Once);
-        plan.release();
+        plan.release(StorageOp::Flush);
         for answer in first.await.unwrap().unwrap().into_iter().chain(second.await.unwrap().unwrap()) {
             assert_outcome_unknown(answer);
         }

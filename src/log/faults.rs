@@ -120,12 +120,9 @@ impl FaultPlan {
         self.held.lock().expect("fault plan lock")[op.index()].0 = true;
     }
 
-    /// Lets every held call go on, and calls no longer wait.
-    pub fn release(&self) {
-        let mut held = self.held.lock().expect("fault plan lock");
-        for (holding, _) in held.iter_mut() {
-            *holding = false;
-        }
+    /// Lets the held calls of `op` go on, and its calls no longer wait.
+    pub fn release(&self, op: StorageOp) {
+        self.held.lock().expect("fault plan lock")[op.index()].0 = false;
         self.released.notify_all();
     }
 
