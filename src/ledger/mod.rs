@@ -140,7 +140,7 @@ struct Shared {
     /// The durable head: readers never look past it.
     head: watch::Sender<u64>,
     reader: LogReader,
-    /// What failed, once a storage failure stopped the writer.
+    /// Set when a storage failure stopped the writer.
     failure: Mutex<Option<String>>,
     /// Turns true when the writer stopped on a storage failure, so that the
     /// server can report NOT_SERVING.
@@ -163,7 +163,6 @@ struct WriterStats {
     batches: AtomicU64,
     commands: AtomicU64,
     events: AtomicU64,
-    syncs: AtomicU64,
 }
 
 impl WriterStats {
@@ -172,26 +171,18 @@ impl WriterStats {
         self.commands.fetch_add(commands, Ordering::Relaxed);
         self.events.fetch_add(events, Ordering::Relaxed);
     }
-
-    fn record_sync(&self) {
-        self.syncs.fetch_add(1, Ordering::Relaxed);
-    }
 }
 
 /// A reading of the writer's counters since the ledger was opened.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct WriterCounters {
-    /// Group commits: batches of queued commands decided together and
-    /// written to the log in one atomic batch.
+    /// Group commits: batches of queued commands decided together (and,
+    /// when any was accepted, made durable with one fsync).
     pub batches: u64,
     /// Commands answered, accepted or refused.
     pub commands: u64,
     /// Events recorded.
     pub events: u64,
-    /// Flush + fsync of the log: one makes every batch written before it
-    /// durable, so there are at most as many as batches that recorded
-    /// events.
-    pub syncs: u64,
 }
 
 impl WriterCounters {
@@ -201,7 +192,6 @@ impl WriterCounters {
             batches: self.batches - earlier.batches,
             commands: self.commands - earlier.commands,
             events: self.events - earlier.events,
-            syncs: self.syncs - earlier.syncs,
         }
     }
 }
@@ -464,11 +454,6 @@ impl Ledger {
             let Some(queue) = queue.as_ref() else {
                 return Err(CommandError::Unavailable("the ledger is shutting down".into()));
             };
-            // A failed sync is announced before the writer has closed its
-            // queue: whoever learned of it is refused here, not queued.
-            if *self.shared.failed.borrow() {
-                return Err(CommandError::Unavailable(self.failure_message()));
-            }
             let places = u32::try_from(valid.len()).expect("bounded by BATCH_COMMANDS_MAX");
             let permit = self
                 .control
@@ -498,7 +483,6 @@ impl Ledger {
             batches: stats.batches.load(Ordering::Relaxed),
             commands: stats.commands.load(Ordering::Relaxed),
             events: stats.events.load(Ordering::Relaxed),
-            syncs: stats.syncs.load(Ordering::Relaxed),
         }
     }
 
@@ -508,8 +492,7 @@ impl Ledger {
     }
 
     fn failure_message(&self) -> String {
-        let failure = self.shared.failure.lock().expect("failure lock").clone();
-        failure.map_or_else(|| "the writer has stopped".into(), |cause| writer::refusal(&cause))
+        self.shared.failure.lock().expect("failure lock").clone().unwrap_or_else(|| "the writer has stopped".into())
     }
 
     /// The projections as of the durable head, as a copy of their own

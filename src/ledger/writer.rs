@@ -1,18 +1,8 @@
-//! The single writer: group commit of decided commands, pipelined.
-//!
-//! Two threads. The writer decides a batch of queued commands, encodes
-//! and chains their events and applies them to sled; then hands the batch
-//! to the durability thread and goes on with the next. The durability
-//! thread makes what was applied durable (one flush + fsync for every
-//! batch waiting), adds it to the log's index, publishes the projections
-//! and answers, in order. So the decisions of one batch overlap the sync
-//! of the one before; nothing is answered, shown or indexed before it is
-//! durable, and every answer comes after every batch before it is
-//! durable, the decisions it was based on included.
+//! The single writer: group commit of decided commands.
 
 use super::{CommandError, CommandOutcome, CommandRequest, RecordedEvent, Shared};
 use crate::domain::{decide, Actor, Context, Event, FundState, Rejection, EVENT_SCHEMA_VERSION};
-use crate::log::{codec, CheckpointFile, Entry, EventLog, Hash, LogIndex, NewEvent, Syncer, Written};
+use crate::log::{codec, CheckpointFile, Entry, EventLog, Hash, LogIndex, NewEvent};
 use crate::projections::Projections;
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
@@ -50,64 +40,11 @@ pub(super) enum Message {
 
 pub(super) struct Writer {
     log: EventLog,
-    /// The decision state: the effects of every batch written, durable or
-    /// not yet (the published projections are those of the durable ones).
+    /// The decision state: the projections' state plus, during a batch, the
+    /// effects of the batch's earlier commands.
     state: FundState,
     shared: Arc<Shared>,
-    batch_commands_max: usize,
-    /// Batches written, to the durability thread; bounded, so that the
-    /// writer waits when the syncs fall behind.
-    written: Option<std::sync::mpsc::SyncSender<WrittenBatch>>,
-    durability: Option<std::thread::JoinHandle<()>>,
-    /// Batches handed to the durability thread, and how many it finished.
-    handed_over: u64,
-    finished: Arc<Finished>,
-}
-
-/// Submissions waiting in the queue for which the writer goes on to the
-/// next batch while the last one is being synced.
-const OVERLAP_QUEUED_MIN: usize = 8;
-
-/// How many batches the durability thread has answered (durable or
-/// refused), for the writer to wait on.
-#[derive(Default)]
-struct Finished {
-    batches: std::sync::Mutex<u64>,
-    changed: std::sync::Condvar,
-}
-
-impl Finished {
-    fn add(&self, batches: u64) {
-        *self.batches.lock().expect("finished lock") += batches;
-        self.changed.notify_all();
-    }
-
-    fn wait_for(&self, batches: u64) {
-        let finished = self.batches.lock().expect("finished lock");
-        drop(self.changed.wait_while(finished, |finished| *finished < batches).expect("finished lock"));
-    }
-}
-
-/// Batches written and waiting for their sync, at most.
-const BATCHES_IN_FLIGHT: usize = 4;
-
-/// A batch decided and written to the log, answered once durable.
-struct WrittenBatch {
-    submissions: Vec<Submission>,
-    pending: Vec<Pending>,
-    /// What the log applied, and the decision state after it; `None` when
-    /// the batch recorded nothing.
-    written: Option<(Written, FundState)>,
-}
-
-/// The durability thread: syncs, indexes, publishes and answers written
-/// batches in order, and hands checkpoints to the checkpoint thread.
-struct Durability {
-    syncer: Syncer,
-    shared: Arc<Shared>,
-    /// The durable head.
-    head_seq: u64,
-    checkpoint_events_interval: u64,
+    limits: Limits,
     /// The head of the last checkpoint handed to the checkpoint thread (or
     /// loaded at start).
     checkpoint_seq: u64,
@@ -115,7 +52,6 @@ struct Durability {
     checkpointer: Checkpointer,
     /// Whether this run removed the checkpoint older versions kept in sled.
     legacy_checkpoint_dropped: bool,
-    finished: Arc<Finished>,
 }
 
 /// Checkpoint bytes written per event recorded, at most, on average. A
@@ -242,42 +178,61 @@ impl Writer {
         // missing, and rebuilt from the whole log): the next checkpoint is
         // due by the older of the two.
         let checkpoint_seq = checkpoint_seq.min(log.index_stored_seq().unwrap_or(u64::MAX));
-        let durability = Durability {
-            syncer: log.syncer(),
-            shared: shared.clone(),
-            head_seq: log.head_seq(),
-            checkpoint_events_interval: limits.checkpoint_events_interval,
-            checkpoint_seq,
-            checkpointer,
-            legacy_checkpoint_dropped: false,
-            finished: Arc::default(),
-        };
-        let finished = durability.finished.clone();
-        let (written, batches) = std::sync::mpsc::sync_channel(BATCHES_IN_FLIGHT);
-        let durability = std::thread::Builder::new().name("fundledger-sync".into()).spawn(move || {
-            // As for the writer: a panic is a broken invariant.
-            let run = std::panic::AssertUnwindSafe(move || durability.run(batches));
-            if std::panic::catch_unwind(run).is_err() {
-                eprintln!(
-                    "fundledger: the durability thread panicked; stopping the process (the log on disk is intact)"
-                );
-                std::process::abort();
-            }
-        })?;
-        Ok(Writer {
-            log,
-            state,
-            shared,
-            batch_commands_max: limits.batch_commands_max,
-            written: Some(written),
-            durability: Some(durability),
-            handed_over: 0,
-            finished,
-        })
+        Ok(Writer { log, state, shared, limits, checkpoint_seq, checkpointer, legacy_checkpoint_dropped: false })
+    }
+
+    /// Hands the published projections to the checkpoint thread when a
+    /// checkpoint is due and the thread is idle (or, with `wait`, once it
+    /// is), so that a restart replays only what came after it.
+    fn offer_checkpoint(&mut self, wait: bool) -> Result<(), String> {
+        self.drop_legacy_checkpoint()?;
+        let stored_bytes = self.checkpointer.stored_bytes.load(Ordering::Relaxed);
+        let interval = self.limits.checkpoint_events_interval.max((stored_bytes / CHECKPOINT_BYTES_PER_EVENT) as u64);
+        if self.log.head_seq() - self.checkpoint_seq < interval {
+            return Ok(());
+        }
+        let snapshot = self.snapshot();
+        let seq = snapshot.0.head_seq;
+        if self.checkpointer.offer(snapshot, wait) {
+            self.checkpoint_seq = seq;
+        }
+        Ok(())
+    }
+
+    /// The published projections and the log's indexes, both at the head:
+    /// the writer publishes the projections of every commit before it
+    /// takes the next.
+    fn snapshot(&self) -> Snapshot {
+        let projections = self.shared.projections.read().expect("projection lock").clone();
+        let index = self.log.index_snapshot();
+        debug_assert!(index.as_ref().is_none_or(|index| index.head_seq() == projections.head_seq));
+        (projections, index)
+    }
+
+    /// Older versions kept the checkpoint inside sled: removed once this run
+    /// has stored a checkpoint file to replace it. It syncs the log, so a
+    /// failure is a storage failure like any other.
+    fn drop_legacy_checkpoint(&mut self) -> Result<(), String> {
+        if self.legacy_checkpoint_dropped || self.checkpointer.stored_bytes.load(Ordering::Relaxed) == 0 {
+            return Ok(());
+        }
+        self.log.drop_legacy_checkpoint().map_err(|e| format!("removing the in-sled checkpoint: {e}"))?;
+        self.legacy_checkpoint_dropped = true;
+        Ok(())
     }
 
     pub fn run(mut self, mut queue: mpsc::Receiver<Message>) {
-        let mut batch = Vec::with_capacity(self.batch_commands_max);
+        let mut batch = Vec::with_capacity(self.limits.batch_commands_max);
+        // A start that replayed a checkpoint interval or more (no checkpoint,
+        // one of an older layout or one that did not verify) stores one now,
+        // not at the next interval or shutdown: a quiet fund may reach
+        // neither before a crash, and would pay that replay at every start.
+        // The thread has only just started: wait for it to take the state.
+        if let Err(failure) = self.offer_checkpoint(true) {
+            self.stop(&failure, false, &mut batch, &mut queue);
+            self.checkpointer.finish(None);
+            return;
+        }
         // `blocking_recv` returns None once every sender is gone and the
         // queue is drained: that is the graceful end.
         while let Some(message) = queue.blocking_recv() {
@@ -292,7 +247,7 @@ impl Writer {
             }
             // A submission is never split: a batch call of up to the
             // maximum may make one group commit on its own.
-            while failed_checkpoint.is_none() && commands < self.batch_commands_max {
+            while failed_checkpoint.is_none() && commands < self.limits.batch_commands_max {
                 match queue.try_recv() {
                     Ok(Message::Commands(next)) => {
                         commands += next.requests.len();
@@ -302,64 +257,73 @@ impl Writer {
                     Err(_) => break,
                 }
             }
-            // A failed sync was announced by the durability thread: nothing
-            // more is written.
-            let announced = self.shared.failure.lock().expect("failure lock").clone();
-            let result = match (failed_checkpoint, announced) {
+            let result = match failed_checkpoint {
                 // Nothing of this batch was written: it is refused below.
-                (Some(failure), _) | (None, Some(failure)) => Err((failure, false)),
-                (None, None) => self.commit(&mut batch),
+                Some(failure) => Err((failure, false)),
+                None => self.commit(&mut batch).map_err(|failure| (failure, true)),
             };
-            // Overlap the sync with the next batch only when the writer is
-            // behind: several submissions are waiting. Otherwise the next
-            // batch would be the few that arrive first, each batch with its
-            // own apply, clone and publish; waiting for the sync gathers
-            // what arrives meanwhile into one. (Measured over gRPC at 16 in
-            // flight: overlapping whenever anything waited made batches of
-            // 5.5 commands instead of 6.3 and lost 8–15% of throughput; the
-            // eighth session found the same.)
-            if result.is_ok() && queue.len() < OVERLAP_QUEUED_MIN {
-                self.finished.wait_for(self.handed_over);
-            }
+            // The batch is answered by now: a failure here refuses only what
+            // comes after it.
+            let result = result.and_then(|()| self.offer_checkpoint(false).map_err(|failure| (failure, false)));
             if let Err((failure, written)) = result {
                 self.stop(&failure, written, &mut batch, &mut queue);
-                break;
+                self.checkpointer.finish(None);
+                return;
             }
         }
-        // The durability thread answers what is in flight, stores a last
-        // checkpoint unless a failure stopped the writer, and ends.
-        drop(self.written.take());
-        if let Some(thread) = self.durability.take() {
-            let _ = thread.join();
+        let snapshot = (self.log.head_seq() != self.checkpoint_seq).then(|| self.snapshot());
+        if !self.checkpointer.finish(snapshot) {
+            tracing::warn!("no checkpoint at shutdown; the next start replays more of the log");
+        } else if let Err(failure) = self.drop_legacy_checkpoint() {
+            // Nothing is acknowledged after this: a failure only leaves the
+            // unused old checkpoint in place for the next run.
+            tracing::warn!(%failure, "at shutdown");
         }
+        tracing::info!(head = self.log.head_seq(), "writer stopped");
     }
 
     /// After a storage failure: the writer stops, and the ledger refuses
     /// commands. `written` says whether `batch` may have reached the disk.
     fn stop(&mut self, failure: &str, written: bool, batch: &mut Vec<Submission>, queue: &mut mpsc::Receiver<Message>) {
         // The in-memory state may now be ahead of the disk: stop rather
-        // than decide on facts that were never recorded.
-        announce(&self.shared, failure);
-        // Closed once the failure is announced: whoever learns of it and
+        // than decide on facts that were never recorded. It never retries:
+        // after a failed fsync the kernel may have dropped the unwritten
+        // pages and marked them clean, so a second fsync could "succeed"
+        // over lost data (fsyncgate).
+        tracing::error!(%failure, "storage failure; the writer stops and the ledger refuses commands");
+        let refusal = format!(
+            "a storage failure stopped the writer ({failure}); it does not retry, since what reached the \
+             disk is unknown: restart to recover from the log"
+        );
+        *self.shared.failure.lock().expect("failure lock") = Some(refusal.clone());
+        // Closed before the failure is announced: whoever learns of it and
         // submits is refused by `submit`, not queued.
         queue.close();
+        self.shared.failed.send_replace(true);
         for submission in batch.drain(..) {
             let commands = submission.requests.len();
-            let answer = if written { outcome_unknown(failure) } else { refused(failure) };
+            let answer = if written {
+                // Their events may or may not have reached the disk.
+                CommandError::Unavailable(format!(
+                    "a storage failure stopped the writer ({failure}); the outcome of this command is unknown: \
+                     after a restart, retry it with the same request id"
+                ))
+            } else {
+                CommandError::Unavailable(refusal.clone())
+            };
             submission.answer(vec![Err(answer); commands]);
         }
         // Queued behind the failed batch, never written: refused.
         while let Ok(message) = queue.try_recv() {
             if let Message::Commands(submission) = message {
                 let commands = submission.requests.len();
-                submission.answer(vec![Err(refused(failure)); commands]);
+                submission.answer(vec![Err(CommandError::Unavailable(refusal.clone())); commands]);
             }
         }
     }
 
-    /// Decides and writes one batch, and hands it to the durability thread.
-    /// An error says whether the batch may have been written.
-    fn commit(&mut self, batch: &mut Vec<Submission>) -> Result<(), (String, bool)> {
+    /// Decides, appends, syncs and answers one batch.
+    fn commit(&mut self, batch: &mut Vec<Submission>) -> Result<(), String> {
         let mut pending = Vec::with_capacity(batch.len());
         // Sized for the batch up front: grown from empty, these maps were
         // rehashed several times in every group commit.
@@ -368,11 +332,10 @@ impl Writer {
         let mut batch_requests: HashMap<&str, (Hash, usize)> = HashMap::with_capacity(requests);
         // Only a command with an expected version needs its stream's
         // version: the log's, plus the events on it earlier in this batch.
-        // (A lookup in the log's index compares stream names: most batches
-        // need none.)
+        // (A lookup in the log's index compares stream names; the log
+        // finds the version of each event it appends itself.)
         let versions_wanted = batch.iter().flat_map(|s| &s.requests).any(|r| r.expected_version.is_some());
         let mut batch_events: HashMap<String, u64> = HashMap::new();
-        let unwritten = |failure: String| (failure, false);
         for request in batch.iter().flat_map(|submission| &submission.requests) {
             let fingerprint = fingerprint(request);
             if let Some(&(earlier, entry)) = batch_requests.get(request.request_id.as_str()) {
@@ -383,11 +346,9 @@ impl Writer {
                 });
                 continue;
             }
-            // Durable, or written by a batch still being synced: either way
-            // this answer goes out after that batch is durable.
-            match self.log.request(&request.request_id).map_err(|e| unwritten(e.to_string()))? {
+            match self.log.request(&request.request_id).map_err(|e| e.to_string())? {
                 Some(record) if record.fingerprint == fingerprint => {
-                    pending.push(Pending::Done(self.replay(record.first_seq, record.count).map_err(unwritten)?));
+                    pending.push(Pending::Done(self.replay(record.first_seq, record.count)?));
                     continue;
                 }
                 Some(_) => {
@@ -398,7 +359,7 @@ impl Writer {
             }
             if let Some(expected) = request.expected_version {
                 let stream = request.command.stream().to_string();
-                let written = self.log.stream_version(&stream).map_err(|e| unwritten(e.to_string()))?;
+                let written = self.log.stream_version(&stream).map_err(|e| e.to_string())?;
                 let actual = written + batch_events.get(&stream).copied().unwrap_or(0);
                 if expected != actual {
                     pending.push(Pending::Done(Err(CommandError::WrongExpectedVersion { stream, expected, actual })));
@@ -440,27 +401,83 @@ impl Writer {
                 }
             }
         }
-        drop(batch_requests);
-        let written = if entries.is_empty() {
-            None
-        } else {
-            let written = self.log.write(now_micros(), &entries).map_err(|e| (e.to_string(), true))?;
-            // What the durability thread publishes once this is durable: a
-            // clone shares every application with the decision state (O(1),
-            // see `domain::applications`) instead of folding the events in
-            // a second time into a second copy.
-            Some((written, self.state.clone()))
-        };
-        let batch = WrittenBatch { submissions: std::mem::take(batch), pending, written };
-        let sender = self.written.as_ref().expect("the writer hands batches over until it ends");
-        if let Err(std::sync::mpsc::SendError(batch)) = sender.send(batch) {
-            // Only a panic ends the durability thread early, and that aborts.
-            let failure = String::from("the durability thread ended");
-            batch.refuse(&failure);
-            return Err((failure, true));
+
+        let mut outcomes: Vec<Vec<RecordedEvent>> = Vec::new();
+        if !entries.is_empty() {
+            let envelopes = self.log.append(now_micros(), &entries).map_err(|e| e.to_string())?;
+            // Durable: now the read side may see it.
+            let mut events_by_entry: Vec<Option<Vec<Event>>> = vec![None; entries.len()];
+            for p in &mut pending {
+                if let Pending::Appended(n, events) = p {
+                    events_by_entry[*n] = Some(std::mem::take(events));
+                }
+            }
+            for (envelopes, events) in envelopes.into_iter().zip(events_by_entry) {
+                let events = events.expect("every entry came from one submission");
+                let recorded: Vec<RecordedEvent> = envelopes
+                    .into_iter()
+                    .zip(events)
+                    .map(|(envelope, event)| RecordedEvent { envelope, event })
+                    .collect();
+                outcomes.push(recorded);
+            }
+            let first = outcomes.iter().flatten().next();
+            if let (Some(first), Some(last)) = (first, outcomes.iter().flatten().next_back()) {
+                // The decision state is now exactly the durable one: publish
+                // it. A clone shares every application with it (O(1), see
+                // `domain::applications`) instead of folding the events in a
+                // second time into a second copy.
+                let published = self.state.clone();
+                #[cfg(debug_assertions)]
+                self.check_published(&outcomes, &published);
+                let previous = self.shared.projections.write().expect("projection lock").advance(
+                    published,
+                    &first.envelope,
+                    &last.envelope,
+                );
+                // Dropped outside the lock: what only the old view held is freed.
+                drop(previous);
+            }
+            self.shared.head.send_replace(self.log.head_seq());
         }
-        self.handed_over += 1;
+
+        let commands = pending.len() as u64;
+        let events = outcomes.iter().map(|o| o.len() as u64).sum();
+        // Each entry's events go to the one command that recorded them;
+        // only a retry within the batch (rare) needs a copy.
+        let retried: std::collections::HashSet<usize> =
+            pending.iter().filter_map(|p| if let Pending::SameAs(n) = p { Some(*n) } else { None }).collect();
+        let mut pending = pending.into_iter();
+        for submission in batch.drain(..) {
+            let answers = pending
+                .by_ref()
+                .take(submission.requests.len())
+                .map(|p| match p {
+                    Pending::Done(answer) => answer,
+                    Pending::Appended(n, _) if retried.contains(&n) => {
+                        Ok(CommandOutcome { events: outcomes[n].clone(), replayed: false })
+                    }
+                    Pending::Appended(n, _) => {
+                        Ok(CommandOutcome { events: std::mem::take(&mut outcomes[n]), replayed: false })
+                    }
+                    Pending::SameAs(n) => Ok(CommandOutcome { events: outcomes[n].clone(), replayed: true }),
+                })
+                .collect();
+            submission.answer(answers);
+        }
+        self.shared.stats.record_commit(commands, events);
         Ok(())
+    }
+
+    /// Debug builds: the published state must be what folding the batch's
+    /// recorded events into the previous projections gives.
+    #[cfg(debug_assertions)]
+    fn check_published(&self, outcomes: &[Vec<RecordedEvent>], published: &FundState) {
+        let mut folded = self.shared.projections.read().expect("projection lock").clone();
+        for recorded in outcomes.iter().flatten() {
+            folded.apply(&recorded.envelope.link(), &recorded.event);
+        }
+        assert_eq!(&folded.state, published, "live projection and decision state diverged");
     }
 
     /// The original outcome of an earlier request.
@@ -479,227 +496,6 @@ impl Writer {
             .map_err(|e| e.to_string())?;
         Ok(Ok(CommandOutcome { events, replayed: true }))
     }
-}
-
-impl Durability {
-    fn run(mut self, batches: std::sync::mpsc::Receiver<WrittenBatch>) {
-        // A start that replayed a checkpoint interval or more (no checkpoint,
-        // one of an older layout or one that did not verify) stores one now,
-        // not at the next interval or shutdown: a quiet fund may reach
-        // neither before a crash, and would pay that replay at every start.
-        // The thread has only just started: wait for it to take the state.
-        let mut failure = self.offer_checkpoint(true).err();
-        if let Some(failure) = &failure {
-            announce(&self.shared, failure);
-        }
-        while let Ok(first) = batches.recv() {
-            // Every batch written by now is made durable by one sync.
-            let group: Vec<WrittenBatch> =
-                std::iter::once(first).chain(batches.try_iter().take(BATCHES_IN_FLIGHT)).collect();
-            // After a failure anywhere, nothing more touches the disk: a
-            // second fsync could "succeed" over pages the kernel dropped
-            // after the first failed (fsyncgate).
-            if failure.is_none() {
-                failure = self.shared.failure.lock().expect("failure lock").clone();
-            }
-            if failure.is_none() && group.iter().any(|batch| batch.written.is_some()) {
-                match self.syncer.sync() {
-                    Ok(()) => self.shared.stats.record_sync(),
-                    Err(error) => {
-                        let cause = error.to_string();
-                        // Announced before anyone is answered.
-                        announce(&self.shared, &cause);
-                        failure = Some(cause);
-                    }
-                }
-            }
-            let batches = group.len() as u64;
-            for batch in group {
-                match &failure {
-                    None => self.publish(batch),
-                    Some(failure) => batch.refuse(failure),
-                }
-            }
-            self.finished.add(batches);
-            if failure.is_none() {
-                // The batches are answered by now: a failure here refuses
-                // only what comes after them.
-                if let Err(cause) = self.offer_checkpoint(false) {
-                    announce(&self.shared, &cause);
-                    failure = Some(cause);
-                }
-            }
-        }
-        if failure.is_some() || self.shared.failure.lock().expect("failure lock").is_some() {
-            self.checkpointer.finish(None);
-            return;
-        }
-        let snapshot = (self.head_seq != self.checkpoint_seq).then(|| self.snapshot());
-        if !self.checkpointer.finish(snapshot) {
-            tracing::warn!("no checkpoint at shutdown; the next start replays more of the log");
-        } else if let Err(failure) = self.drop_legacy_checkpoint() {
-            // Nothing is acknowledged after this: a failure only leaves the
-            // unused old checkpoint in place for the next run.
-            tracing::warn!(%failure, "at shutdown");
-        }
-        tracing::info!(head = self.head_seq, "writer stopped");
-    }
-
-    /// Indexes a durable batch, publishes its projections and answers it.
-    fn publish(&mut self, batch: WrittenBatch) {
-        let WrittenBatch { submissions, mut pending, written } = batch;
-        let mut outcomes: Vec<Vec<RecordedEvent>> = Vec::new();
-        let mut events = 0;
-        if let Some((written, published)) = written {
-            self.syncer.index(&written);
-            let mut events_by_entry: Vec<Option<Vec<Event>>> = vec![None; written.envelopes.len()];
-            for p in &mut pending {
-                if let Pending::Appended(n, events) = p {
-                    events_by_entry[*n] = Some(std::mem::take(events));
-                }
-            }
-            for (envelopes, events) in written.envelopes.into_iter().zip(events_by_entry) {
-                let events = events.expect("every entry came from one submission");
-                let recorded: Vec<RecordedEvent> = envelopes
-                    .into_iter()
-                    .zip(events)
-                    .map(|(envelope, event)| RecordedEvent { envelope, event })
-                    .collect();
-                outcomes.push(recorded);
-            }
-            events = outcomes.iter().map(|o| o.len() as u64).sum();
-            let first = outcomes.iter().flatten().next();
-            if let (Some(first), Some(last)) = (first, outcomes.iter().flatten().next_back()) {
-                #[cfg(debug_assertions)]
-                self.check_published(&outcomes, &published);
-                let previous = self.shared.projections.write().expect("projection lock").advance(
-                    published,
-                    &first.envelope,
-                    &last.envelope,
-                );
-                // Dropped outside the lock: what only the old view held is freed.
-                drop(previous);
-                self.head_seq = last.envelope.seq;
-            }
-            self.shared.head.send_replace(self.head_seq);
-        }
-        let commands = pending.len() as u64;
-        // Each entry's events go to the one command that recorded them;
-        // only a retry within the batch (rare) needs a copy.
-        let retried: std::collections::HashSet<usize> =
-            pending.iter().filter_map(|p| if let Pending::SameAs(n) = p { Some(*n) } else { None }).collect();
-        let mut pending = pending.into_iter();
-        for submission in submissions {
-            let answers = pending
-                .by_ref()
-                .take(submission.requests.len())
-                .map(|p| match p {
-                    Pending::Done(answer) => answer,
-                    Pending::Appended(n, _) if retried.contains(&n) => {
-                        Ok(CommandOutcome { events: outcomes[n].clone(), replayed: false })
-                    }
-                    Pending::Appended(n, _) => {
-                        Ok(CommandOutcome { events: std::mem::take(&mut outcomes[n]), replayed: false })
-                    }
-                    Pending::SameAs(n) => Ok(CommandOutcome { events: outcomes[n].clone(), replayed: true }),
-                })
-                .collect();
-            submission.answer(answers);
-        }
-        self.shared.stats.record_commit(commands, events);
-    }
-
-    /// Debug builds: the published state must be what folding the batch's
-    /// recorded events into the previous projections gives.
-    #[cfg(debug_assertions)]
-    fn check_published(&self, outcomes: &[Vec<RecordedEvent>], published: &FundState) {
-        let mut folded = self.shared.projections.read().expect("projection lock").clone();
-        for recorded in outcomes.iter().flatten() {
-            folded.apply(&recorded.envelope.link(), &recorded.event);
-        }
-        assert_eq!(&folded.state, published, "live projection and decision state diverged");
-    }
-
-    /// Hands the published projections to the checkpoint thread when a
-    /// checkpoint is due and the thread is idle (or, with `wait`, once it
-    /// is), so that a restart replays only what came after it.
-    fn offer_checkpoint(&mut self, wait: bool) -> Result<(), String> {
-        self.drop_legacy_checkpoint()?;
-        let stored_bytes = self.checkpointer.stored_bytes.load(Ordering::Relaxed);
-        let interval = self.checkpoint_events_interval.max((stored_bytes / CHECKPOINT_BYTES_PER_EVENT) as u64);
-        if self.head_seq - self.checkpoint_seq < interval {
-            return Ok(());
-        }
-        let snapshot = self.snapshot();
-        let seq = snapshot.0.head_seq;
-        if self.checkpointer.offer(snapshot, wait) {
-            self.checkpoint_seq = seq;
-        }
-        Ok(())
-    }
-
-    /// The published projections and the log's indexes, both at the
-    /// durable head: this thread publishes and indexes every batch before
-    /// it takes the next.
-    fn snapshot(&self) -> Snapshot {
-        let projections = self.shared.projections.read().expect("projection lock").clone();
-        let index = self.syncer.index_snapshot();
-        debug_assert!(index.as_ref().is_none_or(|index| index.head_seq() == projections.head_seq));
-        (projections, index)
-    }
-
-    /// Older versions kept the checkpoint inside sled: removed once this run
-    /// has stored a checkpoint file to replace it. It syncs the log, so a
-    /// failure is a storage failure like any other.
-    fn drop_legacy_checkpoint(&mut self) -> Result<(), String> {
-        if self.legacy_checkpoint_dropped || self.checkpointer.stored_bytes.load(Ordering::Relaxed) == 0 {
-            return Ok(());
-        }
-        self.syncer.drop_legacy_checkpoint().map_err(|e| format!("removing the in-sled checkpoint: {e}"))?;
-        self.legacy_checkpoint_dropped = true;
-        Ok(())
-    }
-}
-
-impl WrittenBatch {
-    /// After a storage failure: what was written has an unknown outcome;
-    /// a batch that recorded nothing is refused (its answers were decided
-    /// on effects that may never be durable).
-    fn refuse(self, failure: &str) {
-        let answer = if self.written.is_some() { outcome_unknown(failure) } else { refused(failure) };
-        for submission in self.submissions {
-            let commands = submission.requests.len();
-            submission.answer(vec![Err(answer.clone()); commands]);
-        }
-    }
-}
-
-/// Records a storage failure, so that the ledger refuses commands and the
-/// server reports NOT_SERVING. The first failure is the one kept.
-fn announce(shared: &Shared, failure: &str) {
-    tracing::error!(%failure, "storage failure; the writer stops and the ledger refuses commands");
-    shared.failure.lock().expect("failure lock").get_or_insert_with(|| failure.to_owned());
-    shared.failed.send_replace(true);
-}
-
-/// The refusal of every command after a storage failure.
-pub(super) fn refusal(failure: &str) -> String {
-    format!(
-        "a storage failure stopped the writer ({failure}); it does not retry, since what reached the disk is \
-         unknown: restart to recover from the log"
-    )
-}
-
-fn refused(failure: &str) -> CommandError {
-    CommandError::Unavailable(refusal(failure))
-}
-
-/// The answer to a command whose events may or may not have reached the disk.
-fn outcome_unknown(failure: &str) -> CommandError {
-    CommandError::Unavailable(format!(
-        "a storage failure stopped the writer ({failure}); the outcome of this command is unknown: after a \
-         restart, retry it with the same request id"
-    ))
 }
 
 /// Once anyone has access, only an active principal in its recorded role

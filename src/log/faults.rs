@@ -17,17 +17,13 @@
 //! - [`StorageOp::Fsync`]: the `fdatasync` of sled's `db` file that follows
 //!   the flush, and the fsync of a new checkpoint file.
 //!
-//! A plan can also hold an operation: its calls wait until the test
-//! releases them, so that a test can look at the ledger while a batch is
-//! written but not yet durable.
-//!
 //! A production ledger has no plan (`LedgerConfig::storage_faults` is
 //! `None`): the cost is one branch per operation. The plan never changes
 //! data; it only refuses to run an operation, the way a failing disk would
 //! answer `EIO`.
 
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Condvar, Mutex};
+use std::sync::Mutex;
 
 /// A storage operation the log performs while appending.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -87,9 +83,6 @@ struct OpFaults {
 #[derive(Debug, Default)]
 pub struct FaultPlan {
     ops: [OpFaults; 3],
-    /// Per operation: whether its calls wait, and how many wait now.
-    held: Mutex<[(bool, u64); 3]>,
-    released: Condvar,
 }
 
 impl FaultPlan {
@@ -114,23 +107,6 @@ impl FaultPlan {
         }
     }
 
-    /// Makes calls of `op` wait (before they are counted) until
-    /// [`release`](Self::release).
-    pub fn hold(&self, op: StorageOp) {
-        self.held.lock().expect("fault plan lock")[op.index()].0 = true;
-    }
-
-    /// Lets the held calls of `op` go on, and its calls no longer wait.
-    pub fn release(&self, op: StorageOp) {
-        self.held.lock().expect("fault plan lock")[op.index()].0 = false;
-        self.released.notify_all();
-    }
-
-    /// How many calls of `op` are waiting now.
-    pub fn waiting(&self, op: StorageOp) -> u64 {
-        self.held.lock().expect("fault plan lock")[op.index()].1
-    }
-
     /// How many times the log has attempted `op` since the plan was made.
     pub fn calls(&self, op: StorageOp) -> u64 {
         self.ops[op.index()].calls.load(Ordering::SeqCst)
@@ -144,13 +120,6 @@ impl FaultPlan {
     /// Counts a call of `op` and says whether it fails: an I/O error in
     /// place of the operation, which then must not run.
     pub(crate) fn check(&self, op: StorageOp) -> std::io::Result<()> {
-        let mut held = self.held.lock().expect("fault plan lock");
-        if held[op.index()].0 {
-            held[op.index()].1 += 1;
-            held = self.released.wait_while(held, |held| held[op.index()].0).expect("fault plan lock");
-            held[op.index()].1 -= 1;
-        }
-        drop(held);
         let faults = &self.ops[op.index()];
         let rule = faults.rule.lock().expect("fault plan lock");
         let call = faults.calls.fetch_add(1, Ordering::SeqCst) + 1;

@@ -19,6 +19,5 @@ pub use index::{request_digest, LogIndex};
 pub use store::{
     open_checkpoint_file, sled_config, unfinished_checkpoint, BrokenEvent, ChainBreak, ChainWalk, CheckedRecord,
     CheckpointFile, Entry, Envelope, EventLog, Link, LogError, LogReader, NewEvent, RequestRecord, StoreFormat,
-    StoredCheckpoint, Syncer, VerifyReport, WalkError, Written, CHECKPOINT_FILE, LOG_INDEX_FILE, STORE_FORMAT,
-    STORE_FORMAT_V3,
+    StoredCheckpoint, VerifyReport, WalkError, CHECKPOINT_FILE, LOG_INDEX_FILE, STORE_FORMAT, STORE_FORMAT_V3,
 };

@@ -4,8 +4,8 @@ use super::index::LogIndex;
 use std::collections::{HashMap, HashSet};
 use std::fs::File;
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::{Arc, Mutex, RwLock};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, RwLock};
 
 // Key layout of the one sled tree (the default tree of the sled database in
 // the data directory). One tree keeps every append a single atomic
@@ -273,13 +273,8 @@ pub struct EventLog {
     /// entry per stream: it grows with the fund's entities, not its events.
     /// (v3 reads it from its index.)
     stream_versions: HashMap<String, u64>,
-    /// v3: what [`write`](Self::write) applied that the index does not
-    /// hold yet (it is added once durable, by [`Syncer::index`]).
-    unindexed: Unindexed,
     /// sled blob files already fsynced (large values live outside `db`).
-    synced_blobs: Arc<Mutex<HashSet<std::ffi::OsString>>>,
-    /// v3: the last event added to the index, by whichever [`Syncer`].
-    indexed_seq: Arc<AtomicU64>,
+    synced_blobs: HashSet<std::ffi::OsString>,
     /// Injected storage failures; `None` outside tests (see `log::faults`).
     faults: Option<Arc<FaultPlan>>,
     /// Turns true once this handle writes to sled (marking or upgrading
@@ -309,135 +304,6 @@ enum Indexes {
     /// Stored format v3, opened to verify a copy without them
     /// ([`LogReader::open_existing`]): the audit reads only events.
     NotLoaded,
-}
-
-/// v3: the streams and requests of events applied to sled but not yet in
-/// the index, which only holds durable events: the writer decides the
-/// next batch while the one before is being synced. Entries go once the
-/// index holds their events; there are at most as many as the events in
-/// flight.
-#[derive(Default)]
-struct Unindexed {
-    /// A stream's version, and the seq of its last event.
-    streams: HashMap<String, (u64, u64)>,
-    /// A command's request id: where its events are.
-    requests: HashMap<String, RequestRecord>,
-    /// `indexed_seq` when they were last pruned.
-    pruned_at: u64,
-}
-
-impl Unindexed {
-    /// Drops what the index now holds (its events up to `indexed`).
-    fn prune(&mut self, indexed: u64) {
-        if indexed == self.pruned_at {
-            return;
-        }
-        self.pruned_at = indexed;
-        self.streams.retain(|_, &mut (_, last)| last > indexed);
-        self.requests.retain(|_, record| record.first_seq + u64::from(record.count) - 1 > indexed);
-    }
-}
-
-/// Events [`Syncer::index`] adds under one hold of the index's lock.
-const INDEX_EVENTS_PER_LOCK: usize = 16;
-
-/// Batches applied to sled by [`EventLog::write`], not yet durable.
-#[derive(Debug)]
-pub struct Written {
-    /// Each entry's events, as recorded.
-    pub envelopes: Vec<Vec<Envelope>>,
-}
-
-/// Makes what [`EventLog::write`] applied durable (flush + fdatasync of
-/// the files sled wrote) and, in a v3 log, adds it to the index once it is:
-/// on a thread of its own, so that the writer decides and writes the next
-/// batch meanwhile. One sync covers every batch applied before it.
-#[derive(Clone)]
-pub struct Syncer {
-    db: sled::Db,
-    dir: PathBuf,
-    synced_blobs: Arc<Mutex<HashSet<std::ffi::OsString>>>,
-    faults: Option<Arc<FaultPlan>>,
-    index: Option<Arc<RwLock<LogIndex>>>,
-    indexed_seq: Arc<AtomicU64>,
-    written: Arc<AtomicBool>,
-}
-
-impl Syncer {
-    /// Flush, then fdatasync the files sled wrote: `flush` alone uses
-    /// `sync_file_range`, which neither persists file metadata nor orders
-    /// writes against a power failure. Everything applied to sled before
-    /// the call is durable once it returns.
-    pub fn sync(&self) -> Result<(), LogError> {
-        injected(&self.faults, StorageOp::Flush).map_err(sled::Error::Io)?;
-        self.db.flush()?;
-        injected(&self.faults, StorageOp::Fsync)?;
-        File::open(self.dir.join("db"))?.sync_data()?;
-        let blobs = self.dir.join("blobs");
-        if blobs.exists() {
-            let mut synced = self.synced_blobs.lock().expect("synced blobs lock");
-            let mut new_blob = false;
-            for entry in std::fs::read_dir(&blobs)? {
-                let entry = entry?;
-                if !synced.contains(&entry.file_name()) {
-                    File::open(entry.path())?.sync_data()?;
-                    synced.insert(entry.file_name());
-                    new_blob = true;
-                }
-            }
-            if new_blob {
-                File::open(&blobs)?.sync_all()?;
-            }
-        }
-        Ok(())
-    }
-
-    /// v3: adds the durable events of `written` to the index (in order,
-    /// after every batch written before it); nothing in v2, whose index
-    /// entries are in the batch itself.
-    pub fn index(&self, written: &Written) {
-        let Some(index) = &self.index else { return };
-        let events = written
-            .envelopes
-            .iter()
-            .flat_map(|envelopes| envelopes.iter().enumerate().map(|(at, envelope)| (envelope, at == 0)));
-        let mut last = None;
-        // A few events at a time: the writer looks streams and requests up
-        // in the index meanwhile, and a whole batch held it for long.
-        let mut events = events.peekable();
-        while events.peek().is_some() {
-            let mut index = index.write().expect("index lock");
-            for (envelope, first) in events.by_ref().take(INDEX_EVENTS_PER_LOCK) {
-                index.add(envelope.seq, envelope.hash, &envelope.stream, &envelope.request_id, first);
-                last = Some(envelope.seq);
-            }
-        }
-        if let Some(last) = last {
-            self.indexed_seq.store(last, Ordering::Release);
-        }
-    }
-
-    /// A v3 log's indexes as they are now (an O(1) copy that shares them,
-    /// for the checkpoint thread to store); `None` in v2.
-    pub fn index_snapshot(&self) -> Option<LogIndex> {
-        self.index.as_ref().map(|index| index.read().expect("index lock").clone())
-    }
-
-    /// Where the projections' checkpoint is stored.
-    pub fn checkpoint_file(&self) -> CheckpointFile {
-        CheckpointFile { dir: self.dir.clone(), faults: self.faults.clone() }
-    }
-
-    /// Removes the checkpoint that older versions kept inside sled (never
-    /// used now: its layout is older than the checksummed one), once a
-    /// checkpoint file has replaced it.
-    pub fn drop_legacy_checkpoint(&self) -> Result<(), LogError> {
-        if self.db.remove(META_CHECKPOINT)?.is_some() {
-            self.written.store(true, Ordering::Relaxed);
-            self.sync()?;
-        }
-        Ok(())
-    }
 }
 
 /// How the log configures sled (also what the storage-limit benchmark
@@ -803,9 +669,7 @@ impl EventLog {
             head_hash: GENESIS_HASH,
             head_recorded_at_micros: 0,
             stream_versions: HashMap::new(),
-            unindexed: Unindexed::default(),
-            synced_blobs: Arc::default(),
-            indexed_seq: Arc::default(),
+            synced_blobs: HashSet::new(),
             faults: None,
             written: Arc::new(AtomicBool::new(false)),
         };
@@ -820,7 +684,6 @@ impl EventLog {
         if format == StoreFormat::V3 {
             let (index, stored_seq) = load_index(&log.reader, log.head_seq, stored)?;
             log.index_stored_seq = stored_seq;
-            log.indexed_seq.store(log.head_seq, Ordering::Relaxed);
             log.reader.index = Indexes::InMemory(Arc::new(RwLock::new(index)));
         }
         log.sync()?;
@@ -919,9 +782,6 @@ impl EventLog {
     /// The current version of a stream (0 for a stream without events).
     pub fn stream_version(&mut self, stream: &str) -> Result<u64, LogError> {
         if let Some(index) = self.reader.memory_index()? {
-            if let Some(&(version, _)) = self.unindexed.streams.get(stream) {
-                return Ok(version);
-            }
             return Ok(index.read().expect("index lock").stream_version(stream));
         }
         if let Some(&version) = self.stream_versions.get(stream) {
@@ -944,27 +804,8 @@ impl EventLog {
         Ok(version)
     }
 
-    /// The command recorded under `request_id`, if any, durable or still
-    /// being synced.
     pub fn request(&self, request_id: &str) -> Result<Option<RequestRecord>, LogError> {
-        if let Some(&record) = self.unindexed.requests.get(request_id) {
-            return Ok(Some(record));
-        }
         self.reader.request(request_id)
-    }
-
-    /// A handle that makes what [`write`](Self::write) applied durable and
-    /// indexes it, for another thread.
-    pub fn syncer(&self) -> Syncer {
-        Syncer {
-            db: self.reader.db.clone(),
-            dir: self.dir.clone(),
-            synced_blobs: self.synced_blobs.clone(),
-            faults: self.faults.clone(),
-            index: self.reader.memory_index().ok().flatten().cloned(),
-            indexed_seq: self.indexed_seq.clone(),
-            written: self.written.clone(),
-        }
     }
 
     /// Where the projections' checkpoint is stored, as a handle of its own:
@@ -993,30 +834,16 @@ impl EventLog {
     /// used now: its layout is older than the checksummed one), once a
     /// checkpoint file has replaced it.
     pub fn drop_legacy_checkpoint(&mut self) -> Result<(), LogError> {
-        self.syncer().drop_legacy_checkpoint()
+        if self.reader.db.remove(META_CHECKPOINT)?.is_some() {
+            self.written.store(true, Ordering::Relaxed);
+            self.sync()?;
+        }
+        Ok(())
     }
 
     /// Appends the entries in order as one atomic batch and makes it durable
     /// (flush + fdatasync) before returning their envelopes.
     pub fn append(&mut self, recorded_at_micros: i64, entries: &[Entry]) -> Result<Vec<Vec<Envelope>>, LogError> {
-        let written = self.write(recorded_at_micros, entries)?;
-        let syncer = self.syncer();
-        syncer.sync()?;
-        syncer.index(&written);
-        Ok(written.envelopes)
-    }
-
-    /// Applies the entries to sled in order as one atomic batch, and
-    /// answers their envelopes: the first half of [`append`](Self::append).
-    /// They are not durable until a [`Syncer`] has synced (after this call),
-    /// and in v3 not in the index until it has added them; meanwhile this
-    /// log answers their streams' versions and their requests itself. The
-    /// head moves past them now, so that the next batch links to them; a
-    /// failure of their sync must stop whoever writes.
-    pub fn write(&mut self, recorded_at_micros: i64, entries: &[Entry]) -> Result<Written, LogError> {
-        if self.format == StoreFormat::V3 {
-            self.unindexed.prune(self.indexed_seq.load(Ordering::Acquire));
-        }
         // Recording time never goes backwards, whatever the wall clock does.
         let recorded_at_micros = recorded_at_micros.max(self.head_recorded_at_micros);
         let mut batch = sled::Batch::default();
@@ -1079,35 +906,51 @@ impl EventLog {
         }
         self.injected(StorageOp::Write).map_err(sled::Error::Io)?;
         self.apply_batch(batch)?;
-        match self.format {
-            StoreFormat::V2 => {
-                for (stream, version) in versions {
-                    self.stream_versions.insert(stream.to_owned(), version);
+        self.sync()?;
+        // Only now, with the batch durable, does the in-memory head move.
+        if let Indexes::InMemory(index) = &self.reader.index {
+            let mut index = index.write().expect("index lock");
+            for (entry, envelopes) in entries.iter().zip(&out) {
+                for (at, envelope) in envelopes.iter().enumerate() {
+                    index.add(envelope.seq, envelope.hash, &envelope.stream, &entry.request_id, at == 0);
                 }
             }
-            StoreFormat::V3 => {
-                for (entry, envelopes) in entries.iter().zip(&out) {
-                    let (first, last) = (envelopes[0].seq, envelopes[envelopes.len() - 1].seq);
-                    for envelope in envelopes {
-                        self.unindexed.streams.insert(envelope.stream.clone(), (envelope.stream_version, last));
-                    }
-                    let count = u32::try_from(envelopes.len()).expect("a request records few events");
-                    self.unindexed.requests.insert(
-                        entry.request_id.clone(),
-                        RequestRecord { fingerprint: entry.fingerprint, first_seq: first, count },
-                    );
-                }
+        }
+        if self.format == StoreFormat::V2 {
+            for (stream, version) in versions {
+                self.stream_versions.insert(stream.to_owned(), version);
             }
         }
         self.head_seq = seq;
         self.head_hash = hash;
         self.head_recorded_at_micros = recorded_at_micros;
-        Ok(Written { envelopes: out })
+        Ok(out)
     }
 
-    /// Makes everything applied so far durable ([`Syncer::sync`]).
+    /// Flush, then fdatasync the files sled wrote: `flush` alone uses
+    /// `sync_file_range`, which neither persists file metadata nor orders
+    /// writes against a power failure.
     fn sync(&mut self) -> Result<(), LogError> {
-        self.syncer().sync()
+        self.injected(StorageOp::Flush).map_err(sled::Error::Io)?;
+        self.reader.db.flush()?;
+        self.injected(StorageOp::Fsync)?;
+        File::open(self.dir.join("db"))?.sync_data()?;
+        let blobs = self.dir.join("blobs");
+        if blobs.exists() {
+            let mut new_blob = false;
+            for entry in std::fs::read_dir(&blobs)? {
+                let entry = entry?;
+                if !self.synced_blobs.contains(&entry.file_name()) {
+                    File::open(entry.path())?.sync_data()?;
+                    self.synced_blobs.insert(entry.file_name());
+                    new_blob = true;
+                }
+            }
+            if new_blob {
+                File::open(&blobs)?.sync_all()?;
+            }
+        }
+        Ok(())
     }
 }
 
