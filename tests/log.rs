@@ -559,6 +559,15 @@ const GOLDEN_HASH_HEX: &str = "7f589c76355022071aeb2804dc5d4a11d4d46f05ae43bd452
 
 // ----- projection checkpoints -----
 
+/// A checkpoint's body sealed with its checksum (CRC-32, big-endian), as
+/// the ledger stores it: for tests that damage a checkpoint under a
+/// checksum that still holds.
+fn with_checksum(mut body: Vec<u8>) -> Vec<u8> {
+    let checksum = crc32fast::hash(&body);
+    body.extend_from_slice(&checksum.to_be_bytes());
+    body
+}
+
 /// A ledger in `dir` that is due for a checkpoint every 3 events, with the
 /// fund set up; and its configuration, to reopen it.
 async fn set_up_checkpointing_every_3_events(dir: &std::path::Path) -> (Ledger, LedgerConfig) {
@@ -614,8 +623,7 @@ async fn a_checkpoint_whose_application_does_not_decode_is_met_where_it_is_used(
     damaged.extend_from_slice(&(damaged_chunk.len() as u64).to_be_bytes());
     damaged.extend_from_slice(&damaged_chunk);
     damaged.extend_from_slice(&0u64.to_be_bytes());
-    let checksum = crc32fast::hash(&damaged);
-    damaged.extend_from_slice(&checksum.to_be_bytes());
+    let damaged = with_checksum(damaged);
     log.put_checkpoint(&damaged).unwrap();
 
     // Loaded with everything decoded first: not used, the log replayed.
@@ -704,9 +712,7 @@ async fn a_restart_loads_the_checkpoint_and_equals_a_full_replay() {
     let mut padded = older.checkpoint_bytes();
     padded.truncate(padded.len() - 4);
     padded.extend_from_slice(&[0, 0, 0]);
-    let checksum = crc32fast::hash(&padded);
-    padded.extend_from_slice(&checksum.to_be_bytes());
-    log.put_checkpoint(&padded).unwrap();
+    log.put_checkpoint(&with_checksum(padded)).unwrap();
     let (loaded, how) = Projections::load(&reader, 6).unwrap();
     assert_eq!(how, Loaded::Replayed { reason: "checkpoint state does not decode" });
     assert_eq!(loaded.encoded(), live.encoded());
@@ -839,11 +845,6 @@ fn a_checkpoint_in_any_number_of_chunks_decodes_to_the_same_projections() {
 
     // Under a recomputed checksum: the last chunk's length made huge, then
     // the zero length that ends the chunks cut off.
-    let with_checksum = |mut body: Vec<u8>| {
-        let checksum = crc32fast::hash(&body);
-        body.extend_from_slice(&checksum.to_be_bytes());
-        body
-    };
     let bytes = projections.checkpoint_bytes_in_chunks(3);
     let body = &bytes[..bytes.len() - 4];
     // Walk the chunks, from where the rest of the state ends, to the zero
