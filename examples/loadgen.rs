@@ -29,6 +29,12 @@
 //!   one committed transaction per command, `synchronous_commit = on`, on a
 //!   throw-away PostgreSQL 15 cluster this program starts and removes.
 //!
+//! The `writer`, `storage` and `grpc` sections also report the CPU time
+//! this process used per command (or per record, per health call), in all
+//! and by thread (the writer thread, the tokio workers, the rest), and how
+//! many cores were busy: a throughput ratio is a CPU budget when the cores
+//! are all busy, and a matter of waiting when they are not.
+//!
 //! The workload is `fundledger::workload`: receipts, applications, awards
 //! (each attributed over the six partners' pots) and payments by officers, and
 //! partners' pledges.
@@ -369,6 +375,7 @@ async fn writer_section(report: &mut Report, dir: &Path, commands: u64) -> anyho
     let remaining = Arc::new(AtomicU64::new(commands));
     let before = ledger.writer_counters();
     let started = Instant::now();
+    let cpu = Cpu::now();
     let mut tasks = Vec::new();
     for c in 0..IN_FLIGHT {
         let ledger = ledger.clone();
@@ -391,6 +398,7 @@ async fn writer_section(report: &mut Report, dir: &Path, commands: u64) -> anyho
         latencies.merge(task.await??);
     }
     let elapsed = started.elapsed();
+    let cpu = Cpu::now().since(cpu);
     let counters = ledger.writer_counters().since(before);
     ledger.shutdown().await;
     drop(ledger);
@@ -400,9 +408,15 @@ async fn writer_section(report: &mut Report, dir: &Path, commands: u64) -> anyho
     report.figure("writer_commands_per_s", rate);
     report.figure("writer_batch", batch);
     report.figure("writer_events_per_command", counters.events as f64 / counters.commands.max(1) as f64);
+    let per = cpu.per(counters.commands);
+    report.figure("writer_cpu_us", per.total);
+    report.figure("writer_thread_cpu_us", per.writer);
+    report.figure("writer_other_cpu_us", per.other());
     report.line(format!(
         "\n## In-process writer\n\n{} commands ({} events), {IN_FLIGHT} in flight, in {:.2} s: **{} durable commands/s**; \
          group commit of {:.0} commands on average ({} fsyncs); latency p50 {:.2} ms, p99 {:.2} ms; \
+         {:.2} cores busy: {:.1} µs of CPU per command, of which the writer thread {:.1} (busy {:.0}% of the run), \
+         the submitting tasks (tokio workers) {:.1}, other threads (sled's I/O threads, the checkpoint thread) {:.1}; \
          this process's resident memory afterwards {} MiB.",
         thousands(counters.commands as f64),
         thousands(counters.events as f64),
@@ -412,6 +426,12 @@ async fn writer_section(report: &mut Report, dir: &Path, commands: u64) -> anyho
         counters.batches,
         latencies.ms(50.0),
         latencies.ms(99.0),
+        cpu.total / elapsed.as_secs_f64(),
+        per.total,
+        per.writer,
+        100.0 * cpu.writer / elapsed.as_secs_f64(),
+        per.tokio,
+        per.other(),
         thousands(resident as f64 / 1024.0),
     ));
     Ok(())
@@ -431,7 +451,7 @@ fn storage_section(report: &mut Report, work: &Path, records: u64) -> anyhow::Re
     let achieved = report.get("writer_batch").map(|b| b.round() as u64).unwrap_or(0);
     report.line(format!(
         "\n## Storage limit: raw sled\n\n{} records of {size} bytes (the ledger's average record) per run.\n\n\
-         | batch | sled keys per record | records/s | fsyncs |\n|---:|---:|---:|---:|",
+         | batch | sled keys per record | records/s | fsyncs | CPU µs per record |\n|---:|---:|---:|---:|---:|",
         thousands(records as f64)
     ));
     let mut sizes = vec![(100, 1), (1000, 1)];
@@ -450,6 +470,7 @@ fn storage_section(report: &mut Report, work: &Path, records: u64) -> anyhow::Re
         let db_file = std::fs::File::open(dir.join("db"))?;
         let value = vec![0xA5u8; size];
         let started = Instant::now();
+        let cpu = Cpu::now();
         let mut seq = 0u64;
         let mut fsyncs = 0;
         while seq < records {
@@ -478,6 +499,7 @@ fn storage_section(report: &mut Report, work: &Path, records: u64) -> anyhow::Re
             fsyncs += 1;
         }
         let rate = per_second(records, started.elapsed());
+        let cpu = Cpu::now().since(cpu).per(records).total;
         match (batch_size, keys) {
             (_, LOG_KEYS) => report.figure("storage_per_s_log_keys", rate),
             (1000, 1) => report.figure("storage_per_s_1000", rate),
@@ -486,6 +508,7 @@ fn storage_section(report: &mut Report, work: &Path, records: u64) -> anyhow::Re
         }
         if batch_size == achieved && keys == 1 {
             report.figure("storage_per_s_achieved", rate);
+            report.figure("storage_cpu_us_achieved", cpu);
         }
         let label =
             if batch_size == achieved { format!("{batch_size} (the writer's)") } else { batch_size.to_string() };
@@ -494,7 +517,7 @@ fn storage_section(report: &mut Report, work: &Path, records: u64) -> anyhow::Re
             4 => format!("{keys} (format v1)"),
             _ => keys.to_string(),
         };
-        report.line(format!("| {label} | {keys_label} | {} | {fsyncs} |", thousands(rate)));
+        report.line(format!("| {label} | {keys_label} | {} | {fsyncs} | {cpu:.1} |", thousands(rate)));
         drop(db);
         let _ = std::fs::remove_dir_all(&dir);
     }
@@ -704,6 +727,8 @@ struct Point {
     calls: u64,
     elapsed: Duration,
     latencies: Latencies,
+    /// This process's CPU time during the point.
+    cpu: Cpu,
 }
 
 async fn run_point<F, Fut>(in_flight: usize, seconds: f64, make: F) -> anyhow::Result<Point>
@@ -713,6 +738,7 @@ where
 {
     let stop = Arc::new(AtomicBool::new(false));
     let started = Instant::now();
+    let cpu = Cpu::now();
     let mut tasks = Vec::new();
     for n in 0..in_flight {
         let mut call = make(n);
@@ -730,13 +756,14 @@ where
     }
     tokio::time::sleep(Duration::from_secs_f64(seconds)).await;
     stop.store(true, Ordering::Relaxed);
-    let mut point = Point { calls: 0, elapsed: Duration::ZERO, latencies: Latencies::default() };
+    let mut point = Point { calls: 0, elapsed: Duration::ZERO, latencies: Latencies::default(), cpu: Cpu::default() };
     for task in tasks {
         let (calls, latencies) = task.await??;
         point.calls += calls;
         point.latencies.merge(latencies);
     }
     point.elapsed = started.elapsed();
+    point.cpu = Cpu::now().since(cpu);
     Ok(point)
 }
 
@@ -744,8 +771,9 @@ async fn grpc_section(report: &mut Report, args: &Args) -> anyhow::Result<()> {
     let target = Arc::new(grpc_target(args).await?);
     report.line(format!(
         "\n## gRPC over loopback\n\n{}, {} s per point, 16 calls per HTTP/2 connection.\n\n\
-         | in flight | RPC limit (health Check) calls/s | commands/s, one per call | p50 ms | p99 ms | p999 ms | ratio to RPC limit | group commit |\n\
-         |---:|---:|---:|---:|---:|---:|---:|---:|",
+         | in flight | RPC limit (health Check) calls/s | commands/s, one per call | p50 ms | p99 ms | p999 ms | ratio to RPC limit | group commit | \
+         CPU µs per health call | CPU µs per command (writer thread · tokio workers · other threads) |\n\
+         |---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
         if args.server.is_some() { "against the given server" } else { "a server in this process (its own tokio workers)" },
         args.seconds
     ));
@@ -792,8 +820,15 @@ async fn grpc_section(report: &mut Report, args: &Args) -> anyhow::Result<()> {
         report.figure(leak(format!("rpc_limit_{in_flight}")), rpc_rate);
         report.figure(leak(format!("grpc_commands_{in_flight}")), rate);
         report.figure(leak(format!("grpc_p99_{in_flight}")), commands.latencies.ms(99.0));
+        let (health_cpu, command_cpu) = (health.cpu.per(health.calls), commands.cpu.per(commands.calls));
+        report.figure(leak(format!("rpc_cpu_us_{in_flight}")), health_cpu.total);
+        report.figure(leak(format!("grpc_cpu_us_{in_flight}")), command_cpu.total);
+        report.figure(leak(format!("grpc_writer_cpu_us_{in_flight}")), command_cpu.writer);
+        report.figure(leak(format!("grpc_other_cpu_us_{in_flight}")), command_cpu.other());
+        report.figure(leak(format!("rpc_cores_{in_flight}")), health.cpu.total / health.elapsed.as_secs_f64());
+        report.figure(leak(format!("grpc_cores_{in_flight}")), commands.cpu.total / commands.elapsed.as_secs_f64());
         report.line(format!(
-            "| {in_flight} | {} | {} | {:.2} | {:.2} | {:.2} | {:.0}% | {} |",
+            "| {in_flight} | {} | {} | {:.2} | {:.2} | {:.2} | {:.0}% | {} | {:.0} | {:.0} ({:.0} · {:.0} · {:.0}) |",
             thousands(rpc_rate),
             thousands(rate),
             commands.latencies.ms(50.0),
@@ -801,6 +836,11 @@ async fn grpc_section(report: &mut Report, args: &Args) -> anyhow::Result<()> {
             commands.latencies.ms(99.9),
             100.0 * rate / rpc_rate,
             batch.unwrap_or_else(|| "n/a".into()),
+            health_cpu.total,
+            command_cpu.total,
+            command_cpu.writer,
+            command_cpu.tokio,
+            command_cpu.other(),
         ));
     }
     // The batch call: officers sending `batch` commands per call.
@@ -835,18 +875,25 @@ async fn grpc_section(report: &mut Report, args: &Args) -> anyhow::Result<()> {
     .await?;
     let rate = per_second(point.calls, point.elapsed);
     report.figure("grpc_batch_commands", rate);
+    let batch_cpu = point.cpu.per(point.calls);
     let group = target.ledger.as_ref().map(|l| {
         let c = l.writer_counters().since(before.expect("same ledger"));
         format!("; group commit of {:.0} commands on average", c.commands as f64 / c.batches.max(1) as f64)
     });
     report.line(format!(
         "\nBatch call: {} calls of {batch_size} commands in flight: **{} durable commands/s**; \
-         call latency p50 {:.1} ms, p99 {:.1} ms{}.",
+         call latency p50 {:.1} ms, p99 {:.1} ms{}; {:.2} cores busy, {:.1} µs of CPU per command \
+         (writer thread {:.1}, tokio workers {:.1}, other threads {:.1}).",
         args.batch_in_flight,
         thousands(rate),
         point.latencies.ms(50.0),
         point.latencies.ms(99.0),
         group.unwrap_or_default(),
+        point.cpu.total / point.elapsed.as_secs_f64(),
+        batch_cpu.total,
+        batch_cpu.writer,
+        batch_cpu.tokio,
+        batch_cpu.other(),
     ));
     if let Some(ledger) = &target.ledger {
         // Every acknowledged command is in the log: a quick self-check.
@@ -1084,6 +1131,23 @@ fn summary(report: &mut Report) {
             "| in-process writer / raw sled with the log's {LOG_KEYS} keys per event | {v:.2} | (context) | |"
         ));
     }
+    // What limits the throughput ratios: CPU per command against the
+    // baseline's per operation, and whether the CPUs were all busy.
+    if let Some(v) = ratio(r("writer_cpu_us"), r("storage_cpu_us_achieved")) {
+        rows.push(format!(
+            "| CPU per command, in-process writer / CPU per record, raw sled at the same batch size | {v:.2} | (context) | |"
+        ));
+    }
+    if let Some(v) = ratio(r("grpc_cpu_us_64"), r("rpc_cpu_us_64")) {
+        rows.push(format!(
+            "| CPU per command, gRPC at 64 in flight / CPU per health call at 64 | {v:.2} | (context) | |"
+        ));
+    }
+    if let (Some(commands), Some(health)) = (r("grpc_cores_64"), r("rpc_cores_64")) {
+        rows.push(format!(
+            "| cores busy at 64 in flight: commands · health calls | {commands:.2} · {health:.2} | (context) | |"
+        ));
+    }
     if let Some(p99) = r("grpc_p99_16") {
         let verdict = if p99 <= 5.0 { "met" } else { "**missed**" };
         rows.push(format!("| p99 latency at 16 in flight, ms | {p99:.2} | ≤ 5 | {verdict} |"));
@@ -1318,6 +1382,81 @@ fn resident_kib_of(pid: &str) -> (u64, u64) {
             .unwrap_or(0)
     };
     (kib("VmRSS:"), kib("VmHWM:"))
+}
+
+/// CPU time this process has used, in seconds: in all (`getrusage`,
+/// threads that ended included), on the ledger's writer thread and on the
+/// tokio workers (`/proc/self/task`, by thread name). What the load
+/// generator's own clients use is in the tokio workers' share (they run
+/// on the same runtime as the server in this process).
+#[derive(Clone, Copy, Debug, Default)]
+struct Cpu {
+    total: f64,
+    writer: f64,
+    tokio: f64,
+}
+
+impl Cpu {
+    fn now() -> Cpu {
+        // SAFETY: getrusage only writes the struct it is given.
+        let mut usage: libc::rusage = unsafe { std::mem::zeroed() };
+        let total = if unsafe { libc::getrusage(libc::RUSAGE_SELF, &mut usage) } == 0 {
+            let seconds = |t: libc::timeval| t.tv_sec as f64 + t.tv_usec as f64 / 1e6;
+            seconds(usage.ru_utime) + seconds(usage.ru_stime)
+        } else {
+            0.0
+        };
+        // SAFETY: sysconf has no preconditions.
+        let ticks = unsafe { libc::sysconf(libc::_SC_CLK_TCK) }.max(1) as f64;
+        let mut cpu = Cpu { total, ..Cpu::default() };
+        for task in std::fs::read_dir("/proc/self/task").into_iter().flatten().flatten() {
+            let name = std::fs::read_to_string(task.path().join("comm")).unwrap_or_default();
+            let stat = std::fs::read_to_string(task.path().join("stat")).unwrap_or_default();
+            // Fields after the name, which is in parentheses: utime and
+            // stime are the 14th and 15th of the line.
+            let after_name = stat.rsplit_once(')').map_or("", |(_, rest)| rest);
+            let fields: Vec<&str> = after_name.split_whitespace().collect();
+            let used = |at: usize| fields.get(at).and_then(|v| v.parse::<f64>().ok()).unwrap_or(0.0);
+            let seconds = (used(11) + used(12)) / ticks;
+            match name.trim() {
+                // Thread names are cut to 15 bytes: "fundledger-writer".
+                "fundledger-writ" => cpu.writer += seconds,
+                n if n.starts_with("tokio-") => cpu.tokio += seconds,
+                _ => {}
+            }
+        }
+        cpu
+    }
+
+    fn since(self, earlier: Cpu) -> Cpu {
+        Cpu {
+            total: self.total - earlier.total,
+            writer: self.writer - earlier.writer,
+            tokio: self.tokio - earlier.tokio,
+        }
+    }
+
+    /// Microseconds of CPU per operation, in all and by kind of thread.
+    fn per(self, operations: u64) -> CpuPer {
+        let us = |seconds: f64| seconds * 1e6 / operations.max(1) as f64;
+        CpuPer { total: us(self.total), writer: us(self.writer), tokio: us(self.tokio) }
+    }
+}
+
+/// [`Cpu`] per operation, in microseconds.
+#[derive(Clone, Copy, Debug)]
+struct CpuPer {
+    total: f64,
+    writer: f64,
+    tokio: f64,
+}
+
+impl CpuPer {
+    /// What neither the writer nor the tokio workers used: sled's I/O
+    /// threads, the checkpoint thread and the rest.
+    fn other(self) -> f64 {
+        (self.total - self.writer - self.tokio).max(0.0)
+    }
 }
 
 /// Starts this program as `--probe DIR` and waits until its server says
