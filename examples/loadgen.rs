@@ -410,8 +410,6 @@ async fn writer_section(report: &mut Report, dir: &Path, commands: u64) -> anyho
     report.figure("writer_events_per_command", counters.events as f64 / counters.commands.max(1) as f64);
     let per = cpu.per(counters.commands);
     report.figure("writer_cpu_us", per.total);
-    report.figure("writer_thread_cpu_us", per.writer);
-    report.figure("writer_other_cpu_us", per.other());
     report.line(format!(
         "\n## In-process writer\n\n{} commands ({} events), {IN_FLIGHT} in flight, in {:.2} s: **{} durable commands/s**; \
          group commit of {:.0} commands on average ({} fsyncs); latency p50 {:.2} ms, p99 {:.2} ms; \
@@ -823,8 +821,6 @@ async fn grpc_section(report: &mut Report, args: &Args) -> anyhow::Result<()> {
         let (health_cpu, command_cpu) = (health.cpu.per(health.calls), commands.cpu.per(commands.calls));
         report.figure(leak(format!("rpc_cpu_us_{in_flight}")), health_cpu.total);
         report.figure(leak(format!("grpc_cpu_us_{in_flight}")), command_cpu.total);
-        report.figure(leak(format!("grpc_writer_cpu_us_{in_flight}")), command_cpu.writer);
-        report.figure(leak(format!("grpc_other_cpu_us_{in_flight}")), command_cpu.other());
         report.figure(leak(format!("rpc_cores_{in_flight}")), health.cpu.total / health.elapsed.as_secs_f64());
         report.figure(leak(format!("grpc_cores_{in_flight}")), commands.cpu.total / commands.elapsed.as_secs_f64());
         report.line(format!(
