@@ -772,7 +772,11 @@ async fn grpc_section(report: &mut Report, args: &Args) -> anyhow::Result<()> {
          | in flight | RPC limit (health Check) calls/s | commands/s, one per call | p50 ms | p99 ms | p999 ms | ratio to RPC limit | group commit | \
          CPU µs per health call | CPU µs per command (writer thread · tokio workers · other threads) |\n\
          |---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
-        if args.server.is_some() { "against the given server" } else { "a server in this process (its own tokio workers)" },
+        if args.server.is_some() {
+            "against the given server (the CPU columns are this process's, the client's only)"
+        } else {
+            "a server in this process (its own tokio workers; the CPU columns are client and server together)"
+        },
         args.seconds
     ));
     for &in_flight in &args.in_flight {
