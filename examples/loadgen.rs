@@ -3,7 +3,7 @@
 //! Markdown tables of `docs/BENCHMARKS.md`.
 //!
 //! ```text
-//! cargo run --release --example loadgen                 # the full run (about 5 minutes)
+//! cargo run --release --example loadgen                 # the full run (about 2½ minutes once built)
 //! cargo run --release --example loadgen -- --smoke      # seconds; what CI runs
 //! cargo run --release --example loadgen -- --restart-events 10000000 --data-dir /var/tmp/fl10m
 //! cargo run --release --example loadgen -- --server http://host:50051 --token ADMIN_TOKEN --only grpc
