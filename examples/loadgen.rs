@@ -424,7 +424,7 @@ async fn writer_section(report: &mut Report, dir: &Path, commands: u64) -> anyho
         counters.batches,
         latencies.ms(50.0),
         latencies.ms(99.0),
-        cpu.total / elapsed.as_secs_f64(),
+        cpu.cores(elapsed),
         per.total,
         per.writer,
         100.0 * cpu.writer / elapsed.as_secs_f64(),
@@ -825,8 +825,8 @@ async fn grpc_section(report: &mut Report, args: &Args) -> anyhow::Result<()> {
         let (health_cpu, command_cpu) = (health.cpu.per(health.calls), commands.cpu.per(commands.calls));
         report.figure(leak(format!("rpc_cpu_us_{in_flight}")), health_cpu.total);
         report.figure(leak(format!("grpc_cpu_us_{in_flight}")), command_cpu.total);
-        report.figure(leak(format!("rpc_cores_{in_flight}")), health.cpu.total / health.elapsed.as_secs_f64());
-        report.figure(leak(format!("grpc_cores_{in_flight}")), commands.cpu.total / commands.elapsed.as_secs_f64());
+        report.figure(leak(format!("rpc_cores_{in_flight}")), health.cpu.cores(health.elapsed));
+        report.figure(leak(format!("grpc_cores_{in_flight}")), commands.cpu.cores(commands.elapsed));
         report.line(format!(
             "| {in_flight} | {} | {} | {:.2} | {:.2} | {:.2} | {:.0}% | {} | {:.0} | {:.0} ({:.0} · {:.0} · {:.0}) |",
             thousands(rpc_rate),
@@ -889,7 +889,7 @@ async fn grpc_section(report: &mut Report, args: &Args) -> anyhow::Result<()> {
         point.latencies.ms(50.0),
         point.latencies.ms(99.0),
         group.unwrap_or_default(),
-        point.cpu.total / point.elapsed.as_secs_f64(),
+        point.cpu.cores(point.elapsed),
         batch_cpu.total,
         batch_cpu.writer,
         batch_cpu.tokio,
@@ -1426,6 +1426,11 @@ impl Cpu {
             }
         }
         cpu
+    }
+
+    /// How many cores were busy on average over `elapsed`, in all.
+    fn cores(self, elapsed: Duration) -> f64 {
+        self.total / elapsed.as_secs_f64()
     }
 
     fn since(self, earlier: Cpu) -> Cpu {
