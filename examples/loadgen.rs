@@ -3,7 +3,7 @@
 //! Markdown tables of `docs/BENCHMARKS.md`.
 //!
 //! ```text
-//! cargo run --release --example loadgen                 # the full run (about 2½ minutes once built)
+//! cargo run --release --example loadgen                 # the full run (about 2¾ minutes once built)
 //! cargo run --release --example loadgen -- --smoke      # seconds; what CI runs
 //! cargo run --release --example loadgen -- --restart-events 10000000 --data-dir /var/tmp/fl10m
 //! cargo run --release --example loadgen -- --server http://host:50051 --token ADMIN_TOKEN --only grpc
@@ -21,6 +21,9 @@
 //!   limit (raw sled iteration plus decoding of every record and payload,
 //!   on one thread, and on two as replay reads), restart time of that
 //!   ledger, and disk bytes per event.
+//! - `layout`: an experiment for a later stored format: the writer
+//!   section's records written to raw sled and read back with several
+//!   records under one key, against one per key (what sled costs per key).
 //! - `grpc`: a real gRPC server over loopback: the RPC limit (health Check,
 //!   a trivial unary call) and one command per call at each number in
 //!   flight, with p50/p99/p999 latency; then the batch call.
@@ -67,6 +70,7 @@ struct Args {
     #[arg(long)]
     smoke: bool,
     /// Only these sections (comma separated): state, writer, storage, replay,
+    /// layout,
     /// grpc, postgres.
     #[arg(long, value_delimiter = ',')]
     only: Vec<String>,
@@ -164,6 +168,11 @@ impl Report {
     }
 }
 
+/// The cores this process may run on.
+fn cores() -> usize {
+    std::thread::available_parallelism().map_or(0, |n| n.get())
+}
+
 fn main() -> anyhow::Result<()> {
     // As the `fundledger` binary runs (the restart probe is this program).
     fundledger::server_main::disable_transparent_huge_pages();
@@ -189,7 +198,7 @@ fn main() -> anyhow::Result<()> {
     let mut report = Report::default();
     report.line(format!(
         "# fundledger benchmark run\n\nmachine: {} cores, {}; fundledger {}; {}",
-        std::thread::available_parallelism().map_or(0, |n| n.get()),
+        cores(),
         cpu_model(),
         env!("CARGO_PKG_VERSION"),
         if cfg!(debug_assertions) { "DEBUG build: figures are meaningless" } else { "release build" },
@@ -203,7 +212,7 @@ fn main() -> anyhow::Result<()> {
         }
         let work = tempfile::tempdir()?;
         let ledger_dir = work.path().join("ledger");
-        if args.wants("writer") || args.wants("storage") || args.wants("replay") {
+        if ["writer", "storage", "replay", "layout"].iter().any(|section| args.wants(section)) {
             runtime.block_on(writer_section(&mut report, &ledger_dir, args.commands))?;
         }
         if args.wants("replay") {
@@ -211,6 +220,9 @@ fn main() -> anyhow::Result<()> {
         }
         if args.wants("storage") {
             storage_section(&mut report, work.path(), args.commands.max(50_000))?;
+        }
+        if args.wants("layout") {
+            layout_section(&mut report, &ledger_dir, work.path())?;
         }
         if args.wants("grpc") {
             runtime.block_on(grpc_section(&mut report, &args))?;
@@ -350,9 +362,25 @@ fn state_section(report: &mut Report, commands: u64) {
     let (after, _) = resident_kib();
     let bytes = after.saturating_sub(before) as f64 * 1024.0;
     let applications = state.applications.len() as f64;
+    drop(state);
+    // The domain's CPU per command, on one thread: the same commands again,
+    // made beforehand (after the memory above was measured, so that it
+    // stays the state's alone), then decided and folded.
+    let mut state = FundState::default();
+    for step in workload::setup() {
+        fold(&mut state, step);
+    }
+    let steps: Vec<Step> = workload::in_turn("s", 64, commands).collect();
+    let cpu = Cpu::now();
+    steps.into_iter().for_each(|step| {
+        fold(&mut state, step);
+    });
+    let decide_fold = Cpu::now().since(cpu).per(commands).total;
+    report.figure("decide_fold_cpu_us", decide_fold);
     report.line(format!(
         "\n## State in memory\n\n{} commands ({} events) folded in memory: {} applications, \
-         **{:.0} bytes of resident memory per application** ({:.0} per event).",
+         **{:.0} bytes of resident memory per application** ({:.0} per event). \
+         Deciding and folding them took {decide_fold:.2} µs of CPU per command (one thread).",
         thousands(commands as f64),
         thousands(events as f64),
         thousands(applications),
@@ -500,8 +528,14 @@ fn storage_section(report: &mut Report, work: &Path, records: u64) -> anyhow::Re
         let cpu = Cpu::now().since(cpu).per(records).total;
         match (batch_size, keys) {
             (_, LOG_KEYS) => report.figure("storage_per_s_log_keys", rate),
-            (1000, 1) => report.figure("storage_per_s_1000", rate),
-            (100, 1) => report.figure("storage_per_s_100", rate),
+            (1000, 1) => {
+                report.figure("storage_per_s_1000", rate);
+                report.figure("storage_cpu_us_1000", cpu);
+            }
+            (100, 1) => {
+                report.figure("storage_per_s_100", rate);
+                report.figure("storage_cpu_us_100", cpu);
+            }
             _ => {}
         }
         if batch_size == achieved && keys == 1 {
@@ -535,8 +569,10 @@ fn replay_section(report: &mut Report, dir: &Path) -> anyhow::Result<()> {
         // only in what they do with each record.
         let db = fundledger::log::sled_config(dir).open()?;
         let started = Instant::now();
+        let cpu = Cpu::now();
         let (events, bytes) = scan_records(db.scan_prefix(b"e"))?;
         let scan = started.elapsed();
+        report.figure("scan_cpu_us", Cpu::now().since(cpu).per(events).total);
         let key = |seq: u64| [&[b'e'][..], &seq.to_be_bytes()[..]].concat();
         let half = events / 2;
         let started = Instant::now();
@@ -558,6 +594,21 @@ fn replay_section(report: &mut Report, dir: &Path) -> anyhow::Result<()> {
         let started = Instant::now();
         let projections = Projections::replay(&log.reader(), log.head_seq())?;
         let elapsed = started.elapsed();
+        // The fold alone, on one thread, of the same events read and
+        // decoded beforehand: with the scan limit's CPU per event, the least
+        // work a replay reading through sled does per event.
+        let mut read = Vec::with_capacity(events as usize);
+        fundledger::projections::for_each_event(&log.reader(), 1, log.head_seq(), |link, event| {
+            read.push((*link, event.clone()))
+        })?;
+        let cpu = Cpu::now();
+        let mut folded = Projections::default();
+        for (link, event) in &read {
+            folded.apply(link, event);
+        }
+        report.figure("fold_cpu_us", Cpu::now().since(cpu).per(read.len() as u64).total);
+        anyhow::ensure!(folded == projections, "the fold alone and the replay disagree");
+        drop((read, folded));
         (elapsed, projections.checkpoint_bytes().len())
     };
     wait_released(dir)?;
@@ -569,6 +620,12 @@ fn replay_section(report: &mut Report, dir: &Path) -> anyhow::Result<()> {
     let scan_rate = per_second(events, scan);
     let replay_rate = per_second(events, replay);
     let scan_two_rate = per_second(events, scan_two);
+    // The most a replay reading through sled could do on this machine: every
+    // core busy, and nothing per event but the scan limit's work (sled's
+    // iteration, decoding) and the fold (no hash check, no hand-over).
+    let floor_us = report.get("scan_cpu_us").unwrap_or(f64::NAN) + report.get("fold_cpu_us").unwrap_or(f64::NAN);
+    let ceiling = cores() as f64 * 1e6 / floor_us;
+    report.figure("replay_ceiling_per_s", ceiling);
     let disk = disk_bytes(dir);
     report.figure("scan_per_s", scan_rate);
     report.figure("replay_per_s", replay_rate);
@@ -580,12 +637,18 @@ fn replay_section(report: &mut Report, dir: &Path) -> anyhow::Result<()> {
          | scan limit (sled iteration + decoding) | {} events/s |\n\
          | the same scan on two threads (half the events each) | {} events/s |\n\
          | replay (read on two threads, check hashes, decode, fold) | {} events/s |\n\
+         | CPU per event: the scan limit's · the fold alone's (one thread) | {:.2} µs · {:.2} µs |\n\
+         | replay ceiling: {} cores ÷ the two together | {} events/s |\n\
          | restart from the stored checkpoint ({} bytes) | {:.0} ms |\n\
          | disk | {} bytes, {:.0} bytes per event ({:.1}x the record) |",
         thousands(events as f64),
         thousands(scan_rate),
         thousands(scan_two_rate),
         thousands(replay_rate),
+        report.get("scan_cpu_us").unwrap_or(f64::NAN),
+        report.get("fold_cpu_us").unwrap_or(f64::NAN),
+        cores(),
+        thousands(ceiling),
         thousands(checkpoint_bytes as f64),
         restart.as_secs_f64() * 1000.0,
         thousands(disk as f64),
@@ -607,6 +670,97 @@ fn scan_records(records: sled::Iter) -> anyhow::Result<(u64, u64)> {
         bytes += record.len() as u64;
     }
     Ok((events, bytes))
+}
+
+// ------------------------------------------------------------------ layout
+
+/// Records per sled key in the layout experiment: one (the log's layout),
+/// and more, as a log storing a group commit's records in chunks would.
+const LAYOUT_GROUPS: [usize; 3] = [1, 8, 32];
+
+/// An experiment for a later stored format, not what the log does: the
+/// writer section's own records written to raw sled again, `group` of them
+/// under one key (each with its length before it), in batches of the
+/// writer's group commit with flush + fdatasync per batch; then read back
+/// on one thread from a new handle, every record and payload decoded, as
+/// the scan limit reads. sled's cost is per key, so what grouping saves is
+/// what a log storing several records under one key could save in
+/// appending and in replay.
+fn layout_section(report: &mut Report, ledger_dir: &Path, work: &Path) -> anyhow::Result<()> {
+    let records: Vec<sled::IVec> = {
+        let db = fundledger::log::sled_config(ledger_dir).open()?;
+        db.scan_prefix(b"e").values().collect::<Result<_, _>>()?
+    };
+    wait_released(ledger_dir)?;
+    let batch = report.get("writer_batch").map_or(100, |b| b.round().max(1.0) as usize);
+    report.line(format!(
+        "\n## Layout experiment: records grouped under one sled key\n\n\
+         The writer section's {} records, written again to raw sled {batch} per \
+         flush + fdatasync, then read back from a new handle on one thread \
+         (every record and payload decoded, as the scan limit reads).\n\n\
+         | records per key | written records/s | CPU µs per record written | read events/s | CPU µs per event read | disk bytes per record |\n\
+         |---:|---:|---:|---:|---:|---:|",
+        thousands(records.len() as f64)
+    ));
+    for group in LAYOUT_GROUPS {
+        let dir = work.join(format!("layout-{group}"));
+        let (written, write_cpu) = {
+            let db = fundledger::log::sled_config(&dir).open()?;
+            let db_file = std::fs::File::open(dir.join("db"))?;
+            let started = Instant::now();
+            let cpu = Cpu::now();
+            for (b, in_batch) in records.chunks(batch).enumerate() {
+                let mut sled_batch = sled::Batch::default();
+                for (k, chunk) in in_batch.chunks(group).enumerate() {
+                    let first = (b * batch + k * group + 1) as u64;
+                    let mut key = [b'e'; 9];
+                    key[1..].copy_from_slice(&first.to_be_bytes());
+                    let mut value = Vec::with_capacity(chunk.iter().map(|r| r.len() + 4).sum());
+                    for record in chunk {
+                        value.extend_from_slice(&(record.len() as u32).to_be_bytes());
+                        value.extend_from_slice(record);
+                    }
+                    sled_batch.insert(&key[..], value);
+                }
+                db.apply_batch(sled_batch)?;
+                db.flush()?;
+                db_file.sync_data()?;
+            }
+            (started.elapsed(), Cpu::now().since(cpu).per(records.len() as u64).total)
+        };
+        wait_released(&dir)?;
+        let (read, read_cpu) = {
+            let db = fundledger::log::sled_config(&dir).open()?;
+            let started = Instant::now();
+            let cpu = Cpu::now();
+            let mut events = 0u64;
+            for item in db.scan_prefix(b"e") {
+                let (_, value) = item?;
+                let mut rest: &[u8] = &value;
+                while !rest.is_empty() {
+                    let (length, after) = rest.split_at(4);
+                    let (record, after) = after.split_at(u32::from_be_bytes(length.try_into()?) as usize);
+                    let decoded = codec::decode_record(record)?;
+                    let _event: Event = codec::decode(&decoded.body.payload)?;
+                    events += 1;
+                    rest = after;
+                }
+            }
+            anyhow::ensure!(events == records.len() as u64, "read {events} of {} records", records.len());
+            (started.elapsed(), Cpu::now().since(cpu).per(events).total)
+        };
+        wait_released(&dir)?;
+        let count = records.len() as u64;
+        report.figure(leak(format!("layout_write_cpu_us_{group}")), write_cpu);
+        report.figure(leak(format!("layout_read_cpu_us_{group}")), read_cpu);
+        report.line(format!(
+            "| {group} | {} | {write_cpu:.1} | {} | {read_cpu:.2} | {:.0} |",
+            thousands(per_second(count, written)),
+            thousands(per_second(count, read)),
+            disk_bytes(&dir) as f64 / count.max(1) as f64,
+        ));
+    }
+    Ok(())
 }
 
 // ------------------------------------------------------------------ gRPC
@@ -1123,6 +1277,18 @@ fn summary(report: &mut Report) {
     row("gRPC batch call / PostgreSQL at 64", ratio(r("grpc_batch_commands"), r("postgres_64")), 4.0, "");
     row("replay / scan limit", ratio(r("replay_per_s"), r("scan_per_s")), 0.5, "");
     row("replay, million events/s", r("replay_per_s").map(|v| v / 1e6), 1.0, "");
+    if let Some(v) = r("replay_ceiling_per_s") {
+        rows.push(format!(
+            "| replay ceiling here (cores ÷ CPU per event of the scan limit and the fold), million events/s | {:.2} | (context) | |",
+            v / 1e6
+        ));
+    }
+    if let (Some(read), Some(fold)) = (r("layout_read_cpu_us_8"), r("fold_cpu_us")) {
+        rows.push(format!(
+            "| replay ceiling with 8 records per sled key (layout experiment's read + the fold), million events/s | {:.2} | (context) | |",
+            cores() as f64 / (read + fold)
+        ));
+    }
     if let Some(v) = ratio(r("replay_per_s"), r("scan_two_per_s")) {
         rows.push(format!("| replay / the same scan on two threads | {v:.2} | (context) | |"));
     }
@@ -1147,6 +1313,33 @@ fn summary(report: &mut Report) {
         rows.push(format!(
             "| cores busy at 64 in flight: commands · health calls | {commands:.2} · {health:.2} | (context) | |"
         ));
+    }
+    // The most each throughput ratio could be on this machine if every
+    // core were busy and a command cost no CPU but its baselines' (the RPC
+    // limit's call, raw sled's record at a batch size the target's own or
+    // larger) and the domain's decide and fold: what the machine allows,
+    // beside what the ledger does.
+    let ceiling = |floors: &[Option<f64>], baseline: Option<f64>| -> Option<f64> {
+        let floor_us = floors.iter().copied().sum::<Option<f64>>()?;
+        Some(cores() as f64 * 1e6 / floor_us / baseline?)
+    };
+    let decide_fold = r("decide_fold_cpu_us");
+    for (figure, value) in [
+        ("in-process writer / storage limit", ceiling(&[r("storage_cpu_us_achieved"), decide_fold], storage)),
+        (
+            "gRPC one per call, 64 in flight / RPC limit (raw sled's CPU at batches of 100)",
+            ceiling(&[r("rpc_cpu_us_64"), r("storage_cpu_us_100"), decide_fold], r("rpc_limit_64")),
+        ),
+        (
+            "gRPC batch call / storage limit (batch 1000)",
+            ceiling(&[r("storage_cpu_us_1000"), decide_fold], r("storage_per_s_1000")),
+        ),
+    ] {
+        if let Some(v) = value {
+            rows.push(format!(
+                "| ceiling here: {figure}, with cores ÷ CPU per command of the baselines + decide and fold | {v:.2} | (context) | |"
+            ));
+        }
     }
     if let Some(p99) = r("grpc_p99_16") {
         let verdict = if p99 <= 5.0 { "met" } else { "**missed**" };
