@@ -70,8 +70,7 @@ struct Args {
     #[arg(long)]
     smoke: bool,
     /// Only these sections (comma separated): state, writer, storage, replay,
-    /// layout,
-    /// grpc, postgres.
+    /// layout, grpc, postgres.
     #[arg(long, value_delimiter = ',')]
     only: Vec<String>,
     /// Commands the in-process writer run records (the log the replay and
@@ -171,6 +170,12 @@ impl Report {
 /// The cores this process may run on.
 fn cores() -> usize {
     std::thread::available_parallelism().map_or(0, |n| n.get())
+}
+
+/// Operations per second on this machine if every core were busy and each
+/// operation cost `cpu_us` microseconds of CPU: a ceiling.
+fn ceiling_per_s(cpu_us: f64) -> f64 {
+    cores() as f64 * 1e6 / cpu_us
 }
 
 fn main() -> anyhow::Result<()> {
@@ -348,15 +353,19 @@ fn disk_bytes(dir: &Path) -> u64 {
 /// that no earlier section's freed memory hides what the state takes.
 fn state_section(report: &mut Report, commands: u64) {
     use fundledger::domain::{decide, Context, FundState};
-    let mut state = FundState::default();
     let fold = |state: &mut FundState, step: Step| {
         let events = decide(state, &step.command, &Context { actor: step.actor }).expect("the workload is accepted");
         events.iter().for_each(|event| state.evolve(event));
         events.len() as u64
     };
-    for step in workload::setup() {
-        fold(&mut state, step);
-    }
+    let set_up = || {
+        let mut state = FundState::default();
+        for step in workload::setup() {
+            fold(&mut state, step);
+        }
+        state
+    };
+    let mut state = set_up();
     let (before, _) = resident_kib();
     let events: u64 = workload::in_turn("s", 64, commands).map(|step| fold(&mut state, step)).sum();
     let (after, _) = resident_kib();
@@ -366,10 +375,7 @@ fn state_section(report: &mut Report, commands: u64) {
     // The domain's CPU per command, on one thread: the same commands again,
     // made beforehand (after the memory above was measured, so that it
     // stays the state's alone), then decided and folded.
-    let mut state = FundState::default();
-    for step in workload::setup() {
-        fold(&mut state, step);
-    }
+    let mut state = set_up();
     let steps: Vec<Step> = workload::in_turn("s", 64, commands).collect();
     let cpu = Cpu::now();
     steps.into_iter().for_each(|step| {
@@ -564,7 +570,7 @@ fn replay_section(report: &mut Report, dir: &Path) -> anyhow::Result<()> {
     // payload, nothing else (no hash check, no fold); then the same scan on
     // two threads, each over half of the events: a replay reads on two
     // threads, so that is its ratio in context.
-    let (events, record_bytes, scan, scan_two) = {
+    let (events, record_bytes, scan, scan_two, scan_cpu) = {
         // Opened as the log opens it (same cache), so that the two differ
         // only in what they do with each record.
         let db = fundledger::log::sled_config(dir).open()?;
@@ -572,7 +578,7 @@ fn replay_section(report: &mut Report, dir: &Path) -> anyhow::Result<()> {
         let cpu = Cpu::now();
         let (events, bytes) = scan_records(db.scan_prefix(b"e"))?;
         let scan = started.elapsed();
-        report.figure("scan_cpu_us", Cpu::now().since(cpu).per(events).total);
+        let scan_cpu = Cpu::now().since(cpu).per(events).total;
         let key = |seq: u64| [&[b'e'][..], &seq.to_be_bytes()[..]].concat();
         let half = events / 2;
         let started = Instant::now();
@@ -583,13 +589,13 @@ fn replay_section(report: &mut Report, dir: &Path) -> anyhow::Result<()> {
             halves.into_iter().map(|h| Ok(h.join().expect("a scan does not panic")?.0)).sum::<anyhow::Result<u64>>()
         })?;
         anyhow::ensure!(scanned == events, "the two-thread scan read {scanned} of {events} events");
-        (events, bytes, scan, started.elapsed())
+        (events, bytes, scan, started.elapsed(), scan_cpu)
     };
     let average = record_bytes as f64 / events.max(1) as f64;
     report.figure("record_bytes", average);
     // Replay: what a restart without a checkpoint does (read, check each
     // hash and its link, decode, fold into the projections).
-    let (replay, checkpoint_bytes) = {
+    let (replay, checkpoint_bytes, fold_cpu) = {
         let log = EventLog::open(dir)?;
         let started = Instant::now();
         let projections = Projections::replay(&log.reader(), log.head_seq())?;
@@ -606,10 +612,10 @@ fn replay_section(report: &mut Report, dir: &Path) -> anyhow::Result<()> {
         for (link, event) in &read {
             folded.apply(link, event);
         }
-        report.figure("fold_cpu_us", Cpu::now().since(cpu).per(read.len() as u64).total);
+        let fold_cpu = Cpu::now().since(cpu).per(read.len() as u64).total;
         anyhow::ensure!(folded == projections, "the fold alone and the replay disagree");
         drop((read, folded));
-        (elapsed, projections.checkpoint_bytes().len())
+        (elapsed, projections.checkpoint_bytes().len(), fold_cpu)
     };
     wait_released(dir)?;
     // Restart: open, check the stored checkpoint against the log, load it.
@@ -623,8 +629,8 @@ fn replay_section(report: &mut Report, dir: &Path) -> anyhow::Result<()> {
     // The most a replay reading through sled could do on this machine: every
     // core busy, and nothing per event but the scan limit's work (sled's
     // iteration, decoding) and the fold (no hash check, no hand-over).
-    let floor_us = report.get("scan_cpu_us").unwrap_or(f64::NAN) + report.get("fold_cpu_us").unwrap_or(f64::NAN);
-    let ceiling = cores() as f64 * 1e6 / floor_us;
+    let ceiling = ceiling_per_s(scan_cpu + fold_cpu);
+    report.figure("fold_cpu_us", fold_cpu);
     report.figure("replay_ceiling_per_s", ceiling);
     let disk = disk_bytes(dir);
     report.figure("scan_per_s", scan_rate);
@@ -645,8 +651,8 @@ fn replay_section(report: &mut Report, dir: &Path) -> anyhow::Result<()> {
         thousands(scan_rate),
         thousands(scan_two_rate),
         thousands(replay_rate),
-        report.get("scan_cpu_us").unwrap_or(f64::NAN),
-        report.get("fold_cpu_us").unwrap_or(f64::NAN),
+        scan_cpu,
+        fold_cpu,
         cores(),
         thousands(ceiling),
         thousands(checkpoint_bytes as f64),
@@ -1294,8 +1300,8 @@ fn summary(report: &mut Report) {
     {
         rows.push(format!(
             "| replay ceiling from the layout experiment's reads + the fold, 1 · 8 records per sled key, million events/s | {:.2} · {:.2} | (context) | |",
-            cores() as f64 / (one + fold),
-            cores() as f64 / (eight + fold)
+            ceiling_per_s(one + fold) / 1e6,
+            ceiling_per_s(eight + fold) / 1e6
         ));
     }
     if let Some(v) = ratio(r("replay_per_s"), r("scan_two_per_s")) {
@@ -1329,8 +1335,7 @@ fn summary(report: &mut Report) {
     // larger) and the domain's decide and fold: what the machine allows,
     // beside what the ledger does.
     let ceiling = |floors: &[Option<f64>], baseline: Option<f64>| -> Option<f64> {
-        let floor_us = floors.iter().copied().sum::<Option<f64>>()?;
-        Some(cores() as f64 * 1e6 / floor_us / baseline?)
+        Some(ceiling_per_s(floors.iter().copied().sum::<Option<f64>>()?) / baseline?)
     };
     let decide_fold = r("decide_fold_cpu_us");
     for (figure, value) in [
