@@ -509,9 +509,7 @@ fn storage_section(report: &mut Report, work: &Path, records: u64) -> anyhow::Re
             let mut batch = sled::Batch::default();
             for _ in 0..batch_size.min(records - seq) {
                 seq += 1;
-                let mut key = [b'e'; 9];
-                key[1..].copy_from_slice(&seq.to_be_bytes());
-                batch.insert(&key[..], &value[..]);
+                batch.insert(&event_key(seq)[..], &value[..]);
                 if keys > 1 {
                     // Where an application's stream and a client's request
                     // id land: anywhere (a multiplicative hash of seq).
@@ -525,9 +523,7 @@ fn storage_section(report: &mut Report, work: &Path, records: u64) -> anyhow::Re
                     }
                 }
             }
-            db.apply_batch(batch)?;
-            db.flush()?;
-            db_file.sync_data()?;
+            apply_durably(&db, &db_file, batch)?;
             fsyncs += 1;
         }
         let rate = per_second(records, started.elapsed());
@@ -579,13 +575,13 @@ fn replay_section(report: &mut Report, dir: &Path) -> anyhow::Result<()> {
         let (events, bytes) = scan_records(db.scan_prefix(b"e"))?;
         let scan = started.elapsed();
         let scan_cpu = Cpu::now().since(cpu).per(events).total;
-        let key = |seq: u64| [&[b'e'][..], &seq.to_be_bytes()[..]].concat();
         let half = events / 2;
         let started = Instant::now();
-        let (db, key) = (&db, &key);
+        let db = &db;
         let scanned = std::thread::scope(|scope| {
-            let halves = [1..=half, half + 1..=events]
-                .map(|range| scope.spawn(move || scan_records(db.range(key(*range.start())..=key(*range.end())))));
+            let halves = [1..=half, half + 1..=events].map(|range| {
+                scope.spawn(move || scan_records(db.range(event_key(*range.start())..=event_key(*range.end()))))
+            });
             halves.into_iter().map(|h| Ok(h.join().expect("a scan does not panic")?.0)).sum::<anyhow::Result<u64>>()
         })?;
         anyhow::ensure!(scanned == events, "the two-thread scan read {scanned} of {events} events");
@@ -670,12 +666,36 @@ fn scan_records(records: sled::Iter) -> anyhow::Result<(u64, u64)> {
     let (mut events, mut bytes) = (0u64, 0u64);
     for item in records {
         let (_, record) = item?;
-        let decoded = codec::decode_record(&record)?;
-        let _event: Event = codec::decode(&decoded.body.payload)?;
+        decode_scanned(&record)?;
         events += 1;
         bytes += record.len() as u64;
     }
     Ok((events, bytes))
+}
+
+/// The log's key of event `seq` (`e` ‖ seq, big-endian), as raw sled is
+/// written and read here.
+fn event_key(seq: u64) -> [u8; 9] {
+    let mut key = [b'e'; 9];
+    key[1..].copy_from_slice(&seq.to_be_bytes());
+    key
+}
+
+/// What the scan limit does with each record it reads: decodes it and its
+/// event's payload.
+fn decode_scanned(record: &[u8]) -> anyhow::Result<()> {
+    let decoded = codec::decode_record(record)?;
+    let _event: Event = codec::decode(&decoded.body.payload)?;
+    Ok(())
+}
+
+/// Writes `batch` to raw sled and makes it durable exactly as the log syncs
+/// a group commit: `apply_batch`, sled's flush, fdatasync of its file.
+fn apply_durably(db: &sled::Db, db_file: &std::fs::File, batch: sled::Batch) -> anyhow::Result<()> {
+    db.apply_batch(batch)?;
+    db.flush()?;
+    db_file.sync_data()?;
+    Ok(())
 }
 
 // ------------------------------------------------------------------ layout
@@ -721,9 +741,7 @@ fn layout_section(report: &mut Report, ledger_dir: &Path, work: &Path) -> anyhow
             for (b, in_batch) in records.chunks(batch).enumerate() {
                 let mut sled_batch = sled::Batch::default();
                 for (k, chunk) in in_batch.chunks(group).enumerate() {
-                    let first = (b * batch + k * group + 1) as u64;
-                    let mut key = [b'e'; 9];
-                    key[1..].copy_from_slice(&first.to_be_bytes());
+                    let key = event_key((b * batch + k * group + 1) as u64);
                     let mut value = Vec::with_capacity(chunk.iter().map(|r| r.len() + 4).sum());
                     for record in chunk {
                         value.extend_from_slice(&(record.len() as u32).to_be_bytes());
@@ -731,9 +749,7 @@ fn layout_section(report: &mut Report, ledger_dir: &Path, work: &Path) -> anyhow
                     }
                     sled_batch.insert(&key[..], value);
                 }
-                db.apply_batch(sled_batch)?;
-                db.flush()?;
-                db_file.sync_data()?;
+                apply_durably(&db, &db_file, sled_batch)?;
             }
             (started.elapsed(), Cpu::now().since(cpu).per(records.len() as u64).total)
         };
@@ -749,8 +765,7 @@ fn layout_section(report: &mut Report, ledger_dir: &Path, work: &Path) -> anyhow
                 while !rest.is_empty() {
                     let (length, after) = rest.split_at(4);
                     let (record, after) = after.split_at(u32::from_be_bytes(length.try_into()?) as usize);
-                    let decoded = codec::decode_record(record)?;
-                    let _event: Event = codec::decode(&decoded.body.payload)?;
+                    decode_scanned(record)?;
                     events += 1;
                     rest = after;
                 }
