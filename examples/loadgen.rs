@@ -120,9 +120,9 @@ struct Args {
     /// Internal: grow the log in `--data-dir` to this many events, then exit.
     #[arg(long, hide = true, requires = "data_dir")]
     build_until: Option<u64>,
-    /// The stored format of the ledgers this run creates: v3 (what
-    /// `fundledger init` creates) or v2 (the earlier one, to compare).
-    #[arg(long, default_value = "v3", value_parser = ["v2", "v3"])]
+    /// The stored format of the ledgers this run creates: v4 (what
+    /// `fundledger init` creates), or v3 or v2 (earlier ones, to compare).
+    #[arg(long, default_value = "v4", value_parser = ["v2", "v3", "v4"])]
     store_format: String,
 }
 
@@ -182,7 +182,11 @@ fn main() -> anyhow::Result<()> {
     // As the `fundledger` binary runs (the restart probe is this program).
     fundledger::server_main::disable_transparent_huge_pages();
     let mut args = Args::parse();
-    let format = if args.store_format == "v2" { StoreFormat::V2 } else { StoreFormat::V3 };
+    let format = match args.store_format.as_str() {
+        "v2" => StoreFormat::V2,
+        "v3" => StoreFormat::V3,
+        _ => StoreFormat::V4,
+    };
     STORE_FORMAT.set(format).expect("set once");
     if let Some(dir) = args.probe.clone() {
         return probe(&dir);
@@ -570,9 +574,10 @@ fn replay_section(report: &mut Report, dir: &Path) -> anyhow::Result<()> {
         // Opened as the log opens it (same cache), so that the two differ
         // only in what they do with each record.
         let db = fundledger::log::sled_config(dir).open()?;
+        let chunked = store_format().chunked();
         let started = Instant::now();
         let cpu = Cpu::now();
-        let (events, bytes) = scan_records(db.scan_prefix(b"e"))?;
+        let (events, bytes) = scan_records(db.scan_prefix(b"e"), chunked)?;
         let scan = started.elapsed();
         let scan_cpu = Cpu::now().since(cpu).per(events).total;
         let half = events / 2;
@@ -580,7 +585,8 @@ fn replay_section(report: &mut Report, dir: &Path) -> anyhow::Result<()> {
         let db = &db;
         let scanned = std::thread::scope(|scope| {
             let halves = [1..=half, half + 1..=events].map(|range| {
-                scope.spawn(move || scan_records(db.range(event_key(*range.start())..=event_key(*range.end()))))
+                scope
+                    .spawn(move || scan_records(db.range(event_key(*range.start())..=event_key(*range.end())), chunked))
             });
             halves.into_iter().map(|h| Ok(h.join().expect("a scan does not panic")?.0)).sum::<anyhow::Result<u64>>()
         })?;
@@ -661,16 +667,33 @@ fn replay_section(report: &mut Report, dir: &Path) -> anyhow::Result<()> {
 }
 
 /// Decodes every record and its payload (what the scan limit measures);
-/// answers how many records and how many bytes.
-fn scan_records(records: sled::Iter) -> anyhow::Result<(u64, u64)> {
+/// answers how many records and how many bytes. `chunked`: the values are
+/// stored format v4's chunks of records.
+fn scan_records(values: sled::Iter, chunked: bool) -> anyhow::Result<(u64, u64)> {
     let (mut events, mut bytes) = (0u64, 0u64);
-    for item in records {
-        let (_, record) = item?;
-        decode_scanned(&record)?;
-        events += 1;
-        bytes += record.len() as u64;
+    for item in values {
+        let (_, value) = item?;
+        for_each_record(&value, chunked, |record| {
+            decode_scanned(record)?;
+            events += 1;
+            bytes += record.len() as u64;
+            Ok(())
+        })?;
     }
     Ok((events, bytes))
+}
+
+/// Hands `f` each record a stored value holds: itself, or in v4
+/// (`chunked`) each record of its chunk.
+fn for_each_record(value: &[u8], chunked: bool, mut f: impl FnMut(&[u8]) -> anyhow::Result<()>) -> anyhow::Result<()> {
+    if !chunked {
+        return f(value);
+    }
+    for frame in fundledger::log::split_chunk(value) {
+        let (at, len) = frame.map_err(|problem| anyhow::anyhow!(problem))?;
+        f(&value[at..at + len])?;
+    }
+    Ok(())
 }
 
 /// The log's key of event `seq` (`e` ‖ seq, big-endian), as raw sled is
@@ -700,25 +723,31 @@ fn apply_durably(db: &sled::Db, db_file: &std::fs::File, batch: sled::Batch) -> 
 
 // ------------------------------------------------------------------ layout
 
-/// Records per sled key in the layout experiment: one (the log's layout),
-/// and more, as a log storing a group commit's records in chunks would.
+/// Records per sled key in the layout experiment: one (stored formats v2
+/// and v3), eight (v4's chunks, `fundledger::log::CHUNK_RECORDS`), and more.
 const LAYOUT_GROUPS: [usize; 3] = [1, 8, 32];
 
-/// An experiment for a later stored format, not what the log does: the
-/// writer section's own records written to raw sled again, `group` of them
-/// under one key (each with its length before it), in batches of the
-/// writer's group commit with flush + fdatasync per batch; then read back
-/// on one thread from a new handle, every record and payload decoded, as
-/// the scan limit reads. sled's cost is per key, so what grouping saves is
-/// what a log storing several records under one key could save in
-/// appending and in replay.
+/// Raw sled with several records per key: the writer section's own records
+/// written to raw sled again, `group` of them under one key (each with its
+/// length before it, as in a v4 chunk), in batches of the writer's group
+/// commit with flush + fdatasync per batch; then read back on one thread
+/// from a new handle, every record and payload decoded, as the scan limit
+/// reads. sled's cost is per key: with 8 per key this is the storage limit
+/// of stored format v4's layout (the experiment that led to it).
 fn layout_section(report: &mut Report, ledger_dir: &Path, work: &Path) -> anyhow::Result<()> {
     // A section before may have just closed the ledger: its threads let go
     // of sled's lock a moment later.
     wait_released(ledger_dir)?;
-    let records: Vec<sled::IVec> = {
+    let records: Vec<Vec<u8>> = {
         let db = fundledger::log::sled_config(ledger_dir).open()?;
-        db.scan_prefix(b"e").values().collect::<Result<_, _>>()?
+        let mut records = Vec::new();
+        for value in db.scan_prefix(b"e").values() {
+            for_each_record(&value?, store_format().chunked(), |record| {
+                records.push(record.to_vec());
+                Ok(())
+            })?;
+        }
+        records
     };
     wait_released(ledger_dir)?;
     let batch = report.get("writer_batch").map_or(100, |b| b.round().max(1.0) as usize);
@@ -776,6 +805,7 @@ fn layout_section(report: &mut Report, ledger_dir: &Path, work: &Path) -> anyhow
         wait_released(&dir)?;
         let count = records.len() as u64;
         report.figure(leak(format!("layout_write_cpu_us_{group}")), write_cpu);
+        report.figure(leak(format!("layout_write_per_s_{group}")), per_second(count, written));
         report.figure(leak(format!("layout_read_cpu_us_{group}")), read_cpu);
         report.line(format!(
             "| {group} | {} | {write_cpu:.1} | {} | {read_cpu:.2} | {:.0} |",
@@ -1321,6 +1351,14 @@ fn summary(report: &mut Report) {
     }
     if let Some(v) = ratio(r("replay_per_s"), r("scan_two_per_s")) {
         rows.push(format!("| replay / the same scan on two threads | {v:.2} | (context) | |"));
+    }
+    // Stored format v4 writes up to 8 records per key: beside the storage
+    // limit of one record per key (the target's baseline), raw sled with
+    // v4's layout at the same batch size, from the layout section.
+    if let Some(v) = ratio(r("writer_commands_per_s"), r("layout_write_per_s_8")) {
+        rows.push(format!(
+            "| in-process writer / raw sled with 8 records per key (v4's layout), same batch size | {v:.2} | (context) | |"
+        ));
     }
     if let Some(v) = ratio(r("writer_commands_per_s"), r("storage_per_s_log_keys")) {
         rows.push(format!(

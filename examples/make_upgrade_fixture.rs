@@ -1,7 +1,7 @@
 //! Makes the upgrade fixture of the stored format this build writes,
 //! `tests/fixtures/ledger-v<N>`: `cargo run --example make_upgrade_fixture`.
 //! fundledger 0.1.0 made `ledger-v1`, the first version of stored format
-//! v2 `ledger-v2`, the first of v3 `ledger-v3`. It refuses to run when the fixture exists: **never
+//! v2 `ledger-v2`, the first of v3 `ledger-v3`, the first of v4 `ledger-v4`. It refuses to run when the fixture exists: **never
 //! regenerate one** (see `tests/fixtures/README.md`); a new stored format
 //! gets a new fixture beside the old ones.
 
@@ -284,9 +284,15 @@ async fn main() {
     let building = tempfile::tempdir().unwrap();
     let ledger = Ledger::open(LedgerConfig::new(building.path())).unwrap();
     auth::init_admin(&ledger, PrincipalId::new(support::ADMIN).unwrap()).await.unwrap();
-    for command in fixture_commands() {
-        let id = command.request_id.clone();
-        ledger.submit(command).await.unwrap_or_else(|e| panic!("{id}: {e}"));
+    // In batches of 10 commands (one group commit each): from stored
+    // format v4 on, keys that hold several records (the first v4 fixture
+    // is made so; older fixtures were made one command at a time).
+    let commands = fixture_commands();
+    for batch in commands.chunks(10) {
+        let outcomes = ledger.submit_many(batch.to_vec()).await.unwrap();
+        for (command, outcome) in batch.iter().zip(outcomes) {
+            outcome.unwrap_or_else(|e| panic!("{}: {e}", command.request_id));
+        }
     }
     assert_eq!(ledger.head_seq(), EVENTS);
     // Stopped as a server stops: the projections' checkpoint is stored.

@@ -233,8 +233,10 @@ async fn figures(c: &mut Client, as_of_seq: Option<u64>) -> Figures {
 /// idempotency included.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_backup_under_load_restores_to_the_ledger_at_its_head() {
-    // A restored log takes the stored format of the one backed up.
-    for format in [StoreFormat::V2, StoreFormat::V3] {
+    // A restored log takes the stored format of the one backed up, but
+    // for v3, which restores into the new logs' v4: the same records,
+    // chunked.
+    for format in [StoreFormat::V2, StoreFormat::V3, StoreFormat::V4] {
         backup_under_load_restores(format).await;
     }
 }
@@ -312,6 +314,9 @@ async fn backup_under_load_restores(format: StoreFormat) {
     let stdout = text(&output.stdout);
     assert!(stdout.contains(&format!("{head} events")), "{stdout}");
     assert!(stdout.contains(&hex::encode(summary.head_hash)), "{stdout}");
+    let restored_format = if format == StoreFormat::V2 { format } else { StoreFormat::V4 };
+    let marker = String::from_utf8_lossy(restored_format.marker());
+    assert!(stdout.contains(&format!("stored format: {marker}")), "{stdout}");
     assert_eq!(names(dir.path()), ["fund.flbackup", "original", "restored"], "no temporary directory is left");
     assert!(!restored_dir.join("signing-key").exists(), "a backup never holds the signing key");
 
@@ -320,10 +325,10 @@ async fn backup_under_load_restores(format: StoreFormat) {
     assert!(report.verified(), "{:?}", report.broken);
     assert_eq!((report.events, report.head_hash), (head, summary.head_hash));
     assert_eq!(report.projections_checked_at, Some(head), "the restore stored the projections, and they replay");
-    // A v3 log's indexes too, built from the records (and checked by the
-    // verification above, which takes the index a start would use).
-    assert_eq!(restored_dir.join(fundledger::log::LOG_INDEX_FILE).exists(), format == StoreFormat::V3);
-    if format == StoreFormat::V3 {
+    // A v3 or v4 log's indexes too, built from the records (and checked by
+    // the verification above, which takes the index a start would use).
+    assert_eq!(restored_dir.join(fundledger::log::LOG_INDEX_FILE).exists(), format.indexes_in_memory());
+    if format.indexes_in_memory() {
         let log = fundledger::log::EventLog::open(&restored_dir).unwrap();
         assert_eq!(log.index_stored_seq(), Some(head), "the first start loads the index the restore stored");
     }
@@ -351,7 +356,7 @@ async fn backup_under_load_restores(format: StoreFormat) {
     let within: Vec<_> =
         original.requests().map(Result::unwrap).filter(|(_, r)| r.first_seq + u64::from(r.count) - 1 <= head).collect();
     let all: Vec<_> = restored_log.requests().map(Result::unwrap).collect();
-    assert_eq!(restored_log.format(), format);
+    assert_eq!(restored_log.format(), restored_format);
     assert_eq!(all, within);
     let live = figures(&mut restored_cast.auditor(), None).await;
     let then = figures(&mut cast.auditor(), Some(head)).await;
@@ -420,7 +425,7 @@ fn refused(dir: &Path, name: &str, bytes: &[u8], expected: &str) {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_truncated_or_altered_backup_is_refused_and_leaves_nothing() {
-    for format in [StoreFormat::V2, StoreFormat::V3] {
+    for format in [StoreFormat::V2, StoreFormat::V3, StoreFormat::V4] {
         truncated_or_altered_backups_are_refused(format).await;
     }
 }

@@ -356,9 +356,10 @@ async fn concurrent_run(seed: u64) {
     let op = [StorageOp::Write, StorageOp::Flush, StorageOp::Fsync][rng.between(0, 2) as usize];
     let nth = rng.between(1, 12);
     let persistence = if rng.between(0, 1) == 0 { Persistence::Once } else { Persistence::Persistent };
-    // Both stored formats: v3 finds the commands of events written past the
-    // durable head by catching its index up from the log at the restart.
-    let format = if seed % 2 == 0 { StoreFormat::V2 } else { StoreFormat::V3 };
+    // Every stored format: v3 and v4 find the commands of events written
+    // past the durable head by catching their index up from the log at the
+    // restart.
+    let format = [StoreFormat::V2, StoreFormat::V3, StoreFormat::V4][(seed % 3) as usize];
     let context = format!("seed {seed}: {op} call {nth} fails, {persistence:?}, {format:?}");
     eprintln!("{context}");
 

@@ -213,22 +213,16 @@ fn with_db(dir: &Path, change: impl FnOnce(&sled::Db)) {
     }
 }
 
-fn event_key(seq: u64) -> Vec<u8> {
-    let mut key = vec![b'e'];
-    key.extend_from_slice(&seq.to_be_bytes());
-    key
-}
-
 /// Event `seq` with its body changed but its stored hashes kept.
 fn tamper_event(db: &sled::Db, seq: u64) {
-    let bytes = db.get(event_key(seq)).unwrap().unwrap();
+    let bytes = support::stored::record(db, seq);
     let decoded = codec::decode_record(&bytes).unwrap();
     let mut body = decoded.body.clone();
     body.recorded_at_micros += 1;
     let mut record = bytes[..65].to_vec();
     record.extend_from_slice(&codec::encode(&body));
     record.extend_from_slice(decoded.fingerprint.as_ref().map_or(&[][..], |fingerprint| &fingerprint[..]));
-    db.insert(event_key(seq), record).unwrap();
+    support::stored::put(db, seq, record);
 }
 
 fn euid_is_root() -> bool {
@@ -459,28 +453,28 @@ fn a_newer_stored_format_is_refused_naming_the_version() {
     let original = parent.path().join("original");
     ledger(&original);
 
-    let marker = parent.path().join("marker-v4");
+    let marker = parent.path().join("marker-v5");
     copy_dir(&original, &marker);
     with_db(&marker, |db| {
-        db.insert(b"m/format", &b"fundledger-log-v4"[..]).unwrap();
+        db.insert(b"m/format", &b"fundledger-log-v5"[..]).unwrap();
     });
     let before = Files::of(&marker);
     let shown = marker.display().to_string();
-    let expected = [shown.as_str(), "\"fundledger-log-v4\"", "cannot read", "\"fundledger-log-v3\""];
-    assert_refused(&serve(&marker), "serve, format marker v4", &expected);
-    assert_refused(&run(&["init"], &marker), "init, format marker v4", &expected);
-    assert_refused(&run(&["export", "events"], &marker), "export, format marker v4", &expected);
-    assert_refused(&run(&["verify"], &marker), "verify, format marker v4", &[&shown, "fundledger-log-v4"]);
-    assert_unchanged(&marker, &before, "format marker v4");
+    let expected = [shown.as_str(), "\"fundledger-log-v5\"", "cannot read", "\"fundledger-log-v4\""];
+    assert_refused(&serve(&marker), "serve, format marker v5", &expected);
+    assert_refused(&run(&["init"], &marker), "init, format marker v5", &expected);
+    assert_refused(&run(&["export", "events"], &marker), "export, format marker v5", &expected);
+    assert_refused(&run(&["verify"], &marker), "verify, format marker v5", &[&shown, "fundledger-log-v5"]);
+    assert_unchanged(&marker, &before, "format marker v5");
 
     // A record in a format version this build does not know, at the head
     // (where a newer fundledger's first new record would be).
     let record = parent.path().join("record-v3");
     copy_dir(&original, &record);
     with_db(&record, |db| {
-        let mut bytes = db.get(event_key(3)).unwrap().unwrap().to_vec();
+        let mut bytes = support::stored::record(db, 3);
         bytes[0] = 3;
-        db.insert(event_key(3), bytes).unwrap();
+        support::stored::put(db, 3, bytes);
     });
     let before = Files::of(&record);
     let expected = ["event 3", "record format version 3", "cannot read", "versions 1 and 2"];

@@ -103,7 +103,7 @@ async fn open_in(format: StoreFormat, dir: &std::path::Path) -> Ledger {
 
 #[tokio::test]
 async fn reopen_keeps_every_acknowledged_event_and_identical_projections() {
-    for format in [StoreFormat::V2, StoreFormat::V3] {
+    for format in [StoreFormat::V2, StoreFormat::V3, StoreFormat::V4] {
         reopen_keeps_every_acknowledged_event_and_identical_projections_in(format).await;
     }
 }
@@ -131,7 +131,7 @@ async fn reopen_keeps_every_acknowledged_event_and_identical_projections_in(form
 
 #[tokio::test]
 async fn a_retry_returns_the_original_outcome_and_records_nothing() {
-    for format in [StoreFormat::V2, StoreFormat::V3] {
+    for format in [StoreFormat::V2, StoreFormat::V3, StoreFormat::V4] {
         a_retry_returns_the_original_outcome_and_records_nothing_in(format).await;
     }
 }
@@ -161,7 +161,7 @@ async fn a_retry_returns_the_original_outcome_and_records_nothing_in(format: Sto
 
 #[tokio::test]
 async fn reusing_a_request_id_for_another_request_is_refused() {
-    for format in [StoreFormat::V2, StoreFormat::V3] {
+    for format in [StoreFormat::V2, StoreFormat::V3, StoreFormat::V4] {
         reusing_a_request_id_for_another_request_is_refused_in(format).await;
     }
 }
@@ -181,7 +181,7 @@ async fn reusing_a_request_id_for_another_request_is_refused_in(format: StoreFor
 
 #[tokio::test]
 async fn concurrent_duplicates_in_one_batch_record_once() {
-    for format in [StoreFormat::V2, StoreFormat::V3] {
+    for format in [StoreFormat::V2, StoreFormat::V3, StoreFormat::V4] {
         concurrent_duplicates_in_one_batch_record_once_in(format).await;
     }
 }
@@ -209,7 +209,7 @@ async fn concurrent_duplicates_in_one_batch_record_once_in(format: StoreFormat) 
 
 #[tokio::test]
 async fn a_wrong_expected_version_is_refused_and_a_right_one_accepted() {
-    for format in [StoreFormat::V2, StoreFormat::V3] {
+    for format in [StoreFormat::V2, StoreFormat::V3, StoreFormat::V4] {
         a_wrong_expected_version_is_refused_and_a_right_one_accepted_in(format).await;
     }
 }
@@ -1028,10 +1028,8 @@ async fn replay_across_pages_hands_over_every_event_once_in_order_and_stops_at_a
     // at or after it.
     let missing_after = |removed: &[u64]| {
         let db = support::open_retrying(|| fundledger::log::sled_config(dir.path()).open().map_err(|e| e.to_string()));
-        for seq in removed {
-            let mut key = vec![b'e'];
-            key.extend_from_slice(&seq.to_be_bytes());
-            db.remove(key).unwrap();
+        for &seq in removed {
+            support::stored::remove(&db, seq);
         }
         drop(db);
         let log = support::open_retrying(|| fundledger::log::EventLog::open(dir.path()).map_err(|e| e.to_string()));
@@ -1243,7 +1241,7 @@ async fn a_v3_log_starts_from_its_stored_index_and_rebuilds_one_it_cannot_trust(
 
     let open = || support::open_retrying(|| EventLog::open(dir.path()).map_err(|e| e.to_string()));
     let mut log = open();
-    assert_eq!(log.format(), StoreFormat::V3);
+    assert_eq!(log.format(), StoreFormat::V4);
     let expected = expected_answers(&log.reader(), head);
     // The shutdown stored the index at the head.
     assert_eq!(log.index_stored_seq(), Some(head));
@@ -1286,8 +1284,14 @@ async fn a_v3_log_starts_from_its_stored_index_and_rebuilds_one_it_cannot_trust(
 }
 
 #[test]
-fn a_v3_log_finds_a_command_of_several_events_by_its_request_id_after_a_rebuild_too() {
-    use fundledger::log::{Entry, EventLog, LogError, NewEvent, RequestRecord, StoreFormat};
+fn a_v3_or_v4_log_finds_a_command_of_several_events_by_its_request_id_after_a_rebuild_too() {
+    for format in [fundledger::log::StoreFormat::V3, fundledger::log::StoreFormat::V4] {
+        finds_a_command_of_several_events_in(format);
+    }
+}
+
+fn finds_a_command_of_several_events_in(format: fundledger::log::StoreFormat) {
+    use fundledger::log::{Entry, EventLog, LogError, NewEvent, RequestRecord};
     let dir = tempfile::tempdir().unwrap();
     let event = |stream: &str| NewEvent {
         stream: stream.into(),
@@ -1301,7 +1305,7 @@ fn a_v3_log_finds_a_command_of_several_events_by_its_request_id_after_a_rebuild_
         actor: "someone".into(),
         events,
     };
-    let mut log = EventLog::open_with(dir.path(), StoreFormat::V3).unwrap();
+    let mut log = EventLog::open_with(dir.path(), format).unwrap();
     let entries = [entry("a", 1, vec![event("s/1"), event("s/2"), event("s/1")]), entry("b", 2, vec![event("s/2")])];
     log.append(1, &entries).unwrap();
     // The log keeps a command as its events: one without any is refused,
@@ -1320,6 +1324,94 @@ fn a_v3_log_finds_a_command_of_several_events_by_its_request_id_after_a_rebuild_
     assert_eq!(reader.stream_entries("s/1", 1, 10).unwrap(), [(1, 1), (2, 3)]);
     assert_eq!(reader.stream_entries("s/2", 1, 10).unwrap(), [(1, 2), (2, 4)]);
     assert_eq!((log.stream_version("s/1").unwrap(), log.stream_version("s/3").unwrap()), (2, 0));
+    assert_eq!(log.format(), format);
+}
+
+/// Stored format v4 keeps up to `CHUNK_RECORDS` records of one append under
+/// one key. Whatever the chunks, the log reads as one record per event:
+/// every range, every single event, the head after a restart, a command
+/// whose events span two chunks.
+#[test]
+fn a_v4_log_reads_its_chunks_as_one_event_after_the_other() {
+    use fundledger::log::{Entry, EventLog, NewEvent, RequestRecord, StoreFormat, CHUNK_RECORDS};
+    let dir = tempfile::tempdir().unwrap();
+    let mut n = 0u64;
+    let mut entry = |id: String, events: u64| {
+        let events = (0..events)
+            .map(|_| {
+                n += 1;
+                NewEvent {
+                    stream: format!("s/{}", n % 3),
+                    event_type: "Opaque".into(),
+                    schema_version: 1,
+                    payload: n.to_be_bytes().to_vec(),
+                }
+            })
+            .collect();
+        Entry { request_id: id, fingerprint: [7; 32], actor: "someone".into(), events }
+    };
+    let mut log = EventLog::open_with(dir.path(), StoreFormat::V4).unwrap();
+    // Appends of 1, 3, 8, 9, 17 and 2 events, in commands of 1 to 5:
+    // chunks full and partial, commands across chunk boundaries.
+    let appends = [vec![1], vec![3], vec![5, 3], vec![4, 5], vec![5, 5, 5, 2], vec![2]];
+    let mut commands = Vec::new();
+    for (append, sizes) in appends.into_iter().enumerate() {
+        let entries: Vec<Entry> =
+            sizes.iter().enumerate().map(|(at, &size)| entry(format!("c-{append}-{at}"), size)).collect();
+        let mut seq = log.head_seq() + 1;
+        log.append(append as i64 + 1, &entries).unwrap();
+        for e in &entries {
+            commands.push((e.request_id.clone(), seq, e.events.len() as u32));
+            seq += e.events.len() as u64;
+        }
+    }
+    let head = log.head_seq();
+    assert_eq!(head, 40);
+    let check = |log: &EventLog| {
+        let reader = log.reader();
+        assert_eq!(reader.last_seq().unwrap(), head);
+        let all = reader.read(1, head, usize::MAX).unwrap();
+        assert_eq!(all.iter().map(|(e, _)| e.seq).collect::<Vec<_>>(), (1..=head).collect::<Vec<_>>());
+        for (envelope, payload) in &all {
+            assert_eq!(payload, &envelope.seq.to_be_bytes(), "event {}", envelope.seq);
+            assert_eq!(reader.get(envelope.seq).unwrap().as_ref(), Some(&(envelope.clone(), payload.clone())));
+        }
+        for from in 0..=head + 1 {
+            for to in from.saturating_sub(1)..=head + 1 {
+                let read: Vec<u64> = reader.read(from, to, usize::MAX).unwrap().iter().map(|(e, _)| e.seq).collect();
+                let expected: Vec<u64> = (from.max(1)..=to.min(head)).collect();
+                assert_eq!(read, expected, "read({from}, {to})");
+            }
+            let limited = reader.read(from, head, 3).unwrap();
+            assert_eq!(limited.len(), 3.min((head + 1).saturating_sub(from.max(1)) as usize), "read({from}, …, 3)");
+        }
+        assert_eq!(reader.get(head + 1).unwrap(), None);
+        for (id, first_seq, count) in &commands {
+            let found = reader.request(id).unwrap();
+            assert_eq!(
+                found,
+                Some(RequestRecord { fingerprint: [7; 32], first_seq: *first_seq, count: *count }),
+                "{id}"
+            );
+        }
+        assert_eq!(reader.verify().unwrap().events, head);
+    };
+    check(&log);
+    drop(log);
+    // Each append in chunks of up to CHUNK_RECORDS (8): 1, 3, 8, 8 + 1,
+    // 8 + 8 + 1 and 2 records, 9 keys.
+    assert_eq!(CHUNK_RECORDS, 8);
+    let db = support::open_retrying(|| fundledger::log::sled_config(dir.path()).open().map_err(|e| e.to_string()));
+    assert_eq!(db.scan_prefix(b"e").count(), 9);
+    drop(db);
+    // After a restart: the head read back from the last chunk, the index
+    // rebuilt from the chunks.
+    let mut log = support::open_retrying(|| EventLog::open(dir.path()).map_err(|e| e.to_string()));
+    assert_eq!((log.format(), log.head_seq()), (StoreFormat::V4, head));
+    check(&log);
+    log.append(99, &[entry("after".into(), 1)]).unwrap();
+    let reader = log.reader();
+    assert_eq!(reader.get(head + 1).unwrap().unwrap().0.prev_hash, reader.get(head).unwrap().unwrap().0.hash);
 }
 
 #[tokio::test]

@@ -29,6 +29,7 @@ fn date(text: &str) -> Date {
 }
 
 mod support;
+use support::stored;
 
 /// Each command acts as the role that may send it (see `support::actor_for`).
 use support::request;
@@ -163,7 +164,15 @@ fn build_in(format: StoreFormat, dir: &Path, checkpoints_at: &[u64]) -> Vec<Sign
         let config = LedgerConfig { new_store_format: format, ..LedgerConfig::new(dir) };
         let ledger = Ledger::open(config).unwrap();
         let mut signed = Vec::new();
-        for command in commands() {
+        // In v4, one group commit: chunks of several records, which the
+        // tampering below cuts into.
+        let at_once = format.chunked() && checkpoints_at.is_empty();
+        if at_once {
+            for outcome in ledger.submit_many(commands()).await.unwrap() {
+                outcome.unwrap();
+            }
+        }
+        for command in commands().into_iter().filter(|_| !at_once) {
             ledger.submit(command).await.unwrap();
             if checkpoints_at.contains(&ledger.head_seq()) {
                 signed.push(ledger.signed_checkpoint().unwrap());
@@ -204,12 +213,6 @@ fn with_db(dir: &Path, tamper: impl FnOnce(&sled::Db)) {
     db.flush().unwrap();
 }
 
-fn event_key(seq: u64) -> Vec<u8> {
-    let mut key = vec![b'e'];
-    key.extend_from_slice(&seq.to_be_bytes());
-    key
-}
-
 fn stream_index_key(stream: &str, version: u64) -> Vec<u8> {
     let mut key = vec![b's'];
     key.extend_from_slice(stream.as_bytes());
@@ -220,7 +223,7 @@ fn stream_index_key(stream: &str, version: u64) -> Vec<u8> {
 
 /// The stored record of event `seq`: previous hash, hash, body.
 fn record(db: &sled::Db, seq: u64) -> (Hash, Hash, RecordBody) {
-    let bytes = db.get(event_key(seq)).unwrap().unwrap();
+    let bytes = stored::record(db, seq);
     let decoded = codec::decode_record(&bytes).unwrap();
     (decoded.prev_hash, decoded.hash, decoded.body)
 }
@@ -236,7 +239,7 @@ fn with_amount(body: &RecordBody, minor: i64) -> RecordBody {
 /// The request fingerprint event `seq`'s record carries (record format 2,
 /// stored format v3), if any.
 fn fingerprint(db: &sled::Db, seq: u64) -> Option<Hash> {
-    codec::decode_record(&db.get(event_key(seq)).unwrap().unwrap()).unwrap().fingerprint
+    codec::decode_record(&stored::record(db, seq)).unwrap().fingerprint
 }
 
 /// The record of `body` after `prev_hash`, with `fingerprint` (format 2)
@@ -257,7 +260,7 @@ fn put_record(db: &sled::Db, seq: u64, prev_hash: &Hash, hash: &Hash, body: &Rec
     bytes.extend_from_slice(hash);
     bytes.extend_from_slice(&codec::encode(body));
     bytes.extend_from_slice(fingerprint.as_ref().map_or(&[][..], |fingerprint| &fingerprint[..]));
-    db.insert(event_key(seq), bytes).unwrap();
+    stored::put(db, seq, bytes);
 }
 
 /// Rewrites event `from` with `change` and re-hashes every event from it
@@ -280,7 +283,7 @@ fn rewrite_with_fingerprint(
             fingerprint = self::fingerprint(db, seq);
         }
         let (bytes, hash) = encode(&prev_hash, &body, fingerprint);
-        db.insert(event_key(seq), bytes).unwrap();
+        stored::put(db, seq, bytes);
         prev_hash = hash;
     }
 }
@@ -315,7 +318,7 @@ fn tampering_is_detected_at_the_first_broken_event() {
         (
             "an event removed",
             |db| {
-                db.remove(event_key(6)).unwrap();
+                stored::remove(db, 6);
             },
             6,
             "event_missing",
@@ -323,7 +326,7 @@ fn tampering_is_detected_at_the_first_broken_event() {
         (
             "the first event removed",
             |db| {
-                db.remove(event_key(1)).unwrap();
+                stored::remove(db, 1);
             },
             1,
             "event_missing",
@@ -331,7 +334,7 @@ fn tampering_is_detected_at_the_first_broken_event() {
         (
             "the last event removed",
             |db| {
-                db.remove(event_key(EVENTS)).unwrap();
+                stored::remove(db, EVENTS);
             },
             EVENTS,
             "projections_beyond_log",
@@ -339,10 +342,10 @@ fn tampering_is_detected_at_the_first_broken_event() {
         (
             "two events swapped",
             |db| {
-                let a = db.get(event_key(9)).unwrap().unwrap();
-                let b = db.get(event_key(10)).unwrap().unwrap();
-                db.insert(event_key(9), b).unwrap();
-                db.insert(event_key(10), a).unwrap();
+                let a = stored::record(db, 9);
+                let b = stored::record(db, 10);
+                stored::put(db, 9, b);
+                stored::put(db, 10, a);
             },
             9,
             "event_misplaced",
@@ -369,7 +372,7 @@ fn tampering_is_detected_at_the_first_broken_event() {
             |db| {
                 let (_, _, body) = record(db, 5);
                 let (bytes, _) = encode(&[7; 32], &body, fingerprint(db, 5));
-                db.insert(event_key(5), bytes).unwrap();
+                stored::put(db, 5, bytes);
             },
             5,
             "broken_link",
@@ -382,7 +385,7 @@ fn tampering_is_detected_at_the_first_broken_event() {
                 bytes.extend_from_slice(&prev);
                 bytes.extend_from_slice(&hash);
                 bytes.extend_from_slice(b"not bincode");
-                db.insert(event_key(8), bytes).unwrap();
+                stored::put(db, 8, bytes);
             },
             8,
             "event_undecodable",
@@ -474,7 +477,54 @@ fn tampering_is_detected_at_the_first_broken_event() {
             "request_repeated",
         ),
     ];
-    for (format, specific) in [(StoreFormat::V2, v2_cases), (StoreFormat::V3, v3_cases)] {
+    // Stored format v4 keeps chunks of records under one key: the events
+    // above were built in one group commit, so events 1 to 8 share a key,
+    // and 9 to 14 another.
+    fn chunk_key(first: u64) -> Vec<u8> {
+        [&b"e"[..], &first.to_be_bytes()].concat()
+    }
+    let v4_cases: &[(&str, Tamper, u64, &str)] = &[
+        (
+            "a record's frame in a chunk saying more bytes than the chunk holds",
+            |db| {
+                let mut chunk = db.get(chunk_key(9)).unwrap().unwrap().to_vec();
+                let second = 4 + u32::from_be_bytes(chunk[..4].try_into().unwrap()) as usize;
+                chunk[second..second + 4].copy_from_slice(&u32::MAX.to_be_bytes());
+                db.insert(chunk_key(9), chunk).unwrap();
+            },
+            10,
+            "event_undecodable",
+        ),
+        (
+            "a chunk with bytes after its last record",
+            |db| {
+                let mut chunk = db.get(chunk_key(9)).unwrap().unwrap().to_vec();
+                chunk.extend_from_slice(&[0, 0]);
+                db.insert(chunk_key(9), chunk).unwrap();
+            },
+            15,
+            "event_undecodable",
+        ),
+        (
+            "an empty chunk in place of one",
+            |db| {
+                db.insert(chunk_key(9), &[][..]).unwrap();
+            },
+            9,
+            "event_undecodable",
+        ),
+        (
+            "a chunk moved to the key after its own",
+            |db| {
+                let chunk = db.remove(chunk_key(9)).unwrap().unwrap();
+                db.insert(chunk_key(10), chunk).unwrap();
+            },
+            9,
+            "event_missing",
+        ),
+    ];
+    let v4_cases: Vec<_> = v3_cases.iter().chain(v4_cases).copied().collect();
+    for (format, specific) in [(StoreFormat::V2, v2_cases), (StoreFormat::V3, v3_cases), (StoreFormat::V4, &v4_cases)] {
         for (name, tamper, seq, code) in cases.iter().chain(specific) {
             let dir = tempfile::tempdir().unwrap();
             build_in(format, dir.path(), &[]);
@@ -523,7 +573,7 @@ fn the_first_broken_event_is_named_with_its_stream_and_figures() {
         let (prev, hash, body) = record(db, 4);
         put_record(db, 4, &prev, &hash, &with_amount(&body, 3_500_000));
         // A second, later break: the first one is reported.
-        db.remove(event_key(9)).unwrap();
+        stored::remove(db, 9);
     });
     let report = verify(dir.path(), None);
     let broken = report.broken.unwrap();
@@ -596,7 +646,7 @@ fn a_checkpoint_fails_when_its_events_were_removed() {
     let signed = build(dir.path(), &[EVENTS]).remove(0);
     with_db(dir.path(), |db| {
         for seq in 12..=EVENTS {
-            db.remove(event_key(seq)).unwrap();
+            stored::remove(db, seq);
         }
     });
     std::fs::remove_file(dir.path().join(fundledger::log::CHECKPOINT_FILE)).unwrap();

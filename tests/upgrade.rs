@@ -1,7 +1,7 @@
 //! Upgrade safety: a ledger written in each stored format, committed under
-//! `tests/fixtures/ledger-v1/` (fundledger 0.1.0), `ledger-v2/` and
-//! `ledger-v3/`, must be read by every later version; a v1 ledger is
-//! upgraded to v2 in place.
+//! `tests/fixtures/ledger-v1/` (fundledger 0.1.0), `ledger-v2/`,
+//! `ledger-v3/` and `ledger-v4/`, must be read by every later version; a
+//! v1 ledger is upgraded to v2 in place.
 //!
 //! A fixture holds sled's files as its version left them (see
 //! `tests/fixtures/README.md`). Each test works on a private copy, because
@@ -40,6 +40,9 @@ const HEAD_HASH_V2: &str = "d711e811774b96a33ffbefb556678b2850c0e207ccf6eabbbef4
 /// The v3 fixture's: the same events again, each record carrying its
 /// command's fingerprint.
 const HEAD_HASH_V3: &str = "097c9682cdfd9385ee822d53930fa74cd674015905d3581770f5dae5d2d61b4d";
+/// The v4 fixture's: the same events again, recorded in batches of ten
+/// commands, so that its keys hold up to eight records each.
+const HEAD_HASH_V4: &str = "fe8e67a6ab2cc2f20242496dd200acb77a400a2712b47d307c56f603a91705c3";
 /// Partner `porticus`'s unrestricted pot, in euro cents: EUR 40,000
 /// received; awarded app-1 8,000 reduced by 1,000, app-2 12,000 settled at
 /// 5,000, app-5 5,000 withdrawn: EUR 28,000 available.
@@ -134,15 +137,34 @@ async fn the_v3_fixture_opens_decodes_verifies_and_replays_to_the_same_figures()
     opens_decodes_verifies_and_replays("ledger-v3", HEAD_HASH_V3, how).await;
 }
 
-/// Every record of the v3 fixture, rebuilt from its parts with this
-/// version's codec (record format 2: the body, then the command's
+#[tokio::test]
+async fn the_v4_fixture_opens_decodes_verifies_and_replays_to_the_same_figures() {
+    let how = Loaded::FromCheckpoint { checkpoint_seq: EVENTS };
+    opens_decodes_verifies_and_replays("ledger-v4", HEAD_HASH_V4, how).await;
+}
+
+/// Every record of the v3 and v4 fixtures, rebuilt from its parts with
+/// this version's codec (record format 2: the body, then the command's
 /// fingerprint), has the hash it was stored with; and its stored log index
 /// is loaded as it is, with the command of each request id found.
 #[test]
-fn the_v3_fixtures_records_and_index_read_as_written() {
-    let copy = copy_of_fixture("ledger-v3");
+fn the_v3_and_v4_fixtures_records_and_index_read_as_written() {
+    use fundledger::log::StoreFormat;
+    for (name, format) in [("ledger-v3", StoreFormat::V3), ("ledger-v4", StoreFormat::V4)] {
+        records_and_index_read_as_written(name, format);
+    }
+    // The v4 fixture's keys hold several records: its 33 events are in 8
+    // keys (the first admin's access alone, then each batch of ten
+    // commands in chunks of up to eight records).
+    let copy = copy_of_fixture("ledger-v4");
+    let db = fundledger::log::sled_config(copy.path()).open().unwrap();
+    assert_eq!(db.scan_prefix(b"e").count(), 8);
+}
+
+fn records_and_index_read_as_written(name: &str, format: fundledger::log::StoreFormat) {
+    let copy = copy_of_fixture(name);
     let log = EventLog::open(copy.path()).unwrap();
-    assert_eq!(log.format(), fundledger::log::StoreFormat::V3);
+    assert_eq!(log.format(), format);
     assert_eq!(log.index_stored_seq(), Some(EVENTS), "the stored index is trusted and used");
     let reader = log.reader();
     for (envelope, payload) in reader.read(1, EVENTS, usize::MAX).unwrap() {
@@ -286,8 +308,14 @@ fn a_stored_record_of_the_v1_fixture_has_the_golden_bytes() {
 }
 
 #[test]
-fn the_binary_verifies_the_v1_v2_and_v3_fixtures() {
-    for (name, head_hash) in [("ledger-v1", HEAD_HASH), ("ledger-v2", HEAD_HASH_V2), ("ledger-v3", HEAD_HASH_V3)] {
+fn the_binary_verifies_every_fixture() {
+    let fixtures = [
+        ("ledger-v1", HEAD_HASH),
+        ("ledger-v2", HEAD_HASH_V2),
+        ("ledger-v3", HEAD_HASH_V3),
+        ("ledger-v4", HEAD_HASH_V4),
+    ];
+    for (name, head_hash) in fixtures {
         binary_verifies(name, head_hash);
     }
 }

@@ -662,7 +662,7 @@ impl<'a> Run<'a> {
         let requests = match self.reader.format() {
             // The walk checked the commands and the index against the
             // events; there are no stored entries.
-            StoreFormat::V3 => {
+            StoreFormat::V3 | StoreFormat::V4 => {
                 let index = self.index.as_ref().filter(|index| walk_clean && index.index.head_seq() <= limit);
                 if let Some(Err(problem)) = index.map(IndexCheck::totals) {
                     keep_first(&mut first, Finding { seq: None, stream: None, problem });
@@ -721,7 +721,7 @@ impl<'a> Run<'a> {
                 }
                 Err(WalkError::Storage(error)) => return Err(LogError::Storage(error)),
             };
-            if self.reader.format() == StoreFormat::V3 {
+            if self.reader.format().indexes_in_memory() {
                 let begins_command = match self.commands.check(self.reader, &envelope)? {
                     Ok(begins) => begins,
                     Err(problem) => return Ok(Some(Finding::at(&envelope, problem))),

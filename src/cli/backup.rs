@@ -109,7 +109,8 @@ pub async fn run_backup(args: BackupArgs) -> anyhow::Result<()> {
 pub struct Restored {
     pub backup: BackupSummary,
     pub report: verify::Report,
-    /// The stored format of the log restored: the backed-up log's.
+    /// The stored format of the log restored: v2 for a v2 log's backup,
+    /// v4 (the new logs' format) for a v3 or v4 log's.
     pub format: StoreFormat,
 }
 
@@ -130,12 +131,13 @@ pub async fn run_restore(args: RestoreArgs) -> anyhow::Result<()> {
     ))?;
     let entries = match restored.format {
         StoreFormat::V2 => "the idempotency entries and the stream index",
-        StoreFormat::V3 => "each command's fingerprint and request id",
+        StoreFormat::V3 | StoreFormat::V4 => "each command's fingerprint and request id",
     };
     super::emit(format!(
         "  verified: the hash chain, {entries}; projections rebuilt by replay ({} bytes of backup)",
         backup.bytes
     ))?;
+    super::emit(format!("  stored format: {}", String::from_utf8_lossy(restored.format.marker())))?;
     super::emit(
         "  signing key: none (a backup never holds it). Put the original `signing-key` and `signing-key.pub` \
          into the directory before the first `serve` to keep it; otherwise `serve` creates a new one",
@@ -165,7 +167,7 @@ pub fn restore_data_dir(file: &Path, data_dir: &Path) -> anyhow::Result<Restored
     }
     // The same fold has just run through every event without complaint.
     let projections = Projections::replay(&reader, summary.head_seq).with_context(refused)?;
-    // With a v3 log's indexes, built as the records came, at the same head.
+    // With a v3 or v4 log's indexes, built as the records came, at the same head.
     log.put_checkpoint(&projections.checkpoint_bytes()).with_context(refused)?;
     let format = log.format();
     drop(reader);

@@ -155,7 +155,7 @@ pub fn write_backup(
 
     let mut chain = ChainCheck::default();
     let mut head_recorded_at_micros = 0;
-    for item in reader.raw_events(1, head_seq) {
+    for item in reader.raw_events(1, head_seq)? {
         let (seq, record) = item?;
         let (envelope, _) = chain.check(seq, &record).map_err(BackupError::LogBroken)?;
         head_recorded_at_micros = envelope.recorded_at_micros;

@@ -16,8 +16,10 @@ mod store;
 
 pub use codec::{Hash, GENESIS_HASH};
 pub use index::{request_digest, LogIndex};
+pub use store::split_chunk;
 pub use store::{
     open_checkpoint_file, sled_config, unfinished_checkpoint, BrokenEvent, ChainBreak, ChainWalk, CheckedRecord,
     CheckpointFile, Entry, Envelope, EventLog, Link, LogError, LogReader, NewEvent, RequestRecord, StoreFormat,
-    StoredCheckpoint, VerifyReport, WalkError, CHECKPOINT_FILE, LOG_INDEX_FILE, STORE_FORMAT, STORE_FORMAT_V3,
+    StoredCheckpoint, VerifyReport, WalkError, CHECKPOINT_FILE, CHUNK_RECORDS, LOG_INDEX_FILE, STORE_FORMAT,
+    STORE_FORMAT_V3, STORE_FORMAT_V4,
 };

@@ -17,7 +17,14 @@ use std::sync::{Arc, RwLock};
 // request indexes are projections of the log, in memory (`log::index`),
 // stored beside the projections' checkpoint in `LOG_INDEX_FILE`. Format
 // v2 keeps them in the tree, as the `r` and `s` keys below.
-const EVENT: u8 = b'e'; // e ‖ seq (u64 BE)               -> record
+//
+// Stored format v4 is v3 with the events in chunks: one key holds up to
+// `CHUNK_RECORDS` consecutive records of one append, under the sequence
+// number of its first (`docs/FORMAT-V4.md`). sled's costs are per key, so
+// a chunk of 8 costs a fraction of 8 keys to write and to read.
+const EVENT: u8 = b'e'; // e ‖ seq (u64 BE)               -> record (v2, v3)
+                        // e ‖ first seq (u64 BE)         -> chunk (v4):
+                        //   n ≥ 1 times: length L (u32 BE) ‖ L bytes record
 const REQUEST: u8 = b'r'; // v2: r ‖ request id            -> fingerprint ‖ first seq ‖ count
 const STREAM_INDEX: u8 = b's'; // v2: s ‖ stream ‖ 0 ‖ version (u64 BE) -> seq (u64 BE)
 
@@ -40,6 +47,11 @@ const STORE_FORMAT_V1: &[u8] = b"fundledger-log-v1";
 pub const STORE_FORMAT: &[u8] = b"fundledger-log-v2";
 /// Stored format v3: one key per event, the indexes in memory.
 pub const STORE_FORMAT_V3: &[u8] = b"fundledger-log-v3";
+/// Stored format v4: v3 with up to [`CHUNK_RECORDS`] events per key.
+pub const STORE_FORMAT_V4: &[u8] = b"fundledger-log-v4";
+/// The most records a v4 writer puts under one key. A reader takes any
+/// number: the layout is a count of frames, not of this constant.
+pub const CHUNK_RECORDS: usize = 8;
 /// Where a v3 log stores its indexes (`log::index`), beside the checkpoint.
 pub const LOG_INDEX_FILE: &str = "log.index";
 
@@ -49,18 +61,40 @@ pub const LOG_INDEX_FILE: &str = "log.index";
 pub enum StoreFormat {
     V2,
     V3,
+    V4,
 }
 
 impl StoreFormat {
     /// The format of the logs [`EventLog::open`] creates.
-    pub const NEW: StoreFormat = StoreFormat::V3;
+    pub const NEW: StoreFormat = StoreFormat::V4;
 
-    /// The marker that names it in a log (`fundledger-log-v3`, …).
+    /// The marker that names it in a log (`fundledger-log-v4`, …).
     pub fn marker(self) -> &'static [u8] {
         match self {
             StoreFormat::V2 => STORE_FORMAT,
             StoreFormat::V3 => STORE_FORMAT_V3,
+            StoreFormat::V4 => STORE_FORMAT_V4,
         }
+    }
+
+    /// Whether its stream and request indexes are projections held in
+    /// memory, its records carrying each command's fingerprint (v3, v4),
+    /// rather than keys in the tree (v2).
+    pub fn indexes_in_memory(self) -> bool {
+        self != StoreFormat::V2
+    }
+
+    /// Whether a key holds a chunk of records (v4) rather than one (v2, v3).
+    pub fn chunked(self) -> bool {
+        self == StoreFormat::V4
+    }
+
+    /// The format whose marker `found` is (a v1 log's reads as v2).
+    fn of_marker(found: &[u8]) -> Option<StoreFormat> {
+        [StoreFormat::V4, StoreFormat::V3, StoreFormat::V2]
+            .into_iter()
+            .find(|format| format.marker() == found)
+            .or((found == STORE_FORMAT_V1).then_some(StoreFormat::V2))
     }
 }
 
@@ -198,9 +232,10 @@ pub enum LogError {
     #[error("{} holds {found:?}, not a fundledger log", dir.display())]
     ForeignStore { dir: PathBuf, found: String },
     #[error(
-        "{} holds a log in stored format {found:?}, which this fundledger cannot read (it reads {:?}, {:?} and \
-         {:?}): a newer fundledger wrote it; run that version",
+        "{} holds a log in stored format {found:?}, which this fundledger cannot read (it reads {:?}, {:?}, {:?} \
+         and {:?}): a newer fundledger wrote it; run that version",
         dir.display(),
+        String::from_utf8_lossy(STORE_FORMAT_V4),
         String::from_utf8_lossy(STORE_FORMAT_V3),
         String::from_utf8_lossy(STORE_FORMAT),
         String::from_utf8_lossy(STORE_FORMAT_V1)
@@ -221,10 +256,10 @@ pub enum LogError {
     Corrupt { seq: u64, problem: String },
     #[error("stored entry {key} is malformed: {problem}")]
     MalformedEntry { key: String, problem: String },
-    #[error("request {request_id:?} records no events: a log in stored format v3 keeps a command as its events")]
+    #[error("request {request_id:?} records no events: a log in stored format v3 or v4 keeps a command as its events")]
     EmptyEntry { request_id: String },
     #[error(
-        "this reader of a log in stored format v3 was opened without its indexes (to verify a copy): it cannot \
+        "this reader of a log in stored format v3 or v4 was opened without its indexes (to verify a copy): it cannot \
          look up streams or requests"
     )]
     IndexNotLoaded,
@@ -260,7 +295,6 @@ pub struct VerifyReport {
 pub struct EventLog {
     reader: LogReader,
     dir: PathBuf,
-    format: StoreFormat,
     /// v3: the head of the indexes stored in [`LOG_INDEX_FILE`] when the
     /// log was opened (0 when they were rebuilt from the log).
     index_stored_seq: u64,
@@ -290,6 +324,7 @@ pub struct LogReader {
     db: sled::Db,
     /// The data directory, for the checkpoint file.
     dir: PathBuf,
+    format: StoreFormat,
     /// Where its streams' and requests' indexes are.
     index: Indexes,
 }
@@ -298,10 +333,10 @@ pub struct LogReader {
 enum Indexes {
     /// Stored format v2: in the sled tree.
     InTree,
-    /// Stored format v3: in memory, shared with the writer, which adds each
-    /// append's events once it is durable.
+    /// Stored formats v3 and v4: in memory, shared with the writer, which
+    /// adds each append's events once it is durable.
     InMemory(Arc<RwLock<LogIndex>>),
-    /// Stored format v3, opened to verify a copy without them
+    /// Stored formats v3 and v4, opened to verify a copy without them
     /// ([`LogReader::open_existing`]): the audit reads only events.
     NotLoaded,
 }
@@ -453,7 +488,7 @@ fn index_head_in_log(reader: &LogReader, index: &LogIndex, head_seq: u64) -> Res
     }
     let hash = match seq {
         0 => GENESIS_HASH,
-        seq => match reader.db.get(event_key(seq))? {
+        seq => match reader.record_at(seq)? {
             // A damaged head record is not trusted either (a rebuild, or
             // an audit's walk, meets and reports it).
             Some(record) => match check_record(seq, &record) {
@@ -632,7 +667,7 @@ impl EventLog {
                 let (format, marked) = check_format(dir, &db, new_format)?;
                 let stored = match reading {
                     Some(reading) => reading.join().unwrap_or_else(|panic| std::panic::resume_unwind(panic)),
-                    None if format == StoreFormat::V3 => read_index(dir),
+                    None if format.indexes_in_memory() => read_index(dir),
                     None => None,
                 };
                 let log = EventLog::start(dir, db, fresh, format, stored)?;
@@ -661,9 +696,8 @@ impl EventLog {
         stored: Option<Result<LogIndex, String>>,
     ) -> Result<EventLog, LogError> {
         let mut log = EventLog {
-            reader: LogReader { db, dir: dir.to_owned(), index: Indexes::InTree },
+            reader: LogReader { db, dir: dir.to_owned(), format, index: Indexes::InTree },
             dir: dir.to_owned(),
-            format,
             index_stored_seq: 0,
             head_seq: 0,
             head_hash: GENESIS_HASH,
@@ -673,15 +707,15 @@ impl EventLog {
             faults: None,
             written: Arc::new(AtomicBool::new(false)),
         };
-        if let Some((key, record)) = log.reader.db.scan_prefix([EVENT]).next_back().transpose()? {
+        if let Some((seq, record)) = log.reader.last_record()? {
             // The head is what the next event links to: check it right
             // after reading it back, hash included.
-            let head = check_record(seq_of_key(&key), &record)?.link();
+            let head = check_record(seq, &record)?.link();
             log.head_seq = head.seq;
             log.head_hash = head.hash;
             log.head_recorded_at_micros = head.recorded_at_micros;
         }
-        if format == StoreFormat::V3 {
+        if format.indexes_in_memory() {
             let (index, stored_seq) = load_index(&log.reader, log.head_seq, stored)?;
             log.index_stored_seq = stored_seq;
             log.reader.index = Indexes::InMemory(Arc::new(RwLock::new(index)));
@@ -760,14 +794,14 @@ impl EventLog {
 
     /// The stored format of this log.
     pub fn format(&self) -> StoreFormat {
-        self.format
+        self.reader.format
     }
 
     /// v3: the head of the indexes stored beside the checkpoint when the
     /// log was opened (0 if there were none that matched the log, and they
     /// were rebuilt from it); `None` in v2.
     pub fn index_stored_seq(&self) -> Option<u64> {
-        (self.format == StoreFormat::V3).then_some(self.index_stored_seq)
+        self.reader.format.indexes_in_memory().then_some(self.index_stored_seq)
     }
 
     /// A v3 log's indexes as they are now, at its head (an O(1) copy that
@@ -851,6 +885,8 @@ impl EventLog {
         let mut hash = self.head_hash;
         let mut versions: HashMap<&str, u64> = HashMap::with_capacity(entries.len());
         let mut out = Vec::with_capacity(entries.len());
+        let format = self.reader.format;
+        let mut chunk = Chunk::default();
         for entry in entries {
             let first_seq = seq + 1;
             let mut envelopes = Vec::with_capacity(entry.events.len());
@@ -873,37 +909,42 @@ impl EventLog {
                     request_id: &entry.request_id,
                     payload: &event.payload,
                 };
-                let (record, new_hash, fingerprint) = match self.format {
+                let (record, new_hash, fingerprint) = match format {
                     StoreFormat::V2 => {
                         let (record, new_hash) = codec::encode_record_ref(&hash, &body);
                         (record, new_hash, None)
                     }
-                    StoreFormat::V3 => {
+                    StoreFormat::V3 | StoreFormat::V4 => {
                         let (record, new_hash) = codec::encode_record_v2(&hash, &body, &entry.fingerprint);
                         (record, new_hash, Some(entry.fingerprint))
                     }
                 };
-                batch.insert(&event_key(seq)[..], record);
-                if self.format == StoreFormat::V2 {
-                    batch.insert(stream_index_key(&event.stream, *version), &seq.to_be_bytes()[..]);
+                match format {
+                    StoreFormat::V2 => {
+                        batch.insert(&event_key(seq)[..], record);
+                        batch.insert(stream_index_key(&event.stream, *version), &seq.to_be_bytes()[..]);
+                    }
+                    StoreFormat::V3 => batch.insert(&event_key(seq)[..], record),
+                    StoreFormat::V4 => chunk.push(seq, &record, &mut batch),
                 }
                 envelopes.push(Envelope::of(&body, hash, new_hash, fingerprint));
                 hash = new_hash;
             }
-            match self.format {
+            match format {
                 StoreFormat::V2 => {
                     let count = u32::try_from(entry.events.len()).expect("a request records few events");
                     batch.insert(request_key(&entry.request_id), request_value(&entry.fingerprint, first_seq, count));
                 }
                 // The log keeps a command as its events, the first of
                 // which its index points to.
-                StoreFormat::V3 if entry.events.is_empty() => {
+                StoreFormat::V3 | StoreFormat::V4 if entry.events.is_empty() => {
                     return Err(LogError::EmptyEntry { request_id: entry.request_id.clone() })
                 }
-                StoreFormat::V3 => {}
+                StoreFormat::V3 | StoreFormat::V4 => {}
             }
             out.push(envelopes);
         }
+        chunk.finish(&mut batch);
         self.injected(StorageOp::Write).map_err(sled::Error::Io)?;
         self.apply_batch(batch)?;
         self.sync()?;
@@ -916,7 +957,7 @@ impl EventLog {
                 }
             }
         }
-        if self.format == StoreFormat::V2 {
+        if format == StoreFormat::V2 {
             for (stream, version) in versions {
                 self.stream_versions.insert(stream.to_owned(), version);
             }
@@ -957,10 +998,7 @@ impl EventLog {
 impl LogReader {
     /// The stored format of the log it reads.
     pub fn format(&self) -> StoreFormat {
-        match self.index {
-            Indexes::InTree => StoreFormat::V2,
-            Indexes::InMemory(_) | Indexes::NotLoaded => StoreFormat::V3,
-        }
+        self.format
     }
 
     /// The indexes a start of this log would use, for an audit to check
@@ -1018,11 +1056,57 @@ impl LogReader {
         if from_seq > to_seq {
             return Ok(());
         }
-        for item in self.db.range(event_key(from_seq.max(1))..=event_key(to_seq)).take(limit) {
-            let (key, record) = item?;
-            f(&check_record(seq_of_key(&key), &record)?)?;
+        for item in self.records(from_seq, to_seq)?.take(limit) {
+            let (seq, record) = item?;
+            f(&check_record(seq, &record)?)?;
         }
         Ok(())
+    }
+
+    /// The stored records of events `from_seq` to `to_seq`, in order, each
+    /// with the sequence number its place gives it (its key in v2 and v3;
+    /// its chunk's key and its place in the chunk in v4), unchecked.
+    fn records(&self, from_seq: u64, to_seq: u64) -> Result<StoredRecords, LogError> {
+        let from_seq = from_seq.max(1);
+        let start = match self.format.chunked() && from_seq <= to_seq {
+            // The chunk that holds `from_seq` begins at or before it.
+            true => match self.db.range(event_key(0)..=event_key(from_seq)).next_back().transpose()? {
+                Some((key, _)) => seq_of_key(&key),
+                None => from_seq,
+            },
+            false => from_seq,
+        };
+        Ok(StoredRecords {
+            keys: (start <= to_seq).then(|| self.db.range(event_key(start)..=event_key(to_seq))),
+            chunked: self.format.chunked(),
+            chunk: None,
+            from_seq,
+            to_seq,
+        })
+    }
+
+    /// The stored record of event `seq`, unchecked.
+    fn record_at(&self, seq: u64) -> Result<Option<sled::IVec>, LogError> {
+        if !self.format.chunked() {
+            return Ok(self.db.get(event_key(seq))?);
+        }
+        Ok(self.records(seq, seq)?.next().transpose()?.map(|(_, record)| record))
+    }
+
+    /// The last stored record and the sequence number its place gives it.
+    fn last_record(&self) -> Result<Option<(u64, sled::IVec)>, LogError> {
+        let Some((key, value)) = self.db.scan_prefix([EVENT]).next_back().transpose()? else { return Ok(None) };
+        let first_seq = seq_of_key(&key);
+        if !self.format.chunked() {
+            return Ok(Some((first_seq, value)));
+        }
+        let mut last = None;
+        for (at, frame) in split_chunk(&value).enumerate() {
+            let seq = first_seq + at as u64;
+            let (start, len) = frame.map_err(|problem| LogError::Corrupt { seq, problem })?;
+            last = Some((seq, value.subslice(start, len)));
+        }
+        Ok(last)
     }
 
     /// The sequence numbers of a stream's events, in stream order.
@@ -1078,7 +1162,7 @@ impl LogReader {
 
     /// One event by sequence number.
     pub fn get(&self, seq: u64) -> Result<Option<(Envelope, Vec<u8>)>, LogError> {
-        match self.db.get(event_key(seq))? {
+        match self.record_at(seq)? {
             Some(record) => Ok(Some(check_record(seq, &record)?.to_owned_parts())),
             None => Ok(None),
         }
@@ -1119,7 +1203,7 @@ impl LogReader {
         // Each candidate is the first event of a command whose request id
         // has the same digest: the one that carries this id, if any, is it.
         for first_seq in candidates {
-            let record = self.db.get(event_key(first_seq))?.ok_or_else(|| LogError::Corrupt {
+            let record = self.record_at(first_seq)?.ok_or_else(|| LogError::Corrupt {
                 seq: first_seq,
                 problem: "missing from the log, though its index names it".into(),
             })?;
@@ -1130,11 +1214,9 @@ impl LogReader {
             let fingerprint = fingerprint_of(&first)?;
             // Its events are the consecutive ones that carry its id.
             let mut count = 1u32;
-            let following =
-                (first_seq < head_seq).then(|| self.db.range(event_key(first_seq + 1)..=event_key(head_seq)));
-            for item in following.into_iter().flatten() {
-                let (key, record) = item?;
-                if check_record(seq_of_key(&key), &record)?.body.request_id != request_id {
+            for item in self.records(first_seq + 1, head_seq)? {
+                let (seq, record) = item?;
+                if check_record(seq, &record)?.body.request_id != request_id {
                     break;
                 }
                 count += 1;
@@ -1167,7 +1249,13 @@ impl LogReader {
     /// checkpoints).
     pub fn walk(&self, to_seq: u64) -> ChainWalk {
         ChainWalk {
-            events: self.db.range(event_key(1)..=event_key(to_seq.max(1))),
+            events: StoredRecords {
+                keys: Some(self.db.range(event_key(1)..=event_key(to_seq.max(1)))),
+                chunked: self.format.chunked(),
+                chunk: None,
+                from_seq: 1,
+                to_seq: to_seq.max(1),
+            },
             to_seq,
             chain: ChainCheck::default(),
             done: to_seq == 0,
@@ -1176,7 +1264,15 @@ impl LogReader {
 
     /// The sequence number of the last stored event (0 for an empty log).
     pub fn last_seq(&self) -> Result<u64, LogError> {
-        Ok(self.db.scan_prefix([EVENT]).next_back().transpose()?.map_or(0, |(key, _)| seq_of_key(&key)))
+        let Some((key, value)) = self.db.scan_prefix([EVENT]).next_back().transpose()? else { return Ok(0) };
+        let first_seq = seq_of_key(&key);
+        if !self.format.chunked() {
+            return Ok(first_seq);
+        }
+        // A broken frame counts as the record it was to be (a walk of the
+        // log reports it), and ends what can be counted.
+        let records = split_chunk(&value).count() as u64;
+        Ok(first_seq + records.saturating_sub(1))
     }
 
     /// The stored format's idempotency entries (v2; a v3 log has none),
@@ -1223,13 +1319,13 @@ impl LogReader {
             .map_err(|error| LogError::Open { dir: dir.to_owned(), problem: sled_problem(&error) })?;
         match db.get(META_FORMAT)? {
             // A v1 log reads as v2: its stream head entries are ignored.
-            Some(found) if found.as_ref() == STORE_FORMAT || found.as_ref() == STORE_FORMAT_V1 => {
-                Ok(LogReader { db, dir: dir.to_owned(), index: Indexes::InTree })
-            }
-            Some(found) if found.as_ref() == STORE_FORMAT_V3 => {
-                Ok(LogReader { db, dir: dir.to_owned(), index: Indexes::NotLoaded })
-            }
-            Some(found) => Err(format_error(dir, &found)),
+            Some(found) => match StoreFormat::of_marker(&found) {
+                Some(format) => {
+                    let index = if format.indexes_in_memory() { Indexes::NotLoaded } else { Indexes::InTree };
+                    Ok(LogReader { db, dir: dir.to_owned(), format, index })
+                }
+                None => Err(format_error(dir, &found)),
+            },
             None => Err(LogError::ForeignStore { dir: dir.to_owned(), found: "an unmarked sled database".into() }),
         }
     }
@@ -1242,12 +1338,8 @@ impl LogReader {
         &self,
         from_seq: u64,
         to_seq: u64,
-    ) -> impl Iterator<Item = Result<(u64, sled::IVec), LogError>> + 'static {
-        let range = (from_seq <= to_seq).then(|| self.db.range(event_key(from_seq.max(1))..=event_key(to_seq)));
-        range.into_iter().flatten().map(|item| {
-            let (key, record) = item?;
-            Ok((seq_of_key(&key), record))
-        })
+    ) -> Result<impl Iterator<Item = Result<(u64, sled::IVec), LogError>> + 'static, LogError> {
+        Ok(self.records(from_seq, to_seq)?.map(|item| item.map_err(LogError::from)))
     }
 
     /// Every idempotency entry as request id bytes and record, in request id
@@ -1262,11 +1354,13 @@ impl LogReader {
 
 /// Fills a new log from a backup's records and request entries
 /// (`log::backup`), rebuilding the stream index from the records. The new
-/// log takes the stored format of the log the backup was taken of, told
-/// by its records: v3 for records in format 2 (which carry their request
-/// fingerprints, so the backup holds no idempotency entries), v2 for
-/// format 1 (idempotency entries included), the new logs' format for a
-/// backup of no events. Writes in large unsynced batches and makes
+/// log's stored format is told by the records: for records in format 2
+/// (which carry their request fingerprints, so the backup holds no
+/// idempotency entries), the new logs' format, v4, whether the backup was
+/// taken of a v3 or a v4 log (the records are the same; only how many
+/// share a key differs), or v3 if the empty log restored into is v3; v2
+/// for format 1 (idempotency entries included); the new logs' format for
+/// a backup of no events. Writes in large unsynced batches and makes
 /// everything durable once, in [`Restorer::finish`]: a restore that fails
 /// half-way is thrown away with its directory, never used.
 pub(super) struct Restorer {
@@ -1274,6 +1368,8 @@ pub(super) struct Restorer {
     /// Opened at the first record, in the format it tells.
     log: Option<EventLog>,
     batch: sled::Batch,
+    /// v4: the chunk being filled.
+    chunk: Chunk,
     pending: usize,
     head_recorded_at_micros: i64,
     /// A v3 log's indexes, built as the records come.
@@ -1293,6 +1389,7 @@ impl Restorer {
             dir: dir.to_owned(),
             log: None,
             batch: sled::Batch::default(),
+            chunk: Chunk::default(),
             pending: 0,
             head_recorded_at_micros: 0,
             index: LogIndex::default(),
@@ -1316,11 +1413,11 @@ impl Restorer {
             self.log = Some(log);
         }
         let log = self.log.as_mut().expect("opened above");
-        if let Some(format) = format.filter(|&format| format != log.format) {
+        if let Some(format) = format.filter(|&format| format != log.format()) {
             let problem = format!(
                 "the backup's records are of stored format {format:?}, but the empty log there is of {:?}: restore \
                  into a new directory",
-                log.format
+                log.format()
             );
             return Err(LogError::Open { dir: self.dir.clone(), problem });
         }
@@ -1330,22 +1427,31 @@ impl Restorer {
     /// Stores one record, already checked against the chain (it is
     /// `envelope`), and indexes it.
     pub(super) fn event(&mut self, envelope: &Envelope, record: &[u8]) -> Result<(), LogError> {
+        let first_format = self.log.as_ref().map(EventLog::format);
         let format = match envelope.fingerprint {
             None => StoreFormat::V2,
-            Some(_) => StoreFormat::V3,
+            // An empty v3 log restored into stays v3.
+            Some(_) if first_format == Some(StoreFormat::V3) => StoreFormat::V3,
+            Some(_) => StoreFormat::NEW,
         };
-        let first_format = self.log.as_ref().map(|log| log.format);
-        if first_format.is_some_and(|first| first != format) {
+        if first_format.is_some_and(|first| first.indexes_in_memory() != format.indexes_in_memory()) {
             let problem = "its record format differs from the backup's first record's: a log holds one".into();
             return Err(LogError::Corrupt { seq: envelope.seq, problem });
         }
         self.open(Some(format))?;
-        self.batch.insert(&event_key(envelope.seq)[..], record);
         match format {
-            StoreFormat::V2 => self
-                .batch
-                .insert(stream_index_key(&envelope.stream, envelope.stream_version), &envelope.seq.to_be_bytes()[..]),
-            StoreFormat::V3 => {
+            StoreFormat::V2 => {
+                self.batch.insert(&event_key(envelope.seq)[..], record);
+                self.batch.insert(
+                    stream_index_key(&envelope.stream, envelope.stream_version),
+                    &envelope.seq.to_be_bytes()[..],
+                )
+            }
+            StoreFormat::V3 | StoreFormat::V4 => {
+                match format {
+                    StoreFormat::V4 => self.chunk.push(envelope.seq, record, &mut self.batch),
+                    _ => self.batch.insert(&event_key(envelope.seq)[..], record),
+                }
                 let first = self.last_request_id.as_deref() != Some(&envelope.request_id);
                 if first {
                     self.last_request_id = Some(envelope.request_id.clone());
@@ -1360,10 +1466,11 @@ impl Restorer {
     /// Stores one idempotency entry (v2: a v3 log derives them from its
     /// records, and refuses them).
     pub(super) fn request(&mut self, request_id: &str, record: &RequestRecord) -> Result<(), LogError> {
-        if self.open(None)?.format == StoreFormat::V3 {
+        let format = self.open(None)?.format();
+        if format.indexes_in_memory() {
             let problem = format!(
-                "the backup holds an idempotency entry ({request_id:?}), which a log of stored format v3 keeps in \
-                 its records"
+                "the backup holds an idempotency entry ({request_id:?}), which a log of stored format {format:?} \
+                 keeps in its records"
             );
             return Err(LogError::Open { dir: self.dir.clone(), problem });
         }
@@ -1384,6 +1491,7 @@ impl Restorer {
     /// Makes the whole log durable (flush + fdatasync) and hands it over
     /// as an open log.
     pub(super) fn finish(mut self, chain: &ChainCheck) -> Result<EventLog, LogError> {
+        self.chunk.finish(&mut self.batch);
         let batch = std::mem::take(&mut self.batch);
         self.open(None)?;
         let mut log = self.log.expect("opened above");
@@ -1392,9 +1500,11 @@ impl Restorer {
         log.head_seq = chain.expected_seq() - 1;
         log.head_hash = chain.head_hash();
         log.head_recorded_at_micros = self.head_recorded_at_micros;
-        match log.format {
+        match log.format() {
             StoreFormat::V2 => log.stream_versions = chain.stream_versions().clone(),
-            StoreFormat::V3 => log.reader.index = Indexes::InMemory(Arc::new(RwLock::new(self.index))),
+            StoreFormat::V3 | StoreFormat::V4 => {
+                log.reader.index = Indexes::InMemory(Arc::new(RwLock::new(self.index)))
+            }
         }
         Ok(log)
     }
@@ -1406,9 +1516,10 @@ impl Restorer {
 /// Answers the log's format, and whether it wrote.
 fn check_format(dir: &Path, db: &sled::Db, new_format: StoreFormat) -> Result<(StoreFormat, bool), LogError> {
     match db.get(META_FORMAT)? {
-        Some(found) if found.as_ref() == STORE_FORMAT_V3 => Ok((StoreFormat::V3, false)),
-        Some(found) if found.as_ref() == STORE_FORMAT => Ok((StoreFormat::V2, false)),
         Some(found) if found.as_ref() == STORE_FORMAT_V1 => upgrade_from_v1(dir, db).map(|()| (StoreFormat::V2, true)),
+        Some(found) if StoreFormat::of_marker(&found).is_some() => {
+            Ok((StoreFormat::of_marker(&found).expect("matched"), false))
+        }
         Some(found) => Err(format_error(dir, &found)),
         None if db.first()?.is_some() => {
             Err(LogError::ForeignStore { dir: dir.to_owned(), found: "an unmarked sled database".into() })
@@ -1527,7 +1638,7 @@ impl From<WalkError> for LogError {
 
 /// An iterator over the chain; see [`LogReader::walk`].
 pub struct ChainWalk {
-    events: sled::Iter,
+    events: StoredRecords,
     to_seq: u64,
     chain: ChainCheck,
     done: bool,
@@ -1618,13 +1729,155 @@ impl Iterator for ChainWalk {
             return None;
         }
         let item = match self.events.next()? {
-            Ok((key, record)) => self.chain.check(seq_of_key(&key), &record).map_err(WalkError::Broken),
-            Err(error) => Err(WalkError::Storage(error)),
+            Ok((seq, record)) => self.chain.check(seq, &record).map_err(WalkError::Broken),
+            Err(RecordsError::Storage(error)) => Err(WalkError::Storage(error)),
+            Err(RecordsError::Framing { seq, problem }) => {
+                Err(WalkError::Broken(BrokenEvent { seq, stream: None, problem: ChainBreak::Undecodable(problem) }))
+            }
         };
         // A walk ends at the first broken event: what follows it has no
         // trustworthy predecessor.
         self.done = item.is_err();
         Some(item)
+    }
+}
+
+/// The stored records of a range of events, in order, each with the
+/// sequence number its place gives it: see [`LogReader::records`]. In v4
+/// it splits each chunk ([`split_chunk`]), handing out its records as
+/// slices of it, and skips those outside the range (the first chunk may
+/// begin before it).
+struct StoredRecords {
+    /// `None`: an empty range.
+    keys: Option<sled::Iter>,
+    chunked: bool,
+    /// v4: the chunk being split, the sequence number of its next record,
+    /// and where that record's frame begins.
+    chunk: Option<(sled::IVec, u64, usize)>,
+    from_seq: u64,
+    to_seq: u64,
+}
+
+/// Why [`StoredRecords`] could not hand out the next record.
+#[derive(Debug)]
+enum RecordsError {
+    Storage(sled::Error),
+    /// A v4 chunk whose frames do not add up: the record that would be
+    /// event `seq` cannot be cut out of it.
+    Framing {
+        seq: u64,
+        problem: String,
+    },
+}
+
+impl From<RecordsError> for LogError {
+    fn from(error: RecordsError) -> LogError {
+        match error {
+            RecordsError::Storage(error) => LogError::Storage(error),
+            RecordsError::Framing { seq, problem } => LogError::Corrupt { seq, problem },
+        }
+    }
+}
+
+impl Iterator for StoredRecords {
+    type Item = Result<(u64, sled::IVec), RecordsError>;
+
+    fn next(&mut self) -> Option<Self::Item> {
+        loop {
+            if let Some((chunk, seq, at)) = &mut self.chunk {
+                if *at < chunk.len() {
+                    let this = *seq;
+                    let (start, len) = match frame_at(chunk, *at) {
+                        Ok(frame) => frame,
+                        Err(problem) => {
+                            // Nothing after a broken frame can be placed.
+                            self.chunk = None;
+                            self.keys = None;
+                            return Some(Err(RecordsError::Framing { seq: this, problem }));
+                        }
+                    };
+                    *seq += 1;
+                    *at = start + len;
+                    if (self.from_seq..=self.to_seq).contains(&this) {
+                        return Some(Ok((this, chunk.subslice(start, len))));
+                    }
+                    continue;
+                }
+                self.chunk = None;
+            }
+            let (key, value) = match self.keys.as_mut()?.next()? {
+                Ok(item) => item,
+                Err(error) => return Some(Err(RecordsError::Storage(error))),
+            };
+            let seq = seq_of_key(&key);
+            if !self.chunked {
+                return Some(Ok((seq, value)));
+            }
+            if value.is_empty() {
+                self.keys = None;
+                return Some(Err(RecordsError::Framing { seq, problem: "its chunk holds no record".into() }));
+            }
+            self.chunk = Some((value, seq, 0));
+        }
+    }
+}
+
+/// The records of a v4 chunk, as (start, length) in it, in order; an
+/// error for a frame that does not fit, and nothing after it.
+pub fn split_chunk(chunk: &[u8]) -> impl Iterator<Item = Result<(usize, usize), String>> + '_ {
+    let mut at = Some(0);
+    std::iter::from_fn(move || {
+        let here = at.filter(|&here| here < chunk.len())?;
+        let frame = frame_at(chunk, here);
+        at = frame.as_ref().ok().map(|&(start, len)| start + len);
+        Some(frame)
+    })
+}
+
+/// The frame of a v4 chunk at `at`: where its record starts, and its length.
+fn frame_at(chunk: &[u8], at: usize) -> Result<(usize, usize), String> {
+    let rest = chunk.len() - at;
+    let Some(length) = chunk.get(at..at + 4) else {
+        return Err(format!("its chunk ends in {rest} bytes that are not a record's 4-byte length"));
+    };
+    let len = u32::from_be_bytes(length.try_into().expect("4 bytes")) as usize;
+    if len == 0 || len > rest - 4 {
+        return Err(format!("its chunk says it is {len} bytes long, but {} bytes are left", rest - 4));
+    }
+    Ok((at + 4, len))
+}
+
+/// A v4 chunk being filled with consecutive records.
+#[derive(Default)]
+struct Chunk {
+    first_seq: u64,
+    records: usize,
+    bytes: Vec<u8>,
+}
+
+impl Chunk {
+    /// Adds the record of event `seq` (the one after the last added), and
+    /// puts the chunk in `batch` once it holds [`CHUNK_RECORDS`].
+    fn push(&mut self, seq: u64, record: &[u8], batch: &mut sled::Batch) {
+        if self.records == 0 {
+            self.first_seq = seq;
+            self.bytes.reserve(CHUNK_RECORDS * (4 + record.len()));
+        }
+        let len = u32::try_from(record.len()).expect("a record is far smaller than 4 GiB");
+        self.bytes.extend_from_slice(&len.to_be_bytes());
+        self.bytes.extend_from_slice(record);
+        self.records += 1;
+        if self.records == CHUNK_RECORDS {
+            self.finish(batch);
+        }
+    }
+
+    /// Puts what the chunk holds, if anything, in `batch`.
+    fn finish(&mut self, batch: &mut sled::Batch) {
+        if self.records > 0 {
+            batch.insert(&event_key(self.first_seq)[..], std::mem::take(&mut self.bytes));
+            self.records = 0;
+        }
     }
 }
 
@@ -1648,7 +1901,7 @@ fn check_record(seq: u64, record: &[u8]) -> Result<CheckedRecord<'_>, LogError> 
 fn fingerprint_of(record: &CheckedRecord) -> Result<Hash, LogError> {
     record.fingerprint.ok_or_else(|| LogError::Corrupt {
         seq: record.body.seq,
-        problem: "in record format 1, which carries no request fingerprint, in a log of stored format v3".into(),
+        problem: "in record format 1, which carries no request fingerprint, in a log of stored format v3 or v4".into(),
     })
 }
 

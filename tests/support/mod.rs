@@ -20,6 +20,8 @@
 pub mod crash_harness;
 /// The real binary as a child process (`init`, `serve`, SIGTERM, SIGKILL, `verify`).
 pub mod process;
+/// A log's event records in its sled tree, whatever the stored format.
+pub mod stored;
 /// A write load through the API, and what its answers mean.
 pub mod workload;
 
