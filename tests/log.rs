@@ -1221,7 +1221,7 @@ fn answers(log: &mut fundledger::log::EventLog, expected: &IndexAnswers) -> Inde
 }
 
 #[tokio::test]
-async fn a_v3_log_starts_from_its_stored_index_and_rebuilds_one_it_cannot_trust() {
+async fn a_new_log_starts_from_its_stored_index_and_rebuilds_one_it_cannot_trust() {
     use fundledger::log::{EventLog, StoreFormat, LOG_INDEX_FILE};
     let dir = tempfile::tempdir().unwrap();
     let index_file = dir.path().join(LOG_INDEX_FILE);
@@ -1412,6 +1412,68 @@ fn a_v4_log_reads_its_chunks_as_one_event_after_the_other() {
     log.append(99, &[entry("after".into(), 1)]).unwrap();
     let reader = log.reader();
     assert_eq!(reader.get(head + 1).unwrap().unwrap().0.prev_hash, reader.get(head).unwrap().unwrap().0.hash);
+}
+
+/// A v4 chunk that cannot be cut into records is found at the record where
+/// it breaks: reads before it still work, a walk stops there; and a last
+/// chunk without records refuses the log's open (were it taken for an
+/// empty log, the next append would write over its first events).
+#[test]
+fn a_v4_chunk_that_cannot_be_cut_is_found_where_it_breaks() {
+    use fundledger::log::{Entry, EventLog, LogError, LogReader, NewEvent, StoreFormat};
+    let dir = tempfile::tempdir().unwrap();
+    let entry = |id: &str, events: usize| Entry {
+        request_id: id.into(),
+        fingerprint: [1; 32],
+        actor: "someone".into(),
+        events: (0..events)
+            .map(|_| NewEvent {
+                stream: "s/1".into(),
+                event_type: "Opaque".into(),
+                schema_version: 1,
+                payload: vec![1, 2, 3],
+            })
+            .collect(),
+    };
+    let mut log = EventLog::open_with(dir.path(), StoreFormat::V4).unwrap();
+    log.append(1, &[entry("a", 3)]).unwrap(); // events 1 to 3, under e ‖ 1
+    log.append(2, &[entry("b", 2)]).unwrap(); // events 4 and 5, under e ‖ 4
+    drop(log);
+    let key = |seq: u64| [&b"e"[..], &seq.to_be_bytes()].concat();
+    let with_db = |change: &dyn Fn(&sled::Db)| {
+        let db = support::open_retrying(|| fundledger::log::sled_config(dir.path()).open().map_err(|e| e.to_string()));
+        change(&db);
+        db.flush().unwrap();
+    };
+    // The first chunk loses its last byte: event 3's frame no longer fits.
+    with_db(&|db| {
+        let chunk = db.get(key(1)).unwrap().unwrap();
+        db.insert(key(1), &chunk[..chunk.len() - 1]).unwrap();
+    });
+    let reader = support::open_retrying(|| LogReader::open_existing(dir.path()).map_err(|e| e.to_string()));
+    assert_eq!(reader.read(1, 2, usize::MAX).unwrap().len(), 2, "the records before it read");
+    assert!(matches!(reader.read(1, 5, usize::MAX), Err(LogError::Corrupt { seq: 3, .. })));
+    assert!(matches!(reader.get(3), Err(LogError::Corrupt { seq: 3, .. })));
+    assert_eq!(reader.get(4).unwrap().unwrap().0.seq, 4, "the next chunk reads on its own");
+    let walked: Vec<_> = reader.walk(5).collect();
+    assert_eq!(walked.len(), 3);
+    assert!(matches!(&walked[2], Err(fundledger::log::WalkError::Broken(broken)) if broken.seq == 3), "{walked:?}");
+    assert_eq!(reader.last_seq().unwrap(), 5);
+    drop((reader, walked));
+
+    // The last chunk emptied: the log does not open.
+    with_db(&|db| {
+        db.insert(key(4), &[][..]).unwrap();
+    });
+    let refused = support::open_retrying(|| match EventLog::open(dir.path()) {
+        Err(LogError::InUse { .. }) => Err("in use".to_owned()),
+        other => Ok(other),
+    });
+    assert!(
+        matches!(refused, Err(LogError::Corrupt { seq: 4, ref problem }) if problem.contains("no record")),
+        "{:?}",
+        refused.err()
+    );
 }
 
 #[tokio::test]

@@ -522,6 +522,19 @@ fn tampering_is_detected_at_the_first_broken_event() {
             9,
             "event_missing",
         ),
+        (
+            "events stored twice: a chunk that goes on over the next one's",
+            |db| {
+                // Events 1 to 14 under the first key, 9 to 14 still under
+                // the second: a walk of the first alone would see a whole
+                // chain, and a read of event 9 would find the second.
+                let mut first = db.get(chunk_key(1)).unwrap().unwrap().to_vec();
+                first.extend_from_slice(&db.get(chunk_key(9)).unwrap().unwrap());
+                db.insert(chunk_key(1), first).unwrap();
+            },
+            9,
+            "event_undecodable",
+        ),
     ];
     let v4_cases: Vec<_> = v3_cases.iter().chain(v4_cases).copied().collect();
     for (format, specific) in [(StoreFormat::V2, v2_cases), (StoreFormat::V3, v3_cases), (StoreFormat::V4, &v4_cases)] {

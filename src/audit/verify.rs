@@ -236,7 +236,7 @@ pub enum Problem {
     #[error("stored entry {key} is malformed: {problem}")]
     MalformedEntry { key: String, problem: String },
     #[error(
-        "it carries no request fingerprint (record format 1), but the log is of stored format v3, which keeps \
+        "it carries no request fingerprint (record format 1), but the log is of stored format v3 or v4, which keeps \
          each command's fingerprint in its records"
     )]
     FingerprintMissing,

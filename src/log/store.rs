@@ -641,7 +641,7 @@ impl EventLog {
 
     /// Opens (or creates, in [`StoreFormat::NEW`]) the log in `dir`.
     /// Nothing is written before the stored format marker was read and
-    /// found to be v3, v2, or v1, which is upgraded to v2 in place (sled
+    /// found to be v4, v3, v2 or v1, which is upgraded to v2 in place (sled
     /// itself may bring its own snapshot file up to date as it opens).
     pub fn open(dir: &Path) -> Result<EventLog, LogError> {
         EventLog::open_with(dir, StoreFormat::NEW)
@@ -1070,19 +1070,16 @@ impl LogReader {
         let from_seq = from_seq.max(1);
         let start = match self.format.chunked() && from_seq <= to_seq {
             // The chunk that holds `from_seq` begins at or before it.
+            // (A malformed key there is met, and reported, by the range
+            // from `from_seq`.)
             true => match self.db.range(event_key(0)..=event_key(from_seq)).next_back().transpose()? {
-                Some((key, _)) => seq_of_key(&key),
+                Some((key, _)) => event_seq(&key).unwrap_or(from_seq),
                 None => from_seq,
             },
             false => from_seq,
         };
-        Ok(StoredRecords {
-            keys: (start <= to_seq).then(|| self.db.range(event_key(start)..=event_key(to_seq))),
-            chunked: self.format.chunked(),
-            chunk: None,
-            from_seq,
-            to_seq,
-        })
+        let keys = (start <= to_seq).then(|| self.db.range(event_key(start)..=event_key(to_seq)));
+        Ok(StoredRecords::new(keys, self.format.chunked(), from_seq, to_seq))
     }
 
     /// The stored record of event `seq`, unchecked.
@@ -1094,17 +1091,22 @@ impl LogReader {
     }
 
     /// The last stored record and the sequence number its place gives it.
+    /// A last chunk that cannot be cut into records is an error, never an
+    /// empty log: the next append would write over the log's first events.
     fn last_record(&self) -> Result<Option<(u64, sled::IVec)>, LogError> {
         let Some((key, value)) = self.db.scan_prefix([EVENT]).next_back().transpose()? else { return Ok(None) };
-        let first_seq = seq_of_key(&key);
+        let first_seq = last_event_seq(&key)?;
         if !self.format.chunked() {
             return Ok(Some((first_seq, value)));
         }
+        let mut records = StoredRecords::new(None, true, first_seq, u64::MAX);
+        records.chunk = Some(ChunkCursor { bytes: value, first_seq, seq: first_seq, at: 0, overlap_at: None });
+        if records.chunk.as_ref().is_some_and(|chunk| chunk.bytes.is_empty()) {
+            return Err(LogError::Corrupt { seq: first_seq, problem: "its chunk holds no record".into() });
+        }
         let mut last = None;
-        for (at, frame) in split_chunk(&value).enumerate() {
-            let seq = first_seq + at as u64;
-            let (start, len) = frame.map_err(|problem| LogError::Corrupt { seq, problem })?;
-            last = Some((seq, value.subslice(start, len)));
+        for record in records {
+            last = Some(record?);
         }
         Ok(last)
     }
@@ -1249,13 +1251,12 @@ impl LogReader {
     /// checkpoints).
     pub fn walk(&self, to_seq: u64) -> ChainWalk {
         ChainWalk {
-            events: StoredRecords {
-                keys: Some(self.db.range(event_key(1)..=event_key(to_seq.max(1)))),
-                chunked: self.format.chunked(),
-                chunk: None,
-                from_seq: 1,
-                to_seq: to_seq.max(1),
-            },
+            events: StoredRecords::new(
+                Some(self.db.range(event_key(1)..=event_key(to_seq.max(1)))),
+                self.format.chunked(),
+                1,
+                to_seq.max(1),
+            ),
             to_seq,
             chain: ChainCheck::default(),
             done: to_seq == 0,
@@ -1265,14 +1266,14 @@ impl LogReader {
     /// The sequence number of the last stored event (0 for an empty log).
     pub fn last_seq(&self) -> Result<u64, LogError> {
         let Some((key, value)) = self.db.scan_prefix([EVENT]).next_back().transpose()? else { return Ok(0) };
-        let first_seq = seq_of_key(&key);
+        let first_seq = last_event_seq(&key)?;
         if !self.format.chunked() {
             return Ok(first_seq);
         }
         // A broken frame counts as the record it was to be (a walk of the
         // log reports it), and ends what can be counted.
         let records = split_chunk(&value).count() as u64;
-        Ok(first_seq + records.saturating_sub(1))
+        Ok(first_seq.saturating_add(records.saturating_sub(1)))
     }
 
     /// The stored format's idempotency entries (v2; a v3 log has none),
@@ -1745,25 +1746,46 @@ impl Iterator for ChainWalk {
 /// The stored records of a range of events, in order, each with the
 /// sequence number its place gives it: see [`LogReader::records`]. In v4
 /// it splits each chunk ([`split_chunk`]), handing out its records as
-/// slices of it, and skips those outside the range (the first chunk may
-/// begin before it).
+/// slices of it, skips those before the range (the first chunk may begin
+/// before it) and ends at the first after it. It reads one key ahead: a
+/// chunk must begin after the last record of the chunk before it, or the
+/// records of both from there on would be stored twice, one of them
+/// never read by a walk of the chain.
 struct StoredRecords {
-    /// `None`: an empty range.
+    /// `None`: an empty range, or one that has ended.
     keys: Option<sled::Iter>,
     chunked: bool,
-    /// v4: the chunk being split, the sequence number of its next record,
-    /// and where that record's frame begins.
-    chunk: Option<(sled::IVec, u64, usize)>,
+    /// v4: the chunk being split.
+    chunk: Option<ChunkCursor>,
+    /// v4: the key after the chunk being split, read ahead.
+    ahead: Option<(sled::IVec, sled::IVec)>,
     from_seq: u64,
     to_seq: u64,
+    /// The sequence number of the next record (for naming a bad key).
+    next_seq: u64,
+}
+
+/// Where [`StoredRecords`] is in a v4 chunk.
+struct ChunkCursor {
+    bytes: sled::IVec,
+    /// Its key: the sequence number of its first record.
+    first_seq: u64,
+    /// The sequence number of its next record (0 past `u64::MAX`), and
+    /// where that record's frame begins.
+    seq: u64,
+    at: usize,
+    /// Where the next chunk begins, if that is at or before this chunk's
+    /// last record.
+    overlap_at: Option<u64>,
 }
 
 /// Why [`StoredRecords`] could not hand out the next record.
 #[derive(Debug)]
 enum RecordsError {
     Storage(sled::Error),
-    /// A v4 chunk whose frames do not add up: the record that would be
-    /// event `seq` cannot be cut out of it.
+    /// A key among the events that is not `e ‖ seq`, or a v4 chunk that
+    /// cannot be cut into records there: the record that would be event
+    /// `seq` cannot be placed.
     Framing {
         seq: u64,
         problem: String,
@@ -1779,45 +1801,90 @@ impl From<RecordsError> for LogError {
     }
 }
 
+impl StoredRecords {
+    fn new(keys: Option<sled::Iter>, chunked: bool, from_seq: u64, to_seq: u64) -> StoredRecords {
+        StoredRecords { keys, chunked, chunk: None, ahead: None, from_seq, to_seq, next_seq: from_seq }
+    }
+
+    /// Ends the iteration with `error`: nothing after a record that cannot
+    /// be placed can be placed either.
+    fn broken(&mut self, seq: u64, problem: String) -> Option<Result<(u64, sled::IVec), RecordsError>> {
+        (self.keys, self.chunk, self.ahead) = (None, None, None);
+        Some(Err(RecordsError::Framing { seq, problem }))
+    }
+
+    fn next_key(&mut self) -> Option<Result<(sled::IVec, sled::IVec), RecordsError>> {
+        if let Some(ahead) = self.ahead.take() {
+            return Some(Ok(ahead));
+        }
+        Some(self.keys.as_mut()?.next()?.map_err(RecordsError::Storage))
+    }
+}
+
 impl Iterator for StoredRecords {
     type Item = Result<(u64, sled::IVec), RecordsError>;
 
     fn next(&mut self) -> Option<Self::Item> {
         loop {
-            if let Some((chunk, seq, at)) = &mut self.chunk {
-                if *at < chunk.len() {
-                    let this = *seq;
-                    let (start, len) = match frame_at(chunk, *at) {
+            if let Some(chunk) = &mut self.chunk {
+                if chunk.at < chunk.bytes.len() {
+                    let this = chunk.seq;
+                    if this > self.to_seq {
+                        (self.keys, self.chunk, self.ahead) = (None, None, None);
+                        return None;
+                    }
+                    if this == 0 {
+                        return self.broken(u64::MAX, "its chunk goes on past the last sequence number".into());
+                    }
+                    if chunk.overlap_at == Some(this) {
+                        let problem = format!(
+                            "it is stored twice: in the chunk of events from {} on, and in the one from {this} on",
+                            chunk.first_seq
+                        );
+                        return self.broken(this, problem);
+                    }
+                    let (start, len) = match frame_at(&chunk.bytes, chunk.at) {
                         Ok(frame) => frame,
-                        Err(problem) => {
-                            // Nothing after a broken frame can be placed.
-                            self.chunk = None;
-                            self.keys = None;
-                            return Some(Err(RecordsError::Framing { seq: this, problem }));
-                        }
+                        Err(problem) => return self.broken(this, problem),
                     };
-                    *seq += 1;
-                    *at = start + len;
-                    if (self.from_seq..=self.to_seq).contains(&this) {
-                        return Some(Ok((this, chunk.subslice(start, len))));
+                    chunk.at = start + len;
+                    chunk.seq = this.wrapping_add(1);
+                    self.next_seq = chunk.seq;
+                    if this >= self.from_seq {
+                        return Some(Ok((this, chunk.bytes.subslice(start, len))));
                     }
                     continue;
                 }
                 self.chunk = None;
             }
-            let (key, value) = match self.keys.as_mut()?.next()? {
+            let (key, value) = match self.next_key()? {
                 Ok(item) => item,
-                Err(error) => return Some(Err(RecordsError::Storage(error))),
+                Err(error) => return Some(Err(error)),
             };
-            let seq = seq_of_key(&key);
+            let Some(seq) = event_seq(&key) else {
+                let problem = format!("a key among the events is not `e` and a sequence number: {}", key_text(&key));
+                return self.broken(self.next_seq, problem);
+            };
             if !self.chunked {
+                self.next_seq = seq.wrapping_add(1);
                 return Some(Ok((seq, value)));
             }
             if value.is_empty() {
-                self.keys = None;
-                return Some(Err(RecordsError::Framing { seq, problem: "its chunk holds no record".into() }));
+                return self.broken(seq, "its chunk holds no record".into());
             }
-            self.chunk = Some((value, seq, 0));
+            // The next chunk must begin after this one's last record.
+            let records = split_chunk(&value).take_while(Result::is_ok).count() as u64;
+            self.ahead = match self.keys.as_mut().and_then(Iterator::next) {
+                Some(Ok(item)) => Some(item),
+                Some(Err(error)) => return Some(Err(RecordsError::Storage(error))),
+                None => None,
+            };
+            let overlap_at = self
+                .ahead
+                .as_ref()
+                .and_then(|(key, _)| event_seq(key))
+                .filter(|&next| next < seq.saturating_add(records));
+            self.chunk = Some(ChunkCursor { bytes: value, first_seq: seq, seq, at: 0, overlap_at });
         }
     }
 }
@@ -1915,8 +1982,18 @@ fn event_key(seq: u64) -> [u8; 9] {
     key
 }
 
-fn seq_of_key(key: &[u8]) -> u64 {
-    u64_of(&key[1..9])
+/// The sequence number an event key names; `None` for a key among the
+/// events that is not one (damage).
+fn event_seq(key: &[u8]) -> Option<u64> {
+    (key.len() == 9 && key[0] == EVENT).then(|| u64_of(&key[1..9]))
+}
+
+/// [`event_seq`] of the last key among the events.
+fn last_event_seq(key: &[u8]) -> Result<u64, LogError> {
+    event_seq(key).ok_or_else(|| LogError::MalformedEntry {
+        key: key_text(key),
+        problem: "the last key among the events is not `e` and a sequence number".into(),
+    })
 }
 
 fn u64_of(bytes: &[u8]) -> u64 {
