@@ -570,3 +570,37 @@ async fn only_admins_and_auditors_may_take_a_backup() {
     assert_eq!(backup::check(&bytes[..]).unwrap().head_seq, server.ledger.head_seq());
     server.stop().await;
 }
+
+/// A restore into an empty log (the library's; the binary always builds a
+/// new directory) keeps that log's stored format when the records allow
+/// it: a v3 log's backup stays v3 in an empty v3 log and becomes v4 in an
+/// empty v4 one. An empty v2 log cannot take records that carry
+/// fingerprints: the refusal names the log there, not the backup.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_restore_into_an_empty_log_keeps_its_format_or_names_it() {
+    let dir = tempfile::tempdir().unwrap();
+    let (file, server, _cast) = small_backup_in(StoreFormat::V3, dir.path()).await;
+    server.stop().await;
+    let bytes = std::fs::read(&file).unwrap();
+    for (there, expected) in [
+        (StoreFormat::V3, Ok(StoreFormat::V3)),
+        (StoreFormat::V4, Ok(StoreFormat::V4)),
+        (StoreFormat::V2, Err("but the empty log there is of V2")),
+    ] {
+        let target = dir.path().join(format!("{there:?}"));
+        drop(fundledger::log::EventLog::open_with(&target, there).unwrap());
+        // sled lets go of its lock a moment after the last handle is dropped.
+        let restored = support::open_retrying(|| match backup::restore(&bytes[..], &target) {
+            Err(error) if error.to_string().contains("in use") => Err(error.to_string()),
+            other => Ok(other),
+        });
+        match (restored, expected) {
+            (Ok((log, summary)), Ok(format)) => {
+                assert_eq!((log.format(), log.head_seq()), (format, summary.head_seq), "into {there:?}");
+            }
+            (Err(error), Err(says)) => assert!(error.to_string().contains(says), "into {there:?}: {error}"),
+            (Ok((log, _)), Err(_)) => panic!("into {there:?}: restored as {:?}", log.format()),
+            (Err(error), Ok(_)) => panic!("into {there:?}: {error}"),
+        }
+    }
+}

@@ -1435,7 +1435,11 @@ impl Restorer {
             Some(_) if first_format == Some(StoreFormat::V3) => StoreFormat::V3,
             Some(_) => StoreFormat::NEW,
         };
-        if first_format.is_some_and(|first| first.indexes_in_memory() != format.indexes_in_memory()) {
+        // After the first record the log's format is the records' (before
+        // it, `open` names a target of another format).
+        let restored_before = envelope.seq > 1;
+        if restored_before && first_format.is_some_and(|first| first.indexes_in_memory() != format.indexes_in_memory())
+        {
             let problem = "its record format differs from the backup's first record's: a log holds one".into();
             return Err(LogError::Corrupt { seq: envelope.seq, problem });
         }
