@@ -1099,13 +1099,8 @@ impl LogReader {
         if !self.format.chunked() {
             return Ok(Some((first_seq, value)));
         }
-        let mut records = StoredRecords::new(None, true, first_seq, u64::MAX);
-        records.chunk = Some(ChunkCursor { bytes: value, first_seq, seq: first_seq, at: 0, overlap_at: None });
-        if records.chunk.as_ref().is_some_and(|chunk| chunk.bytes.is_empty()) {
-            return Err(LogError::Corrupt { seq: first_seq, problem: "its chunk holds no record".into() });
-        }
         let mut last = None;
-        for record in records {
+        for record in self.records(first_seq, u64::MAX)? {
             last = Some(record?);
         }
         Ok(last)
@@ -1522,10 +1517,9 @@ impl Restorer {
 fn check_format(dir: &Path, db: &sled::Db, new_format: StoreFormat) -> Result<(StoreFormat, bool), LogError> {
     match db.get(META_FORMAT)? {
         Some(found) if found.as_ref() == STORE_FORMAT_V1 => upgrade_from_v1(dir, db).map(|()| (StoreFormat::V2, true)),
-        Some(found) if StoreFormat::of_marker(&found).is_some() => {
-            Ok((StoreFormat::of_marker(&found).expect("matched"), false))
+        Some(found) => {
+            StoreFormat::of_marker(&found).map(|format| (format, false)).ok_or_else(|| format_error(dir, &found))
         }
-        Some(found) => Err(format_error(dir, &found)),
         None if db.first()?.is_some() => {
             Err(LogError::ForeignStore { dir: dir.to_owned(), found: "an unmarked sled database".into() })
         }
