@@ -773,8 +773,7 @@ fn layout_section(report: &mut Report, ledger_dir: &Path, work: &Path) -> anyhow
                     let key = event_key((b * batch + k * group + 1) as u64);
                     let mut value = Vec::with_capacity(chunk.iter().map(|r| r.len() + 4).sum());
                     for record in chunk {
-                        value.extend_from_slice(&(record.len() as u32).to_be_bytes());
-                        value.extend_from_slice(record);
+                        fundledger::log::frame_record(&mut value, record);
                     }
                     sled_batch.insert(&key[..], value);
                 }
@@ -787,18 +786,8 @@ fn layout_section(report: &mut Report, ledger_dir: &Path, work: &Path) -> anyhow
             let db = fundledger::log::sled_config(&dir).open()?;
             let started = Instant::now();
             let cpu = Cpu::now();
-            let mut events = 0u64;
-            for item in db.scan_prefix(b"e") {
-                let (_, value) = item?;
-                let mut rest: &[u8] = &value;
-                while !rest.is_empty() {
-                    let (length, after) = rest.split_at(4);
-                    let (record, after) = after.split_at(u32::from_be_bytes(length.try_into()?) as usize);
-                    decode_scanned(record)?;
-                    events += 1;
-                    rest = after;
-                }
-            }
+            // Every value is a chunk here, even of one record.
+            let (events, _) = scan_records(db.scan_prefix(b"e"), true)?;
             anyhow::ensure!(events == records.len() as u64, "read {events} of {} records", records.len());
             (started.elapsed(), Cpu::now().since(cpu).per(events).total)
         };

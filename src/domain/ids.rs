@@ -72,7 +72,7 @@ id_type!(
 /// times per event folded: through `memcmp`, that call was a fifth of a
 /// replay's fold (eighteenth session, `docs/BENCHMARKS.md`).
 #[inline]
-pub fn compare_ids(a: &[u8], b: &[u8]) -> Ordering {
+fn compare_ids(a: &[u8], b: &[u8]) -> Ordering {
     let common = a.len().min(b.len());
     let (mut a_words, mut b_words) = (a[..common].chunks_exact(8), b[..common].chunks_exact(8));
     for (x, y) in (&mut a_words).zip(&mut b_words) {

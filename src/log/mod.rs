@@ -16,7 +16,7 @@ mod store;
 
 pub use codec::{Hash, GENESIS_HASH};
 pub use index::{request_digest, LogIndex};
-pub use store::split_chunk;
+pub use store::{frame_record, split_chunk};
 pub use store::{
     open_checkpoint_file, sled_config, unfinished_checkpoint, BrokenEvent, ChainBreak, ChainWalk, CheckedRecord,
     CheckpointFile, Entry, Envelope, EventLog, Link, LogError, LogReader, NewEvent, RequestRecord, StoreFormat,

@@ -1068,15 +1068,14 @@ impl LogReader {
     /// its chunk's key and its place in the chunk in v4), unchecked.
     fn records(&self, from_seq: u64, to_seq: u64) -> Result<StoredRecords, LogError> {
         let from_seq = from_seq.max(1);
-        let start = match self.format.chunked() && from_seq <= to_seq {
+        let start = if self.format.chunked() && from_seq <= to_seq {
             // The chunk that holds `from_seq` begins at or before it.
             // (A malformed key there is met, and reported, by the range
             // from `from_seq`.)
-            true => match self.db.range(event_key(0)..=event_key(from_seq)).next_back().transpose()? {
-                Some((key, _)) => event_seq(&key).unwrap_or(from_seq),
-                None => from_seq,
-            },
-            false => from_seq,
+            let before = self.db.range(event_key(0)..=event_key(from_seq)).next_back().transpose()?;
+            before.and_then(|(key, _)| event_seq(&key)).unwrap_or(from_seq)
+        } else {
+            from_seq
         };
         let keys = (start <= to_seq).then(|| self.db.range(event_key(start)..=event_key(to_seq)));
         Ok(StoredRecords::new(keys, self.format.chunked(), from_seq, to_seq))
@@ -1447,17 +1446,15 @@ impl Restorer {
                     &envelope.seq.to_be_bytes()[..],
                 )
             }
-            StoreFormat::V3 | StoreFormat::V4 => {
-                match format {
-                    StoreFormat::V4 => self.chunk.push(envelope.seq, record, &mut self.batch),
-                    _ => self.batch.insert(&event_key(envelope.seq)[..], record),
-                }
-                let first = self.last_request_id.as_deref() != Some(&envelope.request_id);
-                if first {
-                    self.last_request_id = Some(envelope.request_id.clone());
-                }
-                self.index.add(envelope.seq, envelope.hash, &envelope.stream, &envelope.request_id, first);
+            StoreFormat::V3 => self.batch.insert(&event_key(envelope.seq)[..], record),
+            StoreFormat::V4 => self.chunk.push(envelope.seq, record, &mut self.batch),
+        }
+        if format.indexes_in_memory() {
+            let first = self.last_request_id.as_deref() != Some(&envelope.request_id);
+            if first {
+                self.last_request_id = Some(envelope.request_id.clone());
             }
+            self.index.add(envelope.seq, envelope.hash, &envelope.stream, &envelope.request_id, first);
         }
         self.head_recorded_at_micros = envelope.recorded_at_micros;
         self.count_one()
@@ -1804,10 +1801,15 @@ impl StoredRecords {
         StoredRecords { keys, chunked, chunk: None, ahead: None, from_seq, to_seq, next_seq: from_seq }
     }
 
+    /// Ends the iteration: nothing more is read.
+    fn end(&mut self) {
+        (self.keys, self.chunk, self.ahead) = (None, None, None);
+    }
+
     /// Ends the iteration with `error`: nothing after a record that cannot
     /// be placed can be placed either.
     fn broken(&mut self, seq: u64, problem: String) -> Option<Result<(u64, sled::IVec), RecordsError>> {
-        (self.keys, self.chunk, self.ahead) = (None, None, None);
+        self.end();
         Some(Err(RecordsError::Framing { seq, problem }))
     }
 
@@ -1828,7 +1830,7 @@ impl Iterator for StoredRecords {
                 if chunk.at < chunk.bytes.len() {
                     let this = chunk.seq;
                     if this > self.to_seq {
-                        (self.keys, self.chunk, self.ahead) = (None, None, None);
+                        self.end();
                         return None;
                     }
                     if this == 0 {
@@ -1912,6 +1914,14 @@ fn frame_at(chunk: &[u8], at: usize) -> Result<(usize, usize), String> {
     Ok((at + 4, len))
 }
 
+/// Appends `record` to a v4 chunk: its length (u32 BE), then its bytes
+/// (what [`split_chunk`] cuts apart again).
+pub fn frame_record(chunk: &mut Vec<u8>, record: &[u8]) {
+    let len = u32::try_from(record.len()).expect("a record is far smaller than 4 GiB");
+    chunk.extend_from_slice(&len.to_be_bytes());
+    chunk.extend_from_slice(record);
+}
+
 /// A v4 chunk being filled with consecutive records.
 #[derive(Default)]
 struct Chunk {
@@ -1928,9 +1938,7 @@ impl Chunk {
             self.first_seq = seq;
             self.bytes.reserve(CHUNK_RECORDS * (4 + record.len()));
         }
-        let len = u32::try_from(record.len()).expect("a record is far smaller than 4 GiB");
-        self.bytes.extend_from_slice(&len.to_be_bytes());
-        self.bytes.extend_from_slice(record);
+        frame_record(&mut self.bytes, record);
         self.records += 1;
         if self.records == CHUNK_RECORDS {
             self.finish(batch);

@@ -4,7 +4,7 @@
 //! helpers cut up and put back together (as a forger with the disk in
 //! hand would), keeping every other record of the chunk as it was.
 
-use fundledger::log::{split_chunk, STORE_FORMAT_V4};
+use fundledger::log::{frame_record, split_chunk, STORE_FORMAT_V4};
 
 fn event_key(seq: u64) -> Vec<u8> {
     let mut key = vec![b'e'];
@@ -31,8 +31,7 @@ fn put_chunk(db: &sled::Db, first: u64, records: &[Vec<u8>]) {
     }
     let mut bytes = Vec::new();
     for record in records {
-        bytes.extend_from_slice(&(record.len() as u32).to_be_bytes());
-        bytes.extend_from_slice(record);
+        frame_record(&mut bytes, record);
     }
     db.insert(event_key(first), bytes).unwrap();
 }
