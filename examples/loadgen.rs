@@ -89,6 +89,10 @@ struct Args {
     /// Batch calls in flight.
     #[arg(long, default_value_t = 4)]
     batch_in_flight: usize,
+    /// The batch call's answers to measure, in this order: `full` (every
+    /// accepted command's events) and `positions` (`positions_only`).
+    #[arg(long, value_delimiter = ',', default_value = "full,positions", value_parser = ["full", "positions"])]
+    batch_answers: Vec<String>,
     /// Aim the gRPC section at this server instead of starting one. It must
     /// hold a new ledger (`fundledger init`, nothing else): the workload
     /// opens the fund.
@@ -908,7 +912,8 @@ async fn submit_all(client: &mut fundledger::api::auth::Client, steps: &[Step], 
             batch_command(&s.command, pb::CommandMeta { request_id: format!("{prefix}-{n}"), expected_version: None })
         })
         .collect();
-    let answer = client.submit_commands(pb::SubmitCommandsRequest { commands }).await?.into_inner();
+    let answer =
+        client.submit_commands(pb::SubmitCommandsRequest { commands, positions_only: false }).await?.into_inner();
     for outcome in answer.outcomes {
         if let Some(pb::command_outcome::Outcome::Refused(refusal)) = outcome.outcome {
             anyhow::bail!("the setup was refused: {}", refusal.message);
@@ -1040,12 +1045,32 @@ async fn grpc_section(report: &mut Report, args: &Args) -> anyhow::Result<()> {
             command_cpu.other(),
         ));
     }
-    // The batch call: officers sending `batch` commands per call.
+    // The batch call, answered in full and then with positions only.
+    for answer in &args.batch_answers {
+        batch_point(report, args, &target, answer == "positions").await?;
+    }
+    if let Some(ledger) = &target.ledger {
+        // Every acknowledged command is in the log: a quick self-check.
+        let head = ledger.head_seq();
+        anyhow::ensure!(head > 0, "nothing was recorded");
+    }
+    Ok(())
+}
+
+/// The batch call: officers sending `--batch` commands per call, asking for
+/// their events back (`positions_only` false) or only their positions.
+async fn batch_point(
+    report: &mut Report,
+    args: &Args,
+    target: &Arc<Target>,
+    positions_only: bool,
+) -> anyhow::Result<()> {
     let batch_size = args.batch;
     let batch_target = target.clone();
+    let prefix = if positions_only { "bp-" } else { "b-" };
     let before = target.ledger.as_ref().map(|l| l.writer_counters());
     let mut point = run_point(args.batch_in_flight, args.seconds, move |n| {
-        let mut workload = WorkloadClient::of_kind("b-", n as u64, ClientKind::Officer);
+        let mut workload = WorkloadClient::of_kind(prefix, n as u64, ClientKind::Officer);
         let client = batch_target.client(n, &batch_target.officer);
         Box::new(move || {
             let mut client = client.clone();
@@ -1059,10 +1084,17 @@ async fn grpc_section(report: &mut Report, args: &Args) -> anyhow::Result<()> {
                 })
                 .collect();
             async move {
-                let answer = client.submit_commands(pb::SubmitCommandsRequest { commands }).await?.into_inner();
+                let request = pb::SubmitCommandsRequest { commands, positions_only };
+                let answer = client.submit_commands(request).await?.into_inner();
                 for outcome in &answer.outcomes {
-                    if let Some(pb::command_outcome::Outcome::Refused(refusal)) = &outcome.outcome {
-                        anyhow::bail!("a batched command was refused: {}", refusal.message);
+                    use pb::command_outcome::Outcome;
+                    match &outcome.outcome {
+                        Some(Outcome::Refused(refusal)) => {
+                            anyhow::bail!("a batched command was refused: {}", refusal.message)
+                        }
+                        Some(Outcome::Accepted(_)) if !positions_only => {}
+                        Some(Outcome::Recorded(_)) if positions_only => {}
+                        other => anyhow::bail!("an unexpected answer to a batched command: {other:?}"),
                     }
                 }
                 Ok(answer.outcomes.len() as u64)
@@ -1071,16 +1103,17 @@ async fn grpc_section(report: &mut Report, args: &Args) -> anyhow::Result<()> {
     })
     .await?;
     let rate = per_second(point.calls, point.elapsed);
-    report.figure("grpc_batch_commands", rate);
+    report.figure(if positions_only { "grpc_batch_positions_commands" } else { "grpc_batch_commands" }, rate);
     let batch_cpu = point.cpu.per(point.calls);
     let group = target.ledger.as_ref().map(|l| {
         let c = l.writer_counters().since(before.expect("same ledger"));
         format!("; group commit of {:.0} commands on average", c.commands as f64 / c.batches.max(1) as f64)
     });
     report.line(format!(
-        "\nBatch call: {} calls of {batch_size} commands in flight: **{} durable commands/s**; \
+        "\nBatch call, {}: {} calls of {batch_size} commands in flight: **{} durable commands/s**; \
          call latency p50 {:.1} ms, p99 {:.1} ms{}; {:.2} cores busy, {:.1} µs of CPU per command \
          (writer thread {:.1}, tokio workers {:.1}, other threads {:.1}).",
+        if positions_only { "answered with positions only" } else { "answered with the events in full" },
         args.batch_in_flight,
         thousands(rate),
         point.latencies.ms(50.0),
@@ -1092,11 +1125,6 @@ async fn grpc_section(report: &mut Report, args: &Args) -> anyhow::Result<()> {
         batch_cpu.tokio,
         batch_cpu.other(),
     ));
-    if let Some(ledger) = &target.ledger {
-        // Every acknowledged command is in the log: a quick self-check.
-        let head = ledger.head_seq();
-        anyhow::ensure!(head > 0, "nothing was recorded");
-    }
     Ok(())
 }
 
@@ -1311,13 +1339,17 @@ fn summary(report: &mut Report) {
     row("in-process writer / storage limit (same batch size)", ratio(r("writer_commands_per_s"), storage), 0.8, "");
     row("gRPC one per call, 64 in flight / RPC limit at 64", ratio(r("grpc_commands_64"), r("rpc_limit_64")), 0.6, "");
     row("gRPC one per call, 64 in flight / PostgreSQL at 64", ratio(r("grpc_commands_64"), r("postgres_64")), 2.0, "");
-    row(
-        "gRPC batch call / storage limit (batch 1000)",
-        ratio(r("grpc_batch_commands"), r("storage_per_s_1000")),
-        0.6,
-        "",
-    );
-    row("gRPC batch call / PostgreSQL at 64", ratio(r("grpc_batch_commands"), r("postgres_64")), 4.0, "");
+    for (answer, figure) in
+        [("events in full", "grpc_batch_commands"), ("positions only", "grpc_batch_positions_commands")]
+    {
+        row(
+            &format!("gRPC batch call, {answer} / storage limit (batch 1000)"),
+            ratio(r(figure), r("storage_per_s_1000")),
+            0.6,
+            "",
+        );
+        row(&format!("gRPC batch call, {answer} / PostgreSQL at 64"), ratio(r(figure), r("postgres_64")), 4.0, "");
+    }
     row("replay / scan limit", ratio(r("replay_per_s"), r("scan_per_s")), 0.5, "");
     row("replay, million events/s", r("replay_per_s").map(|v| v / 1e6), 1.0, "");
     if let Some(v) = r("replay_ceiling_per_s") {

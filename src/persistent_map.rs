@@ -237,6 +237,31 @@ impl<K: Ord + Clone, V: Clone> PersistentMap<K, V> {
         Iter::new(self.root.as_deref(), front, back.max(front))
     }
 
+    /// The least key that is not less than `key`, if any: one walk down
+    /// the tree, without the counting a [`range`](Self::range) does to
+    /// place its ends. Where the leaf holds no such key, it is the
+    /// separator of the nearest branch that has a child to the right of
+    /// the path, the least key under that child.
+    pub fn first_key_from(&self, key: &K) -> Option<&K> {
+        let mut node = self.root.as_deref()?;
+        let mut right_of_path = None;
+        loop {
+            match node {
+                Node::Leaf(entries) => {
+                    let at = entries.partition_point(|(k, _)| k < key);
+                    return entries.get(at).map(|(k, _)| k).or(right_of_path);
+                }
+                Node::Branch(branch) => {
+                    let i = branch.child_for(key);
+                    if let Some(separator) = branch.keys.get(i) {
+                        right_of_path = Some(separator);
+                    }
+                    node = &branch.children[i];
+                }
+            }
+        }
+    }
+
     /// How many keys are less than `key` (or equal to it, with `equal`).
     fn rank(&self, key: &K, equal: bool) -> usize {
         let before = |k: &K| match k.cmp(key) {
@@ -637,6 +662,9 @@ mod tests {
                             continue;
                         }
                         prop_assert!(map.range(range).eq(model.range(range)));
+                        if let Bound::Included(from) = range.0 {
+                            prop_assert_eq!(map.first_key_from(&from), model.range(from..).next().map(|(k, _)| k));
+                        }
                         prop_assert!(map.range(range).rev().eq(model.range(range).rev()));
                         prop_assert_eq!(map.range(range).len(), model.range(range).count());
                         let mut mine = map.range(range);

@@ -498,9 +498,11 @@ async fn call_as(server: &TestServer, cast: &Cast, rpc: &str, who: Who) -> Resul
         "Ledger/RecordReceipt" => l.record_receipt(receipt()).await.map(drop),
         "Ledger/SubmitCommands" => {
             let command = pb::BatchCommand { command: Some(pb::batch_command::Command::RecordReceipt(receipt())) };
-            let answer = l.submit_commands(pb::SubmitCommandsRequest { commands: vec![command] }).await?;
+            let answer =
+                l.submit_commands(pb::SubmitCommandsRequest { commands: vec![command], positions_only: false }).await?;
             match answer.into_inner().outcomes.remove(0).outcome.expect("an outcome") {
                 pb::command_outcome::Outcome::Accepted(_) => Ok(()),
+                other @ pb::command_outcome::Outcome::Recorded(_) => panic!("positions were not asked for: {other:?}"),
                 pb::command_outcome::Outcome::Refused(refusal) => {
                     let mut status = Status::new(Code::from(refusal.code), refusal.message);
                     status.metadata_mut().insert("fundledger-reason", refusal.reason.parse().unwrap());

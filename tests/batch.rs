@@ -22,7 +22,7 @@ fn batch(steps: &[Step], prefix: &str) -> pb::SubmitCommandsRequest {
             )
         })
         .collect();
-    pb::SubmitCommandsRequest { commands }
+    pb::SubmitCommandsRequest { commands, positions_only: false }
 }
 
 fn accepted(outcome: &pb::CommandOutcome) -> &pb::CommandResponse {
@@ -153,7 +153,10 @@ async fn a_batch_call_is_refused_whole_when_empty_too_large_full_or_unauthentica
     let mut admin = server.admin();
     let head_before = head(&mut admin).await;
 
-    let empty = officer.submit_commands(pb::SubmitCommandsRequest { commands: vec![] }).await.unwrap_err();
+    let empty = officer
+        .submit_commands(pb::SubmitCommandsRequest { commands: vec![], positions_only: false })
+        .await
+        .unwrap_err();
     assert_eq!(empty.code(), Code::InvalidArgument);
     assert!(empty.message().starts_with("empty_batch"), "{}", empty.message());
 
@@ -176,5 +179,73 @@ async fn a_batch_call_is_refused_whole_when_empty_too_large_full_or_unauthentica
     // Forty fit.
     let answer = officer.submit_commands(batch(&steps[..40], "fits")).await.unwrap().into_inner();
     answer.outcomes.iter().for_each(|o| assert!(!accepted(o).replayed));
+    server.stop().await;
+}
+
+fn recorded(outcome: &pb::CommandOutcome) -> &pb::RecordedPosition {
+    match &outcome.outcome {
+        Some(pb::command_outcome::Outcome::Recorded(position)) => position,
+        other => panic!("expected a recorded position, got {other:?}"),
+    }
+}
+
+#[tokio::test]
+async fn a_batch_asking_for_positions_only_is_answered_with_where_its_events_are() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = TestServer::start(dir.path()).await;
+    let mut officer = workload_fund(&server).await;
+    let mut admin = server.admin();
+
+    let mut client = WorkloadClient::of_kind("pos", 0, workload::ClientKind::Officer);
+    let steps: Vec<Step> = (0..8).map(|_| client.next_step()).collect();
+    let mut request = batch(&steps, "pos");
+    request.positions_only = true;
+    // An award above the amount requested is refused as in a full answer.
+    if let Some(pb::batch_command::Command::AwardGrant(r)) = &mut request.commands[6].command {
+        r.amount = Some(pb::Money { value: "5000.00".into(), currency: "EUR".into() });
+    } else {
+        panic!("command 6 is the second cycle's award");
+    }
+    let head_before = head(&mut admin).await;
+    let answer = officer.submit_commands(request.clone()).await.unwrap().into_inner();
+    assert_eq!(answer.outcomes.len(), 8);
+    assert_eq!(refused(&answer.outcomes[6]).reason, "award_above_requested");
+    assert_eq!(refused(&answer.outcomes[7]).code, Code::FailedPrecondition as i32);
+
+    // The accepted ones' positions follow each other without gaps from the
+    // head before the call, and end at the head after it.
+    let accepted_at = [0, 1, 2, 3, 4, 5];
+    let mut next = head_before + 1;
+    for &n in &accepted_at {
+        let position = recorded(&answer.outcomes[n]);
+        assert!(!position.replayed, "command {n}");
+        assert_eq!(position.first_seq, next, "command {n}");
+        assert!(position.event_count >= 1, "command {n}");
+        next += u64::from(position.event_count);
+    }
+    assert_eq!(head(&mut admin).await, next - 1);
+
+    // The same batch again, answered in full: the original events, at the
+    // positions the first answer gave.
+    let mut in_full = request.clone();
+    in_full.positions_only = false;
+    let again = officer.submit_commands(in_full).await.unwrap().into_inner();
+    for &n in &accepted_at {
+        let (position, response) = (recorded(&answer.outcomes[n]), accepted(&again.outcomes[n]));
+        assert!(response.replayed, "command {n}");
+        let seqs: Vec<u64> = response.events.iter().map(|e| e.seq).collect();
+        let expected: Vec<u64> = (position.first_seq..position.first_seq + u64::from(position.event_count)).collect();
+        assert_eq!(seqs, expected, "command {n}");
+        assert!(response.events.iter().all(|e| e.request_id == format!("pos-{n}")), "command {n}");
+    }
+    // And once more with positions only: the same positions, replayed.
+    let third = officer.submit_commands(request).await.unwrap().into_inner();
+    for &n in &accepted_at {
+        let (first, retry) = (recorded(&answer.outcomes[n]), recorded(&third.outcomes[n]));
+        assert!(retry.replayed, "command {n}");
+        assert_eq!((retry.first_seq, retry.event_count), (first.first_seq, first.event_count), "command {n}");
+    }
+    assert_eq!(refused(&third.outcomes[6]).reason, "award_above_requested");
+    assert_eq!(head(&mut admin).await, next - 1, "the retries recorded nothing");
     server.stop().await;
 }

@@ -21,8 +21,8 @@ use crate::domain::{
     Actor, ApplicationId, Currency, FundState, PartnerId, Rejection, RejectionKind, Role, RoundId, StreamId,
 };
 use crate::ledger::{
-    AsOf, AsOfError, CommandError, CommandRequest, Cursor, EventFilter, Ledger, PointInTime, Position, RecordedEvent,
-    BATCH_COMMANDS_MAX,
+    AsOf, AsOfError, CommandError, CommandOutcome, CommandRequest, Cursor, EventFilter, Ledger, PointInTime, Position,
+    RecordedEvent, BATCH_COMMANDS_MAX,
 };
 use crate::log::LogError;
 use crate::projections::Projections;
@@ -78,7 +78,7 @@ impl LedgerService {
         request: Request<pb::SubmitCommandsRequest>,
     ) -> Result<Response<pb::SubmitCommandsResponse>, Status> {
         let actor = authenticate(&self.ledger, &request)?;
-        let commands = request.into_inner().commands;
+        let pb::SubmitCommandsRequest { commands, positions_only } = request.into_inner();
         if commands.is_empty() {
             return Err(status(Code::InvalidArgument, "empty_batch", "a batch needs at least one command"));
         }
@@ -103,6 +103,7 @@ impl LedgerService {
                 let answer = answers.next().expect("one answer per submitted command");
                 answer.map_err(|e| command_status(&e))
             }) {
+                Ok(outcome) if positions_only => pb::command_outcome::Outcome::Recorded(position_of(&outcome)),
                 Ok(outcome) => pb::command_outcome::Outcome::Accepted(pb::CommandResponse {
                     events: events_out(&self.ledger, &outcome.events)?,
                     replayed: outcome.replayed,
@@ -264,6 +265,16 @@ pub(super) fn shutting_down() -> Status {
 /// has been opened.
 fn fund_currency(state: &FundState) -> Result<Currency, Status> {
     state.currency().cloned().ok_or_else(|| rejection_status(&Rejection::FundNotOpened))
+}
+
+/// Where an accepted command's events are in the log: they are
+/// consecutive, one command's events never interleave with another's.
+fn position_of(outcome: &CommandOutcome) -> pb::RecordedPosition {
+    pb::RecordedPosition {
+        first_seq: outcome.events.first().map_or(0, |e| e.envelope.seq),
+        event_count: u32::try_from(outcome.events.len()).expect("a command records a handful of events"),
+        replayed: outcome.replayed,
+    }
 }
 
 /// Recorded events as messages, amounts in the fund's currency.

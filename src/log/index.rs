@@ -160,7 +160,13 @@ impl LogIndex {
         let base = &self.base.requests;
         let from = base.partition_point(|&(d, _)| d < digest);
         let loaded = base[from..].iter().take_while(|&&(d, _)| d == digest).map(|&(_, seq)| seq);
-        let since = self.requests.range((digest, 0)..=(digest, u64::MAX)).map(|((_, seq), ())| *seq);
+        // Almost every lookup is of a new id: one walk down the map says
+        // so, before a range walks it twice to place its ends.
+        let any_since = self.requests.first_key_from(&(digest, 0)).is_some_and(|&(d, _)| d == digest);
+        let since = any_since
+            .then(|| self.requests.range((digest, 0)..=(digest, u64::MAX)).map(|((_, seq), ())| *seq))
+            .into_iter()
+            .flatten();
         loaded.chain(since).collect()
     }
 
