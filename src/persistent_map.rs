@@ -759,4 +759,30 @@ mod tests {
         assert!(x.children[1..].iter().zip(&y.children[1..]).all(|(p, q)| Arc::ptr_eq(p, q)));
         assert!(a.get_mut(&20_000).is_none());
     }
+
+    /// The least key at or after every stored key, its neighbours, and the
+    /// ends, in maps of every size up to a few levels of small nodes (so
+    /// that many keys are separators): as a `BTreeMap` answers.
+    #[test]
+    fn first_key_from_as_a_btreemap() {
+        let empty: PersistentMap<u16, ()> = PersistentMap::new();
+        assert_eq!(empty.first_key_from(&0), None);
+        for len in 0..200u16 {
+            for scrambled in [false, true] {
+                let keys: Vec<u16> = (0..len).map(|k| k * 3 + 1).collect();
+                let mut entries: Vec<(u16, ())> = keys.iter().map(|&k| (k, ())).collect();
+                if scrambled {
+                    entries.sort_by_key(|&(k, _)| k.wrapping_mul(40_503).rotate_left(7));
+                }
+                let map: PersistentMap<u16, ()> = entries.into_iter().collect();
+                map.check().unwrap();
+                let model: BTreeMap<u16, ()> = keys.iter().map(|&k| (k, ())).collect();
+                let probes = keys.iter().flat_map(|&k| [k - 1, k, k + 1]).chain([0, u16::MAX]);
+                for probe in probes {
+                    let expected = model.range(probe..).next().map(|(k, _)| k);
+                    assert_eq!(map.first_key_from(&probe), expected, "{len} keys, from {probe}");
+                }
+            }
+        }
+    }
 }

@@ -206,11 +206,16 @@ async fn a_batch_asking_for_positions_only_is_answered_with_where_its_events_are
     } else {
         panic!("command 6 is the second cycle's award");
     }
+    // Command 0 again, under its request id, later in the same batch.
+    request.commands.push(request.commands[0].clone());
     let head_before = head(&mut admin).await;
     let answer = officer.submit_commands(request.clone()).await.unwrap().into_inner();
-    assert_eq!(answer.outcomes.len(), 8);
+    assert_eq!(answer.outcomes.len(), 9);
     assert_eq!(refused(&answer.outcomes[6]).reason, "award_above_requested");
     assert_eq!(refused(&answer.outcomes[7]).code, Code::FailedPrecondition as i32);
+    let (first, again_in_batch) = (recorded(&answer.outcomes[0]), recorded(&answer.outcomes[8]));
+    assert!(again_in_batch.replayed);
+    assert_eq!((again_in_batch.first_seq, again_in_batch.event_count), (first.first_seq, first.event_count));
 
     // The accepted ones' positions follow each other without gaps from the
     // head before the call, and end at the head after it.
@@ -247,5 +252,21 @@ async fn a_batch_asking_for_positions_only_is_answered_with_where_its_events_are
     }
     assert_eq!(refused(&third.outcomes[6]).reason, "award_above_requested");
     assert_eq!(head(&mut admin).await, next - 1, "the retries recorded nothing");
+
+    // A command recorded through its own RPC, retried in a batch asking
+    // for positions: the position of the events its own answer gave.
+    let mut own = WorkloadClient::of_kind("own", 0, workload::ClientKind::Officer);
+    let step = own.next_step();
+    let meta = pb::CommandMeta { request_id: "own-0".into(), expected_version: None };
+    let Some(pb::batch_command::Command::RecordReceipt(receipt)) = batch_command(&step.command, meta.clone()).command
+    else {
+        panic!("a workload client's first step is a receipt");
+    };
+    let events = officer.record_receipt(receipt).await.unwrap().into_inner().events;
+    let retry = pb::SubmitCommandsRequest { commands: vec![batch_command(&step.command, meta)], positions_only: true };
+    let answer = officer.submit_commands(retry).await.unwrap().into_inner();
+    let position = recorded(&answer.outcomes[0]);
+    assert!(position.replayed);
+    assert_eq!((position.first_seq, position.event_count as usize), (events[0].seq, events.len()));
     server.stop().await;
 }

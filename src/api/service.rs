@@ -103,7 +103,7 @@ impl LedgerService {
                 let answer = answers.next().expect("one answer per submitted command");
                 answer.map_err(|e| command_status(&e))
             }) {
-                Ok(outcome) if positions_only => pb::command_outcome::Outcome::Recorded(position_of(&outcome)),
+                Ok(outcome) if positions_only => pb::command_outcome::Outcome::Recorded(position_of(&outcome)?),
                 Ok(outcome) => pb::command_outcome::Outcome::Accepted(pb::CommandResponse {
                     events: events_out(&self.ledger, &outcome.events)?,
                     replayed: outcome.replayed,
@@ -269,12 +269,14 @@ fn fund_currency(state: &FundState) -> Result<Currency, Status> {
 
 /// Where an accepted command's events are in the log: they are
 /// consecutive, one command's events never interleave with another's.
-fn position_of(outcome: &CommandOutcome) -> pb::RecordedPosition {
-    pb::RecordedPosition {
-        first_seq: outcome.events.first().map_or(0, |e| e.envelope.seq),
+fn position_of(outcome: &CommandOutcome) -> Result<pb::RecordedPosition, Status> {
+    // The log refuses a command without events; this never answers one.
+    let first = outcome.events.first().ok_or_else(|| Status::internal("an accepted command recorded no events"))?;
+    Ok(pb::RecordedPosition {
+        first_seq: first.envelope.seq,
         event_count: u32::try_from(outcome.events.len()).expect("a command records a handful of events"),
         replayed: outcome.replayed,
-    }
+    })
 }
 
 /// Recorded events as messages, amounts in the fund's currency.
