@@ -130,7 +130,7 @@ async fn a_batch_is_decided_in_order_and_each_command_has_its_own_outcome() {
 
     // The same batch again: the accepted ones answer their original events,
     // recording nothing; the refused ones are refused again.
-    let again = officer.submit_commands(request).await.unwrap().into_inner();
+    let again = officer.submit_commands(request.clone()).await.unwrap().into_inner();
     for (n, (first, second)) in answer.outcomes.iter().zip(&again.outcomes).enumerate() {
         if accepted_at.contains(&n) {
             assert!(accepted(second).replayed, "command {n}");
@@ -138,6 +138,18 @@ async fn a_batch_is_decided_in_order_and_each_command_has_its_own_outcome() {
         } else {
             assert_eq!(refused(first).code, refused(second).code, "command {n}");
         }
+    }
+    // Once more asking for positions only (as a client whose answer in
+    // full was too large for it would): where the original events are.
+    let positions = officer
+        .submit_commands(pb::SubmitCommandsRequest { positions_only: true, ..request })
+        .await
+        .unwrap()
+        .into_inner();
+    for &n in &accepted_at {
+        let (events, position) = (&accepted(&answer.outcomes[n]).events, recorded(&positions.outcomes[n]));
+        assert!(position.replayed, "command {n}");
+        assert_eq!((position.first_seq, position.event_count as usize), (events[0].seq, events.len()), "command {n}");
     }
     assert_eq!(head(&mut admin).await, head_before + seqs.len() as u64);
     server.stop().await;
