@@ -29,6 +29,7 @@ use super::codec::{Hash, HASH_BYTES};
 use crate::merge::merge_sorted;
 use crate::persistent_map::PersistentMap;
 use sha2::{Digest, Sha256};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 
 /// The digest a request id is indexed by.
@@ -54,6 +55,85 @@ pub struct LogIndex {
     base_streams_unchanged: usize,
     head_seq: u64,
     head_hash: Hash,
+    /// Every command's digest, base and since, as a filter: a lookup of a
+    /// new id, almost every lookup, ends at one bit.
+    filter: RequestFilter,
+}
+
+/// A Bloom filter with one bit per digest (the digest is the first bytes of
+/// a SHA-256, as good as a random hash): a clear bit says no command has
+/// the digest; a set one says perhaps. It saves the writer the descent of
+/// the requests' map for each new id, a walk of several cache misses that
+/// a profile of the batch call put at a tenth of the writer thread's
+/// samples (`docs/BENCHMARKS.md`, nineteenth session). It holds 8 to 32
+/// bits per command (at 10 M commands, 20 to 40 MB), so that 3–12% of new
+/// ids still take the descent; when the commands have doubled since it
+/// was built, it is rebuilt for them from the index. A digest's bit is
+/// its top bits, so that digests in order (the index's order) set bits in
+/// order: a build from 10 M commands is one sequential pass over its
+/// memory, not 10 M cache misses. Its bits are atomic so that the
+/// snapshots of the index handed to the checkpoint thread share it
+/// (`Arc`) instead of copying it: bits set after a snapshot only make the
+/// snapshot's filter say "perhaps" more often, and a snapshot is never
+/// asked.
+#[derive(Clone)]
+struct RequestFilter {
+    bits: Arc<[AtomicU64]>,
+    /// The bit of a digest is `digest >> shift` (`64 - log2(bits)`).
+    shift: u32,
+    /// Commands it was sized for: past twice that, it is rebuilt.
+    capacity: usize,
+}
+
+impl RequestFilter {
+    /// Bits per command when built.
+    const BITS_PER_COMMAND: usize = 16;
+    /// The least size, in bits (8 KiB).
+    const BITS_MIN: usize = 1 << 16;
+
+    fn with_capacity(commands: usize) -> RequestFilter {
+        let bits = commands.saturating_mul(Self::BITS_PER_COMMAND).max(Self::BITS_MIN).next_power_of_two();
+        RequestFilter {
+            bits: (0..bits / 64).map(|_| AtomicU64::new(0)).collect(),
+            shift: 64 - bits.trailing_zeros(),
+            capacity: bits / Self::BITS_PER_COMMAND,
+        }
+    }
+
+    fn word_and_bit(&self, digest: u64) -> (usize, u64) {
+        let bit = digest >> self.shift;
+        ((bit / 64) as usize, 1 << (bit % 64))
+    }
+
+    fn insert(&self, digest: u64) {
+        let (word, bit) = self.word_and_bit(digest);
+        self.bits[word].fetch_or(bit, Ordering::Relaxed);
+    }
+
+    fn may_contain(&self, digest: u64) -> bool {
+        let (word, bit) = self.word_and_bit(digest);
+        self.bits[word].load(Ordering::Relaxed) & bit != 0
+    }
+
+    /// A filter of every digest in `digests` (`commands` of them), sized
+    /// for them.
+    fn of(commands: usize, digests: impl Iterator<Item = u64>) -> RequestFilter {
+        let filter = RequestFilter::with_capacity(commands);
+        digests.for_each(|digest| filter.insert(digest));
+        filter
+    }
+}
+
+impl Default for RequestFilter {
+    fn default() -> RequestFilter {
+        RequestFilter::with_capacity(0)
+    }
+}
+
+impl std::fmt::Debug for RequestFilter {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "RequestFilter({} bits)", self.bits.len() * 64)
+    }
 }
 
 /// An index as loaded: every array sorted, each in one allocation.
@@ -135,7 +215,13 @@ impl LogIndex {
     pub(super) fn add(&mut self, seq: u64, hash: Hash, stream: &str, request_id: &str, first: bool) {
         debug_assert_eq!(seq, self.head_seq + 1, "events are indexed in order");
         if first {
-            self.requests.insert((request_digest(request_id), seq), ());
+            let digest = request_digest(request_id);
+            self.requests.insert((digest, seq), ());
+            if self.commands() > self.filter.capacity * 2 {
+                self.filter = RequestFilter::of(self.commands(), self.all_requests().map(|(digest, _)| digest));
+            } else {
+                self.filter.insert(digest);
+            }
         }
         match self.streams.get_mut(stream) {
             Some(seqs) => seqs.push(seq),
@@ -157,6 +243,9 @@ impl LogIndex {
     /// `request_id`: the command recorded under it, if any, is one of them.
     pub fn request_candidates(&self, request_id: &str) -> Vec<u64> {
         let digest = request_digest(request_id);
+        if !self.filter.may_contain(digest) {
+            return Vec::new();
+        }
         let base = &self.base.requests;
         let from = base.partition_point(|&(d, _)| d < digest);
         let loaded = base[from..].iter().take_while(|&&(d, _)| d == digest).map(|&(_, seq)| seq);
@@ -311,6 +400,7 @@ impl LogIndex {
         }
         Ok(LogIndex {
             base_streams_unchanged: base.name_ends.len(),
+            filter: RequestFilter::of(base.requests.len(), base.requests.iter().map(|&(digest, _)| digest)),
             base: Arc::new(base),
             head_seq,
             head_hash,
@@ -408,6 +498,29 @@ mod tests {
         assert_eq!(index.request_candidates("admit-a"), [2]);
         assert_eq!(index.request_candidates("award-x"), [6]);
         assert!(index.request_candidates("never").is_empty());
+    }
+
+    #[test]
+    fn the_request_filter_grows_and_never_hides_a_command() {
+        let mut index = LogIndex::default();
+        let ids: Vec<String> = (0..20_000).map(|n| format!("req-{n}")).collect();
+        for (seq, id) in (1..).zip(&ids) {
+            index.add(seq, [0; 32], "s", id, true);
+        }
+        // Built for 4,096 commands, rebuilt for more past 8,192.
+        assert!(index.filter.capacity >= 10_000, "{:?}", index.filter);
+        let loaded = LogIndex::from_bytes(&index.to_bytes()).unwrap();
+        for (seq, id) in (1..).zip(&ids) {
+            assert_eq!(index.request_candidates(id), [seq], "{id}");
+            assert_eq!(loaded.request_candidates(id), [seq], "{id}, loaded");
+        }
+        // New ids: the filter turns almost all away, and none is found.
+        let new_ids: Vec<String> = (0..10_000).map(|n| format!("new-{n}")).collect();
+        for index in [&index, &loaded] {
+            let passed = new_ids.iter().filter(|id| index.filter.may_contain(request_digest(id))).count();
+            assert!(passed < 1_000, "{passed} of 10,000 new ids passed {:?}", index.filter);
+            assert!(new_ids.iter().all(|id| index.request_candidates(id).is_empty()));
+        }
     }
 
     #[test]
