@@ -221,6 +221,11 @@ impl<K: Ord + Clone, V: Clone> PersistentMap<K, V> {
         Iter::new(self.root.as_deref(), 0, self.len)
     }
 
+    /// In key order, from the entry at `position` (0 for the first) on.
+    pub fn iter_from(&self, position: usize) -> Iter<'_, K, V> {
+        Iter::new(self.root.as_deref(), position.min(self.len), self.len)
+    }
+
     /// The entries whose keys are in `range`, in key order. A range whose
     /// start is past its end is empty.
     pub fn range<R: RangeBounds<K>>(&self, range: R) -> Iter<'_, K, V> {
@@ -662,6 +667,8 @@ mod tests {
                             continue;
                         }
                         prop_assert!(map.range(range).eq(model.range(range)));
+                        let position = usize::from(start) % (keys.len() + 2);
+                        prop_assert!(map.iter_from(position).eq(model.iter().skip(position)));
                         if let Bound::Included(from) = range.0 {
                             prop_assert_eq!(map.first_key_from(&from), model.range(from..).next().map(|(k, _)| k));
                         }

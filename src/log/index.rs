@@ -58,6 +58,9 @@ pub struct LogIndex {
     /// Every command's digest, base and since, as a filter: a lookup of a
     /// new id, almost every lookup, ends at one bit.
     filter: RequestFilter,
+    /// A larger filter being filled, a few digests per command, once the
+    /// commands outgrew `filter`: it takes `filter`'s place when full.
+    growing: Option<Growing>,
 }
 
 /// A Bloom filter with one bit per digest (the digest is the first bytes of
@@ -65,17 +68,19 @@ pub struct LogIndex {
 /// the digest; a set one says perhaps. It saves the writer the descent of
 /// the requests' map for each new id, a walk of several cache misses that
 /// a profile of the batch call put at a tenth of the writer thread's
-/// samples (`docs/BENCHMARKS.md`, nineteenth session). It holds 8 to 32
-/// bits per command (at 10 M commands, 20 to 40 MB), so that 3–12% of new
-/// ids still take the descent; when the commands have doubled since it
-/// was built, it is rebuilt for them from the index. A digest's bit is
-/// its top bits, so that digests in order (the index's order) set bits in
-/// order: a build from 10 M commands is one sequential pass over its
-/// memory, not 10 M cache misses. Its bits are atomic so that the
-/// snapshots of the index handed to the checkpoint thread share it
-/// (`Arc`) instead of copying it: bits set after a snapshot only make the
-/// snapshot's filter say "perhaps" more often, and a snapshot is never
-/// asked.
+/// samples (`docs/BENCHMARKS.md`, nineteenth session). It is built for
+/// 16 bits per command and replaced once the commands pass twice what it
+/// was built for, so it holds 8 to 32 bits per command (32 MiB at 10 M
+/// commands) and lets 3–12% of new ids through to the walk. The larger
+/// one is filled alongside (see [`Growing`]), never in one pass on the
+/// writer thread: walking the index at 8 M commands took over a second.
+/// A digest's bit is its top bits, so that digests in order (the index's
+/// order) set bits in order: the build from a loaded index (at start, on
+/// the index's own loading thread) is one sequential pass, 64 ms for 8.4
+/// M commands. Its bits are atomic so that clones of the index (the
+/// checkpoint thread's snapshot, the audit's copy) share it (`Arc`)
+/// instead of copying it: bits set after a clone only make the clone's
+/// filter say "perhaps" more often, never "no" to a command it holds.
 #[derive(Clone)]
 struct RequestFilter {
     bits: Arc<[AtomicU64]>,
@@ -122,6 +127,28 @@ impl RequestFilter {
         digests.for_each(|digest| filter.insert(digest));
         filter
     }
+}
+
+/// A filter for twice the commands or more, filled from the index a slice
+/// at a time ([`Growing::STEP`] digests every [`Growing::EVERY`] commands,
+/// four per command on average), while every new digest goes into both
+/// filters. It walks the base, which never changes, then the map of
+/// commands since by position: an insert before its position moves the
+/// entries after it one place on, so an entry may be visited twice but
+/// never skipped. Started when the index held `n` commands, it has walked
+/// all of them and those added since once the index holds about `4n / 3`;
+/// the next replacement is due only past `2n`.
+#[derive(Clone, Debug)]
+struct Growing {
+    next: RequestFilter,
+    /// Entries of the base, then of the map since, already in `next`.
+    base_done: usize,
+    since_done: usize,
+}
+
+impl Growing {
+    const STEP: usize = 128;
+    const EVERY: usize = 32;
 }
 
 impl Default for RequestFilter {
@@ -217,11 +244,11 @@ impl LogIndex {
         if first {
             let digest = request_digest(request_id);
             self.requests.insert((digest, seq), ());
-            if self.commands() > self.filter.capacity * 2 {
-                self.filter = RequestFilter::of(self.commands(), self.all_requests().map(|(digest, _)| digest));
-            } else {
-                self.filter.insert(digest);
+            self.filter.insert(digest);
+            if let Some(growing) = &self.growing {
+                growing.next.insert(digest);
             }
+            self.grow_filter();
         }
         match self.streams.get_mut(stream) {
             Some(seqs) => seqs.push(seq),
@@ -257,6 +284,40 @@ impl LogIndex {
             .into_iter()
             .flatten();
         loaded.chain(since).collect()
+    }
+
+    /// Starts a larger request filter once the commands pass twice what the
+    /// current one was built for, and fills it a slice at a time
+    /// ([`Growing`]).
+    fn grow_filter(&mut self) {
+        let commands = self.commands();
+        let growing = match &mut self.growing {
+            Some(growing) => growing,
+            None if commands > self.filter.capacity * 2 => self.growing.insert(Growing {
+                next: RequestFilter::with_capacity(commands),
+                base_done: 0,
+                since_done: 0,
+            }),
+            None => return,
+        };
+        if commands % Growing::EVERY != 0 {
+            return;
+        }
+        let base = &self.base.requests[growing.base_done.min(self.base.requests.len())..];
+        let from_base = base.len().min(Growing::STEP);
+        base[..from_base].iter().for_each(|&(digest, _)| growing.next.insert(digest));
+        growing.base_done += from_base;
+        let from_since = Growing::STEP - from_base;
+        let mut walked = 0;
+        for ((digest, _), ()) in self.requests.iter_from(growing.since_done).take(from_since) {
+            growing.next.insert(*digest);
+            walked += 1;
+        }
+        growing.since_done += walked;
+        if growing.base_done >= self.base.requests.len() && growing.since_done >= self.requests.len() {
+            let full = self.growing.take().expect("growing");
+            self.filter = full.next;
+        }
     }
 
     /// The current version of a stream (0 for one without events).
@@ -500,27 +561,58 @@ mod tests {
         assert!(index.request_candidates("never").is_empty());
     }
 
+    /// Every id in `ids` (recorded at seqs from 1) is found at its seq.
+    fn all_found(index: &LogIndex, ids: &[String], stride: usize) {
+        for (seq, id) in (1..).zip(ids).step_by(stride) {
+            assert_eq!(index.request_candidates(id), [seq], "{id}, {:?}", index.filter);
+        }
+    }
+
+    /// Of 10,000 ids never recorded, how many the filter lets through; it
+    /// must find none of them.
+    fn new_ids_let_through(index: &LogIndex) -> usize {
+        let new_ids: Vec<String> = (0..10_000).map(|n| format!("new-{n}")).collect();
+        assert!(new_ids.iter().all(|id| index.request_candidates(id).is_empty()));
+        new_ids.iter().filter(|id| index.filter.may_contain(request_digest(id))).count()
+    }
+
     #[test]
     fn the_request_filter_grows_and_never_hides_a_command() {
+        let ids: Vec<String> = (0..120_000).map(|n| format!("req-{n}")).collect();
         let mut index = LogIndex::default();
-        let ids: Vec<String> = (0..20_000).map(|n| format!("req-{n}")).collect();
-        for (seq, id) in (1..).zip(&ids) {
+        let mut replaced = 0;
+        for (seq, id) in (1..).zip(&ids[..20_000]) {
+            let capacity = index.filter.capacity;
             index.add(seq, [0; 32], "s", id, true);
+            replaced += usize::from(index.filter.capacity != capacity);
+            if seq % 6_000 == 0 {
+                // Also while a larger filter is being filled.
+                all_found(&index, &ids[..seq as usize], 7);
+            }
         }
-        // Built for 4,096 commands, rebuilt for more past 8,192.
-        assert!(index.filter.capacity >= 10_000, "{:?}", index.filter);
-        let loaded = LogIndex::from_bytes(&index.to_bytes()).unwrap();
-        for (seq, id) in (1..).zip(&ids) {
-            assert_eq!(index.request_candidates(id), [seq], "{id}");
-            assert_eq!(loaded.request_candidates(id), [seq], "{id}, loaded");
+        // Built for 4,096 commands, replaced past 8,192.
+        assert!(replaced >= 1 && index.filter.capacity >= 8_192, "{replaced} replacements, {:?}", index.filter);
+        all_found(&index, &ids[..20_000], 1);
+        let through = new_ids_let_through(&index);
+        assert!(through < 1_000, "{through} of 10,000 new ids let through by {:?}", index.filter);
+
+        // Loaded, the 20,000 are the base; 100,000 more outgrow the filter
+        // it was loaded with (built for 32,768), and the larger one must
+        // hold the base's digests too.
+        let mut loaded = LogIndex::from_bytes(&index.to_bytes()).unwrap();
+        let loaded_capacity = loaded.filter.capacity;
+        all_found(&loaded, &ids[..20_000], 1);
+        for (seq, id) in (1..).zip(&ids).skip(20_000) {
+            loaded.add(seq, [0; 32], "s", id, true);
+            if seq % 25_000 == 0 {
+                all_found(&loaded, &ids[..seq as usize], 7);
+            }
         }
-        // New ids: the filter turns almost all away, and none is found.
-        let new_ids: Vec<String> = (0..10_000).map(|n| format!("new-{n}")).collect();
-        for index in [&index, &loaded] {
-            let passed = new_ids.iter().filter(|id| index.filter.may_contain(request_digest(id))).count();
-            assert!(passed < 1_000, "{passed} of 10,000 new ids passed {:?}", index.filter);
-            assert!(new_ids.iter().all(|id| index.request_candidates(id).is_empty()));
-        }
+        assert!(loaded.growing.is_none(), "filled by now: {:?}", loaded.growing);
+        assert!(loaded.filter.capacity > loaded_capacity, "{:?}", loaded.filter);
+        all_found(&loaded, &ids, 1);
+        let through = new_ids_let_through(&loaded);
+        assert!(through < 1_000, "{through} of 10,000 new ids let through by {:?}", loaded.filter);
     }
 
     #[test]
