@@ -18,7 +18,8 @@
 //! thread is an O(1) clone and the writer goes on meanwhile.
 //!
 //! A request id is indexed by a 64-bit digest (the first bytes of its
-//! SHA-256), not its text: 16 bytes per command. Two ids may share a digest;
+//! SHA-256), not its text: 16 bytes per command, and 1 to 4 more in the
+//! filter in front of it ([`RequestFilter`]). Two ids may share a digest;
 //! a lookup reads the record at each candidate and compares the id, so a
 //! collision costs a read, never a wrong answer. Request ids are chosen by
 //! clients, but a second id with a given digest takes about 2^64 tries, and
@@ -625,7 +626,8 @@ mod tests {
         let mut index = sample();
         // Other commands whose ids have the digest of "open" (forged here:
         // finding such an id takes about 2^64 tries), in the loaded base
-        // and since.
+        // and since. Put straight into the map, past the filter: it
+        // already lets the digest of "open" through.
         index.requests.insert((request_digest("open"), 6), ());
         let mut loaded = LogIndex::from_bytes(&index.to_bytes()).unwrap();
         loaded.add(8, [8; 32], "fund", "open", true);
