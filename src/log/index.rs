@@ -18,7 +18,7 @@
 //! thread is an O(1) clone and the writer goes on meanwhile.
 //!
 //! A request id is indexed by a 64-bit digest (the first bytes of its
-//! SHA-256), not its text: 16 bytes per command, and 1 to 4 more in the
+//! SHA-256), not its text: 16 bytes per command, and 1 to 5 more in the
 //! filter in front of it ([`RequestFilter`]). Two ids may share a digest;
 //! a lookup reads the record at each candidate and compares the id, so a
 //! collision costs a read, never a wrong answer. Request ids are chosen by
@@ -70,11 +70,16 @@ pub struct LogIndex {
 /// the requests' map for each new id, a walk of several cache misses that
 /// a profile of the batch call put at a tenth of the writer thread's
 /// samples (`docs/BENCHMARKS.md`, nineteenth session). It is built for
-/// 16 bits per command and replaced once the commands pass twice what it
-/// was built for, so it holds 8 to 32 bits per command (32 MiB at 10 M
-/// commands) and lets 3–12% of new ids through to the walk. The larger
-/// one is filled alongside (see [`Growing`]), never in one pass on the
-/// writer thread: walking the index at 8 M commands took over a second.
+/// at least 16 bits per command (rounded up to a power of two); once the
+/// commands pass twice what it was built for, one four times larger is
+/// filled to replace it (see [`Growing`]), swapped in at about 4/3 of
+/// that. So the one in use holds 6 to 32 bits per command and lets 3–15%
+/// of new ids through to the walk; while the next is being filled, the two
+/// take up to 5 bytes per command (32 MiB at 10 M commands once loaded, 40
+/// MiB in a process that grew there). The larger one is filled alongside,
+/// not in one pass on the writer thread (only its zeroed memory is
+/// allocated there): walking the index at 8 M commands took over a
+/// second.
 /// A digest's bit is its top bits, so that digests in order (the index's
 /// order) set bits in order: the build from a loaded index (at start, on
 /// the index's own loading thread) is one sequential pass, 64 ms for 8.4
@@ -86,13 +91,14 @@ pub struct LogIndex {
 struct RequestFilter {
     /// A `Vec` behind the `Arc`: collected straight into an `Arc<[_]>`,
     /// the bits are built and then copied. Measured at a start with 10 M
-    /// events, the resident memory at serving was 50–90 MiB over a build
-    /// without the filter that way, 20–30 MiB over it this way (medians of
+    /// events, the resident memory at serving was 40–100 MiB over a build
+    /// without the filter that way, 19–27 MiB over it this way (medians of
     /// five starts, alternated).
     bits: Arc<Vec<AtomicU64>>,
     /// The bit of a digest is `digest >> shift` (`64 - log2(bits)`).
     shift: u32,
-    /// Commands it was sized for: past twice that, it is rebuilt.
+    /// Commands it was sized for: past twice that, a larger one is filled
+    /// to replace it ([`Growing`]).
     capacity: usize,
 }
 
@@ -282,8 +288,9 @@ impl LogIndex {
         let base = &self.base.requests;
         let from = base.partition_point(|&(d, _)| d < digest);
         let loaded = base[from..].iter().take_while(|&&(d, _)| d == digest).map(|&(_, seq)| seq);
-        // Almost every lookup is of a new id: one walk down the map says
-        // so, before a range walks it twice to place its ends.
+        // Most digests the filter lets through are not in the map either:
+        // one walk down it says so, before a range walks it twice to place
+        // its ends.
         let any_since = self.requests.first_key_from(&(digest, 0)).is_some_and(|&(d, _)| d == digest);
         let since = any_since
             .then(|| self.requests.range((digest, 0)..=(digest, u64::MAX)).map(|((_, seq), ())| *seq))
