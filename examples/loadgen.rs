@@ -1107,7 +1107,12 @@ async fn batch_point(
     let batch_cpu = point.cpu.per(point.calls);
     let group = target.ledger.as_ref().map(|l| {
         let c = l.writer_counters().since(before.expect("same ledger"));
-        format!("; group commit of {:.0} commands on average", c.commands as f64 / c.batches.max(1) as f64)
+        format!(
+            "; group commit of {:.0} commands on average, {} of {} synced while the writer wrote the next",
+            c.commands as f64 / c.batches.max(1) as f64,
+            c.overlapped,
+            c.batches
+        )
     });
     report.line(format!(
         "\nBatch call, {}: {} calls of {batch_size} commands in flight: **{} durable commands/s**; \

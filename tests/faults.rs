@@ -350,8 +350,10 @@ async fn a_failed_checkpoint_fsync_stops_the_writer_after_its_batch_was_answered
 }
 
 /// One run of concurrent clients against a ledger whose `nth` call of `op`
-/// (after set-up) fails.
-async fn concurrent_run(seed: u64) {
+/// (after set-up) fails. Each client sends `per_call` commands at a time,
+/// `calls` times: with a few hundred per call, each group commit is synced
+/// on the writer's sync thread while the next is decided and written.
+async fn concurrent_run(seed: u64, per_call: usize, calls_per_client: usize) {
     let mut rng = SeededRng::new(seed);
     let op = [StorageOp::Write, StorageOp::Flush, StorageOp::Fsync][rng.between(0, 2) as usize];
     let nth = rng.between(1, 12);
@@ -360,19 +362,23 @@ async fn concurrent_run(seed: u64) {
     // past the durable head by catching their index up from the log at the
     // restart.
     let format = [StoreFormat::V2, StoreFormat::V3, StoreFormat::V4][(seed % 3) as usize];
-    let context = format!("seed {seed}: {op} call {nth} fails, {persistence:?}, {format:?}");
+    let context = format!("seed {seed}, {per_call} per call: {op} call {nth} fails, {persistence:?}, {format:?}");
     eprintln!("{context}");
 
     let dir = tempfile::tempdir().unwrap();
     let plan = Arc::new(FaultPlan::new());
-    let ledger = Ledger::open(LedgerConfig { new_store_format: format, ..faulty(dir.path(), &plan) }).unwrap();
+    // Two clients' calls per group commit: the clients' calls make four
+    // groups at a time, each written while the one before is synced.
+    let batch_commands_max = if per_call > 1 { 2 * per_call } else { LedgerConfig::new(dir.path()).batch_commands_max };
+    let config = LedgerConfig { new_store_format: format, batch_commands_max, ..faulty(dir.path(), &plan) };
+    let ledger = Ledger::open(config).unwrap();
     let partners: Vec<String> = (0..8).map(|n| format!("partner{n}")).collect();
     setup(&ledger, &partners).await;
     let mut failed = ledger.watch_failure();
     plan.fail(op, nth, persistence);
 
     // Each client is one partner's treasurer and officer: a pledge, then
-    // its receipt, one command at a time, until the ledger refuses.
+    // its receipt, `per_call` commands at a time, until the ledger refuses.
     let clients: Vec<_> = partners
         .iter()
         .map(|p| {
@@ -380,12 +386,24 @@ async fn concurrent_run(seed: u64) {
             let p = p.clone();
             tokio::spawn(async move {
                 let mut answers = Vec::new();
-                for i in 0..40 {
-                    let id = format!("{p}-{i}");
-                    let command = if i % 2 == 0 { pledge(&id, &p, "100.00") } else { receipt(&id, &p, "100.00") };
-                    let answer = ledger.submit(command.clone()).await;
-                    let stop = answer.is_err();
-                    answers.push((command, answer));
+                for call in 0..calls_per_client {
+                    let commands: Vec<CommandRequest> = (call * per_call..(call + 1) * per_call)
+                        .map(|i| {
+                            let id = format!("{p}-{i}");
+                            if i % 2 == 0 {
+                                pledge(&id, &p, "100.00")
+                            } else {
+                                receipt(&id, &p, "100.00")
+                            }
+                        })
+                        .collect();
+                    let call_answers = match ledger.submit_many(commands.clone()).await {
+                        Ok(call_answers) => call_answers,
+                        Err(refused) => vec![Err(refused); commands.len()],
+                    };
+                    assert_eq!(call_answers.len(), commands.len());
+                    let stop = call_answers.iter().any(Result::is_err);
+                    answers.extend(commands.into_iter().zip(call_answers));
                     if stop {
                         break;
                     }
@@ -459,8 +477,47 @@ async fn concurrent_run(seed: u64) {
 async fn concurrent_clients_never_see_success_for_a_batch_whose_storage_call_failed() {
     let seed = support::seed_from_env("FAULT_SEED");
     for run in 0..6 {
-        concurrent_run(seed.wrapping_add(run)).await;
+        concurrent_run(seed.wrapping_add(run), 1, 40).await;
     }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn batch_calls_never_see_success_for_a_group_whose_storage_call_failed_while_the_next_was_written() {
+    let seed = support::seed_from_env("FAULT_SEED");
+    for run in 0..3 {
+        concurrent_run(seed.wrapping_add(run), 300, 3).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_command_repeating_one_of_a_group_still_being_synced_is_replayed_not_recorded_twice() {
+    let dir = tempfile::tempdir().unwrap();
+    // A group commit per call: the first call's group is synced on the
+    // sync thread while the writer takes the next.
+    let config = LedgerConfig { batch_commands_max: 300, ..LedgerConfig::new(dir.path()) };
+    let ledger = Ledger::open(config).unwrap();
+    setup(&ledger, &["porticus".into()]).await;
+    let first: Vec<CommandRequest> = (0..300).map(|i| pledge(&format!("p{i}"), "porticus", "1.00")).collect();
+    // The same ids: the same commands, then other commands.
+    let same = first.clone();
+    let other: Vec<CommandRequest> = (0..300).map(|i| pledge(&format!("p{i}"), "porticus", "2.00")).collect();
+    let (a, b, c) = tokio::join!(ledger.submit_many(first), ledger.submit_many(same), ledger.submit_many(other));
+    let (a, b, c) = (a.unwrap(), b.unwrap(), c.unwrap());
+    let head = ledger.head_seq();
+    for ((a, b), c) in a.into_iter().zip(b).zip(c) {
+        let (a, b) = (a.unwrap(), b.unwrap());
+        assert!(!a.replayed && b.replayed);
+        assert_eq!(seqs(&a), seqs(&b));
+        assert!(matches!(c, Err(CommandError::RequestIdConflict { .. })), "{c:?}");
+    }
+    assert_eq!(head, 2 + 300);
+    let pledged = ledger.projections().state.fund.as_ref().unwrap().pledged.minor();
+    assert_eq!(pledged, 300 * 100);
+    assert!(ledger.writer_counters().overlapped >= 1, "no group was synced on the sync thread");
+    close(ledger).await;
+    let ledger = support::reopen(LedgerConfig::new(dir.path()));
+    assert_eq!(check_log(&ledger).len(), 2 + 300);
+    close(ledger).await;
 }
 
 // ------------------------------------------------------------------ through gRPC

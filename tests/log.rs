@@ -1327,6 +1327,55 @@ fn finds_a_command_of_several_events_in(format: fundledger::log::StoreFormat) {
     assert_eq!(log.format(), format);
 }
 
+/// A batch written and not yet durable (the writer syncs a large group
+/// commit on another thread while it writes the next): the next batch
+/// chains to it and its streams' versions go on from it, but the durable
+/// head, the index and the requests move only once it is made durable, in
+/// order.
+#[test]
+fn a_batch_written_behind_one_not_yet_durable_chains_to_it_and_is_indexed_only_once_durable() {
+    use fundledger::log::{Entry, EventLog, NewEvent, RequestRecord, StoreFormat};
+    for format in [StoreFormat::V2, StoreFormat::V3, StoreFormat::V4] {
+        let dir = tempfile::tempdir().unwrap();
+        let event = |stream: &str| NewEvent {
+            stream: stream.into(),
+            event_type: "Opaque".into(),
+            schema_version: 1,
+            payload: vec![1, 2, 3],
+        };
+        let entry = |id: &str, fingerprint: u8, events: Vec<NewEvent>| Entry {
+            request_id: id.into(),
+            fingerprint: [fingerprint; 32],
+            actor: "someone".into(),
+            events,
+        };
+        let mut log = EventLog::open_with(dir.path(), format).unwrap();
+        let first = [entry("a", 1, vec![event("s/1"), event("s/2")])];
+        let first_envelopes = log.write(1, &first).unwrap();
+        assert_eq!(log.head_seq(), 0, "{format:?}: written is not durable");
+        assert_eq!(log.stream_version("s/1").unwrap(), 1, "{format:?}: versions count what is written");
+        let second = [entry("b", 2, vec![event("s/1")])];
+        let second_envelopes = log.write(2, &second).unwrap();
+        let b = &second_envelopes[0][0];
+        assert_eq!((b.seq, b.stream_version), (3, 2), "{format:?}");
+        assert_eq!(b.prev_hash, first_envelopes[0][1].hash, "{format:?}: chained to the batch written before");
+        log.syncer().sync().unwrap();
+        log.made_durable(&first, &first_envelopes);
+        assert_eq!(log.head_seq(), 2, "{format:?}");
+        log.made_durable(&second, &second_envelopes);
+        assert_eq!(log.head_seq(), 3, "{format:?}");
+        assert_eq!(log.stream_version("s/1").unwrap(), 2, "{format:?}");
+        let reader = log.reader();
+        assert_eq!(reader.request("a").unwrap(), Some(RequestRecord { fingerprint: [1; 32], first_seq: 1, count: 2 }));
+        assert_eq!(reader.request("b").unwrap(), Some(RequestRecord { fingerprint: [2; 32], first_seq: 3, count: 1 }));
+        assert_eq!(reader.stream_entries("s/1", 1, 10).unwrap(), [(1, 1), (2, 3)], "{format:?}");
+        drop((reader, log));
+        let log = support::open_retrying(|| EventLog::open(dir.path()).map_err(|e| e.to_string()));
+        assert_eq!(log.head_seq(), 3, "{format:?}");
+        assert_eq!(log.reader().verify().unwrap().events, 3, "{format:?}");
+    }
+}
+
 /// Stored format v4 keeps up to `CHUNK_RECORDS` records of one append under
 /// one key. Whatever the chunks, the log reads as one record per event:
 /// every range, every single event, the head after a restart, a command

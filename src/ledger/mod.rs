@@ -163,10 +163,12 @@ struct WriterStats {
     batches: AtomicU64,
     commands: AtomicU64,
     events: AtomicU64,
+    overlapped: AtomicU64,
 }
 
 impl WriterStats {
-    fn record_commit(&self, commands: u64, events: u64) {
+    fn record_commit(&self, commands: u64, events: u64, overlapped: bool) {
+        self.overlapped.fetch_add(u64::from(overlapped), Ordering::Relaxed);
         self.batches.fetch_add(1, Ordering::Relaxed);
         self.commands.fetch_add(commands, Ordering::Relaxed);
         self.events.fetch_add(events, Ordering::Relaxed);
@@ -183,6 +185,10 @@ pub struct WriterCounters {
     pub commands: u64,
     /// Events recorded.
     pub events: u64,
+    /// Group commits made durable on the writer's sync thread while the
+    /// writer decided the next (`writer::OVERLAP_COMMANDS_MIN` commands or
+    /// more).
+    pub overlapped: u64,
 }
 
 impl WriterCounters {
@@ -192,6 +198,7 @@ impl WriterCounters {
             batches: self.batches - earlier.batches,
             commands: self.commands - earlier.commands,
             events: self.events - earlier.events,
+            overlapped: self.overlapped - earlier.overlapped,
         }
     }
 }
@@ -483,6 +490,7 @@ impl Ledger {
             batches: stats.batches.load(Ordering::Relaxed),
             commands: stats.commands.load(Ordering::Relaxed),
             events: stats.events.load(Ordering::Relaxed),
+            overlapped: stats.overlapped.load(Ordering::Relaxed),
         }
     }
 

@@ -1,10 +1,22 @@
 //! The single writer: group commit of decided commands.
+//!
+//! A group commit is decided, written to the log, made durable (flush +
+//! fdatasync), indexed, published and answered, in that order. A large
+//! one (a batch call's, [`OVERLAP_COMMANDS_MIN`] commands or more) is made
+//! durable on the sync thread while the writer decides and writes the next
+//! group; it is indexed, published and answered once its sync has
+//! succeeded, and always before the group written after it. So nothing is
+//! shown or acknowledged before it is durable, and a group decided on the
+//! effects of one still being synced is answered after that one. A small
+//! group is synced on the writer thread: handing it over costs more than
+//! the overlap gains there (`docs/BENCHMARKS.md`, fifteenth session).
 
 use super::{CommandError, CommandOutcome, CommandRequest, RecordedEvent, Shared};
 use crate::domain::{decide, Actor, Context, Event, FundState, Rejection, EVENT_SCHEMA_VERSION};
-use crate::log::{codec, CheckpointFile, Entry, EventLog, Hash, LogIndex, NewEvent};
+use crate::log::{codec, CheckpointFile, Entry, Envelope, EventLog, Hash, LogIndex, NewEvent, Syncer};
 use crate::projections::Projections;
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
+use std::hash::{BuildHasher, RandomState};
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::{SystemTime, UNIX_EPOCH};
@@ -52,6 +64,98 @@ pub(super) struct Writer {
     checkpointer: Checkpointer,
     /// Whether this run removed the checkpoint older versions kept in sled.
     legacy_checkpoint_dropped: bool,
+    /// Syncs the log on the writer thread, for small group commits.
+    syncer: Syncer,
+    /// Syncs the log on a thread of its own, for large group commits.
+    sync_thread: SyncThread,
+    /// The group commit written and being synced on the sync thread.
+    in_flight: Option<Written>,
+}
+
+/// The least group commit, in commands, that is synced on the sync thread
+/// while the writer decides the next. A batch call's group commits hold
+/// hundreds to thousands of commands; one command per call makes groups of
+/// a few to a few dozen, whose hand-over to another thread and back cost
+/// more than the overlap gained when it was measured (fifteenth session).
+pub(super) const OVERLAP_COMMANDS_MIN: usize = 256;
+
+/// While a group is decided, the writer looks whether the sync of the one
+/// before has ended every this many commands.
+const POLL_COMMANDS: usize = 64;
+
+/// A group commit decided and written to the log, not yet durable.
+struct Written {
+    submissions: Vec<Submission>,
+    pending: Vec<Pending>,
+    entries: Vec<Entry>,
+    envelopes: Vec<Vec<Envelope>>,
+    /// The decision state after it: published once it is durable.
+    state: FundState,
+    /// Its accepted commands' request ids, hashed: a later group that
+    /// repeats one waits until this one is durable and indexed.
+    request_ids: HashSet<u64>,
+}
+
+impl Written {
+    /// After a storage failure, before or during its sync: its events may
+    /// or may not have reached the disk.
+    fn answer_unknown(self, failure: &str) {
+        for submission in self.submissions {
+            let commands = submission.requests.len();
+            submission.answer(vec![Err(outcome_unknown(failure)); commands]);
+        }
+    }
+}
+
+/// A thread that syncs the log when asked, one sync at a time.
+struct SyncThread {
+    requests: Option<std::sync::mpsc::SyncSender<()>>,
+    results: std::sync::mpsc::Receiver<Result<(), String>>,
+    thread: Option<std::thread::JoinHandle<()>>,
+    /// Hashes request ids for [`Written::request_ids`].
+    ids: RandomState,
+}
+
+impl SyncThread {
+    fn start(syncer: Syncer) -> std::io::Result<SyncThread> {
+        let (requests, received) = std::sync::mpsc::sync_channel::<()>(1);
+        let (answer, results) = std::sync::mpsc::sync_channel(1);
+        let thread = std::thread::Builder::new().name("fundledger-sync".into()).spawn(move || {
+            for () in received {
+                if answer.send(syncer.sync().map_err(|e| e.to_string())).is_err() {
+                    return;
+                }
+            }
+        })?;
+        Ok(SyncThread { requests: Some(requests), results, thread: Some(thread), ids: RandomState::new() })
+    }
+
+    /// Starts a sync of everything written so far.
+    fn begin(&self) -> Result<(), String> {
+        let ended = || String::from("the sync thread ended");
+        self.requests.as_ref().ok_or_else(ended)?.send(()).map_err(|_| ended())
+    }
+
+    /// The result of the sync begun last.
+    fn wait(&self) -> Result<(), String> {
+        self.results.recv().unwrap_or_else(|_| Err(String::from("the sync thread ended")))
+    }
+
+    /// The result of the sync begun last, if it has ended.
+    fn poll(&self) -> Option<Result<(), String>> {
+        match self.results.try_recv() {
+            Ok(result) => Some(result),
+            Err(std::sync::mpsc::TryRecvError::Empty) => None,
+            Err(std::sync::mpsc::TryRecvError::Disconnected) => Some(Err(String::from("the sync thread ended"))),
+        }
+    }
+
+    fn stop(&mut self) {
+        drop(self.requests.take());
+        if let Some(thread) = self.thread.take() {
+            let _ = thread.join();
+        }
+    }
 }
 
 /// Checkpoint bytes written per event recorded, at most, on average. A
@@ -178,7 +282,20 @@ impl Writer {
         // missing, and rebuilt from the whole log): the next checkpoint is
         // due by the older of the two.
         let checkpoint_seq = checkpoint_seq.min(log.index_stored_seq().unwrap_or(u64::MAX));
-        Ok(Writer { log, state, shared, limits, checkpoint_seq, checkpointer, legacy_checkpoint_dropped: false })
+        let syncer = log.syncer();
+        let sync_thread = SyncThread::start(syncer.clone())?;
+        Ok(Writer {
+            log,
+            state,
+            shared,
+            limits,
+            checkpoint_seq,
+            checkpointer,
+            legacy_checkpoint_dropped: false,
+            syncer,
+            sync_thread,
+            in_flight: None,
+        })
     }
 
     /// Hands the published projections to the checkpoint thread when a
@@ -231,11 +348,31 @@ impl Writer {
         if let Err(failure) = self.offer_checkpoint(true) {
             self.stop(&failure, false, &mut batch, &mut queue);
             self.checkpointer.finish(None);
+            self.sync_thread.stop();
             return;
         }
-        // `blocking_recv` returns None once every sender is gone and the
-        // queue is drained: that is the graceful end.
-        while let Some(message) = queue.blocking_recv() {
+        loop {
+            // With a group being synced, the writer takes what is queued
+            // now, or else answers that group before it waits.
+            let message = if self.in_flight.is_some() {
+                match queue.try_recv() {
+                    Ok(message) => Some(message),
+                    Err(_) => {
+                        if let Err(failure) = self.complete_in_flight() {
+                            self.stop(&failure, true, &mut batch, &mut queue);
+                            self.checkpointer.finish(None);
+                            self.sync_thread.stop();
+                            return;
+                        }
+                        continue;
+                    }
+                }
+            } else {
+                // None once every sender is gone and the queue is drained:
+                // that is the graceful end.
+                queue.blocking_recv()
+            };
+            let Some(message) = message else { break };
             let mut failed_checkpoint = None;
             let mut commands = 0;
             match message {
@@ -260,7 +397,7 @@ impl Writer {
             let result = match failed_checkpoint {
                 // Nothing of this batch was written: it is refused below.
                 Some(failure) => Err((failure, false)),
-                None => self.commit(&mut batch).map_err(|failure| (failure, true)),
+                None => self.commit(&mut batch),
             };
             // The batch is answered by now: a failure here refuses only what
             // comes after it.
@@ -268,9 +405,11 @@ impl Writer {
             if let Err((failure, written)) = result {
                 self.stop(&failure, written, &mut batch, &mut queue);
                 self.checkpointer.finish(None);
+                self.sync_thread.stop();
                 return;
             }
         }
+        self.sync_thread.stop();
         let snapshot = (self.log.head_seq() != self.checkpoint_seq).then(|| self.snapshot());
         if !self.checkpointer.finish(snapshot) {
             tracing::warn!("no checkpoint at shutdown; the next start replays more of the log");
@@ -285,6 +424,12 @@ impl Writer {
     /// After a storage failure: the writer stops, and the ledger refuses
     /// commands. `written` says whether `batch` may have reached the disk.
     fn stop(&mut self, failure: &str, written: bool, batch: &mut Vec<Submission>, queue: &mut mpsc::Receiver<Message>) {
+        // A group still being synced was written before the failure: it is
+        // answered by its own sync (a failed sync answers it "outcome
+        // unknown").
+        if self.in_flight.is_some() {
+            let _ = self.complete_in_flight();
+        }
         // The in-memory state may now be ahead of the disk: stop rather
         // than decide on facts that were never recorded. It never retries:
         // after a failed fsync the kernel may have dropped the unwritten
@@ -302,15 +447,7 @@ impl Writer {
         self.shared.failed.send_replace(true);
         for submission in batch.drain(..) {
             let commands = submission.requests.len();
-            let answer = if written {
-                // Their events may or may not have reached the disk.
-                CommandError::Unavailable(format!(
-                    "a storage failure stopped the writer ({failure}); the outcome of this command is unknown: \
-                     after a restart, retry it with the same request id"
-                ))
-            } else {
-                CommandError::Unavailable(refusal.clone())
-            };
+            let answer = if written { outcome_unknown(failure) } else { CommandError::Unavailable(refusal.clone()) };
             submission.answer(vec![Err(answer); commands]);
         }
         // Queued behind the failed batch, never written: refused.
@@ -322,8 +459,87 @@ impl Writer {
         }
     }
 
-    /// Decides, appends, syncs and answers one batch.
-    fn commit(&mut self, batch: &mut Vec<Submission>) -> Result<(), String> {
+    /// Decides and writes one batch, then makes it durable and answers it:
+    /// here, or (a large one) on the sync thread while the writer goes on,
+    /// answered by [`Writer::complete_in_flight`]. An error says whether
+    /// the batch may have been written.
+    fn commit(&mut self, batch: &mut Vec<Submission>) -> Result<(), (String, bool)> {
+        // A command that repeats one of the group being synced must find it
+        // indexed: that group is answered first.
+        if let Some(in_flight) = &self.in_flight {
+            let ids = &self.sync_thread.ids;
+            let repeats = batch
+                .iter()
+                .flat_map(|submission| &submission.requests)
+                .any(|request| in_flight.request_ids.contains(&ids.hash_one(request.request_id.as_str())));
+            if repeats {
+                self.complete_in_flight().map_err(|failure| (failure, false))?;
+            }
+        }
+        let written = self.write(batch)?;
+        let commands = written.pending.len();
+        let overlap = commands >= OVERLAP_COMMANDS_MIN && !written.entries.is_empty();
+        // The group before it was synced meanwhile: answered first.
+        if self.in_flight.is_some() {
+            if let Err(failure) = self.complete_in_flight() {
+                written.answer_unknown(&failure);
+                return Err((failure, true));
+            }
+        }
+        if overlap {
+            if let Err(failure) = self.sync_thread.begin() {
+                written.answer_unknown(&failure);
+                return Err((failure, true));
+            }
+            self.in_flight = Some(written);
+            return Ok(());
+        }
+        if !written.entries.is_empty() {
+            if let Err(failure) = self.syncer.sync() {
+                let failure = failure.to_string();
+                written.answer_unknown(&failure);
+                return Err((failure, true));
+            }
+        }
+        self.complete(written, false);
+        Ok(())
+    }
+
+    /// Waits for the sync of the group in flight, then indexes, publishes
+    /// and answers it; after a failed sync, answers it "outcome unknown".
+    fn complete_in_flight(&mut self) -> Result<(), String> {
+        if self.in_flight.is_none() {
+            return Ok(());
+        }
+        let synced = self.sync_thread.wait();
+        self.synced(synced)
+    }
+
+    /// Completes the group in flight if its sync has ended: called while
+    /// the next group is decided, so that a group is answered as soon as
+    /// it is durable, not once the next one is written.
+    fn poll_in_flight(&mut self) -> Result<(), String> {
+        match self.in_flight.as_ref().and_then(|_| self.sync_thread.poll()) {
+            Some(synced) => self.synced(synced),
+            None => Ok(()),
+        }
+    }
+
+    /// Answers the group in flight by how its sync ended.
+    fn synced(&mut self, synced: Result<(), String>) -> Result<(), String> {
+        let written = self.in_flight.take().expect("a group in flight");
+        if let Err(failure) = synced {
+            written.answer_unknown(&failure);
+            return Err(failure);
+        }
+        self.complete(written, true);
+        Ok(())
+    }
+
+    /// Decides a batch and writes what it records to the log (not yet
+    /// durable). On an error the batch is not answered (it stays in
+    /// `batch`); the error says whether it may have been written.
+    fn write(&mut self, batch: &mut Vec<Submission>) -> Result<Written, (String, bool)> {
         let mut pending = Vec::with_capacity(batch.len());
         // Sized for the batch up front: grown from empty, these maps were
         // rehashed several times in every group commit.
@@ -331,12 +547,16 @@ impl Writer {
         let mut entries: Vec<Entry> = Vec::with_capacity(requests);
         let mut batch_requests: HashMap<&str, (Hash, usize)> = HashMap::with_capacity(requests);
         // Only a command with an expected version needs its stream's
-        // version: the log's, plus the events on it earlier in this batch.
-        // (A lookup in the log's index compares stream names; the log
-        // finds the version of each event it appends itself.)
+        // version: the log's (written ones included), plus the events on it
+        // earlier in this batch. (A lookup in the log's index compares
+        // stream names; the log finds the version of each event it appends
+        // itself.)
         let versions_wanted = batch.iter().flat_map(|s| &s.requests).any(|r| r.expected_version.is_some());
         let mut batch_events: HashMap<String, u64> = HashMap::new();
-        for request in batch.iter().flat_map(|submission| &submission.requests) {
+        for (n, request) in batch.iter().flat_map(|submission| &submission.requests).enumerate() {
+            if n % POLL_COMMANDS == POLL_COMMANDS - 1 {
+                self.poll_in_flight().map_err(|failure| (failure, false))?;
+            }
             let fingerprint = fingerprint(request);
             if let Some(&(earlier, entry)) = batch_requests.get(request.request_id.as_str()) {
                 pending.push(if earlier == fingerprint {
@@ -346,9 +566,9 @@ impl Writer {
                 });
                 continue;
             }
-            match self.log.request(&request.request_id).map_err(|e| e.to_string())? {
+            match self.log.request(&request.request_id).map_err(|e| (e.to_string(), true))? {
                 Some(record) if record.fingerprint == fingerprint => {
-                    pending.push(Pending::Done(self.replay(record.first_seq, record.count)?));
+                    pending.push(Pending::Done(self.replay(record.first_seq, record.count).map_err(|e| (e, true))?));
                     continue;
                 }
                 Some(_) => {
@@ -359,7 +579,7 @@ impl Writer {
             }
             if let Some(expected) = request.expected_version {
                 let stream = request.command.stream().to_string();
-                let written = self.log.stream_version(&stream).map_err(|e| e.to_string())?;
+                let written = self.log.stream_version(&stream).map_err(|e| (e.to_string(), true))?;
                 let actual = written + batch_events.get(&stream).copied().unwrap_or(0);
                 if expected != actual {
                     pending.push(Pending::Done(Err(CommandError::WrongExpectedVersion { stream, expected, actual })));
@@ -401,12 +621,40 @@ impl Writer {
                 }
             }
         }
+        drop(batch_requests);
+        let envelopes = if entries.is_empty() {
+            Vec::new()
+        } else {
+            // The group in flight is answered first if it is durable by now.
+            self.poll_in_flight().map_err(|failure| (failure, false))?;
+            self.log.write(now_micros(), &entries).map_err(|e| (e.to_string(), true))?
+        };
+        let ids = &self.sync_thread.ids;
+        let request_ids = entries.iter().map(|entry| ids.hash_one(entry.request_id.as_str())).collect();
+        Ok(Written {
+            submissions: std::mem::take(batch),
+            pending,
+            entries,
+            envelopes,
+            // What is published once this is durable: a clone shares every
+            // application with the decision state (O(1), see
+            // `domain::applications`) instead of folding the events in a
+            // second time into a second copy.
+            state: self.state.clone(),
+            request_ids,
+        })
+    }
 
+    /// Indexes, publishes and answers a group commit once it is durable
+    /// (`overlapped`: synced on the sync thread).
+    fn complete(&mut self, written: Written, overlapped: bool) {
+        let Written { submissions, mut pending, entries, envelopes, state, .. } = written;
         let mut outcomes: Vec<Vec<RecordedEvent>> = Vec::new();
         if !entries.is_empty() {
-            let envelopes = self.log.append(now_micros(), &entries).map_err(|e| e.to_string())?;
+            self.log.made_durable(&entries, &envelopes);
+            drop(entries);
             // Durable: now the read side may see it.
-            let mut events_by_entry: Vec<Option<Vec<Event>>> = vec![None; entries.len()];
+            let mut events_by_entry: Vec<Option<Vec<Event>>> = vec![None; envelopes.len()];
             for p in &mut pending {
                 if let Pending::Appended(n, events) = p {
                     events_by_entry[*n] = Some(std::mem::take(events));
@@ -423,15 +671,10 @@ impl Writer {
             }
             let first = outcomes.iter().flatten().next();
             if let (Some(first), Some(last)) = (first, outcomes.iter().flatten().next_back()) {
-                // The decision state is now exactly the durable one: publish
-                // it. A clone shares every application with it (O(1), see
-                // `domain::applications`) instead of folding the events in a
-                // second time into a second copy.
-                let published = self.state.clone();
                 #[cfg(debug_assertions)]
-                self.check_published(&outcomes, &published);
+                self.check_published(&outcomes, &state);
                 let previous = self.shared.projections.write().expect("projection lock").advance(
-                    published,
+                    state,
                     &first.envelope,
                     &last.envelope,
                 );
@@ -448,7 +691,7 @@ impl Writer {
         let retried: std::collections::HashSet<usize> =
             pending.iter().filter_map(|p| if let Pending::SameAs(n) = p { Some(*n) } else { None }).collect();
         let mut pending = pending.into_iter();
-        for submission in batch.drain(..) {
+        for submission in submissions {
             let answers = pending
                 .by_ref()
                 .take(submission.requests.len())
@@ -465,8 +708,7 @@ impl Writer {
                 .collect();
             submission.answer(answers);
         }
-        self.shared.stats.record_commit(commands, events);
-        Ok(())
+        self.shared.stats.record_commit(commands, events, overlapped);
     }
 
     /// Debug builds: the published state must be what folding the batch's
@@ -513,6 +755,15 @@ fn stale_actor(state: &FundState, actor: &Actor, command: &crate::domain::Comman
         role: actor.role.to_string(),
         action: format!("{}: their access was revoked or changed", command.name()),
     })
+}
+
+/// The answer to a command whose events may or may not have reached the
+/// disk when a storage failure stopped the writer.
+fn outcome_unknown(failure: &str) -> CommandError {
+    CommandError::Unavailable(format!(
+        "a storage failure stopped the writer ({failure}); the outcome of this command is unknown: \
+         after a restart, retry it with the same request id"
+    ))
 }
 
 fn conflict(request: &CommandRequest) -> CommandError {

@@ -29,6 +29,7 @@
 use super::codec::{Hash, HASH_BYTES};
 use crate::merge::merge_sorted;
 use crate::persistent_map::PersistentMap;
+use compact_str::CompactString;
 use sha2::{Digest, Sha256};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
@@ -51,7 +52,10 @@ pub struct LogIndex {
     requests: PersistentMap<(u64, u64), ()>,
     /// Every stream with an event since the base: its events' sequence
     /// numbers, in stream order (a stream's version is their count).
-    streams: PersistentMap<Box<str>, Vec<u64>>,
+    /// Keyed inline ([`CompactString`] holds up to 24 bytes in place): a
+    /// lookup compares names in the map's own nodes instead of following a
+    /// pointer to each name on its way down.
+    streams: PersistentMap<CompactString, Vec<u64>>,
     /// Streams of the base that are not among `streams`.
     base_streams_unchanged: usize,
     head_seq: u64,
@@ -358,7 +362,7 @@ impl LogIndex {
     fn all_streams(&self) -> impl Iterator<Item = (&str, &[u64])> + '_ {
         let base = &self.base;
         let loaded = (0..base.name_ends.len()).map(|at| (base.name(at), base.seqs(at)));
-        let since = self.streams.iter().map(|(name, seqs)| (&**name, seqs.as_slice()));
+        let since = self.streams.iter().map(|(name, seqs)| (name.as_str(), seqs.as_slice()));
         merge_sorted(loaded, since, |a, b| a.0.cmp(b.0))
     }
 

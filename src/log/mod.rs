@@ -20,6 +20,6 @@ pub use store::{frame_record, split_chunk};
 pub use store::{
     open_checkpoint_file, sled_config, unfinished_checkpoint, BrokenEvent, ChainBreak, ChainWalk, CheckedRecord,
     CheckpointFile, Entry, Envelope, EventLog, Link, LogError, LogReader, NewEvent, RequestRecord, StoreFormat,
-    StoredCheckpoint, VerifyReport, WalkError, CHECKPOINT_FILE, CHUNK_RECORDS, LOG_INDEX_FILE, STORE_FORMAT,
+    StoredCheckpoint, Syncer, VerifyReport, WalkError, CHECKPOINT_FILE, CHUNK_RECORDS, LOG_INDEX_FILE, STORE_FORMAT,
     STORE_FORMAT_V3, STORE_FORMAT_V4,
 };

@@ -5,7 +5,7 @@ use std::collections::{HashMap, HashSet};
 use std::fs::File;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, RwLock};
+use std::sync::{Arc, Mutex, PoisonError, RwLock};
 
 // Key layout of the one sled tree (the default tree of the sled database in
 // the data directory). One tree keeps every append a single atomic
@@ -298,17 +298,26 @@ pub struct EventLog {
     /// v3: the head of the indexes stored in [`LOG_INDEX_FILE`] when the
     /// log was opened (0 when they were rebuilt from the log).
     index_stored_seq: u64,
-    head_seq: u64,
+    /// The head of what is written to sled: what the next event links to.
+    written_seq: u64,
     head_hash: Hash,
     head_recorded_at_micros: i64,
+    /// The head of what is durable and indexed ([`EventLog::head_seq`]):
+    /// behind `written_seq` only between [`EventLog::write`] and
+    /// [`EventLog::made_durable`].
+    durable_seq: u64,
+    /// The version of each stream written to since the last durable head,
+    /// while batches are written and not yet durable: the next batch's
+    /// versions go on from them, while the index knows only the durable
+    /// ones. Empty once everything written is durable.
+    unsynced_versions: HashMap<String, u64>,
     /// v2: current version of the streams written or looked up since the
     /// log was opened, read from their last index entry on first use (so
     /// that opening a log with millions of streams reads none of them). One
     /// entry per stream: it grows with the fund's entities, not its events.
     /// (v3 reads it from its index.)
     stream_versions: HashMap<String, u64>,
-    /// sled blob files already fsynced (large values live outside `db`).
-    synced_blobs: HashSet<std::ffi::OsString>,
+    syncer: Syncer,
     /// Injected storage failures; `None` outside tests (see `log::faults`).
     faults: Option<Arc<FaultPlan>>,
     /// Turns true once this handle writes to sled (marking or upgrading
@@ -696,14 +705,21 @@ impl EventLog {
         stored: Option<Result<LogIndex, String>>,
     ) -> Result<EventLog, LogError> {
         let mut log = EventLog {
-            reader: LogReader { db, dir: dir.to_owned(), format, index: Indexes::InTree },
+            reader: LogReader { db: db.clone(), dir: dir.to_owned(), format, index: Indexes::InTree },
             dir: dir.to_owned(),
             index_stored_seq: 0,
-            head_seq: 0,
+            written_seq: 0,
             head_hash: GENESIS_HASH,
             head_recorded_at_micros: 0,
+            durable_seq: 0,
+            unsynced_versions: HashMap::new(),
             stream_versions: HashMap::new(),
-            synced_blobs: HashSet::new(),
+            syncer: Syncer {
+                db: db.clone(),
+                dir: dir.to_owned(),
+                synced_blobs: Arc::new(Mutex::new(HashSet::new())),
+                faults: None,
+            },
             faults: None,
             written: Arc::new(AtomicBool::new(false)),
         };
@@ -711,12 +727,13 @@ impl EventLog {
             // The head is what the next event links to: check it right
             // after reading it back, hash included.
             let head = check_record(seq, &record)?.link();
-            log.head_seq = head.seq;
+            log.written_seq = head.seq;
+            log.durable_seq = head.seq;
             log.head_hash = head.hash;
             log.head_recorded_at_micros = head.recorded_at_micros;
         }
         if format.indexes_in_memory() {
-            let (index, stored_seq) = load_index(&log.reader, log.head_seq, stored)?;
+            let (index, stored_seq) = load_index(&log.reader, log.written_seq, stored)?;
             log.index_stored_seq = stored_seq;
             log.reader.index = Indexes::InMemory(Arc::new(RwLock::new(index)));
         }
@@ -749,6 +766,7 @@ impl EventLog {
     /// flush and fsync, and fails the ones it says (see `log::faults`).
     #[doc(hidden)]
     pub fn inject_faults(&mut self, plan: Arc<FaultPlan>) {
+        self.syncer.faults = Some(plan.clone());
         self.faults = Some(plan);
     }
 
@@ -761,8 +779,15 @@ impl EventLog {
         self.reader.clone()
     }
 
+    /// The head of what is durable (and, in v3 and v4, indexed).
     pub fn head_seq(&self) -> u64 {
-        self.head_seq
+        self.durable_seq
+    }
+
+    /// What makes the log's writes durable, as a handle that another
+    /// thread can use ([`Syncer`]).
+    pub fn syncer(&self) -> Syncer {
+        self.syncer.clone()
     }
 
     /// A flag that turns true when this handle first writes to sled (and
@@ -814,7 +839,11 @@ impl EventLog {
     }
 
     /// The current version of a stream (0 for a stream without events).
+    /// Counts what is written and not yet durable.
     pub fn stream_version(&mut self, stream: &str) -> Result<u64, LogError> {
+        if let Some(&version) = self.unsynced_versions.get(stream) {
+            return Ok(version);
+        }
         if let Some(index) = self.reader.memory_index()? {
             return Ok(index.read().expect("index lock").stream_version(stream));
         }
@@ -878,10 +907,24 @@ impl EventLog {
     /// Appends the entries in order as one atomic batch and makes it durable
     /// (flush + fdatasync) before returning their envelopes.
     pub fn append(&mut self, recorded_at_micros: i64, entries: &[Entry]) -> Result<Vec<Vec<Envelope>>, LogError> {
+        let envelopes = self.write(recorded_at_micros, entries)?;
+        self.sync()?;
+        self.made_durable(entries, &envelopes);
+        Ok(envelopes)
+    }
+
+    /// Writes the entries in order as one atomic sled batch, chained to
+    /// what was written before, and returns their envelopes. Not durable
+    /// yet: nothing may be shown or acknowledged until a [`Syncer::sync`]
+    /// that began after this returned has succeeded, and then
+    /// [`EventLog::made_durable`] has indexed it. A later `write` may come
+    /// first: it chains to this one, and its streams' versions go on from
+    /// this one's. After a failed sync, nothing more may be written.
+    pub fn write(&mut self, recorded_at_micros: i64, entries: &[Entry]) -> Result<Vec<Vec<Envelope>>, LogError> {
         // Recording time never goes backwards, whatever the wall clock does.
         let recorded_at_micros = recorded_at_micros.max(self.head_recorded_at_micros);
         let mut batch = sled::Batch::default();
-        let mut seq = self.head_seq;
+        let mut seq = self.written_seq;
         let mut hash = self.head_hash;
         let mut versions: HashMap<&str, u64> = HashMap::with_capacity(entries.len());
         let mut out = Vec::with_capacity(entries.len());
@@ -947,43 +990,83 @@ impl EventLog {
         chunk.finish(&mut batch);
         self.injected(StorageOp::Write).map_err(sled::Error::Io)?;
         self.apply_batch(batch)?;
-        self.sync()?;
-        // Only now, with the batch durable, does the in-memory head move.
-        if let Indexes::InMemory(index) = &self.reader.index {
-            let mut index = index.write().expect("index lock");
-            for (entry, envelopes) in entries.iter().zip(&out) {
-                for (at, envelope) in envelopes.iter().enumerate() {
-                    index.add(envelope.seq, envelope.hash, &envelope.stream, &entry.request_id, at == 0);
-                }
-            }
+        for (stream, version) in versions {
+            self.unsynced_versions.insert(stream.to_owned(), version);
         }
-        if format == StoreFormat::V2 {
-            for (stream, version) in versions {
-                self.stream_versions.insert(stream.to_owned(), version);
-            }
-        }
-        self.head_seq = seq;
+        self.written_seq = seq;
         self.head_hash = hash;
         self.head_recorded_at_micros = recorded_at_micros;
         Ok(out)
     }
 
+    /// After a sync that covered their [`EventLog::write`], the oldest
+    /// entries written and not yet durable, with the envelopes it
+    /// returned: indexes them and moves the durable head past them.
+    pub fn made_durable(&mut self, entries: &[Entry], envelopes: &[Vec<Envelope>]) {
+        let Some(last) = envelopes.iter().flatten().next_back() else { return };
+        assert!(
+            last.seq > self.durable_seq && last.seq <= self.written_seq,
+            "made durable out of order: seq {} with the durable head at {} and the written one at {}",
+            last.seq,
+            self.durable_seq,
+            self.written_seq
+        );
+        if let Indexes::InMemory(index) = &self.reader.index {
+            let mut index = index.write().expect("index lock");
+            for (entry, envelopes) in entries.iter().zip(envelopes) {
+                for (at, envelope) in envelopes.iter().enumerate() {
+                    index.add(envelope.seq, envelope.hash, &envelope.stream, &entry.request_id, at == 0);
+                }
+            }
+        }
+        self.durable_seq = last.seq;
+        if self.durable_seq == self.written_seq {
+            // Everything written is durable: the index (or, in v2, the
+            // stream versions' cache) knows every version again.
+            let unsynced = std::mem::take(&mut self.unsynced_versions);
+            if self.reader.format == StoreFormat::V2 {
+                self.stream_versions.extend(unsynced);
+            }
+        }
+    }
+
+    /// Makes everything written so far durable ([`Syncer::sync`]).
+    fn sync(&mut self) -> Result<(), LogError> {
+        self.syncer.sync()
+    }
+}
+
+/// Makes everything applied to the log's sled tree before the call
+/// durable. A handle of its own, so that the writer can have one group
+/// commit synced on another thread while it decides the next
+/// (`ledger::writer`).
+#[derive(Clone)]
+pub struct Syncer {
+    db: sled::Db,
+    dir: PathBuf,
+    /// sled blob files already fsynced (large values live outside `db`).
+    synced_blobs: Arc<Mutex<HashSet<std::ffi::OsString>>>,
+    faults: Option<Arc<FaultPlan>>,
+}
+
+impl Syncer {
     /// Flush, then fdatasync the files sled wrote: `flush` alone uses
     /// `sync_file_range`, which neither persists file metadata nor orders
     /// writes against a power failure.
-    fn sync(&mut self) -> Result<(), LogError> {
-        self.injected(StorageOp::Flush).map_err(sled::Error::Io)?;
-        self.reader.db.flush()?;
-        self.injected(StorageOp::Fsync)?;
+    pub fn sync(&self) -> Result<(), LogError> {
+        injected(&self.faults, StorageOp::Flush).map_err(sled::Error::Io)?;
+        self.db.flush()?;
+        injected(&self.faults, StorageOp::Fsync)?;
         File::open(self.dir.join("db"))?.sync_data()?;
         let blobs = self.dir.join("blobs");
         if blobs.exists() {
+            let mut synced_blobs = self.synced_blobs.lock().unwrap_or_else(PoisonError::into_inner);
             let mut new_blob = false;
             for entry in std::fs::read_dir(&blobs)? {
                 let entry = entry?;
-                if !self.synced_blobs.contains(&entry.file_name()) {
+                if !synced_blobs.contains(&entry.file_name()) {
                     File::open(entry.path())?.sync_data()?;
-                    self.synced_blobs.insert(entry.file_name());
+                    synced_blobs.insert(entry.file_name());
                     new_blob = true;
                 }
             }
@@ -1401,7 +1484,7 @@ impl Restorer {
     fn open(&mut self, format: Option<StoreFormat>) -> Result<&mut EventLog, LogError> {
         if self.log.is_none() {
             let log = EventLog::open_with(&self.dir, format.unwrap_or(StoreFormat::NEW))?;
-            if log.head_seq != 0 || log.reader.db.scan_prefix([REQUEST]).next().is_some() {
+            if log.written_seq != 0 || log.reader.db.scan_prefix([REQUEST]).next().is_some() {
                 let problem = "a restore needs an empty directory".into();
                 return Err(LogError::Open { dir: self.dir.clone(), problem });
             }
@@ -1494,7 +1577,8 @@ impl Restorer {
         let mut log = self.log.expect("opened above");
         log.apply_batch(batch)?;
         log.sync()?;
-        log.head_seq = chain.expected_seq() - 1;
+        log.written_seq = chain.expected_seq() - 1;
+        log.durable_seq = log.written_seq;
         log.head_hash = chain.head_hash();
         log.head_recorded_at_micros = self.head_recorded_at_micros;
         match log.format() {
