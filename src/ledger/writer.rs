@@ -10,6 +10,11 @@
 //! effects of one still being synced is answered after that one. A small
 //! group is synced on the writer thread: handing it over costs more than
 //! the overlap gains there (`docs/BENCHMARKS.md`, fifteenth session).
+//!
+//! After a failed write or sync the writer stops: the group in flight and
+//! the one written behind it are answered "outcome unknown", whatever the
+//! in-flight group's own sync then says, and nothing more is written or
+//! synced (a write already under way when a sync fails is never synced).
 
 use super::{CommandError, CommandOutcome, CommandRequest, RecordedEvent, Shared};
 use crate::domain::{decide, Actor, Context, Event, FundState, Rejection, EVENT_SCHEMA_VERSION};
@@ -107,9 +112,10 @@ impl Written {
     }
 }
 
-/// A thread that syncs the log when asked, one sync at a time.
+/// A thread that syncs the log when asked, one sync at a time. Each
+/// request carries the blob files known whole ([`Syncer::sync_marking`]).
 struct SyncThread {
-    requests: Option<std::sync::mpsc::SyncSender<()>>,
+    requests: Option<std::sync::mpsc::SyncSender<HashSet<std::ffi::OsString>>>,
     results: std::sync::mpsc::Receiver<Result<(), String>>,
     thread: Option<std::thread::JoinHandle<()>>,
     /// Hashes request ids for [`Written::request_ids`].
@@ -118,11 +124,11 @@ struct SyncThread {
 
 impl SyncThread {
     fn start(syncer: Syncer) -> std::io::Result<SyncThread> {
-        let (requests, received) = std::sync::mpsc::sync_channel::<()>(1);
+        let (requests, received) = std::sync::mpsc::sync_channel::<HashSet<std::ffi::OsString>>(1);
         let (answer, results) = std::sync::mpsc::sync_channel(1);
         let thread = std::thread::Builder::new().name("fundledger-sync".into()).spawn(move || {
-            for () in received {
-                if answer.send(syncer.sync().map_err(|e| e.to_string())).is_err() {
+            for whole in received {
+                if answer.send(syncer.sync_marking(Some(&whole)).map_err(|e| e.to_string())).is_err() {
                     return;
                 }
             }
@@ -130,10 +136,11 @@ impl SyncThread {
         Ok(SyncThread { requests: Some(requests), results, thread: Some(thread), ids: RandomState::new() })
     }
 
-    /// Starts a sync of everything written so far.
-    fn begin(&self) -> Result<(), String> {
+    /// Starts a sync of everything written so far; `whole`: the blob files
+    /// there are now.
+    fn begin(&self, whole: HashSet<std::ffi::OsString>) -> Result<(), String> {
         let ended = || String::from("the sync thread ended");
-        self.requests.as_ref().ok_or_else(ended)?.send(()).map_err(|_| ended())
+        self.requests.as_ref().ok_or_else(ended)?.send(whole).map_err(|_| ended())
     }
 
     /// The result of the sync begun last.
@@ -333,6 +340,8 @@ impl Writer {
         if self.legacy_checkpoint_dropped || self.checkpointer.stored_bytes.load(Ordering::Relaxed) == 0 {
             return Ok(());
         }
+        // One sync at a time: the group being synced is answered first.
+        self.complete_in_flight()?;
         self.log.drop_legacy_checkpoint().map_err(|e| format!("removing the in-sled checkpoint: {e}"))?;
         self.legacy_checkpoint_dropped = true;
         Ok(())
@@ -424,11 +433,18 @@ impl Writer {
     /// After a storage failure: the writer stops, and the ledger refuses
     /// commands. `written` says whether `batch` may have reached the disk.
     fn stop(&mut self, failure: &str, written: bool, batch: &mut Vec<Submission>, queue: &mut mpsc::Receiver<Message>) {
-        // A group still being synced was written before the failure: it is
-        // answered by its own sync (a failed sync answers it "outcome
-        // unknown").
-        if self.in_flight.is_some() {
-            let _ = self.complete_in_flight();
+        // A group still being synced was written before the failure. After
+        // a failed write or read of the log (`written`) its sync proves
+        // nothing: sled may have written part of it in the buffer write that
+        // failed, so it is answered "outcome unknown" whatever its sync says.
+        // After a checkpoint's failure, the log is sound: its sync answers it.
+        if let Some(in_flight) = self.in_flight.take() {
+            let synced = self.sync_thread.wait();
+            match synced {
+                Ok(()) if !written => self.complete(in_flight, true),
+                Ok(()) => in_flight.answer_unknown(failure),
+                Err(sync_failure) => in_flight.answer_unknown(&sync_failure),
+            }
         }
         // The in-memory state may now be ahead of the disk: stop rather
         // than decide on facts that were never recorded. It never retries:
@@ -487,7 +503,8 @@ impl Writer {
             }
         }
         if overlap {
-            if let Err(failure) = self.sync_thread.begin() {
+            let begun = self.syncer.blobs().map_err(|e| e.to_string()).and_then(|whole| self.sync_thread.begin(whole));
+            if let Err(failure) = begun {
                 written.answer_unknown(&failure);
                 return Err((failure, true));
             }

@@ -2,6 +2,7 @@ use super::codec::{self, CodecError, DecodedRecord, Hash, RecordBodyRef, GENESIS
 use super::faults::{FaultPlan, StorageOp};
 use super::index::LogIndex;
 use std::collections::{HashMap, HashSet};
+use std::ffi::OsString;
 use std::fs::File;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -310,7 +311,9 @@ pub struct EventLog {
     /// while batches are written and not yet durable: the next batch's
     /// versions go on from them, while the index knows only the durable
     /// ones. Empty once everything written is durable.
-    unsynced_versions: HashMap<String, u64>,
+    /// With each, the last event written (a seq): once that is durable,
+    /// the index knows the version, and the entry goes.
+    unsynced_versions: HashMap<String, (u64, u64)>,
     /// v2: current version of the streams written or looked up since the
     /// log was opened, read from their last index entry on first use (so
     /// that opening a log with millions of streams reads none of them). One
@@ -719,6 +722,7 @@ impl EventLog {
                 dir: dir.to_owned(),
                 synced_blobs: Arc::new(Mutex::new(HashSet::new())),
                 faults: None,
+                failed: Arc::new(AtomicBool::new(false)),
             },
             faults: None,
             written: Arc::new(AtomicBool::new(false)),
@@ -808,11 +812,14 @@ impl EventLog {
         Ok(())
     }
 
+    /// The hash of the last event written: what the next one links to (the
+    /// durable head's, except between [`EventLog::write`] and
+    /// [`EventLog::made_durable`]).
     pub fn head_hash(&self) -> Hash {
         self.head_hash
     }
 
-    /// The recording time of the last event (0 for an empty log).
+    /// The recording time of the last event written (0 for an empty log).
     pub fn head_recorded_at_micros(&self) -> i64 {
         self.head_recorded_at_micros
     }
@@ -841,7 +848,7 @@ impl EventLog {
     /// The current version of a stream (0 for a stream without events).
     /// Counts what is written and not yet durable.
     pub fn stream_version(&mut self, stream: &str) -> Result<u64, LogError> {
-        if let Some(&version) = self.unsynced_versions.get(stream) {
+        if let Some(&(version, _)) = self.unsynced_versions.get(stream) {
             return Ok(version);
         }
         if let Some(index) = self.reader.memory_index()? {
@@ -988,10 +995,16 @@ impl EventLog {
             out.push(envelopes);
         }
         chunk.finish(&mut batch);
+        // A sync on another thread may have failed since the caller last
+        // looked: nothing more is written then (a write already under way
+        // when it fails is never synced).
+        if self.syncer.failed.load(Ordering::SeqCst) {
+            return Err(LogError::Sync(std::io::Error::other("an earlier sync of the log failed")));
+        }
         self.injected(StorageOp::Write).map_err(sled::Error::Io)?;
         self.apply_batch(batch)?;
         for (stream, version) in versions {
-            self.unsynced_versions.insert(stream.to_owned(), version);
+            self.unsynced_versions.insert(stream.to_owned(), (version, seq));
         }
         self.written_seq = seq;
         self.head_hash = hash;
@@ -1020,14 +1033,20 @@ impl EventLog {
             }
         }
         self.durable_seq = last.seq;
-        if self.durable_seq == self.written_seq {
-            // Everything written is durable: the index (or, in v2, the
-            // stream versions' cache) knows every version again.
-            let unsynced = std::mem::take(&mut self.unsynced_versions);
-            if self.reader.format == StoreFormat::V2 {
-                self.stream_versions.extend(unsynced);
+        // The versions now durable are the index's (or, in v2, the stream
+        // versions' cache's) again.
+        let durable = self.durable_seq;
+        let v2 = self.reader.format == StoreFormat::V2;
+        let cache = &mut self.stream_versions;
+        self.unsynced_versions.retain(|stream, &mut (version, seq)| {
+            if seq > durable {
+                return true;
             }
-        }
+            if v2 {
+                cache.insert(stream.clone(), version);
+            }
+            false
+        });
     }
 
     /// Makes everything written so far durable ([`Syncer::sync`]).
@@ -1045,8 +1064,10 @@ pub struct Syncer {
     db: sled::Db,
     dir: PathBuf,
     /// sled blob files already fsynced (large values live outside `db`).
-    synced_blobs: Arc<Mutex<HashSet<std::ffi::OsString>>>,
+    synced_blobs: Arc<Mutex<HashSet<OsString>>>,
     faults: Option<Arc<FaultPlan>>,
+    /// Set by a failed sync: [`EventLog::write`] writes nothing after it.
+    failed: Arc<AtomicBool>,
 }
 
 impl Syncer {
@@ -1054,6 +1075,38 @@ impl Syncer {
     /// `sync_file_range`, which neither persists file metadata nor orders
     /// writes against a power failure.
     pub fn sync(&self) -> Result<(), LogError> {
+        self.sync_marking(None)
+    }
+
+    /// The names of sled's blob files now (it keeps values over about 128
+    /// KiB in files of their own): those that the writes before this call
+    /// wrote are whole. For [`Syncer::sync_marking`].
+    pub fn blobs(&self) -> Result<HashSet<OsString>, LogError> {
+        let blobs = self.dir.join("blobs");
+        if !blobs.exists() {
+            return Ok(HashSet::new());
+        }
+        let mut names = HashSet::new();
+        for entry in std::fs::read_dir(&blobs)? {
+            names.insert(entry?.file_name());
+        }
+        Ok(names)
+    }
+
+    /// [`Syncer::sync`] on a thread other than the writer's: it syncs every
+    /// blob file it finds, but remembers as synced only those in `whole`
+    /// (from [`Syncer::blobs`] after the writes it covers), since one it
+    /// finds besides may be a later write's, still being written, which
+    /// that write's own sync must sync again.
+    pub fn sync_marking(&self, whole: Option<&HashSet<OsString>>) -> Result<(), LogError> {
+        let synced = self.sync_files(whole);
+        if synced.is_err() {
+            self.failed.store(true, Ordering::SeqCst);
+        }
+        synced
+    }
+
+    fn sync_files(&self, whole: Option<&HashSet<OsString>>) -> Result<(), LogError> {
         injected(&self.faults, StorageOp::Flush).map_err(sled::Error::Io)?;
         self.db.flush()?;
         injected(&self.faults, StorageOp::Fsync)?;
@@ -1066,7 +1119,9 @@ impl Syncer {
                 let entry = entry?;
                 if !synced_blobs.contains(&entry.file_name()) {
                     File::open(entry.path())?.sync_data()?;
-                    synced_blobs.insert(entry.file_name());
+                    if whole.is_none_or(|whole| whole.contains(&entry.file_name())) {
+                        synced_blobs.insert(entry.file_name());
+                    }
                     new_blob = true;
                 }
             }
