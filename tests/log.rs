@@ -1290,21 +1290,24 @@ fn a_v3_or_v4_log_finds_a_command_of_several_events_by_its_request_id_after_a_re
     }
 }
 
-fn finds_a_command_of_several_events_in(format: fundledger::log::StoreFormat) {
-    use fundledger::log::{Entry, EventLog, LogError, NewEvent, RequestRecord};
-    let dir = tempfile::tempdir().unwrap();
-    let event = |stream: &str| NewEvent {
+/// An event of an opaque payload on `stream`, for tests of the log alone.
+fn event(stream: &str) -> fundledger::log::NewEvent {
+    fundledger::log::NewEvent {
         stream: stream.into(),
         event_type: "Opaque".into(),
         schema_version: 1,
         payload: vec![1, 2, 3],
-    };
-    let entry = |id: &str, fingerprint: u8, events: Vec<NewEvent>| Entry {
-        request_id: id.into(),
-        fingerprint: [fingerprint; 32],
-        actor: "someone".into(),
-        events,
-    };
+    }
+}
+
+/// A command's entry in the log, with a fingerprint of `fingerprint` bytes.
+fn entry(id: &str, fingerprint: u8, events: Vec<fundledger::log::NewEvent>) -> fundledger::log::Entry {
+    fundledger::log::Entry { request_id: id.into(), fingerprint: [fingerprint; 32], actor: "someone".into(), events }
+}
+
+fn finds_a_command_of_several_events_in(format: fundledger::log::StoreFormat) {
+    use fundledger::log::{EventLog, LogError, RequestRecord};
+    let dir = tempfile::tempdir().unwrap();
     let mut log = EventLog::open_with(dir.path(), format).unwrap();
     let entries = [entry("a", 1, vec![event("s/1"), event("s/2"), event("s/1")]), entry("b", 2, vec![event("s/2")])];
     log.append(1, &entries).unwrap();
@@ -1334,21 +1337,9 @@ fn finds_a_command_of_several_events_in(format: fundledger::log::StoreFormat) {
 /// order.
 #[test]
 fn a_batch_written_behind_one_not_yet_durable_chains_to_it_and_is_indexed_only_once_durable() {
-    use fundledger::log::{Entry, EventLog, NewEvent, RequestRecord, StoreFormat};
+    use fundledger::log::{EventLog, RequestRecord, StoreFormat};
     for format in [StoreFormat::V2, StoreFormat::V3, StoreFormat::V4] {
         let dir = tempfile::tempdir().unwrap();
-        let event = |stream: &str| NewEvent {
-            stream: stream.into(),
-            event_type: "Opaque".into(),
-            schema_version: 1,
-            payload: vec![1, 2, 3],
-        };
-        let entry = |id: &str, fingerprint: u8, events: Vec<NewEvent>| Entry {
-            request_id: id.into(),
-            fingerprint: [fingerprint; 32],
-            actor: "someone".into(),
-            events,
-        };
         let mut log = EventLog::open_with(dir.path(), format).unwrap();
         let first = [entry("a", 1, vec![event("s/1"), event("s/2")])];
         let first_envelopes = log.write(1, &first).unwrap();
