@@ -408,8 +408,9 @@ impl Writer {
                 Some(failure) => Err((failure, false)),
                 None => self.commit(&mut batch),
             };
-            // The batch is answered by now: a failure here refuses only what
-            // comes after it.
+            // The batch is answered by now, or written and being synced (then
+            // its sync answers it): a failure here refuses only what comes
+            // after it.
             let result = result.and_then(|()| self.offer_checkpoint(false).map_err(|failure| (failure, false)));
             if let Err((failure, written)) = result {
                 self.stop(&failure, written, &mut batch, &mut queue);
