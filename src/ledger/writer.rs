@@ -96,8 +96,9 @@ struct Written {
     envelopes: Vec<Vec<Envelope>>,
     /// The decision state after it: published once it is durable.
     state: FundState,
-    /// Its accepted commands' request ids, hashed: a later group that
-    /// repeats one waits until this one is durable and indexed.
+    /// Its accepted commands' request ids, hashed, once it is handed to
+    /// the sync thread: a later group that repeats one waits until this
+    /// one is durable and indexed.
     request_ids: HashSet<u64>,
 }
 
@@ -493,7 +494,7 @@ impl Writer {
                 self.complete_in_flight().map_err(|failure| (failure, false))?;
             }
         }
-        let written = self.write(batch)?;
+        let mut written = self.write(batch)?;
         let commands = written.pending.len();
         let overlap = commands >= OVERLAP_COMMANDS_MIN && !written.entries.is_empty();
         // The group before it was synced meanwhile: answered first.
@@ -509,6 +510,8 @@ impl Writer {
                 written.answer_unknown(&failure);
                 return Err((failure, true));
             }
+            let ids = &self.sync_thread.ids;
+            written.request_ids = written.entries.iter().map(|entry| ids.hash_one(entry.request_id.as_str())).collect();
             self.in_flight = Some(written);
             return Ok(());
         }
@@ -647,8 +650,6 @@ impl Writer {
             self.poll_in_flight().map_err(|failure| (failure, false))?;
             self.log.write(now_micros(), &entries).map_err(|e| (e.to_string(), true))?
         };
-        let ids = &self.sync_thread.ids;
-        let request_ids = entries.iter().map(|entry| ids.hash_one(entry.request_id.as_str())).collect();
         Ok(Written {
             submissions: std::mem::take(batch),
             pending,
@@ -659,7 +660,7 @@ impl Writer {
             // `domain::applications`) instead of folding the events in a
             // second time into a second copy.
             state: self.state.clone(),
-            request_ids,
+            request_ids: HashSet::new(),
         })
     }
 
