@@ -140,13 +140,12 @@ impl SyncThread {
     /// Starts a sync of everything written so far; `whole`: the blob files
     /// there are now.
     fn begin(&self, whole: HashSet<std::ffi::OsString>) -> Result<(), String> {
-        let ended = || String::from("the sync thread ended");
-        self.requests.as_ref().ok_or_else(ended)?.send(whole).map_err(|_| ended())
+        self.requests.as_ref().ok_or_else(sync_thread_ended)?.send(whole).map_err(|_| sync_thread_ended())
     }
 
     /// The result of the sync begun last.
     fn wait(&self) -> Result<(), String> {
-        self.results.recv().unwrap_or_else(|_| Err(String::from("the sync thread ended")))
+        self.results.recv().unwrap_or_else(|_| Err(sync_thread_ended()))
     }
 
     /// The result of the sync begun last, if it has ended.
@@ -154,7 +153,7 @@ impl SyncThread {
         match self.results.try_recv() {
             Ok(result) => Some(result),
             Err(std::sync::mpsc::TryRecvError::Empty) => None,
-            Err(std::sync::mpsc::TryRecvError::Disconnected) => Some(Err(String::from("the sync thread ended"))),
+            Err(std::sync::mpsc::TryRecvError::Disconnected) => Some(Err(sync_thread_ended())),
         }
     }
 
@@ -357,8 +356,6 @@ impl Writer {
         // The thread has only just started: wait for it to take the state.
         if let Err(failure) = self.offer_checkpoint(true) {
             self.stop(&failure, false, &mut batch, &mut queue);
-            self.checkpointer.finish(None);
-            self.sync_thread.stop();
             return;
         }
         loop {
@@ -370,8 +367,6 @@ impl Writer {
                     Err(_) => {
                         if let Err(failure) = self.complete_in_flight() {
                             self.stop(&failure, true, &mut batch, &mut queue);
-                            self.checkpointer.finish(None);
-                            self.sync_thread.stop();
                             return;
                         }
                         continue;
@@ -415,8 +410,6 @@ impl Writer {
             let result = result.and_then(|()| self.offer_checkpoint(false).map_err(|failure| (failure, false)));
             if let Err((failure, written)) = result {
                 self.stop(&failure, written, &mut batch, &mut queue);
-                self.checkpointer.finish(None);
-                self.sync_thread.stop();
                 return;
             }
         }
@@ -434,6 +427,7 @@ impl Writer {
 
     /// After a storage failure: the writer stops, and the ledger refuses
     /// commands. `written` says whether `batch` may have reached the disk.
+    /// The writer's run ends after this.
     fn stop(&mut self, failure: &str, written: bool, batch: &mut Vec<Submission>, queue: &mut mpsc::Receiver<Message>) {
         // A group still being synced was written before the failure. After
         // a failed write or read of the log (`written`) its sync proves
@@ -475,6 +469,9 @@ impl Writer {
                 submission.answer(vec![Err(CommandError::Unavailable(refusal.clone())); commands]);
             }
         }
+        // No checkpoint at the end, and no more syncs.
+        self.checkpointer.finish(None);
+        self.sync_thread.stop();
     }
 
     /// Decides and writes one batch, then makes it durable and answers it:
@@ -774,6 +771,10 @@ fn stale_actor(state: &FundState, actor: &Actor, command: &crate::domain::Comman
         role: actor.role.to_string(),
         action: format!("{}: their access was revoked or changed", command.name()),
     })
+}
+
+fn sync_thread_ended() -> String {
+    String::from("the sync thread ended")
 }
 
 /// The answer to a command whose events may or may not have reached the

@@ -307,12 +307,10 @@ pub struct EventLog {
     /// behind `written_seq` only between [`EventLog::write`] and
     /// [`EventLog::made_durable`].
     durable_seq: u64,
-    /// The version of each stream written to since the last durable head,
-    /// while batches are written and not yet durable: the next batch's
-    /// versions go on from them, while the index knows only the durable
-    /// ones. Empty once everything written is durable.
-    /// With each, the last event written (a seq): once that is durable,
-    /// the index knows the version, and the entry goes.
+    /// The version of each stream written to and not yet durable, with the
+    /// seq of its last event written: the next batch's versions go on from
+    /// them, while the index knows only the durable ones. An entry goes once
+    /// that seq is durable.
     unsynced_versions: HashMap<String, (u64, u64)>,
     /// v2: current version of the streams written or looked up since the
     /// log was opened, read from their last index entry on first use (so
