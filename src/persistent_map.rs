@@ -29,65 +29,64 @@ use std::cmp::Ordering;
 use std::ops::{Bound, RangeBounds};
 use std::sync::Arc;
 
-/// Most entries in a leaf, and most children of a branch. The unit tests
-/// use small nodes, so that their maps of a few thousand entries are many
-/// levels deep and split every kind of node in every way.
-const NODE_MAX: usize = if cfg!(test) { 4 } else { 64 };
+/// Room in a node, a map's `ROOM` unless it says otherwise: one more than
+/// the most entries a leaf keeps (and the most children a branch keeps),
+/// for the entry that makes it split. So a node keeps at most 64. The unit
+/// tests use small nodes, so that their maps of a few thousand entries are
+/// many levels deep and split every kind of node in every way.
+pub const ROOM_DEFAULT: usize = if cfg!(test) { 5 } else { 65 };
 /// Most levels a path can have: every node but the rightmost of its level
-/// holds at least `NODE_MAX / 2` (at least 2), so 64 levels would take more
-/// entries than memory can hold.
+/// holds at least half of what it may (at least 2), so 64 levels would take
+/// more entries than memory can hold.
 const DEPTH_MAX: usize = 64;
-/// Room in a node: one more than it keeps, for the entry that makes it
-/// split.
-const ROOM: usize = NODE_MAX + 1;
 
 /// A node's arrays are inline, in the node's own allocation, so that a
 /// lookup reads one block per level (as `imbl`'s nodes do). Branches, few
 /// and near the root, are boxed so that a leaf is no larger than its
 /// entries.
 #[derive(Clone)]
-enum Node<K, V> {
+enum Node<K, V, const ROOM: usize> {
     Leaf(ArrayVec<(K, V), ROOM>),
-    Branch(Box<Branch<K, V>>),
+    Branch(Box<Branch<K, V, ROOM>>),
 }
 
 #[derive(Clone)]
-struct Branch<K, V> {
+struct Branch<K, V, const ROOM: usize> {
     /// `keys[i]` is the least key under `children[i + 1]`.
     keys: ArrayVec<K, ROOM>,
-    children: ArrayVec<Arc<Node<K, V>>, ROOM>,
+    children: ArrayVec<Arc<Node<K, V, ROOM>>, ROOM>,
     /// How many entries are under each child.
     sizes: ArrayVec<usize, ROOM>,
 }
 
 /// What an insert below a branch did.
-enum Inserted<K, V> {
+enum Inserted<K, V, const ROOM: usize> {
     Replaced(V),
     Added,
     /// Added, and the node split: the separator (the least key of the new
     /// right node), that node, and how many entries it holds.
-    Split(K, Arc<Node<K, V>>, usize),
+    Split(K, Arc<Node<K, V, ROOM>>, usize),
 }
 
-pub struct PersistentMap<K, V> {
-    root: Option<Arc<Node<K, V>>>,
+pub struct PersistentMap<K, V, const ROOM: usize = ROOM_DEFAULT> {
+    root: Option<Arc<Node<K, V, ROOM>>>,
     len: usize,
 }
 
-impl<K, V> Clone for PersistentMap<K, V> {
+impl<K, V, const ROOM: usize> Clone for PersistentMap<K, V, ROOM> {
     /// O(1): the clone shares every node until one of the two changes it.
     fn clone(&self) -> Self {
         PersistentMap { root: self.root.clone(), len: self.len }
     }
 }
 
-impl<K, V> Default for PersistentMap<K, V> {
+impl<K, V, const ROOM: usize> Default for PersistentMap<K, V, ROOM> {
     fn default() -> Self {
         PersistentMap { root: None, len: 0 }
     }
 }
 
-impl<K: Ord + Clone, V: Clone> PersistentMap<K, V> {
+impl<K: Ord + Clone, V: Clone, const ROOM: usize> PersistentMap<K, V, ROOM> {
     pub fn new() -> Self {
         Self::default()
     }
@@ -207,7 +206,7 @@ impl<K: Ord + Clone, V: Clone> PersistentMap<K, V> {
     }
 
     /// A new root over the old one and the node it split off.
-    fn grow(&mut self, separator: K, right: Arc<Node<K, V>>, right_len: usize) {
+    fn grow(&mut self, separator: K, right: Arc<Node<K, V, ROOM>>, right_len: usize) {
         let left = self.root.take().expect("a root split");
         self.root = Some(Arc::new(Node::Branch(Box::new(Branch {
             keys: [separator].into_iter().collect(),
@@ -217,18 +216,18 @@ impl<K: Ord + Clone, V: Clone> PersistentMap<K, V> {
     }
 
     /// In key order.
-    pub fn iter(&self) -> Iter<'_, K, V> {
+    pub fn iter(&self) -> Iter<'_, K, V, ROOM> {
         Iter::new(self.root.as_deref(), 0, self.len)
     }
 
     /// In key order, from the entry at `position` (0 for the first) on.
-    pub fn iter_from(&self, position: usize) -> Iter<'_, K, V> {
+    pub fn iter_from(&self, position: usize) -> Iter<'_, K, V, ROOM> {
         Iter::new(self.root.as_deref(), position.min(self.len), self.len)
     }
 
     /// The entries whose keys are in `range`, in key order. A range whose
     /// start is past its end is empty.
-    pub fn range<R: RangeBounds<K>>(&self, range: R) -> Iter<'_, K, V> {
+    pub fn range<R: RangeBounds<K>>(&self, range: R) -> Iter<'_, K, V, ROOM> {
         let front = match range.start_bound() {
             Bound::Included(key) => self.rank(key, false),
             Bound::Excluded(key) => self.rank(key, true),
@@ -295,16 +294,16 @@ impl<K: Ord + Clone, V: Clone> PersistentMap<K, V> {
     /// least two children).
     #[doc(hidden)]
     pub fn check(&self) -> Result<(), String> {
-        fn walk<K: Ord, V>(
-            node: &Node<K, V>,
+        fn walk<K: Ord, V, const ROOM: usize>(
+            node: &Node<K, V, ROOM>,
             depth: usize,
             rightmost: bool,
             leaves: &mut Vec<usize>,
         ) -> Result<usize, String> {
-            let least_len = if rightmost { 1 } else { NODE_MAX / 2 };
+            let least_len = if rightmost { 1 } else { (ROOM - 1) / 2 };
             match node {
                 Node::Leaf(entries) => {
-                    if entries.len() < least_len || entries.len() > NODE_MAX {
+                    if entries.len() < least_len || entries.len() >= ROOM {
                         return Err(format!("a leaf of {} entries at depth {depth}", entries.len()));
                     }
                     leaves.push(depth);
@@ -313,7 +312,7 @@ impl<K: Ord + Clone, V: Clone> PersistentMap<K, V> {
                 Node::Branch(branch) => {
                     let n = branch.children.len();
                     let least_len = if depth == 0 { 2 } else { least_len };
-                    if n < least_len || n > NODE_MAX || branch.keys.len() + 1 != n || branch.sizes.len() != n {
+                    if n < least_len || n >= ROOM || branch.keys.len() + 1 != n || branch.sizes.len() != n {
                         return Err(format!("a branch of {n} children, {} keys, at depth {depth}", branch.keys.len()));
                     }
                     let mut total = 0;
@@ -331,7 +330,7 @@ impl<K: Ord + Clone, V: Clone> PersistentMap<K, V> {
                 }
             }
         }
-        fn least<K, V>(node: &Node<K, V>) -> &K {
+        fn least<K, V, const ROOM: usize>(node: &Node<K, V, ROOM>) -> &K {
             match node {
                 Node::Leaf(entries) => &entries[0].0,
                 Node::Branch(branch) => least(&branch.children[0]),
@@ -355,7 +354,7 @@ impl<K: Ord + Clone, V: Clone> PersistentMap<K, V> {
     }
 }
 
-impl<K: Ord, V> Branch<K, V> {
+impl<K: Ord, V, const ROOM: usize> Branch<K, V, ROOM> {
     /// The child whose keys include `key`'s place.
     fn child_for<Q: Ord + ?Sized>(&self, key: &Q) -> usize
     where
@@ -365,7 +364,11 @@ impl<K: Ord, V> Branch<K, V> {
     }
 }
 
-fn insert<K: Ord + Clone, V: Clone>(node: &mut Node<K, V>, key: K, value: V) -> Inserted<K, V> {
+fn insert<K: Ord + Clone, V: Clone, const ROOM: usize>(
+    node: &mut Node<K, V, ROOM>,
+    key: K,
+    value: V,
+) -> Inserted<K, V, ROOM> {
     match node {
         Node::Leaf(entries) => match entries.binary_search_by(|(k, _)| k.cmp(&key)) {
             Ok(i) => Inserted::Replaced(std::mem::replace(&mut entries[i].1, value)),
@@ -382,7 +385,11 @@ fn insert<K: Ord + Clone, V: Clone>(node: &mut Node<K, V>, key: K, value: V) -> 
     }
 }
 
-fn push_last<K: Ord + Clone, V: Clone>(node: &mut Node<K, V>, key: K, value: V) -> Inserted<K, V> {
+fn push_last<K: Ord + Clone, V: Clone, const ROOM: usize>(
+    node: &mut Node<K, V, ROOM>,
+    key: K,
+    value: V,
+) -> Inserted<K, V, ROOM> {
     match node {
         Node::Leaf(entries) => {
             entries.push((key, value));
@@ -398,23 +405,26 @@ fn push_last<K: Ord + Clone, V: Clone>(node: &mut Node<K, V>, key: K, value: V) 
 
 /// A leaf that has just grown by one: split if it is over full, in the
 /// middle, or after a full left part when the entry went to the end of the
-/// map (only the rightmost node of a level is then left with fewer than
-/// half of `NODE_MAX`, which bounds the depth as in any B-tree).
-fn split_leaf<K: Clone, V>(entries: &mut ArrayVec<(K, V), ROOM>, at_end: bool) -> Inserted<K, V> {
-    if entries.len() <= NODE_MAX {
+/// map (only the rightmost node of a level is then left less than half
+/// full, which bounds the depth as in any B-tree).
+fn split_leaf<K: Clone, V, const ROOM: usize>(
+    entries: &mut ArrayVec<(K, V), ROOM>,
+    at_end: bool,
+) -> Inserted<K, V, ROOM> {
+    if entries.len() < ROOM {
         return Inserted::Added;
     }
-    let at = if at_end { NODE_MAX } else { entries.len() / 2 };
+    let at = if at_end { ROOM - 1 } else { entries.len() / 2 };
     let right: ArrayVec<_, ROOM> = entries.drain(at..).collect();
     let separator = right[0].0.clone();
     let right_len = right.len();
     Inserted::Split(separator, Arc::new(Node::Leaf(right)), right_len)
 }
 
-impl<K: Ord + Clone, V: Clone> Branch<K, V> {
+impl<K: Ord + Clone, V: Clone, const ROOM: usize> Branch<K, V, ROOM> {
     /// Takes in what an insert under child `i` did (at the end of the map,
     /// with `at_end`: see [`split_leaf`]).
-    fn absorb(&mut self, i: usize, below: Inserted<K, V>, at_end: bool) -> Inserted<K, V> {
+    fn absorb(&mut self, i: usize, below: Inserted<K, V, ROOM>, at_end: bool) -> Inserted<K, V, ROOM> {
         match below {
             Inserted::Replaced(old) => Inserted::Replaced(old),
             Inserted::Added => {
@@ -427,10 +437,10 @@ impl<K: Ord + Clone, V: Clone> Branch<K, V> {
                 self.children.insert(i + 1, right);
                 self.sizes.insert(i + 1, right_len);
                 let n = self.children.len();
-                if n <= NODE_MAX {
+                if n < ROOM {
                     return Inserted::Added;
                 }
-                let at = if at_end { NODE_MAX } else { n / 2 };
+                let at = if at_end { ROOM - 1 } else { n / 2 };
                 let children: ArrayVec<_, ROOM> = self.children.drain(at..).collect();
                 let sizes: ArrayVec<_, ROOM> = self.sizes.drain(at..).collect();
                 let separator = self.keys.remove(at - 1);
@@ -443,7 +453,7 @@ impl<K: Ord + Clone, V: Clone> Branch<K, V> {
     }
 }
 
-impl<K: Ord + Clone, V: Clone> Extend<(K, V)> for PersistentMap<K, V> {
+impl<K: Ord + Clone, V: Clone, const ROOM: usize> Extend<(K, V)> for PersistentMap<K, V, ROOM> {
     /// Entries in key order and greater than all here are added without a
     /// search ([`PersistentMap::push_last`]); any other is inserted. As
     /// with a `BTreeMap`, a repeated key keeps the last value.
@@ -454,7 +464,7 @@ impl<K: Ord + Clone, V: Clone> Extend<(K, V)> for PersistentMap<K, V> {
     }
 }
 
-impl<K: Ord + Clone, V: Clone> FromIterator<(K, V)> for PersistentMap<K, V> {
+impl<K: Ord + Clone, V: Clone, const ROOM: usize> FromIterator<(K, V)> for PersistentMap<K, V, ROOM> {
     fn from_iter<I: IntoIterator<Item = (K, V)>>(entries: I) -> Self {
         let mut map = PersistentMap::new();
         map.extend(entries);
@@ -462,13 +472,15 @@ impl<K: Ord + Clone, V: Clone> FromIterator<(K, V)> for PersistentMap<K, V> {
     }
 }
 
-impl<K: Ord + Clone + std::fmt::Debug, V: Clone + std::fmt::Debug> std::fmt::Debug for PersistentMap<K, V> {
+impl<K: Ord + Clone + std::fmt::Debug, V: Clone + std::fmt::Debug, const ROOM: usize> std::fmt::Debug
+    for PersistentMap<K, V, ROOM>
+{
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_map().entries(self.iter()).finish()
     }
 }
 
-impl<K: Ord + Clone + PartialEq, V: Clone + PartialEq> PartialEq for PersistentMap<K, V> {
+impl<K: Ord + Clone + PartialEq, V: Clone + PartialEq, const ROOM: usize> PartialEq for PersistentMap<K, V, ROOM> {
     fn eq(&self, other: &Self) -> bool {
         let same_root = match (&self.root, &other.root) {
             (Some(a), Some(b)) => Arc::ptr_eq(a, b),
@@ -479,13 +491,13 @@ impl<K: Ord + Clone + PartialEq, V: Clone + PartialEq> PartialEq for PersistentM
     }
 }
 
-impl<K: Ord + Clone + Eq, V: Clone + Eq> Eq for PersistentMap<K, V> {}
+impl<K: Ord + Clone + Eq, V: Clone + Eq, const ROOM: usize> Eq for PersistentMap<K, V, ROOM> {}
 
 /// The entries of a [`PersistentMap`] between two positions, from either
 /// end. Each end finds its next leaf by position (a walk from the root,
 /// once per leaf), then reads the leaf in place.
-pub struct Iter<'a, K, V> {
-    root: Option<&'a Node<K, V>>,
+pub struct Iter<'a, K, V, const ROOM: usize = ROOM_DEFAULT> {
+    root: Option<&'a Node<K, V, ROOM>>,
     /// Positions still to yield: `front..back`.
     front: usize,
     back: usize,
@@ -495,8 +507,8 @@ pub struct Iter<'a, K, V> {
     back_leaf: std::slice::Iter<'a, (K, V)>,
 }
 
-impl<'a, K, V> Iter<'a, K, V> {
-    fn new(root: Option<&'a Node<K, V>>, front: usize, back: usize) -> Self {
+impl<'a, K, V, const ROOM: usize> Iter<'a, K, V, ROOM> {
+    fn new(root: Option<&'a Node<K, V, ROOM>>, front: usize, back: usize) -> Self {
         Iter { root, front, back, front_leaf: [].iter(), back_leaf: [].iter() }
     }
 
@@ -519,7 +531,7 @@ impl<'a, K, V> Iter<'a, K, V> {
     }
 }
 
-impl<'a, K, V> Iterator for Iter<'a, K, V> {
+impl<'a, K, V, const ROOM: usize> Iterator for Iter<'a, K, V, ROOM> {
     type Item = (&'a K, &'a V);
 
     fn next(&mut self) -> Option<Self::Item> {
@@ -539,7 +551,7 @@ impl<'a, K, V> Iterator for Iter<'a, K, V> {
     }
 }
 
-impl<K, V> DoubleEndedIterator for Iter<'_, K, V> {
+impl<K, V, const ROOM: usize> DoubleEndedIterator for Iter<'_, K, V, ROOM> {
     fn next_back(&mut self) -> Option<Self::Item> {
         if self.front == self.back {
             return None;
@@ -553,7 +565,7 @@ impl<K, V> DoubleEndedIterator for Iter<'_, K, V> {
     }
 }
 
-impl<K, V> ExactSizeIterator for Iter<'_, K, V> {}
+impl<K, V, const ROOM: usize> ExactSizeIterator for Iter<'_, K, V, ROOM> {}
 
 #[cfg(test)]
 mod tests {
@@ -578,54 +590,67 @@ mod tests {
         ]
     }
 
-    fn same(map: &PersistentMap<u16, u32>, model: &BTreeMap<u16, u32>) {
+    fn same<const ROOM: usize>(map: &PersistentMap<u16, u32, ROOM>, model: &BTreeMap<u16, u32>) {
         map.check().unwrap();
         assert_eq!(map.len(), model.len());
         assert!(map.iter().eq(model.iter()));
         assert!(map.iter().rev().eq(model.iter().rev()));
     }
 
+    /// Every operation does to `map` (empty, of nodes with `ROOM`) what it
+    /// does to a `BTreeMap`, and snapshots taken along the way never change.
+    fn behaves_as_a_btreemap_with<const ROOM: usize>(
+        ops: &[Op],
+        mut map: PersistentMap<u16, u32, ROOM>,
+    ) -> Result<(), TestCaseError> {
+        let mut model = BTreeMap::new();
+        let mut snapshots = Vec::new();
+        for op in ops.iter().cloned() {
+            match op {
+                Op::Insert(k, v) => prop_assert_eq!(map.insert(k, v), model.insert(k, v)),
+                Op::Change(k, v) => match (map.get_mut(&k), model.get_mut(&k)) {
+                    (Some(a), Some(b)) => {
+                        *a = v;
+                        *b = v;
+                    }
+                    (None, None) => {}
+                    (a, b) => prop_assert!(false, "get_mut {k}: {a:?} against {b:?}"),
+                },
+                Op::Snapshot => snapshots.push((map.clone(), model.clone())),
+                Op::Extend(mut keys) => {
+                    // Mostly in order, from the greatest key on, as a
+                    // checkpoint's chunks come; sometimes not.
+                    if keys.len() % 3 != 0 {
+                        keys.sort_unstable();
+                    }
+                    let base = model.keys().next_back().map_or(0, |&k| k);
+                    let entries: Vec<(u16, u32)> =
+                        keys.iter().map(|&k| (base.wrapping_add(k % 512), u32::from(k))).collect();
+                    map.extend(entries.iter().copied());
+                    model.extend(entries);
+                }
+            }
+            prop_assert_eq!(map.get(&7), model.get(&7));
+        }
+        same(&map, &model);
+        for k in 0..2048 {
+            prop_assert_eq!(map.get(&k), model.get(&k));
+        }
+        for (snapshot, model) in &snapshots {
+            same(snapshot, model);
+        }
+        Ok(())
+    }
+
     proptest! {
         #![proptest_config(ProptestConfig::with_cases(256))]
 
-        /// Every operation does to the map what it does to a `BTreeMap`,
-        /// and snapshots taken along the way never change.
+        /// With the unit tests' nodes of 4, and of 7 (an odd size splits
+        /// unevenly).
         #[test]
         fn behaves_as_a_btreemap(ops in proptest::collection::vec(op(), 1..200)) {
-            let mut map = PersistentMap::new();
-            let mut model = BTreeMap::new();
-            let mut snapshots = Vec::new();
-            for op in ops {
-                match op {
-                    Op::Insert(k, v) => prop_assert_eq!(map.insert(k, v), model.insert(k, v)),
-                    Op::Change(k, v) => {
-                        match (map.get_mut(&k), model.get_mut(&k)) {
-                            (Some(a), Some(b)) => { *a = v; *b = v; }
-                            (None, None) => {}
-                            (a, b) => prop_assert!(false, "get_mut {k}: {a:?} against {b:?}"),
-                        }
-                    }
-                    Op::Snapshot => snapshots.push((map.clone(), model.clone())),
-                    Op::Extend(mut keys) => {
-                        // Mostly in order, from the greatest key on, as a
-                        // checkpoint's chunks come; sometimes not.
-                        if keys.len() % 3 != 0 { keys.sort_unstable(); }
-                        let base = model.keys().next_back().map_or(0, |&k| k);
-                        let entries: Vec<(u16, u32)> =
-                            keys.iter().map(|&k| (base.wrapping_add(k % 512), u32::from(k))).collect();
-                        map.extend(entries.iter().copied());
-                        model.extend(entries);
-                    }
-                }
-                prop_assert_eq!(map.get(&7), model.get(&7));
-            }
-            same(&map, &model);
-            for k in 0..2048 {
-                prop_assert_eq!(map.get(&k), model.get(&k));
-            }
-            for (snapshot, model) in &snapshots {
-                same(snapshot, model);
-            }
+            behaves_as_a_btreemap_with(&ops, PersistentMap::<_, _, ROOM_DEFAULT>::new())?;
+            behaves_as_a_btreemap_with(&ops, PersistentMap::<_, _, 8>::new())?;
         }
 
         /// Ranges, from both ends and interleaved, yield what a
@@ -696,7 +721,7 @@ mod tests {
     /// shared levels.
     #[test]
     fn scrambled_inserts_and_changes_behave_as_a_btreemap() {
-        let mut map = PersistentMap::new();
+        let mut map: PersistentMap<u32, u32> = PersistentMap::new();
         let mut model = BTreeMap::new();
         let mut snapshots = Vec::new();
         for i in 0..20_000u32 {
@@ -732,11 +757,11 @@ mod tests {
     fn ordered_build_leaves_full_nodes() {
         let map: PersistentMap<u32, ()> = (0..100_000).map(|k| (k, ())).collect();
         map.check().unwrap();
-        fn full<K, V>(node: &Node<K, V>, last: bool) -> bool {
+        fn full<K, V>(node: &Node<K, V, ROOM_DEFAULT>, last: bool) -> bool {
             match node {
-                Node::Leaf(entries) => last || entries.len() == NODE_MAX,
+                Node::Leaf(entries) => last || entries.len() == ROOM_DEFAULT - 1,
                 Node::Branch(branch) => {
-                    (last || branch.children.len() == NODE_MAX)
+                    (last || branch.children.len() == ROOM_DEFAULT - 1)
                         && branch
                             .children
                             .iter()

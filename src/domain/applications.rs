@@ -32,13 +32,25 @@ use std::fmt;
 use std::ops::{Bound, Index, RangeBounds};
 use std::sync::{Arc, Mutex, OnceLock, PoisonError};
 
+/// Room in the nodes of [`Applications`]' persistent map: at most 16
+/// applications per leaf, where the log's indexes keep 64. After each
+/// publish the writer copies the leaf of every application a command
+/// changes, and the leaf's copy touches the reference count of each
+/// application in it, each in a block of memory of its own, mostly out of
+/// the cache; the published state's old leaves, once freed, touch them
+/// again. A profile of the in-process writer put 24% of the writer
+/// thread there with leaves of 64 (`docs/BENCHMARKS.md`, twenty-first
+/// session). Lookups walk a deeper tree; a start is not slowed: a
+/// checkpoint's applications are not in this map.
+const APPLICATIONS_ROOM: usize = if cfg!(test) { crate::persistent_map::ROOM_DEFAULT } else { 17 };
+
 #[derive(Clone, Default)]
 pub struct Applications {
     /// A checkpoint's applications, decoded as they are asked for.
     stored: Option<Arc<Stored>>,
     /// Every application added or changed since the checkpoint (all of
     /// them when there was none): it wins over `stored`.
-    changed: PersistentMap<ApplicationId, Arc<Application>>,
+    changed: PersistentMap<ApplicationId, Arc<Application>, APPLICATIONS_ROOM>,
     /// How many of `changed` are not in `stored`.
     added: usize,
 }
