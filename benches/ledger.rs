@@ -117,6 +117,13 @@ fn record(c: &mut Criterion) {
     group.throughput(Throughput::Elements(1));
     group.bench_function("encode an award event (payload)", |b| b.iter(|| codec::encode(&award)));
     group.bench_function("encode + chain-hash its record", |b| b.iter(|| codec::encode_record(&GENESIS_HASH, &body)));
+    let payload = codec::encode(&award);
+    group.bench_function("decode an award event's payload: serde", |b| {
+        b.iter(|| codec::decode::<Event>(&payload).unwrap())
+    });
+    group.bench_function("decode an award event's payload: the reads' fast path", |b| {
+        b.iter(|| fundledger::projections::decode_payload_fast(&payload).unwrap())
+    });
     group.bench_function("decode + check its record", |b| {
         b.iter(|| {
             let decoded = codec::decode_record(&stored).unwrap();

@@ -36,6 +36,13 @@ macro_rules! id_type {
                 validate_id(id, $what).map(|()| $name(CompactString::from(id)))
             }
 
+            /// An id as decoded from stored bytes, not validated again:
+            /// what serde's `Deserialize` (derived) makes of the same text.
+            /// For decoders that must give exactly serde's value.
+            pub(crate) fn from_stored(id: &str) -> Self {
+                $name(CompactString::from(id))
+            }
+
             pub fn as_str(&self) -> &str {
                 &self.0
             }
