@@ -80,8 +80,18 @@ impl<K, V, const ROOM: usize> Clone for PersistentMap<K, V, ROOM> {
     }
 }
 
+impl<K, V, const ROOM: usize> PersistentMap<K, V, ROOM> {
+    /// The rooms this map works with, checked when one is made: at least 5,
+    /// so that a split leaves both halves at least 2 and the depth within
+    /// `DEPTH_MAX`; at most 257, so that a child's place fits the `u8` of
+    /// a path.
+    const ROOM_FITS: () = assert!(ROOM >= 5 && ROOM <= 257, "a persistent map's room is 5 to 257");
+}
+
 impl<K, V, const ROOM: usize> Default for PersistentMap<K, V, ROOM> {
     fn default() -> Self {
+        #[allow(clippy::let_unit_value)]
+        let () = Self::ROOM_FITS;
         PersistentMap { root: None, len: 0 }
     }
 }
@@ -645,12 +655,13 @@ mod tests {
     proptest! {
         #![proptest_config(ProptestConfig::with_cases(256))]
 
-        /// With the unit tests' nodes of 4, and of 7 (an odd size splits
-        /// unevenly).
+        /// With the unit tests' nodes of 4, of 7 (an odd size splits
+        /// unevenly), and of 16 (the applications').
         #[test]
         fn behaves_as_a_btreemap(ops in proptest::collection::vec(op(), 1..200)) {
             behaves_as_a_btreemap_with(&ops, PersistentMap::<_, _, ROOM_DEFAULT>::new())?;
             behaves_as_a_btreemap_with(&ops, PersistentMap::<_, _, 8>::new())?;
+            behaves_as_a_btreemap_with(&ops, PersistentMap::<_, _, 17>::new())?;
         }
 
         /// Ranges, from both ends and interleaved, yield what a
