@@ -712,13 +712,8 @@ fn event_key(seq: u64) -> [u8; 9] {
 /// event's payload.
 fn decode_scanned(record: &[u8]) -> anyhow::Result<()> {
     let decoded = codec::decode_record(record)?;
-    // As the log's reads decode: their fast path, or serde where it leaves
-    // the payload to serde.
-    let payload = &decoded.body.payload;
-    let _event: Event = match fundledger::projections::decode_payload_fast(payload) {
-        Some(event) => event,
-        None => codec::decode(payload)?,
-    };
+    // As the log's reads decode it.
+    let _event: Event = fundledger::projections::decode_payload(&decoded.body.payload)?;
     Ok(())
 }
 

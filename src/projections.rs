@@ -549,8 +549,18 @@ pub enum Loaded {
     Replayed { reason: &'static str },
 }
 
-/// The fast path of [`decode_event`] alone, for the benchmarks: `None`
-/// where it leaves the payload to serde.
+/// An event's payload, as every read decodes it: by the fast path
+/// (`projections/event_decoder.rs`), or by serde where that declines
+/// (serde then gives the value or the error).
+pub fn decode_payload(payload: &[u8]) -> Result<Event, codec::CodecError> {
+    match event_decoder::decode(payload) {
+        Some(event) => Ok(event),
+        None => codec::decode(payload),
+    }
+}
+
+/// The fast path of [`decode_payload`] alone, for the benchmarks and the
+/// fuzz target: `None` where it leaves the payload to serde.
 #[doc(hidden)]
 pub fn decode_payload_fast(payload: &[u8]) -> Option<Event> {
     event_decoder::decode(payload)
@@ -567,12 +577,7 @@ fn decode_body_event(body: &RecordBodyRef) -> Result<Event, LogError> {
     if body.schema_version != crate::domain::EVENT_SCHEMA_VERSION {
         return Err(corrupt(format!("unknown schema version {}", body.schema_version)));
     }
-    // The fast path, or serde where it cannot say (it then gives the value
-    // or the error).
-    let event = match event_decoder::decode(body.payload) {
-        Some(event) => event,
-        None => codec::decode::<Event>(body.payload).map_err(|e| corrupt(e.to_string()))?,
-    };
+    let event = decode_payload(body.payload).map_err(|e| corrupt(e.to_string()))?;
     if event.type_name() != body.event_type || !event.stream().is(body.stream) {
         return Err(corrupt(format!(
             "payload is a {} of {}, envelope says {} of {}",
