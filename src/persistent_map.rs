@@ -80,18 +80,13 @@ impl<K, V, const ROOM: usize> Clone for PersistentMap<K, V, ROOM> {
     }
 }
 
-impl<K, V, const ROOM: usize> PersistentMap<K, V, ROOM> {
-    /// The rooms this map works with, checked when one is made: at least 5,
-    /// so that a split leaves both halves at least 2 and the depth within
-    /// `DEPTH_MAX`; at most 257, so that a child's place fits the `u8` of
-    /// a path.
-    const ROOM_FITS: () = assert!(ROOM >= 5 && ROOM <= 257, "a persistent map's room is 5 to 257");
-}
-
 impl<K, V, const ROOM: usize> Default for PersistentMap<K, V, ROOM> {
     fn default() -> Self {
-        #[allow(clippy::let_unit_value)]
-        let () = Self::ROOM_FITS;
+        // The rooms this map works with, checked at compile time: at least
+        // 5, so that a split leaves both halves at least 2 and the depth
+        // within `DEPTH_MAX`; at most 257, so that a child's place fits the
+        // `u8` of a path.
+        const { assert!(ROOM >= 5 && ROOM <= 257, "a persistent map's room is 5 to 257") };
         PersistentMap { root: None, len: 0 }
     }
 }
