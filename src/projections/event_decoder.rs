@@ -12,10 +12,10 @@
 //! It is only a fast path: [`decode`] answers `None` for anything it does
 //! not take whole (bytes that end early or run on, a tag or text out of
 //! range, a negative amount, a variant it does not know), and the caller
-//! then decodes with serde, which gives the
-//! value or the error. So what it accepts must be exactly what serde would
-//! make of the same bytes; the tests check that on every variant and on
-//! every cut and one-byte change of their encodings.
+//! (`projections::decode_payload`) then decodes with serde, which gives
+//! the value or the error. So what it accepts must be exactly what serde
+//! would make of the same bytes; the tests check that on every variant
+//! and on every cut and one-byte change of their encodings.
 
 use crate::domain::{
     Amount, Applicant, ApplicationId, Currency, Date, Event, PartnerId, PotKey, PrincipalId, Role, RoundId, Share,
