@@ -872,7 +872,11 @@ async fn grpc_target(args: &Args) -> anyhow::Result<Target> {
     let grant = |principal: String, role: pb::Role| {
         let token = fundledger::api::auth::new_token().expect("randomness");
         let command = pb::GrantAccessRequest {
-            meta: Some(pb::CommandMeta { request_id: format!("grant-{principal}"), expected_version: None }),
+            meta: Some(pb::CommandMeta {
+                request_id: format!("grant-{principal}"),
+                expected_version: None,
+                positions_only: false,
+            }),
             principal_id: principal,
             role: Some(role),
             token_sha256: hex::encode(fundledger::api::auth::token_sha256(&token)),
@@ -910,7 +914,10 @@ async fn submit_all(client: &mut fundledger::api::auth::Client, steps: &[Step], 
         .iter()
         .enumerate()
         .map(|(n, s)| {
-            batch_command(&s.command, pb::CommandMeta { request_id: format!("{prefix}-{n}"), expected_version: None })
+            batch_command(
+                &s.command,
+                pb::CommandMeta { request_id: format!("{prefix}-{n}"), expected_version: None, positions_only: false },
+            )
         })
         .collect();
     let answer =
@@ -972,9 +979,13 @@ async fn grpc_section(report: &mut Report, args: &Args) -> anyhow::Result<()> {
     let target = Arc::new(grpc_target(args).await?);
     report.line(format!(
         "\n## gRPC over loopback\n\n{}, {} s per point, 16 calls per HTTP/2 connection.\n\n\
+         Each command is answered with its events in full; the last three columns are a point after it \
+         whose commands ask for their position only (`CommandMeta.positions_only`), on the ledger the points \
+         before it made larger.\n\n\
          | in flight | RPC limit (health Check) calls/s | commands/s, one per call | p50 ms | p99 ms | p999 ms | ratio to RPC limit | group commit | \
-         CPU µs per health call | CPU µs per command (writer thread · tokio workers · other threads) |\n\
-         |---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
+         CPU µs per health call | CPU µs per command (writer thread · tokio workers · other threads) | \
+         positions only: commands/s | its ratio to RPC limit | its CPU µs per command (writer thread · tokio workers · other threads) |\n\
+         |---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
         if args.server.is_some() {
             "against the given server (the CPU columns are this process's, the client's only)"
         } else {
@@ -998,30 +1009,17 @@ async fn grpc_section(report: &mut Report, args: &Args) -> anyhow::Result<()> {
         })
         .await?;
         let before = target.ledger.as_ref().map(|l| l.writer_counters());
-        let command_target = target.clone();
-        let mut commands = run_point(in_flight, args.seconds, move |n| {
-            let mut workload = WorkloadClient::new(&format!("g{in_flight}-"), n as u64);
-            let client = command_target.client(n, command_target.token_of(workload.kind()));
-            Box::new(move || {
-                let mut client = client.clone();
-                let id = workload.request_id();
-                let command = batch_command(
-                    &workload.next_step().command,
-                    pb::CommandMeta { request_id: id, expected_version: None },
-                );
-                async move {
-                    send_one(&mut client, command).await?;
-                    Ok(1)
-                }
-            })
-        })
-        .await?;
+        let mut commands = one_per_call_point(&target, in_flight, args.seconds, false).await?;
         let batch = target.ledger.as_ref().map(|l| {
             let c = l.writer_counters().since(before.expect("same ledger"));
             format!("{:.1}", c.commands as f64 / c.batches.max(1) as f64)
         });
+        let positions = one_per_call_point(&target, in_flight, args.seconds, true).await?;
         let rpc_rate = per_second(health.calls, health.elapsed);
         let rate = per_second(commands.calls, commands.elapsed);
+        let positions_rate = per_second(positions.calls, positions.elapsed);
+        report.figure(leak(format!("grpc_positions_commands_{in_flight}")), positions_rate);
+        let positions_cpu = positions.cpu.per(positions.calls);
         report.figure(leak(format!("rpc_limit_{in_flight}")), rpc_rate);
         report.figure(leak(format!("grpc_commands_{in_flight}")), rate);
         report.figure(leak(format!("grpc_p99_{in_flight}")), commands.latencies.ms(99.0));
@@ -1031,7 +1029,8 @@ async fn grpc_section(report: &mut Report, args: &Args) -> anyhow::Result<()> {
         report.figure(leak(format!("rpc_cores_{in_flight}")), health.cpu.cores(health.elapsed));
         report.figure(leak(format!("grpc_cores_{in_flight}")), commands.cpu.cores(commands.elapsed));
         report.line(format!(
-            "| {in_flight} | {} | {} | {:.2} | {:.2} | {:.2} | {:.0}% | {} | {:.0} | {:.0} ({:.0} · {:.0} · {:.0}) |",
+            "| {in_flight} | {} | {} | {:.2} | {:.2} | {:.2} | {:.0}% | {} | {:.0} | {:.0} ({:.0} · {:.0} · {:.0}) \
+             | {} | {:.0}% | {:.0} ({:.0} · {:.0} · {:.0}) |",
             thousands(rpc_rate),
             thousands(rate),
             commands.latencies.ms(50.0),
@@ -1044,6 +1043,12 @@ async fn grpc_section(report: &mut Report, args: &Args) -> anyhow::Result<()> {
             command_cpu.writer,
             command_cpu.tokio,
             command_cpu.other(),
+            thousands(positions_rate),
+            100.0 * positions_rate / rpc_rate,
+            positions_cpu.total,
+            positions_cpu.writer,
+            positions_cpu.tokio,
+            positions_cpu.other(),
         ));
     }
     // The batch call, answered in full and then with positions only.
@@ -1080,7 +1085,7 @@ async fn batch_point(
                     let id = workload.request_id();
                     batch_command(
                         &workload.next_step().command,
-                        pb::CommandMeta { request_id: id, expected_version: None },
+                        pb::CommandMeta { request_id: id, expected_version: None, positions_only: false },
                     )
                 })
                 .collect();
@@ -1134,7 +1139,45 @@ async fn batch_point(
     Ok(())
 }
 
-async fn send_one(client: &mut fundledger::api::auth::Client, command: pb::BatchCommand) -> anyhow::Result<()> {
+/// `in_flight` clients sending one command per call, each asking for its
+/// events back or (`positions_only`) only where they are.
+async fn one_per_call_point(
+    target: &Arc<Target>,
+    in_flight: usize,
+    seconds: f64,
+    positions_only: bool,
+) -> anyhow::Result<Point> {
+    let command_target = target.clone();
+    let prefix = if positions_only { format!("gp{in_flight}-") } else { format!("g{in_flight}-") };
+    run_point(in_flight, seconds, move |n| {
+        let mut workload = WorkloadClient::new(&prefix, n as u64);
+        let client = command_target.client(n, command_target.token_of(workload.kind()));
+        Box::new(move || {
+            let mut client = client.clone();
+            let id = workload.request_id();
+            let command = batch_command(
+                &workload.next_step().command,
+                pb::CommandMeta { request_id: id, expected_version: None, positions_only },
+            );
+            async move {
+                let answer = send_one(&mut client, command).await?;
+                anyhow::ensure!(answer.position.is_some(), "an answer without its position: {answer:?}");
+                anyhow::ensure!(
+                    answer.events.is_empty() == positions_only,
+                    "an answer of {} events, positions only {positions_only}",
+                    answer.events.len()
+                );
+                Ok(1)
+            }
+        })
+    })
+    .await
+}
+
+async fn send_one(
+    client: &mut fundledger::api::auth::Client,
+    command: pb::BatchCommand,
+) -> anyhow::Result<pb::CommandResponse> {
     use pb::batch_command::Command as C;
     let answer = match command.command.expect("a command") {
         C::PledgeContribution(r) => client.pledge_contribution(r).await,
@@ -1144,8 +1187,7 @@ async fn send_one(client: &mut fundledger::api::auth::Client, command: pb::Batch
         C::MakePayment(r) => client.make_payment(r).await,
         other => anyhow::bail!("the workload does not send {other:?} one at a time"),
     };
-    answer?;
-    Ok(())
+    Ok(answer?.into_inner())
 }
 
 fn leak(name: String) -> &'static str {
@@ -1345,6 +1387,18 @@ fn summary(report: &mut Report) {
     row("in-process writer / storage limit (same batch size)", ratio(r("writer_commands_per_s"), storage), 0.8, "");
     row("gRPC one per call, 64 in flight / RPC limit at 64", ratio(r("grpc_commands_64"), r("rpc_limit_64")), 0.6, "");
     row("gRPC one per call, 64 in flight / PostgreSQL at 64", ratio(r("grpc_commands_64"), r("postgres_64")), 2.0, "");
+    row(
+        "gRPC one per call, positions only, 64 in flight / RPC limit at 64",
+        ratio(r("grpc_positions_commands_64"), r("rpc_limit_64")),
+        0.6,
+        "",
+    );
+    row(
+        "gRPC one per call, positions only, 64 in flight / PostgreSQL at 64",
+        ratio(r("grpc_positions_commands_64"), r("postgres_64")),
+        2.0,
+        "",
+    );
     for (answer, figure) in
         [("events in full", "grpc_batch_commands"), ("positions only", "grpc_batch_positions_commands")]
     {

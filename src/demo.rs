@@ -304,7 +304,11 @@ fn date(y: i32, m: u8, d: u8) -> time::Date {
 impl Story {
     fn meta(&mut self) -> Option<pb::CommandMeta> {
         self.requests += 1;
-        Some(pb::CommandMeta { request_id: format!("demo-{:05}", self.requests), expected_version: None })
+        Some(pb::CommandMeta {
+            request_id: format!("demo-{:05}", self.requests),
+            expected_version: None,
+            positions_only: false,
+        })
     }
 
     /// Gives `principal` a role and returns a client calling with its token.

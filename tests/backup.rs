@@ -245,8 +245,11 @@ async fn backup_under_load_restores(format: StoreFormat) {
     let dir = tempfile::tempdir().unwrap();
     let (server, cast) = fund_in(format, &dir.path().join("original")).await;
     // A request to retry after the restore: its answer must be the original one.
-    let known =
-        receipt(Some(pb::CommandMeta { request_id: "known-receipt".into(), expected_version: None }), "bzk", "77.70");
+    let known = receipt(
+        Some(pb::CommandMeta { request_id: "known-receipt".into(), expected_version: None, positions_only: false }),
+        "bzk",
+        "77.70",
+    );
     let known_answer = cast.officer().record_receipt(known.clone()).await.unwrap().into_inner();
 
     let acked: AckLog = Arc::default();

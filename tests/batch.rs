@@ -18,7 +18,7 @@ fn batch(steps: &[Step], prefix: &str) -> pb::SubmitCommandsRequest {
         .map(|(n, step)| {
             batch_command(
                 &step.command,
-                pb::CommandMeta { request_id: format!("{prefix}-{n}"), expected_version: None },
+                pb::CommandMeta { request_id: format!("{prefix}-{n}"), expected_version: None, positions_only: false },
             )
         })
         .collect();
@@ -92,7 +92,7 @@ async fn a_batch_is_decided_in_order_and_each_command_has_its_own_outcome() {
         8,
         batch_command(
             &workload::setup().last().unwrap().command,
-            pb::CommandMeta { request_id: "cycle-pledge".into(), expected_version: None },
+            pb::CommandMeta { request_id: "cycle-pledge".into(), expected_version: None, positions_only: false },
         ),
     );
     // An award above the amount requested: a business rule.
@@ -269,7 +269,7 @@ async fn a_batch_asking_for_positions_only_is_answered_with_where_its_events_are
     // for positions: the position of the events its own answer gave.
     let mut own = WorkloadClient::of_kind("own", 0, workload::ClientKind::Officer);
     let step = own.next_step();
-    let meta = pb::CommandMeta { request_id: "own-0".into(), expected_version: None };
+    let meta = pb::CommandMeta { request_id: "own-0".into(), expected_version: None, positions_only: false };
     let Some(pb::batch_command::Command::RecordReceipt(receipt)) = batch_command(&step.command, meta.clone()).command
     else {
         panic!("a workload client's first step is a receipt");
@@ -280,5 +280,72 @@ async fn a_batch_asking_for_positions_only_is_answered_with_where_its_events_are
     let position = recorded(&answer.outcomes[0]);
     assert!(position.replayed);
     assert_eq!((position.first_seq, position.event_count as usize), (events[0].seq, events.len()));
+    server.stop().await;
+}
+
+#[tokio::test]
+async fn a_command_asking_for_positions_only_is_answered_with_where_its_events_are() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = TestServer::start(dir.path()).await;
+    let mut officer = workload_fund(&server).await;
+    let mut admin = server.admin();
+
+    // Through its own RPC: no events, only where they are.
+    let mut client = WorkloadClient::of_kind("one", 0, workload::ClientKind::Officer);
+    let step = client.next_step();
+    let meta = pb::CommandMeta { request_id: "one-0".into(), expected_version: None, positions_only: true };
+    let Some(pb::batch_command::Command::RecordReceipt(mut receipt)) = batch_command(&step.command, meta).command
+    else {
+        panic!("a workload client's first step is a receipt");
+    };
+    let head_before = head(&mut admin).await;
+    let answer = officer.record_receipt(receipt.clone()).await.unwrap().into_inner();
+    assert!(answer.events.is_empty(), "{answer:?}");
+    assert!(!answer.replayed);
+    let position = pb::RecordedPosition { first_seq: head_before + 1, event_count: 1, replayed: false };
+    assert_eq!(answer.position, Some(position));
+    assert_eq!(head(&mut admin).await, head_before + 1);
+
+    // The answer's form is not part of the request: retried in full, it is
+    // the same request, answered with the original event where the first
+    // answer said it was.
+    receipt.meta.as_mut().unwrap().positions_only = false;
+    let again = officer.record_receipt(receipt.clone()).await.unwrap().into_inner();
+    assert!(again.replayed);
+    assert_eq!(
+        again.events.iter().map(|e| (e.seq, e.request_id.as_str())).collect::<Vec<_>>(),
+        [(head_before + 1, "one-0")]
+    );
+    assert_eq!(again.position, Some(pb::RecordedPosition { replayed: true, ..position }));
+    // A different request under the same id is refused whatever the form.
+    receipt.bank_reference.push_str("-other");
+    receipt.meta.as_mut().unwrap().positions_only = true;
+    assert_eq!(officer.record_receipt(receipt).await.unwrap_err().code(), Code::AlreadyExists);
+    assert_eq!(head(&mut admin).await, head_before + 1, "the retries recorded nothing");
+
+    // In a batch answered in full, the command whose meta asks for
+    // positions only is answered `recorded`; the others carry their events
+    // and their position.
+    let steps: Vec<Step> = (0..4).map(|_| client.next_step()).collect();
+    let commands = steps
+        .iter()
+        .enumerate()
+        .map(|(n, step)| {
+            let meta =
+                pb::CommandMeta { request_id: format!("mixed-{n}"), expected_version: None, positions_only: n == 1 };
+            batch_command(&step.command, meta)
+        })
+        .collect();
+    let answer = officer.submit_commands(pb::SubmitCommandsRequest { commands, positions_only: false }).await.unwrap();
+    let outcomes = answer.into_inner().outcomes;
+    let first = head_before + 2;
+    assert_eq!(recorded(&outcomes[1]), &pb::RecordedPosition { first_seq: first + 1, event_count: 1, replayed: false });
+    for n in [0, 2, 3] {
+        let response = accepted(&outcomes[n]);
+        let seq = first + n as u64;
+        assert_eq!(response.events.iter().map(|e| e.seq).collect::<Vec<_>>(), [seq], "command {n}");
+        assert_eq!(response.position, Some(pb::RecordedPosition { first_seq: seq, event_count: 1, replayed: false }));
+    }
+    assert_eq!(head(&mut admin).await, first + 3);
     server.stop().await;
 }

@@ -268,7 +268,7 @@ async fn errors_carry_the_right_status_and_change_nothing() {
 
     // ALREADY_EXISTS: same request id, different request.
     let mut first = submit("app-3", "1000.00");
-    first.meta = Some(pb::CommandMeta { request_id: "fixed-id".into(), expected_version: None });
+    first.meta = Some(pb::CommandMeta { request_id: "fixed-id".into(), expected_version: None, positions_only: false });
     c.submit_application(first.clone()).await.unwrap();
     let retry = c.submit_application(first.clone()).await.unwrap().into_inner();
     assert!(retry.replayed);
@@ -279,7 +279,11 @@ async fn errors_carry_the_right_status_and_change_nothing() {
 
     // ABORTED: a wrong expected version.
     let mut award = pb::AwardGrantRequest {
-        meta: Some(pb::CommandMeta { request_id: "award-app-2".into(), expected_version: Some(0) }),
+        meta: Some(pb::CommandMeta {
+            request_id: "award-app-2".into(),
+            expected_version: Some(0),
+            positions_only: false,
+        }),
         application_id: "app-2".into(),
         amount: eur("100.00"),
         reason: "ok".into(),
@@ -301,7 +305,8 @@ async fn errors_carry_the_right_status_and_change_nothing() {
     assert_eq!(after, head + 1, "only app-3 was recorded");
 
     // The right expected version goes through.
-    award.meta = Some(pb::CommandMeta { request_id: "award-app-2b".into(), expected_version: Some(1) });
+    award.meta =
+        Some(pb::CommandMeta { request_id: "award-app-2b".into(), expected_version: Some(1), positions_only: false });
     c.award_grant(award).await.unwrap();
     server.stop().await;
 }

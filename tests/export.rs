@@ -722,7 +722,7 @@ async fn an_export_of_a_ledger_without_a_fund_or_grants_is_refused_with_a_reason
 
     cast.admin()
         .open_fund(pb::OpenFundRequest {
-            meta: Some(pb::CommandMeta { request_id: "open".into(), expected_version: None }),
+            meta: Some(pb::CommandMeta { request_id: "open".into(), expected_version: None, positions_only: false }),
             name: "F".into(),
             currency: "EUR".into(),
             minor_units: 2,

@@ -529,7 +529,7 @@ async fn health(server: &TestServer, service: &str) -> i32 {
 
 fn grpc_pledge(id: &str, amount: &str) -> pb::PledgeContributionRequest {
     pb::PledgeContributionRequest {
-        meta: Some(pb::CommandMeta { request_id: id.into(), expected_version: None }),
+        meta: Some(pb::CommandMeta { request_id: id.into(), expected_version: None, positions_only: false }),
         partner_id: "porticus".into(),
         amount: Some(pb::Money { value: amount.into(), currency: "EUR".into() }),
         earmark_round_id: None,

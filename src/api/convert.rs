@@ -181,6 +181,10 @@ pub struct ParsedCommand {
     pub command: Command,
     pub request_id: String,
     pub expected_version: Option<u64>,
+    /// The caller asked to be answered only where the events are
+    /// (`CommandMeta.positions_only`): the answer's form, not part of the
+    /// request the ledger records.
+    pub positions_only: bool,
 }
 
 /// A command request message: it turns into a domain command.
@@ -197,7 +201,12 @@ fn with_meta(meta: Option<pb::CommandMeta>, command: Command) -> Result<ParsedCo
     if meta.request_id.is_empty() {
         return Err(invalid("meta.request_id", "is required: a client-generated idempotency key such as a UUID"));
     }
-    Ok(ParsedCommand { command, request_id: meta.request_id, expected_version: meta.expected_version })
+    Ok(ParsedCommand {
+        command,
+        request_id: meta.request_id,
+        expected_version: meta.expected_version,
+        positions_only: meta.positions_only,
+    })
 }
 
 pub fn partner_id(field: &'static str, text: &str) -> Result<PartnerId, ConvertError> {
@@ -1430,7 +1439,7 @@ mod tests {
     use super::*;
 
     fn meta() -> Option<pb::CommandMeta> {
-        Some(pb::CommandMeta { request_id: "req-1".into(), expected_version: Some(3) })
+        Some(pb::CommandMeta { request_id: "req-1".into(), expected_version: Some(3), positions_only: false })
     }
 
     fn eur(value: &str) -> Option<pb::Money> {
@@ -1460,6 +1469,7 @@ mod tests {
         let parsed = pledge("porticus", "12500.00", Some("2023-1"), "2023-02-01").into_command().unwrap();
         assert_eq!(parsed.request_id, "req-1");
         assert_eq!(parsed.expected_version, Some(3));
+        assert!(!parsed.positions_only);
         assert_eq!(
             parsed.command,
             Command::PledgeContribution {
@@ -1469,6 +1479,16 @@ mod tests {
                 pledged_on: Date::parse("2023-02-01").unwrap(),
             }
         );
+    }
+
+    #[test]
+    fn the_answer_asked_for_is_carried_beside_the_command() {
+        let mut request = pledge("porticus", "12500.00", None, "2023-02-01");
+        request.meta.as_mut().unwrap().positions_only = true;
+        let parsed = request.into_command().unwrap();
+        assert!(parsed.positions_only);
+        let plain = pledge("porticus", "12500.00", None, "2023-02-01").into_command().unwrap();
+        assert_eq!(parsed.command, plain.command, "the answer's form is not part of the command");
     }
 
     #[test]
@@ -1490,7 +1510,7 @@ mod tests {
         check_err(pledge("porticus", &"9".repeat(35), None, "2023-02-01"), "amount", "exceeds");
         check_err(pb::PledgeContributionRequest { amount: None, ..ok() }, "amount", "required");
         check_err(pb::PledgeContributionRequest { meta: None, ..ok() }, "meta", "request_id");
-        let no_id = Some(pb::CommandMeta { request_id: String::new(), expected_version: None });
+        let no_id = Some(pb::CommandMeta { request_id: String::new(), expected_version: None, positions_only: false });
         check_err(pb::PledgeContributionRequest { meta: no_id, ..ok() }, "meta.request_id", "required");
     }
 

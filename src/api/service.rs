@@ -64,10 +64,9 @@ impl LedgerService {
     /// Parses, submits and answers one command.
     async fn execute(&self, request: Request<impl IntoCommand>) -> Result<Response<pb::CommandResponse>, Status> {
         let actor = authenticate(&self.ledger, &request)?;
-        let request = command_request(request.into_inner(), &actor)?;
+        let (request, answer) = command_request(request.into_inner(), &actor)?;
         let outcome = self.ledger.submit(request).await.map_err(|e| command_status(&e))?;
-        let events = events_out(&self.ledger, &outcome.events)?;
-        Ok(Response::new(pb::CommandResponse { events, replayed: outcome.replayed }))
+        Ok(Response::new(command_response(&self.ledger, &outcome, answer)?))
     }
 
     /// Parses, submits and answers a batch of commands, each with its own
@@ -87,28 +86,34 @@ impl LedgerService {
         }
         let mut refused: Vec<Option<Status>> = Vec::with_capacity(commands.len());
         let mut requests = Vec::with_capacity(commands.len());
+        let mut answers_asked = Vec::with_capacity(commands.len());
         for command in commands {
             match command_request(command, &actor) {
                 Err(refusal) => refused.push(Some(refusal)),
-                Ok(request) => {
+                Ok((request, answer)) => {
                     refused.push(None);
                     requests.push(request);
+                    answers_asked.push(if positions_only { Answer::Position } else { answer });
                 }
             }
         }
-        let mut answers = self.ledger.submit_many(requests).await.map_err(|e| command_status(&e))?.into_iter();
+        let mut answers =
+            self.ledger.submit_many(requests).await.map_err(|e| command_status(&e))?.into_iter().zip(answers_asked);
         let mut outcomes = Vec::with_capacity(refused.len());
         for refusal in refused {
-            let outcome = match refusal.map(Err).unwrap_or_else(|| {
-                let answer = answers.next().expect("one answer per submitted command");
-                answer.map_err(|e| command_status(&e))
-            }) {
-                Ok(outcome) if positions_only => pb::command_outcome::Outcome::Recorded(position_of(&outcome)?),
-                Ok(outcome) => pb::command_outcome::Outcome::Accepted(pb::CommandResponse {
-                    events: events_out(&self.ledger, &outcome.events)?,
-                    replayed: outcome.replayed,
-                }),
-                Err(status) => pb::command_outcome::Outcome::Refused(refusal_of(&status)),
+            let (result, asked) = match refusal {
+                Some(status) => (Err(status), Answer::Events),
+                None => {
+                    let (result, asked) = answers.next().expect("one answer per submitted command");
+                    (result.map_err(|e| command_status(&e)), asked)
+                }
+            };
+            let outcome = match (result, asked) {
+                (Ok(outcome), Answer::Position) => pb::command_outcome::Outcome::Recorded(position_of(&outcome)?),
+                (Ok(outcome), Answer::Events) => {
+                    pb::command_outcome::Outcome::Accepted(command_response(&self.ledger, &outcome, Answer::Events)?)
+                }
+                (Err(status), _) => pb::command_outcome::Outcome::Refused(refusal_of(&status)),
             };
             outcomes.push(pb::CommandOutcome { outcome: Some(outcome) });
         }
@@ -153,17 +158,35 @@ impl LedgerService {
 /// send is refused here, before it takes a place in the queue or learns
 /// anything (a stream's version, a request id's use); `decide` checks the
 /// same rule again, authoritatively.
-fn command_request(message: impl IntoCommand, actor: &Actor) -> Result<CommandRequest, Status> {
+fn command_request(message: impl IntoCommand, actor: &Actor) -> Result<(CommandRequest, Answer), Status> {
     let parsed = message.into_command().map_err(|e| invalid_field(&e))?;
     if !crate::domain::access::may_send(&actor.role, &parsed.command) {
         return Err(permission_denied(actor, parsed.command.name()));
     }
-    Ok(CommandRequest {
+    let request = CommandRequest {
         command: parsed.command,
         request_id: parsed.request_id,
         expected_version: parsed.expected_version,
         actor: actor.clone(),
-    })
+    };
+    Ok((request, if parsed.positions_only { Answer::Position } else { Answer::Events }))
+}
+
+/// What an accepted command is answered: its events and where they are,
+/// or (`CommandMeta.positions_only`) only where they are.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Answer {
+    Events,
+    Position,
+}
+
+/// The answer to an accepted command, in the form the caller asked for.
+fn command_response(ledger: &Ledger, outcome: &CommandOutcome, answer: Answer) -> Result<pb::CommandResponse, Status> {
+    let events = match answer {
+        Answer::Events => events_out(ledger, &outcome.events)?,
+        Answer::Position => Vec::new(),
+    };
+    Ok(pb::CommandResponse { events, replayed: outcome.replayed, position: Some(position_of(outcome)?) })
 }
 
 // ------------------------------------------------------------------ statuses

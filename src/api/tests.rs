@@ -99,7 +99,7 @@ impl Fixture {
 }
 
 fn meta(request_id: &str) -> Option<pb::CommandMeta> {
-    Some(pb::CommandMeta { request_id: request_id.into(), expected_version: None })
+    Some(pb::CommandMeta { request_id: request_id.into(), expected_version: None, positions_only: false })
 }
 
 fn eur(value: &str) -> Option<pb::Money> {

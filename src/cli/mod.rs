@@ -131,6 +131,7 @@ impl Meta {
         Some(pb::CommandMeta {
             request_id: self.request_id.clone().unwrap_or_else(|| uuid::Uuid::new_v4().to_string()),
             expected_version: self.expected_version,
+            positions_only: false,
         })
     }
     fn money(&self, value: &str) -> Option<pb::Money> {

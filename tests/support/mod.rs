@@ -61,7 +61,7 @@ pub fn request_id(prefix: &str) -> String {
 }
 
 pub fn meta(prefix: &str) -> Option<pb::CommandMeta> {
-    Some(pb::CommandMeta { request_id: request_id(prefix), expected_version: None })
+    Some(pb::CommandMeta { request_id: request_id(prefix), expected_version: None, positions_only: false })
 }
 
 /// The tests' usual application, Bewonersgroep Punda's dialogue tables in

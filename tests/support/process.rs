@@ -189,5 +189,5 @@ fn listening_address(line: &str) -> Option<String> {
 
 /// The metadata `meta` of a command with request id `id`.
 pub fn meta(id: &str) -> Option<pb::CommandMeta> {
-    Some(pb::CommandMeta { request_id: id.into(), expected_version: None })
+    Some(pb::CommandMeta { request_id: id.into(), expected_version: None, positions_only: false })
 }
