@@ -236,6 +236,17 @@ fn with_amount(body: &RecordBody, minor: i64) -> RecordBody {
     RecordBody { payload: codec::encode(&event), ..body.clone() }
 }
 
+/// The body with the receipt's amount made negative, bytes that `decide`
+/// never records (`Amount` cannot hold one, so they are patched in).
+fn with_negative_amount(body: &RecordBody) -> RecordBody {
+    let event: Event = codec::decode(&body.payload).unwrap();
+    let Event::ContributionReceived { amount, .. } = &event else { panic!("not a receipt: {event:?}") };
+    let mut payload = body.payload.clone();
+    let at = payload.windows(8).position(|w| w == amount.minor().to_le_bytes()).expect("the amount's bytes");
+    payload[at..at + 8].copy_from_slice(&(-amount.minor()).to_le_bytes());
+    RecordBody { payload, ..body.clone() }
+}
+
 /// The request fingerprint event `seq`'s record carries (record format 2,
 /// stored format v3), if any.
 fn fingerprint(db: &sled::Db, seq: u64) -> Option<Hash> {
@@ -357,6 +368,14 @@ fn tampering_is_detected_at_the_first_broken_event() {
             },
             EVENTS,
             "projections_rewritten",
+        ),
+        (
+            "a negative amount, the chain re-hashed",
+            |db| {
+                rewrite_from(db, 4, with_negative_amount);
+            },
+            4,
+            "payload_mismatch",
         ),
         (
             "a re-hashed receipt that the history cannot hold",

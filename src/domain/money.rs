@@ -21,9 +21,27 @@ pub const FUND_PLEDGED_MAJOR_MAX: i64 = 1_000_000_000_000;
 /// The most minor units a currency may have (4 covers every ISO 4217 currency).
 pub const MINOR_UNITS_MAX: u8 = 4;
 
-/// An amount in minor units of the fund's currency. Never negative.
+/// An amount in minor units of the fund's currency. Never negative: not
+/// even as stored, since decoding one refuses a negative value
+/// ([`NegativeAmount`]) instead of handing the fold an amount that breaks
+/// its sums. Stored as its `i64`.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[serde(try_from = "i64")]
 pub struct Amount(i64);
+
+/// Why stored bytes are not an [`Amount`]: `decide` never records a
+/// negative one, so such bytes were written by something else.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+#[error("a stored amount of {0} minor units is negative; amounts are never negative")]
+pub struct NegativeAmount(pub i64);
+
+impl TryFrom<i64> for Amount {
+    type Error = NegativeAmount;
+
+    fn try_from(minor: i64) -> Result<Amount, NegativeAmount> {
+        Amount::from_minor(minor).ok_or(NegativeAmount(minor))
+    }
+}
 
 impl Amount {
     pub const ZERO: Amount = Amount(0);

@@ -13,7 +13,8 @@
 //! not take whole (bytes that end early or run on, a tag or text out of
 //! range, a negative amount, a variant it does not know), and the caller
 //! (`projections::decode_payload`) then decodes with serde, which gives
-//! the value or the error. So what it accepts must be exactly what serde
+//! the value or the error (a negative amount is serde's error too:
+//! `Amount` refuses one when decoded). So what it accepts must be exactly what serde
 //! would make of the same bytes; the tests check that on every variant
 //! and on every cut and one-byte change of their encodings.
 
@@ -468,5 +469,54 @@ mod tests {
         }
         // Most one-byte changes inside texts and amounts still decode.
         assert!(accepted > 1000, "only {accepted} accepted: the comparison proves little");
+    }
+
+    /// A negative amount in stored bytes (which `decide` never records) is
+    /// refused by both paths, with the reason, in every amount an event
+    /// carries.
+    #[test]
+    fn a_negative_stored_amount_is_refused() {
+        let marker = 0x0123_4567_89ab_cdef_i64;
+        let amount = Amount::from_minor(marker).expect("a valid amount");
+        let shares = |n: usize| {
+            (0..n)
+                .map(|_| Share { pot: PotKey { partner: id(PartnerId::new, "bzk"), earmark: None }, amount })
+                .collect::<Vec<_>>()
+        };
+        let date = Date::from_days_since_epoch(19_876);
+        let application = id(ApplicationId::new, "app-1");
+        let events = [
+            Event::ContributionReceived {
+                pot: PotKey { partner: id(PartnerId::new, "bzk"), earmark: None },
+                amount,
+                value_date: date,
+                bank_reference: "NL-1".into(),
+            },
+            Event::GrantAwarded {
+                application: application.clone(),
+                amount,
+                attribution: shares(3),
+                reason: "fits".into(),
+                decided_by: "officer".into(),
+                decided_on: date,
+            },
+        ];
+        let mut cases = 0;
+        for event in events {
+            let bytes = codec::encode(&event);
+            assert!(super::super::decode_payload(&bytes).is_ok());
+            let at: Vec<usize> = (0..=bytes.len() - 8).filter(|&i| bytes[i..i + 8] == marker.to_le_bytes()).collect();
+            assert!(!at.is_empty(), "{}: the amount is not where it was looked for", event.type_name());
+            for i in at {
+                let mut negative = bytes.clone();
+                negative[i..i + 8].copy_from_slice(&(-marker).to_le_bytes());
+                assert_eq!(decode(&negative), None, "{} at {i}", event.type_name());
+                let error = super::super::decode_payload(&negative).expect_err("a negative amount").to_string();
+                assert!(error.contains("negative"), "{}: {error}", event.type_name());
+                cases += 1;
+            }
+        }
+        // The receipt's amount, the award's and its three shares'.
+        assert_eq!(cases, 5);
     }
 }
