@@ -23,6 +23,7 @@ use crate::domain::state::{
 };
 use crate::domain::{Applicant, Command, Role, StreamId};
 use crate::ledger::{AsOf, EventFilter, Position, RecordedEvent, StreamSelector};
+use crate::log::codec::{Hash, HASH_BYTES};
 use crate::projections::Projections;
 use std::collections::BTreeMap;
 use std::collections::BTreeSet;
@@ -1084,10 +1085,19 @@ pub fn recorded_event(currency: &Currency, recorded: &RecordedEvent) -> pb::Reco
         recorded_at: Some(timestamp(envelope.recorded_at_micros)),
         actor: envelope.actor.clone(),
         request_id: envelope.request_id.clone(),
-        prev_hash: hex::encode(envelope.prev_hash),
-        hash: hex::encode(envelope.hash),
+        prev_hash: hash_text(&envelope.prev_hash),
+        hash: hash_text(&envelope.hash),
         payload: Some(event_payload(currency, &recorded.event)),
     }
+}
+
+/// A hash as 64 lowercase hex digits. Through a table into a buffer:
+/// `hex::encode` pushes one `char` at a time, and every event of an answer
+/// in full carries two hashes.
+fn hash_text(hash: &Hash) -> String {
+    let mut text = [0u8; 2 * HASH_BYTES];
+    hex::encode_to_slice(hash, &mut text).expect("twice the hash's bytes");
+    String::from_utf8(text.to_vec()).expect("hex digits are ASCII")
 }
 
 /// A recording time in microseconds since the Unix epoch, as a timestamp.

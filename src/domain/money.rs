@@ -158,8 +158,27 @@ impl Currency {
     }
 
     /// The amount as exact decimal text with all minor digits: `12500.00`.
+    /// Written digit by digit (every answer in full formats each amount
+    /// and share it carries): the same text as a `Decimal` of that scale
+    /// writes, in a fraction of its time.
     pub fn plain(&self, amount: Amount) -> String {
-        Decimal::new(amount.minor(), u32::from(self.minor_units)).to_string()
+        let minor_units = usize::from(self.minor_units);
+        let mut rest = amount.minor().unsigned_abs();
+        // An i64's 19 digits and the point.
+        let mut text = [0u8; 24];
+        let mut at = text.len();
+        let mut digits = 0;
+        while rest > 0 || digits <= minor_units {
+            if digits == minor_units && minor_units > 0 {
+                at -= 1;
+                text[at] = b'.';
+            }
+            at -= 1;
+            text[at] = b'0' + u8::try_from(rest % 10).expect("a digit");
+            rest /= 10;
+            digits += 1;
+        }
+        String::from_utf8(text[at..].to_vec()).expect("ASCII digits and a point")
     }
 
     /// A signed figure as exact decimal text with all minor digits:
@@ -325,5 +344,33 @@ impl fmt::Display for Amount {
     /// Minor units; use [`Currency::display`] for people.
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(f, "{} minor units", self.0)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// `plain` writes what a `Decimal` of the currency's scale writes, for
+    /// every number of minor units and amounts from zero to `i64::MAX`.
+    #[test]
+    fn plain_text_is_the_decimal_text() {
+        let mut amounts: Vec<i64> = (0..=1_200).collect();
+        for power in 0..19 {
+            let p = 10_i64.pow(power);
+            amounts.extend([p - 1, p, p + 1, 5 * p, 9 * p + 7]);
+        }
+        amounts.extend([i64::MAX - 1, i64::MAX, 1_250_000, 2_083_512_17]);
+        for minor_units in 0..=MINOR_UNITS_MAX {
+            let currency = Currency { code: "EUR".into(), minor_units };
+            for &minor in &amounts {
+                let amount = Amount::from_minor(minor).expect("not negative");
+                let expected = Decimal::new(minor, u32::from(minor_units)).to_string();
+                assert_eq!(currency.plain(amount), expected, "{minor} with {minor_units} minor units");
+            }
+        }
+        assert_eq!(Currency::eur().plain(Amount::from_minor(5).unwrap()), "0.05");
+        assert_eq!(Currency::eur().plain(Amount::ZERO), "0.00");
+        assert_eq!(Currency::none().plain(Amount::from_minor(120).unwrap()), "120");
     }
 }
