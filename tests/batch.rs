@@ -39,6 +39,14 @@ fn refused(outcome: &pb::CommandOutcome) -> &pb::CommandRefusal {
     }
 }
 
+/// A workload client's first step, a receipt, as its own RPC's request.
+fn receipt_of(step: &Step, meta: pb::CommandMeta) -> pb::RecordReceiptRequest {
+    match batch_command(&step.command, meta).command {
+        Some(pb::batch_command::Command::RecordReceipt(receipt)) => receipt,
+        other => panic!("a workload client's first step is a receipt, not {other:?}"),
+    }
+}
+
 async fn head(admin: &mut Client) -> u64 {
     admin.get_fund_summary(pb::GetFundSummaryRequest { as_of: None }).await.unwrap().into_inner().head_seq
 }
@@ -270,10 +278,7 @@ async fn a_batch_asking_for_positions_only_is_answered_with_where_its_events_are
     let mut own = WorkloadClient::of_kind("own", 0, workload::ClientKind::Officer);
     let step = own.next_step();
     let meta = pb::CommandMeta { request_id: "own-0".into(), expected_version: None, positions_only: false };
-    let Some(pb::batch_command::Command::RecordReceipt(receipt)) = batch_command(&step.command, meta.clone()).command
-    else {
-        panic!("a workload client's first step is a receipt");
-    };
+    let receipt = receipt_of(&step, meta.clone());
     let events = officer.record_receipt(receipt).await.unwrap().into_inner().events;
     let retry = pb::SubmitCommandsRequest { commands: vec![batch_command(&step.command, meta)], positions_only: true };
     let answer = officer.submit_commands(retry).await.unwrap().into_inner();
@@ -294,10 +299,7 @@ async fn a_command_asking_for_positions_only_is_answered_with_where_its_events_a
     let mut client = WorkloadClient::of_kind("one", 0, workload::ClientKind::Officer);
     let step = client.next_step();
     let meta = pb::CommandMeta { request_id: "one-0".into(), expected_version: None, positions_only: true };
-    let Some(pb::batch_command::Command::RecordReceipt(mut receipt)) = batch_command(&step.command, meta).command
-    else {
-        panic!("a workload client's first step is a receipt");
-    };
+    let mut receipt = receipt_of(&step, meta);
     let head_before = head(&mut admin).await;
     let answer = officer.record_receipt(receipt.clone()).await.unwrap().into_inner();
     assert!(answer.events.is_empty(), "{answer:?}");

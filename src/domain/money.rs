@@ -360,7 +360,7 @@ mod tests {
             let p = 10_i64.pow(power);
             amounts.extend([p - 1, p, p + 1, 5 * p, 9 * p + 7]);
         }
-        amounts.extend([i64::MAX - 1, i64::MAX, 1_250_000, 2_083_512_17]);
+        amounts.extend([i64::MAX - 1, i64::MAX, 1_250_000, 208_351_217]);
         for minor_units in 0..=MINOR_UNITS_MAX {
             let currency = Currency { code: "EUR".into(), minor_units };
             for &minor in &amounts {
