@@ -164,8 +164,8 @@ impl Currency {
     pub fn plain(&self, amount: Amount) -> String {
         let minor_units = usize::from(self.minor_units);
         let mut rest = amount.minor().unsigned_abs();
-        // An i64's 19 digits and the point.
-        let mut text = [0u8; 24];
+        // An i64's 19 digits, the zeros after the point, and the point.
+        let mut text = vec![0u8; 21 + minor_units];
         let mut at = text.len();
         let mut digits = 0;
         while rest > 0 || digits <= minor_units {
@@ -178,7 +178,8 @@ impl Currency {
             rest /= 10;
             digits += 1;
         }
-        String::from_utf8(text[at..].to_vec()).expect("ASCII digits and a point")
+        text.drain(..at);
+        String::from_utf8(text).expect("ASCII digits and a point")
     }
 
     /// A signed figure as exact decimal text with all minor digits:
@@ -372,5 +373,10 @@ mod tests {
         assert_eq!(Currency::eur().plain(Amount::from_minor(5).unwrap()), "0.05");
         assert_eq!(Currency::eur().plain(Amount::ZERO), "0.00");
         assert_eq!(Currency::none().plain(Amount::from_minor(120).unwrap()), "120");
+        // Whatever a stored currency says, never out of the buffer.
+        let odd = Currency { code: "XXX".into(), minor_units: u8::MAX };
+        let text = odd.plain(Amount::from_minor(i64::MAX).unwrap());
+        assert_eq!(text.len(), 2 + usize::from(u8::MAX), "{text}");
+        assert!(text.starts_with("0.") && text.ends_with(&i64::MAX.to_string()), "{text}");
     }
 }
