@@ -1385,20 +1385,20 @@ fn summary(report: &mut Report) {
     let r = |name: &str| report.get(name);
     let storage = r("storage_per_s_achieved").or(r("storage_per_s_1000"));
     row("in-process writer / storage limit (same batch size)", ratio(r("writer_commands_per_s"), storage), 0.8, "");
-    row("gRPC one per call, 64 in flight / RPC limit at 64", ratio(r("grpc_commands_64"), r("rpc_limit_64")), 0.6, "");
-    row("gRPC one per call, 64 in flight / PostgreSQL at 64", ratio(r("grpc_commands_64"), r("postgres_64")), 2.0, "");
-    row(
-        "gRPC one per call, positions only, 64 in flight / RPC limit at 64",
-        ratio(r("grpc_positions_commands_64"), r("rpc_limit_64")),
-        0.6,
-        "",
-    );
-    row(
-        "gRPC one per call, positions only, 64 in flight / PostgreSQL at 64",
-        ratio(r("grpc_positions_commands_64"), r("postgres_64")),
-        2.0,
-        "",
-    );
+    for (answer, figure) in [("", "grpc_commands_64"), ("positions only, ", "grpc_positions_commands_64")] {
+        row(
+            &format!("gRPC one per call, {answer}64 in flight / RPC limit at 64"),
+            ratio(r(figure), r("rpc_limit_64")),
+            0.6,
+            "",
+        );
+        row(
+            &format!("gRPC one per call, {answer}64 in flight / PostgreSQL at 64"),
+            ratio(r(figure), r("postgres_64")),
+            2.0,
+            "",
+        );
+    }
     for (answer, figure) in
         [("events in full", "grpc_batch_commands"), ("positions only", "grpc_batch_positions_commands")]
     {

@@ -748,7 +748,7 @@ pub fn batch_command(command: &Command, meta: pb::CommandMeta) -> pb::BatchComma
             meta,
             principal_id: principal.to_string(),
             role: Some(role_out(&role)),
-            token_sha256: hex::encode(token_sha256),
+            token_sha256: hash_text(&token_sha256),
         }),
         Command::RevokeAccess { principal, reason } => {
             C::RevokeAccess(pb::RevokeAccessRequest { meta, principal_id: principal.to_string(), reason })
@@ -1039,7 +1039,7 @@ pub fn event_payload(currency: &Currency, event: &Event) -> pb::recorded_event::
         Event::AccessGranted { principal, role, token_sha256 } => Payload::AccessGranted(pb::AccessGranted {
             principal_id: principal.to_string(),
             role: Some(role_out(role)),
-            token_sha256: hex::encode(token_sha256),
+            token_sha256: hash_text(token_sha256),
         }),
         Event::AccessRevoked { principal, reason } => {
             Payload::AccessRevoked(pb::AccessRevoked { principal_id: principal.to_string(), reason: reason.clone() })
@@ -1091,9 +1091,10 @@ pub fn recorded_event(currency: &Currency, recorded: &RecordedEvent) -> pb::Reco
     }
 }
 
-/// A hash as 64 lowercase hex digits. Through a table into a buffer:
-/// `hex::encode` pushes one `char` at a time, and every event of an answer
-/// in full carries two hashes.
+/// A hash (or a token's SHA-256) as 64 lowercase hex digits, for every
+/// message that carries one. Through a table into a buffer: `hex::encode`
+/// pushes one `char` at a time, and every event of an answer in full
+/// carries two hashes.
 fn hash_text(hash: &Hash) -> String {
     let mut text = [0u8; 2 * HASH_BYTES];
     hex::encode_to_slice(hash, &mut text).expect("twice the hash's bytes");
@@ -1183,7 +1184,7 @@ pub fn fund_summary(projections: &Projections) -> Option<pb::GetFundSummaryRespo
         grants: count(grants().count()),
         grants_active: count(grants().filter(|g| g.status == GrantStatus::Active).count()),
         head_seq: projections.head_seq,
-        head_hash: hex::encode(projections.head_hash),
+        head_hash: hash_text(&projections.head_hash),
         head_recorded_at: Some(timestamp(projections.head_recorded_at_micros)),
         position: Some(position(&Position::of(projections), None)),
     })
@@ -1193,7 +1194,7 @@ pub fn fund_summary(projections: &Projections) -> Option<pb::GetFundSummaryRespo
 pub fn position(position: &Position, business_date: Option<Date>) -> pb::Position {
     pb::Position {
         seq: position.seq,
-        hash: hex::encode(position.hash),
+        hash: hash_text(&position.hash),
         recorded_at: Some(timestamp(position.recorded_at_micros)),
         business_date: business_date.map(|d| d.to_string()),
     }
@@ -1279,7 +1280,7 @@ pub fn dated_fund_summary(view: &DatedView, through: &Position) -> Option<pb::Ge
         grants: view.grants,
         grants_active: view.grants_active,
         head_seq: through.seq,
-        head_hash: hex::encode(through.hash),
+        head_hash: hash_text(&through.hash),
         head_recorded_at: Some(timestamp(through.recorded_at_micros)),
         position: Some(position(through, Some(view.date))),
     })

@@ -14,9 +14,9 @@
 //! range, a negative amount, a variant it does not know), and the caller
 //! (`projections::decode_payload`) then decodes with serde, which gives
 //! the value or the error (a negative amount is serde's error too:
-//! `Amount` refuses one when decoded). So what it accepts must be exactly what serde
-//! would make of the same bytes; the tests check that on every variant
-//! and on every cut and one-byte change of their encodings.
+//! `Amount` refuses one when decoded). So what it accepts must be exactly
+//! what serde would make of the same bytes; the tests check that on every
+//! variant and on every cut and one-byte change of their encodings.
 
 use crate::domain::{
     Amount, Applicant, ApplicationId, Currency, Date, Event, PartnerId, PotKey, PrincipalId, Role, RoundId, Share,
@@ -478,24 +478,14 @@ mod tests {
     fn a_negative_stored_amount_is_refused() {
         let marker = 0x0123_4567_89ab_cdef_i64;
         let amount = Amount::from_minor(marker).expect("a valid amount");
-        let shares = |n: usize| {
-            (0..n)
-                .map(|_| Share { pot: PotKey { partner: id(PartnerId::new, "bzk"), earmark: None }, amount })
-                .collect::<Vec<_>>()
-        };
+        let pot = PotKey { partner: id(PartnerId::new, "bzk"), earmark: None };
         let date = Date::from_days_since_epoch(19_876);
-        let application = id(ApplicationId::new, "app-1");
         let events = [
-            Event::ContributionReceived {
-                pot: PotKey { partner: id(PartnerId::new, "bzk"), earmark: None },
-                amount,
-                value_date: date,
-                bank_reference: "NL-1".into(),
-            },
+            Event::ContributionReceived { pot: pot.clone(), amount, value_date: date, bank_reference: "NL-1".into() },
             Event::GrantAwarded {
-                application: application.clone(),
+                application: id(ApplicationId::new, "app-1"),
                 amount,
-                attribution: shares(3),
+                attribution: vec![Share { pot, amount }; 3],
                 reason: "fits".into(),
                 decided_by: "officer".into(),
                 decided_on: date,
@@ -504,14 +494,14 @@ mod tests {
         let mut cases = 0;
         for event in events {
             let bytes = codec::encode(&event);
-            assert!(super::super::decode_payload(&bytes).is_ok());
+            assert!(crate::projections::decode_payload(&bytes).is_ok());
             let at: Vec<usize> = (0..=bytes.len() - 8).filter(|&i| bytes[i..i + 8] == marker.to_le_bytes()).collect();
             assert!(!at.is_empty(), "{}: the amount is not where it was looked for", event.type_name());
             for i in at {
                 let mut negative = bytes.clone();
                 negative[i..i + 8].copy_from_slice(&(-marker).to_le_bytes());
                 assert_eq!(decode(&negative), None, "{} at {i}", event.type_name());
-                let error = super::super::decode_payload(&negative).expect_err("a negative amount").to_string();
+                let error = crate::projections::decode_payload(&negative).expect_err("a negative amount").to_string();
                 assert!(error.contains("negative"), "{}: {error}", event.type_name());
                 cases += 1;
             }
